@@ -1,0 +1,209 @@
+//! Types shared by the kernel-side programs (ebpf/) and userspace (probes/, agent/): map and
+//! program names, map keys and values, global-variable names, and the syscall classification.
+//!
+//! Every struct is `#[repr(C)]` with explicit padding and a compile-time size assertion, so the
+//! kernel and userspace views of a map entry can never drift apart. No `bool`: BPF has no such
+//! type and its layout is not guaranteed across compilers.
+#![no_std]
+
+mod syscall_table;
+pub mod syscalls;
+
+pub use syscalls::{ArgKind, SyscallClass};
+
+/// Names of the BPF programs in the embedded object (the Rust function names in ebpf/).
+pub mod program {
+    pub const SYS_ENTER: &str = "parkscope_sys_enter";
+    pub const SYS_EXIT: &str = "parkscope_sys_exit";
+    pub const SCHED_SWITCH: &str = "parkscope_sched_switch";
+    pub const SCHED_WAKEUP: &str = "parkscope_sched_wakeup";
+}
+
+/// Names of the BPF maps (the Rust static names in ebpf/).
+pub mod map {
+    /// tid -> [`crate::InFlightSyscall`]: the syscall each target thread is in right now.
+    pub const IN_FLIGHT: &str = "IN_FLIGHT";
+    /// [`crate::SyscallStatsKey`] -> [`crate::SyscallStats`]: completed-call histograms.
+    pub const SYSCALL_STATS: &str = "SYSCALL_STATS";
+    /// syscall nr -> [`crate::ArgKind`] as u8, filled by userspace at load.
+    pub const SYSCALL_ARG_KIND: &str = "SYSCALL_ARG_KIND";
+    /// tid -> [`crate::OffCpuStart`]: threads of the target that are off CPU now.
+    pub const OFFCPU_START: &str = "OFFCPU_START";
+    /// tid -> [`crate::LastWake`]: who last woke each target thread.
+    pub const LAST_WAKE: &str = "LAST_WAKE";
+    /// Ring buffer of [`crate::BlockEvent`]: syscalls that blocked at least `BLOCK_EVENT_MIN_NS`.
+    pub const BLOCK_EVENTS: &str = "BLOCK_EVENTS";
+    /// Per-CPU array of u64 counters indexed by [`crate::Counter`].
+    pub const COUNTERS: &str = "COUNTERS";
+}
+
+/// Names of the read-only globals userspace sets with `EbpfLoader::override_global`.
+pub mod global {
+    /// u32: the tgid whose threads are traced; every program returns at once for other tasks.
+    pub const TARGET_TGID: &str = "TARGET_TGID";
+    /// u64: syscalls that last at least this long are streamed as [`crate::BlockEvent`]s.
+    pub const BLOCK_EVENT_MIN_NS: &str = "BLOCK_EVENT_MIN_NS";
+    /// u32: offset of `prev_pid` in the `sched/sched_switch` tracepoint record (from its format file).
+    pub const SWITCH_PREV_PID_OFF: &str = "SWITCH_PREV_PID_OFF";
+    /// u32: offset of `prev_state` in the `sched/sched_switch` record.
+    pub const SWITCH_PREV_STATE_OFF: &str = "SWITCH_PREV_STATE_OFF";
+    /// u32: offset of `next_pid` in the `sched/sched_switch` record.
+    pub const SWITCH_NEXT_PID_OFF: &str = "SWITCH_NEXT_PID_OFF";
+    /// u32: offset of `pid` in the `sched/sched_wakeup` record.
+    pub const WAKEUP_PID_OFF: &str = "WAKEUP_PID_OFF";
+}
+
+/// Capacity of the per-thread maps: more live threads than this in one target and the excess
+/// threads are counted in [`Counter::InFlightFull`] instead of tracked.
+pub const MAX_THREADS: u32 = 32_768;
+/// Capacity of [`map::SYSCALL_STATS`] (an LRU map: the least recently used key is evicted).
+pub const MAX_STATS_KEYS: u32 = 16_384;
+/// Size of [`map::BLOCK_EVENTS`] in bytes (a power of two, as the kernel requires).
+pub const BLOCK_EVENTS_BYTES: u32 = 1 << 20;
+/// Syscall numbers at or above this are not classified (x86_64 uses < 470 today).
+pub const MAX_SYSCALL_NR: u32 = 512;
+/// Number of log2 latency buckets: bucket `i` counts calls lasting `[2^i, 2^(i+1))` ns; the last
+/// bucket is open-ended (2^35 ns is about 34 s).
+pub const HIST_BUCKETS: usize = 36;
+
+/// The syscall a target thread is executing right now, written at sys_enter and removed at
+/// sys_exit. The user registers let userspace unwind the thread's stack later, on demand.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InFlightSyscall {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) at entry.
+    pub enter_ns: u64,
+    /// First argument (an fd or futex address, per [`ArgKind`]).
+    pub arg0: u64,
+    /// User instruction pointer, stack pointer and frame pointer at entry.
+    pub user_ip: u64,
+    pub user_sp: u64,
+    pub user_bp: u64,
+    pub nr: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<InFlightSyscall>() == 48);
+
+/// Key of the completed-syscall histograms: one per thread, syscall and fd (fd is -1 for
+/// syscalls whose first argument is not an fd).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SyscallStatsKey {
+    pub tid: u32,
+    pub nr: u32,
+    pub fd: i32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<SyscallStatsKey>() == 16);
+
+/// Aggregated durations of completed syscalls for one [`SyscallStatsKey`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyscallStats {
+    pub count: u64,
+    pub total_ns: u64,
+    pub max_ns: u64,
+    pub buckets: [u64; HIST_BUCKETS],
+}
+const _: () = assert!(core::mem::size_of::<SyscallStats>() == 24 + 8 * HIST_BUCKETS);
+
+impl Default for SyscallStats {
+    fn default() -> Self {
+        Self { count: 0, total_ns: 0, max_ns: 0, buckets: [0; HIST_BUCKETS] }
+    }
+}
+
+/// Histogram bucket of a duration: floor(log2(ns)), clamped to the last bucket.
+#[inline(always)]
+pub fn hist_bucket(ns: u64) -> usize {
+    if ns == 0 {
+        return 0;
+    }
+    let b = (63 - ns.leading_zeros()) as usize;
+    if b >= HIST_BUCKETS { HIST_BUCKETS - 1 } else { b }
+}
+
+/// A target thread that is off CPU right now: when it left and in what state.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OffCpuStart {
+    pub start_ns: u64,
+    /// `prev_state` at switch-out: 0 = preempted (still runnable), else the sleep state bits.
+    pub prev_state: u64,
+}
+const _: () = assert!(core::mem::size_of::<OffCpuStart>() == 16);
+
+/// Who woke a target thread last, and when.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LastWake {
+    pub wake_ns: u64,
+    /// Thread id of the waker; 0 when the wakeup came from interrupt context or the idle task.
+    pub waker_tid: u32,
+    pub waker_tgid: u32,
+}
+const _: () = assert!(core::mem::size_of::<LastWake>() == 16);
+
+/// Streamed through [`map::BLOCK_EVENTS`] when a syscall returns after blocking for at least
+/// `BLOCK_EVENT_MIN_NS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockEvent {
+    pub enter_ns: u64,
+    pub duration_ns: u64,
+    pub arg0: u64,
+    pub ret: i64,
+    pub tid: u32,
+    pub nr: u32,
+}
+const _: () = assert!(core::mem::size_of::<BlockEvent>() == 40);
+
+/// Indices into [`map::COUNTERS`]: everything the kernel side had to drop or could not match.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// Syscall entries seen for the target.
+    SyscallsEntered = 0,
+    /// Entries that could not be recorded because [`map::IN_FLIGHT`] was full.
+    InFlightFull = 1,
+    /// Exits with no recorded entry (calls that began before attach, or dropped entries).
+    ExitWithoutEntry = 2,
+    /// Histogram updates that failed (map full despite LRU, or allocation failure).
+    StatsUpdateFailed = 3,
+    /// Block events dropped because the ring buffer was full.
+    BlockEventsDropped = 4,
+    /// Switch-outs that could not be recorded because [`map::OFFCPU_START`] was full.
+    OffCpuFull = 5,
+    /// Context switches away from a target thread.
+    SwitchesOut = 6,
+}
+/// Number of [`Counter`] slots.
+pub const COUNTER_SLOTS: u32 = 7;
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are #[repr(C)], contain only integers, and have no implicit padding
+    // (the size assertions above pin their layout).
+    unsafe impl aya::Pod for super::InFlightSyscall {}
+    unsafe impl aya::Pod for super::SyscallStatsKey {}
+    unsafe impl aya::Pod for super::SyscallStats {}
+    unsafe impl aya::Pod for super::OffCpuStart {}
+    unsafe impl aya::Pod for super::LastWake {}
+    unsafe impl aya::Pod for super::BlockEvent {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hist_buckets_are_log2() {
+        assert_eq!(hist_bucket(0), 0);
+        assert_eq!(hist_bucket(1), 0);
+        assert_eq!(hist_bucket(2), 1);
+        assert_eq!(hist_bucket(3), 1);
+        assert_eq!(hist_bucket(1024), 10);
+        assert_eq!(hist_bucket(1_000_000_000), 29);
+        assert_eq!(hist_bucket(u64::MAX), HIST_BUCKETS - 1);
+    }
+}

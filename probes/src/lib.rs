@@ -1,0 +1,7 @@
+//! parkscope's probe layer: everything that observes the target. Kernel probes (the embedded eBPF
+//! object, loaded and attached here), /proc (threads, fds, sockets), and the target's memory
+//! (stack unwinding, symbols) each become typed facts for the agent. Nothing here prints.
+
+pub mod kernel;
+pub mod procfs;
+pub mod stacks;
