@@ -16,7 +16,7 @@ pub mod program {
     pub const SYS_ENTER: &str = "parkscope_sys_enter";
     pub const SYS_EXIT: &str = "parkscope_sys_exit";
     pub const SCHED_SWITCH: &str = "parkscope_sched_switch";
-    pub const SCHED_WAKEUP: &str = "parkscope_sched_wakeup";
+    pub const SCHED_WAKING: &str = "parkscope_sched_waking";
 }
 
 /// Names of the BPF maps (the Rust static names in ebpf/).
@@ -49,8 +49,8 @@ pub mod global {
     pub const SWITCH_PREV_STATE_OFF: &str = "SWITCH_PREV_STATE_OFF";
     /// u32: offset of `next_pid` in the `sched/sched_switch` record.
     pub const SWITCH_NEXT_PID_OFF: &str = "SWITCH_NEXT_PID_OFF";
-    /// u32: offset of `pid` in the `sched/sched_wakeup` record.
-    pub const WAKEUP_PID_OFF: &str = "WAKEUP_PID_OFF";
+    /// u32: offset of `pid` in the `sched/sched_waking` record.
+    pub const WAKING_PID_OFF: &str = "WAKING_PID_OFF";
 }
 
 /// Capacity of the per-thread maps: more live threads than this in one target and the excess

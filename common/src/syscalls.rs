@@ -62,27 +62,52 @@ impl ArgKind {
     }
 }
 
-const READ: &[&str] =
-    &["read", "readv", "pread64", "preadv", "preadv2", "recvfrom", "recvmsg", "recvmmsg"];
+const READ: &[&str] = &["read", "readv", "pread64", "preadv", "preadv2", "recvfrom", "recvmsg", "recvmmsg"];
 const WRITE: &[&str] =
     &["write", "writev", "pwrite64", "pwritev", "pwritev2", "sendto", "sendmsg", "sendmmsg"];
-const POLL: &[&str] =
-    &["epoll_wait", "epoll_pwait", "epoll_pwait2", "poll", "ppoll", "select", "pselect6"];
+const POLL: &[&str] = &["epoll_wait", "epoll_pwait", "epoll_pwait2", "poll", "ppoll", "select", "pselect6"];
 const FUTEX: &[&str] = &["futex", "futex_wait", "futex_waitv"];
 const SLEEP: &[&str] = &["nanosleep", "clock_nanosleep"];
 
 /// Syscalls outside the read/write/poll families whose first argument is still an fd: an fd
 /// shown next to `accept4` or `fsync` is what a person needs to know first.
 const OTHER_FD_FIRST: &[&str] = &[
-    "accept", "accept4", "connect", "shutdown", "bind", "listen", "getsockopt", "setsockopt",
-    "ioctl", "fcntl", "flock", "fsync", "fdatasync", "sync_file_range", "ftruncate", "fallocate",
-    "lseek", "getdents64", "fstat", "newfstatat", "splice", "tee", "sendfile", "close",
-    "epoll_ctl", "signalfd4", "timerfd_settime", "timerfd_gettime", "inotify_add_watch",
-    "copy_file_range", "io_uring_enter", "readahead",
+    "accept",
+    "accept4",
+    "connect",
+    "shutdown",
+    "bind",
+    "listen",
+    "getsockopt",
+    "setsockopt",
+    "ioctl",
+    "fcntl",
+    "flock",
+    "fsync",
+    "fdatasync",
+    "sync_file_range",
+    "ftruncate",
+    "fallocate",
+    "lseek",
+    "getdents64",
+    "fstat",
+    "newfstatat",
+    "splice",
+    "tee",
+    "sendfile",
+    "close",
+    "epoll_ctl",
+    "signalfd4",
+    "timerfd_settime",
+    "timerfd_gettime",
+    "inotify_add_watch",
+    "copy_file_range",
+    "io_uring_enter",
+    "readahead",
 ];
 
 fn contains(list: &[&str], name: &str) -> bool {
-    list.iter().any(|n| *n == name)
+    list.contains(&name)
 }
 
 /// The kernel name of syscall `nr` on x86_64, if it has one.

@@ -1,1 +1,297 @@
-//! placeholder while the module is being written
+//! Kernel probes: loads the embedded eBPF object for one target, attaches only the programs a
+//! command needs, and turns the maps into typed snapshots. Detaching is dropping
+//! [`KernelProbes`]: aya closes the links and the kernel frees the programs and maps.
+
+mod block_events;
+pub mod tracefs;
+
+use std::collections::HashMap;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    programs::{RawTracePoint, TracePoint},
+};
+pub use block_events::BlockEventStream;
+use parkscope_common::{
+    COUNTER_SLOTS, Counter, InFlightSyscall, LastWake, MAX_SYSCALL_NR, OffCpuStart, SyscallStats,
+    SyscallStatsKey, global, map, program, syscalls,
+};
+
+/// What went wrong while loading, attaching or reading probes.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error("not permitted to load eBPF programs: {detail}")]
+    NotPermitted { detail: String },
+    #[error("tracefs unavailable: {reason}")]
+    Tracefs { reason: String },
+    #[error("cannot load the eBPF object: {0}")]
+    Load(#[source] aya::EbpfError),
+    #[error("cannot load or attach {program}: {source}")]
+    Program {
+        program: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("eBPF map {map}: {source}")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("cannot register the ring buffer with the reactor: {0}")]
+    Reactor(#[source] std::io::Error),
+    #[error("eBPF object has no {kind} named {name}")]
+    Missing { kind: &'static str, name: &'static str },
+}
+
+/// Which groups of programs to attach. Each command asks only for what it uses, so the target
+/// (and the rest of the machine) pays for nothing else.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProbeSelection {
+    /// raw_syscalls sys_enter/sys_exit: in-flight calls and per-(thread, syscall, fd) histograms.
+    pub syscalls: bool,
+    /// sched_switch: which threads are off CPU right now and whether they left runnable.
+    pub switches: bool,
+    /// sched_waking (needs `switches`): who last woke each thread.
+    pub wakeups: bool,
+}
+
+/// Load-time settings.
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeConfig {
+    pub tgid: u32,
+    pub selection: ProbeSelection,
+    /// Stream calls that block at least this long; `None` disables the stream.
+    pub block_event_min_ns: Option<u64>,
+}
+
+/// Drop and miss counters from the kernel side, summed over CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelCounters {
+    pub syscalls_entered: u64,
+    pub in_flight_full: u64,
+    pub exit_without_entry: u64,
+    pub stats_update_failed: u64,
+    pub block_events_dropped: u64,
+    pub off_cpu_full: u64,
+    pub switches_out: u64,
+}
+
+impl KernelCounters {
+    /// Events lost for lack of room (as opposed to merely unmatched).
+    pub fn dropped(&self) -> u64 {
+        self.in_flight_full + self.stats_update_failed + self.block_events_dropped + self.off_cpu_full
+    }
+}
+
+/// The loaded and attached probes for one target process.
+pub struct KernelProbes {
+    ebpf: Ebpf,
+    config: ProbeConfig,
+}
+
+impl std::fmt::Debug for KernelProbes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KernelProbes").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// Capabilities needed to load tracing programs: CAP_BPF (39) and CAP_PERFMON (38), or
+/// CAP_SYS_ADMIN (21) which implies both on older kernels.
+fn check_capabilities() -> Result<(), KernelError> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let cap_eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    let has = |bit: u32| cap_eff & (1u64 << bit) != 0;
+    if has(21) || (has(38) && has(39)) {
+        Ok(())
+    } else {
+        Err(KernelError::NotPermitted { detail: "needs CAP_BPF and CAP_PERFMON (or root)".into() })
+    }
+}
+
+/// Maps aya's load errors to NotPermitted when the kernel said EPERM, so the CLI can say so.
+fn is_eperm(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.raw_os_error() == Some(libc::EPERM)
+        {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+impl KernelProbes {
+    /// Loads `object` (the embedded BPF ELF) for `config.tgid` and attaches the selected programs.
+    pub fn load(object: &[u8], config: ProbeConfig) -> Result<Self, KernelError> {
+        check_capabilities()?;
+        let root = tracefs::ensure_mounted()?;
+        let prev_pid = tracefs::field_offset(&root, "sched", "sched_switch", "prev_pid")?;
+        let prev_state = tracefs::field_offset(&root, "sched", "sched_switch", "prev_state")?;
+        let next_pid = tracefs::field_offset(&root, "sched", "sched_switch", "next_pid")?;
+        let waking_pid = tracefs::field_offset(&root, "sched", "sched_waking", "pid")?;
+        let min_ns = config.block_event_min_ns.unwrap_or(u64::MAX);
+
+        let mut ebpf = EbpfLoader::new()
+            .override_global(global::TARGET_TGID, &config.tgid, true)
+            .override_global(global::BLOCK_EVENT_MIN_NS, &min_ns, true)
+            .override_global(global::SWITCH_PREV_PID_OFF, &prev_pid, true)
+            .override_global(global::SWITCH_PREV_STATE_OFF, &prev_state, true)
+            .override_global(global::SWITCH_NEXT_PID_OFF, &next_pid, true)
+            .override_global(global::WAKING_PID_OFF, &waking_pid, true)
+            .load(object)
+            .map_err(|e| {
+                if is_eperm(&e) {
+                    KernelError::NotPermitted { detail: format!("the kernel refused: {e}") }
+                } else {
+                    KernelError::Load(e)
+                }
+            })?;
+
+        fill_arg_kinds(&mut ebpf)?;
+        let mut probes = KernelProbes { ebpf, config };
+        if config.selection.syscalls {
+            probes.attach_raw(program::SYS_ENTER, "sys_enter")?;
+            probes.attach_raw(program::SYS_EXIT, "sys_exit")?;
+        }
+        if config.selection.switches || config.selection.wakeups {
+            probes.attach_tp(program::SCHED_SWITCH, "sched", "sched_switch")?;
+        }
+        if config.selection.wakeups {
+            probes.attach_tp(program::SCHED_WAKING, "sched", "sched_waking")?;
+        }
+        Ok(probes)
+    }
+
+    fn attach_raw(&mut self, name: &'static str, tp: &str) -> Result<(), KernelError> {
+        let prog: &mut RawTracePoint = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(KernelError::Missing { kind: "program", name })?
+            .try_into()
+            .map_err(|source| KernelError::Program { program: name, source })?;
+        prog.load().map_err(|source| KernelError::Program { program: name, source })?;
+        prog.attach(tp).map_err(|source| KernelError::Program { program: name, source })?;
+        Ok(())
+    }
+
+    fn attach_tp(&mut self, name: &'static str, category: &str, tp: &str) -> Result<(), KernelError> {
+        let prog: &mut TracePoint = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(KernelError::Missing { kind: "program", name })?
+            .try_into()
+            .map_err(|source| KernelError::Program { program: name, source })?;
+        prog.load().map_err(|source| KernelError::Program { program: name, source })?;
+        prog.attach(category, tp).map_err(|source| KernelError::Program { program: name, source })?;
+        Ok(())
+    }
+
+    pub fn config(&self) -> &ProbeConfig {
+        &self.config
+    }
+
+    fn hash_map<K: aya::Pod, V: aya::Pod>(
+        &self,
+        name: &'static str,
+    ) -> Result<BpfHashMap<&MapData, K, V>, KernelError> {
+        let m = self.ebpf.map(name).ok_or(KernelError::Missing { kind: "map", name })?;
+        BpfHashMap::try_from(m).map_err(|source| KernelError::Map { map: name, source })
+    }
+
+    /// Drains a hash map into a std map. Entries that vanish mid-iteration (a call returning
+    /// while we read) are skipped: they are no longer true anyway.
+    fn read_hash<K: aya::Pod + Eq + std::hash::Hash, V: aya::Pod>(
+        &self,
+        name: &'static str,
+    ) -> Result<HashMap<K, V>, KernelError> {
+        let m = self.hash_map::<K, V>(name)?;
+        Ok(m.iter().filter_map(Result::ok).collect())
+    }
+
+    /// The syscall each target thread is in right now (threads that entered it after attach).
+    pub fn in_flight(&self) -> Result<HashMap<u32, InFlightSyscall>, KernelError> {
+        self.read_hash(map::IN_FLIGHT)
+    }
+
+    /// Completed-call histograms per (thread, syscall, fd) since attach.
+    pub fn syscall_stats(&self) -> Result<HashMap<SyscallStatsKey, SyscallStats>, KernelError> {
+        self.read_hash(map::SYSCALL_STATS)
+    }
+
+    /// Target threads off CPU right now, with the time and state they left in.
+    pub fn off_cpu(&self) -> Result<HashMap<u32, OffCpuStart>, KernelError> {
+        self.read_hash(map::OFFCPU_START)
+    }
+
+    /// Who last woke each target thread since attach.
+    pub fn last_wakes(&self) -> Result<HashMap<u32, LastWake>, KernelError> {
+        self.read_hash(map::LAST_WAKE)
+    }
+
+    /// Kernel-side counters, summed over CPUs.
+    pub fn counters(&self) -> Result<KernelCounters, KernelError> {
+        let name = map::COUNTERS;
+        let m = self.ebpf.map(name).ok_or(KernelError::Missing { kind: "map", name })?;
+        let arr: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(m).map_err(|source| KernelError::Map { map: name, source })?;
+        let mut sums = [0u64; COUNTER_SLOTS as usize];
+        for (i, slot) in sums.iter_mut().enumerate() {
+            let values = arr.get(&(i as u32), 0).map_err(|source| KernelError::Map { map: name, source })?;
+            *slot = values.iter().sum();
+        }
+        let at = |c: Counter| sums[c as usize];
+        Ok(KernelCounters {
+            syscalls_entered: at(Counter::SyscallsEntered),
+            in_flight_full: at(Counter::InFlightFull),
+            exit_without_entry: at(Counter::ExitWithoutEntry),
+            stats_update_failed: at(Counter::StatsUpdateFailed),
+            block_events_dropped: at(Counter::BlockEventsDropped),
+            off_cpu_full: at(Counter::OffCpuFull),
+            switches_out: at(Counter::SwitchesOut),
+        })
+    }
+
+    /// Takes the block-event ring buffer as an async stream (once; later calls return None).
+    pub fn take_block_events(&mut self) -> Option<Result<BlockEventStream, KernelError>> {
+        let name = map::BLOCK_EVENTS;
+        let m = self.ebpf.take_map(name)?;
+        Some(
+            RingBuf::try_from(m)
+                .map_err(|source| KernelError::Map { map: name, source })
+                .and_then(BlockEventStream::new),
+        )
+    }
+}
+
+/// Tells the kernel side which syscalls take an fd first, so histograms are keyed by fd only
+/// where that means something.
+fn fill_arg_kinds(ebpf: &mut Ebpf) -> Result<(), KernelError> {
+    let name = map::SYSCALL_ARG_KIND;
+    let m = ebpf.map_mut(name).ok_or(KernelError::Missing { kind: "map", name })?;
+    let mut arr: Array<&mut MapData, u8> =
+        Array::try_from(m).map_err(|source| KernelError::Map { map: name, source })?;
+    for (nr, _) in syscalls::all().filter(|(nr, _)| *nr < MAX_SYSCALL_NR) {
+        let kind = syscalls::arg0_kind(nr) as u8;
+        if kind != 0 {
+            arr.set(nr, &kind, 0).map_err(|source| KernelError::Map { map: name, source })?;
+        }
+    }
+    Ok(())
+}
+
+/// CLOCK_MONOTONIC now, in ns: the clock `bpf_ktime_get_ns()` reads, so map timestamps can be
+/// compared with it directly.
+pub fn monotonic_now_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid pointer to a timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

@@ -1,0 +1,128 @@
+//! The command line: clap derive, with the doc comments as help text.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    success
+  1    internal error
+  2    bad arguments
+  3    no such process
+  4    not permitted (needs root, or CAP_BPF + CAP_PERFMON; CAP_SYS_PTRACE for other users' /proc)
+  5    the target exited during the run (what was collected is still printed)
+  6    not traceable (a kernel thread)
+  130  interrupted (Ctrl-C/SIGTERM) before the run finished (partial results printed)";
+
+/// Which threads of a live process are blocked, where, on what, for how long.
+///
+/// parkscope attaches eBPF probes to a running process by pid (no restart, no rebuild, no
+/// stop) and reads /proc and the target's memory to show each thread's state, the syscall it
+/// is blocked in, the fd it waits on (socket peer, pipe, path), for how long, and its stacks.
+#[derive(Debug, Parser)]
+#[command(name = "parkscope", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// More logging on stderr (-v: info, -vv: debug). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// What every thread is doing now: blocked threads first, longest first, with stacks.
+    Snapshot(SnapshotArgs),
+    /// One line per interval in the style of Go's GODEBUG=schedtrace, for any process.
+    Schedtrace(SchedtraceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// Process id of the target.
+    #[arg(short, long)]
+    pub pid: u32,
+
+    /// Stay attached this long first (e.g. 5s, 500ms): calls entered during the window get an
+    /// exact blocked_ns, calls that began earlier a lower bound. 0 reads /proc only, no eBPF.
+    #[arg(short, long, default_value = "1s", value_parser = parse_duration)]
+    pub window: Duration,
+
+    /// Print JSON (one object) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Skip user and kernel stacks (faster on processes with thousands of threads).
+    #[arg(long)]
+    pub no_stacks: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SchedtraceArgs {
+    /// Process id of the target.
+    #[arg(short, long)]
+    pub pid: u32,
+
+    /// Time between lines (e.g. 1000ms, 2s).
+    #[arg(short, long, default_value = "1000ms", value_parser = parse_duration)]
+    pub interval: Duration,
+
+    /// Stop after this many lines (default: until Ctrl-C or the target exits).
+    #[arg(short, long)]
+    pub count: Option<u64>,
+
+    /// After each line, one line per thread: tid, name, state, syscall, fd, time.
+    #[arg(long)]
+    pub detail: bool,
+}
+
+/// Parses `5s`, `500ms`, `1.5s`, `2m`, `100us`, or a bare `0`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("`{s}` has no unit; write e.g. 5s, 500ms, 2m"))?;
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration (e.g. 5s, 500ms)"))?;
+    let secs = match unit {
+        "ns" => value / 1e9,
+        "us" | "µs" => value / 1e6,
+        "ms" => value / 1e3,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("unknown unit `{unit}` in `{s}`; use ns, us, ms, s, m or h")),
+    };
+    if !secs.is_finite() || secs < 0.0 || secs > 86_400.0 * 365.0 {
+        return Err(format!("`{s}` is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("1000ms").unwrap(), Duration::from_secs(1));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("5parsecs").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,49 @@
+//! One module per subcommand; each returns the exit code it ended with or a [`Failure`].
+pub mod schedtrace;
+pub mod snapshot;
+
+use parkscope_probes::{
+    kernel::{KernelProbes, ProbeConfig, ProbeSelection},
+    procfs::process::TargetProcess,
+};
+use tokio::io::AsyncWriteExt;
+
+use crate::{ebpf_object, error::Failure};
+
+/// Validates the pid (exists, is a user process) off the reactor.
+pub async fn open_target(pid: u32) -> Result<TargetProcess, Failure> {
+    let target = tokio::task::spawn_blocking(move || TargetProcess::open(pid))
+        .await
+        .map_err(|e| Failure::internal(&e.into()))??;
+    Ok(target)
+}
+
+/// Loads and attaches the selected probes for `pid`, off the reactor (bpf() calls block).
+pub async fn attach(
+    pid: u32,
+    selection: ProbeSelection,
+    block_event_min_ns: Option<u64>,
+) -> Result<KernelProbes, Failure> {
+    let config = ProbeConfig { tgid: pid, selection, block_event_min_ns };
+    let probes = tokio::task::spawn_blocking(move || KernelProbes::load(ebpf_object::object(), config))
+        .await
+        .map_err(|e| Failure::internal(&e.into()))??;
+    tracing::info!(pid, ?selection, "probes attached");
+    Ok(probes)
+}
+
+/// Writes to stdout through the reactor, so a slow reader never blocks our event loop.
+pub async fn write_stdout(text: &str) -> Result<(), Failure> {
+    let mut out = tokio::io::stdout();
+    let r = async {
+        out.write_all(text.as_bytes()).await?;
+        out.flush().await
+    }
+    .await;
+    match r {
+        // A closed pipe (`| head`) is the reader's choice, not our failure.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Failure::internal(&anyhow::Error::from(e).context("writing to stdout"))),
+        Ok(()) => Ok(()),
+    }
+}

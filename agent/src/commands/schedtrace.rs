@@ -1,0 +1,65 @@
+//! `parkscope schedtrace`: one GODEBUG=schedtrace-style line per interval, counts as of that
+//! instant. Attaches syscall entry/exit (exact per-call times) and sched_switch (running vs
+//! runnable) only: no stacks, no wakeups, no event stream.
+
+use std::time::Instant;
+
+use parkscope_probes::kernel::ProbeSelection;
+
+use super::{attach, open_target, write_stdout};
+use crate::{
+    cli::SchedtraceArgs,
+    error::{Failure, code},
+    observe::{ObserveOptions, Observer},
+    render::schedtrace,
+    session::{Session, Wake},
+};
+
+pub async fn run(args: SchedtraceArgs) -> Result<i32, Failure> {
+    if args.interval.is_zero() {
+        return Err(Failure::new(code::USAGE, "--interval must be greater than 0", "e.g. --interval 1000ms"));
+    }
+    let target = open_target(args.pid).await?;
+    let mut session = Session::new(args.pid).map_err(|e| Failure::internal(&e.into()))?;
+    let selection = ProbeSelection { syscalls: true, switches: true, wakeups: false };
+    let probes = attach(args.pid, selection, None).await?;
+    let mut observer = Observer::new(target, Some(probes));
+    let started = Instant::now();
+    let opts = ObserveOptions { stacks: false };
+
+    let mut printed = 0u64;
+    loop {
+        // Sleep to the next multiple of the interval so lines do not drift.
+        let next = args.interval * (printed as u32 + 1);
+        let wait = next.saturating_sub(started.elapsed());
+        match session.wait(Some(wait)).await {
+            Wake::Deadline => {}
+            Wake::Interrupted => return Ok(code::SUCCESS),
+            Wake::TargetExited => {
+                eprintln!("parkscope: target {} exited", args.pid);
+                return Ok(code::TARGET_EXITED);
+            }
+        }
+        let (view, obs) = tokio::task::spawn_blocking(move || {
+            let v = observer.observe(opts);
+            (v, observer)
+        })
+        .await
+        .map_err(|e| Failure::internal(&e.into()))?;
+        observer = obs;
+        let Ok(view) = view else {
+            eprintln!("parkscope: target {} exited", args.pid);
+            return Ok(code::TARGET_EXITED);
+        };
+        let mut text = schedtrace::line(started.elapsed().as_millis() as u64, &view.summary);
+        text.push('\n');
+        if args.detail {
+            text.push_str(&schedtrace::detail(&view));
+        }
+        write_stdout(&text).await?;
+        printed += 1;
+        if args.count.is_some_and(|c| printed >= c) {
+            return Ok(code::SUCCESS);
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! `parkscope snapshot`: what every thread is doing now. Seeds the view from /proc at once, stays
+//! attached for the window so calls entered meanwhile get exact times, then takes the final view.
+
+use parkscope_probes::kernel::ProbeSelection;
+
+use super::{attach, open_target, write_stdout};
+use crate::{
+    cli::SnapshotArgs,
+    error::{Failure, code},
+    model::ProcessView,
+    observe::{ObserveOptions, Observer},
+    render,
+    session::{Session, Wake},
+};
+
+pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
+    let target = open_target(args.pid).await?;
+    let mut session = Session::new(args.pid).map_err(|e| Failure::internal(&e.into()))?;
+    let opts = ObserveOptions { stacks: !args.no_stacks };
+
+    let probes = if args.window.is_zero() {
+        None
+    } else {
+        // Syscalls for exact times, switches for runnable-vs-running, wakeups for the waker.
+        let selection = ProbeSelection { syscalls: true, switches: true, wakeups: true };
+        Some(attach(args.pid, selection, None).await?)
+    };
+    let mut observer = Observer::new(target, probes);
+
+    // The seed: what /proc says right now. Printed instead of the final view if the target
+    // exits during the window, so nothing collected is lost.
+    let (seed, obs) = observe(observer, opts).await?;
+    observer = obs;
+    let mut seed = seed?;
+
+    let mut exit = code::SUCCESS;
+    let final_view = if args.window.is_zero() {
+        seed
+    } else {
+        match session.wait(Some(args.window)).await {
+            Wake::Deadline => {}
+            Wake::Interrupted => {
+                tracing::warn!("interrupted: taking the view now, window cut short");
+                exit = code::INTERRUPTED;
+            }
+            Wake::TargetExited => {}
+        }
+        let (view, obs) = observe(observer, opts).await?;
+        observer = obs;
+        observer.detach();
+        match view {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!("target gone before the final view ({}); printing the first view", e.cause);
+                seed.target_exited = true;
+                exit = code::TARGET_EXITED;
+                seed
+            }
+        }
+    };
+    print(&final_view, args.json).await?;
+    if exit == code::TARGET_EXITED {
+        eprintln!(
+            "parkscope: target {} exited during the window; printed the view taken at attach",
+            args.pid
+        );
+    }
+    Ok(exit)
+}
+
+/// Runs one observation on the blocking pool (it reads /proc and target memory).
+async fn observe(
+    mut observer: Observer,
+    opts: ObserveOptions,
+) -> Result<(Result<ProcessView, Failure>, Observer), Failure> {
+    tokio::task::spawn_blocking(move || {
+        let view = observer.observe(opts).map_err(Failure::from);
+        (view, observer)
+    })
+    .await
+    .map_err(|e| Failure::internal(&e.into()))
+}
+
+async fn print(view: &ProcessView, json: bool) -> Result<(), Failure> {
+    let text = if json {
+        let mut s = serde_json::to_string_pretty(view).map_err(|e| Failure::internal(&e.into()))?;
+        s.push('\n');
+        s
+    } else {
+        render::table::render(view)
+    };
+    write_stdout(&text).await
+}

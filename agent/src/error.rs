@@ -1,0 +1,80 @@
+//! The agent's failure kinds and their exit codes. Every bad input ends in one line naming the
+//! cause, one line with a hint, and a distinct exit code, so scripts can tell them apart.
+
+use parkscope_probes::{kernel::KernelError, procfs::ProcError};
+
+/// Exit codes (documented in README.md and `parkscope --help`).
+pub mod code {
+    pub const SUCCESS: i32 = 0;
+    /// Anything not covered below (a bug, an unexpected kernel answer).
+    pub const INTERNAL: i32 = 1;
+    /// Bad command-line arguments (clap's own code).
+    pub const USAGE: i32 = 2;
+    pub const NO_SUCH_PROCESS: i32 = 3;
+    pub const NOT_PERMITTED: i32 = 4;
+    /// The target exited during the run; what was collected so far was still printed.
+    pub const TARGET_EXITED: i32 = 5;
+    /// The pid is a kernel thread (or otherwise has no user space to trace).
+    pub const NOT_TRACEABLE: i32 = 6;
+    /// Interrupted by Ctrl-C or SIGTERM before the run finished; partial results were printed.
+    pub const INTERRUPTED: i32 = 130;
+}
+
+/// A failure with its cause, a hint for the person at the terminal, and an exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub cause: String,
+    pub hint: Option<String>,
+    pub code: i32,
+}
+
+impl Failure {
+    pub fn new(code: i32, cause: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self { cause: cause.into(), hint: Some(hint.into()), code }
+    }
+
+    pub fn internal(err: &anyhow::Error) -> Self {
+        Self { cause: format!("{err:#}"), hint: None, code: code::INTERNAL }
+    }
+}
+
+impl From<ProcError> for Failure {
+    fn from(e: ProcError) -> Self {
+        match &e {
+            ProcError::NoSuchProcess(pid) | ProcError::Exited(pid) => Failure::new(
+                code::NO_SUCH_PROCESS,
+                e.to_string(),
+                format!("check the pid (`ps -p {pid}`); the process may have exited"),
+            ),
+            ProcError::KernelThread(_) => Failure::new(
+                code::NOT_TRACEABLE,
+                e.to_string(),
+                "pick a user-space process, e.g. from `pgrep -a NAME`",
+            ),
+            ProcError::PermissionDenied { .. } => Failure::new(
+                code::NOT_PERMITTED,
+                e.to_string(),
+                "run as root, or with CAP_SYS_PTRACE to read another user's /proc entries",
+            ),
+            _ => Failure { cause: e.to_string(), hint: None, code: code::INTERNAL },
+        }
+    }
+}
+
+impl From<KernelError> for Failure {
+    fn from(e: KernelError) -> Self {
+        match &e {
+            KernelError::NotPermitted { .. } => Failure::new(
+                code::NOT_PERMITTED,
+                e.to_string(),
+                "run as root, or grant CAP_BPF and CAP_PERFMON (e.g. `sudo setcap cap_bpf,cap_perfmon+ep parkscope`); `--window 0` needs no eBPF",
+            ),
+            KernelError::Tracefs { .. } => Failure::new(
+                code::NOT_PERMITTED,
+                e.to_string(),
+                "mount it: `mount -t tracefs tracefs /sys/kernel/tracing`",
+            ),
+            _ => Failure { cause: e.to_string(), hint: None, code: code::INTERNAL },
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Builds a [`ProcessView`] from the three sources of truth: /proc (what each thread is in right
+//! now, as the kernel reports it), the eBPF maps (since when, who woke it, what completed), and the
+//! target's memory (user stacks). This is synchronous, file-bound work: callers run it on tokio's
+//! blocking pool, never on the reactor.
+
+use std::collections::HashMap;
+
+use parkscope_common::{
+    ArgKind, InFlightSyscall, LastWake, OffCpuStart, SyscallStats, SyscallStatsKey, syscalls,
+};
+use parkscope_probes::{
+    kernel::{KernelCounters, KernelProbes, monotonic_now_ns},
+    procfs::{
+        ProcError,
+        fds::FdTable,
+        process::TargetProcess,
+        threads::{ProcState, SyscallSite, ThreadSample, read_threads},
+    },
+    stacks::{Symbolizer, UserUnwinder},
+};
+
+use crate::model::{
+    CompletedCalls, ProcessView, Summary, SyscallView, ThreadState, ThreadView, sort_for_display,
+};
+
+/// Deepest user stack we unwind; deeper stacks are cut (the innermost frames matter most).
+const MAX_USER_FRAMES: usize = 64;
+/// Completed-call kinds listed per thread.
+const MAX_COMPLETED_PER_THREAD: usize = 8;
+
+/// What to include in a view.
+#[derive(Debug, Clone, Copy)]
+pub struct ObserveOptions {
+    /// Unwind and symbolise user stacks, and read kernel stacks, of blocked threads.
+    pub stacks: bool,
+}
+
+/// A target plus, optionally, the probes attached to it.
+pub struct Observer {
+    pub target: TargetProcess,
+    probes: Option<KernelProbes>,
+    /// CLOCK_MONOTONIC when the syscall probes began recording.
+    attached_at_ns: u64,
+}
+
+/// Everything the eBPF maps say at one instant.
+#[derive(Default)]
+struct KernelFacts {
+    in_flight: HashMap<u32, InFlightSyscall>,
+    off_cpu: HashMap<u32, OffCpuStart>,
+    wakes: HashMap<u32, LastWake>,
+    stats: HashMap<SyscallStatsKey, SyscallStats>,
+    counters: KernelCounters,
+    syscalls_attached: bool,
+    switches_attached: bool,
+}
+
+impl Observer {
+    pub fn new(target: TargetProcess, probes: Option<KernelProbes>) -> Self {
+        Self { target, probes, attached_at_ns: monotonic_now_ns() }
+    }
+
+    /// Detaches the probes now (dropping them closes every link).
+    pub fn detach(&mut self) {
+        self.probes = None;
+    }
+
+    fn kernel_facts(&self) -> KernelFacts {
+        let Some(p) = &self.probes else { return KernelFacts::default() };
+        let sel = p.config().selection;
+        // A map that cannot be read degrades the view (no exact times) rather than failing it.
+        let warn = |what: &str, e: &dyn std::fmt::Display| tracing::warn!("reading {what}: {e}");
+        KernelFacts {
+            in_flight: p.in_flight().unwrap_or_else(|e| {
+                warn("in-flight syscalls", &e);
+                HashMap::new()
+            }),
+            off_cpu: p.off_cpu().unwrap_or_default(),
+            wakes: p.last_wakes().unwrap_or_default(),
+            stats: p.syscall_stats().unwrap_or_default(),
+            counters: p.counters().unwrap_or_default(),
+            syscalls_attached: sel.syscalls,
+            switches_attached: sel.switches || sel.wakeups,
+        }
+    }
+
+    /// Takes one view of the process. Fails only if the process is gone.
+    pub fn observe(&mut self, opts: ObserveOptions) -> Result<ProcessView, ProcError> {
+        let pid = self.target.pid;
+        let samples = read_threads(pid)?;
+        // Read the maps after /proc: a call seen in /proc is then either in IN_FLIGHT or began
+        // before attach (or was dropped, which the counters tell).
+        let facts = self.kernel_facts();
+        let now = monotonic_now_ns();
+        let fds = FdTable::read(pid).ok();
+        let window_ns = if self.probes.is_some() { now.saturating_sub(self.attached_at_ns) } else { 0 };
+
+        // Made per view: the target's mappings change, and blazesym's symbolizer is not Send,
+        // so it cannot live in the Observer that moves between tokio's blocking threads.
+        let mut unwinder = if opts.stacks { UserUnwinder::new(pid).ok() } else { None };
+        let mut symbolizer = opts.stacks.then(Symbolizer::new);
+        let mut threads = Vec::with_capacity(samples.len());
+        for s in &samples {
+            let mut view = self.thread_view(s, &facts, fds.as_ref(), now, window_ns);
+            if opts.stacks && view.state.is_blocked() {
+                view.kernel_stack = s.kernel_stack.clone();
+                if let (SyscallSite::In { sp, pc, nr, .. }, Some(u), Some(sym)) =
+                    (&s.syscall, unwinder.as_mut(), symbolizer.as_mut())
+                {
+                    let bp = facts.in_flight.get(&s.tid).filter(|f| f.nr == *nr).map(|f| f.user_bp);
+                    let addrs = u.unwind(*pc, *sp, bp, MAX_USER_FRAMES);
+                    view.user_stack = sym.user(pid, &addrs).iter().map(ToString::to_string).collect();
+                }
+            }
+            threads.push(view);
+        }
+        sort_for_display(&mut threads);
+        let mut summary = Summary::count(&threads);
+        summary.window_ns = window_ns;
+        summary.dropped_events = facts.counters.dropped();
+        summary.syscalls_traced = facts.counters.syscalls_entered;
+        Ok(ProcessView {
+            pid,
+            comm: self.target.comm.clone(),
+            threads,
+            goroutines: Vec::new(),
+            summary,
+            target_exited: false,
+        })
+    }
+
+    fn thread_view(
+        &self,
+        s: &ThreadSample,
+        facts: &KernelFacts,
+        fds: Option<&FdTable>,
+        now: u64,
+        window_ns: u64,
+    ) -> ThreadView {
+        let state = match s.state {
+            // /proc says R for both on-CPU and waiting-for-CPU; sched_switch tells them apart:
+            // a target thread that left the CPU and has not been switched back in is runnable.
+            ProcState::Running if facts.off_cpu.contains_key(&s.tid) => ThreadState::Runnable,
+            ProcState::Running => ThreadState::Running,
+            ProcState::DiskSleep => ThreadState::DiskSleep,
+            ProcState::Stopped | ProcState::TracingStop => ThreadState::Stopped,
+            ProcState::Zombie | ProcState::Dead => ThreadState::Zombie,
+            ProcState::Sleeping | ProcState::Idle | ProcState::Other(_) => ThreadState::Sleeping,
+        };
+        let syscall = match (&s.syscall, state.is_blocked()) {
+            (SyscallSite::In { nr, args, .. }, true) => {
+                Some(self.syscall_view(s, *nr, args, facts, fds, now, window_ns))
+            }
+            _ => None,
+        };
+        ThreadView {
+            tid: s.tid,
+            name: s.name.clone(),
+            state,
+            syscall,
+            wchan: s.wchan.clone(),
+            user_stack: Vec::new(),
+            kernel_stack: Vec::new(),
+            completed: completed_calls(s.tid, &facts.stats),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn syscall_view(
+        &self,
+        s: &ThreadSample,
+        nr: u32,
+        args: &[u64; 6],
+        facts: &KernelFacts,
+        fds: Option<&FdTable>,
+        now: u64,
+        window_ns: u64,
+    ) -> SyscallView {
+        let kind = syscalls::arg0_kind(nr);
+        let fd = (kind == ArgKind::Fd).then_some(args[0] as i32);
+        let fd_desc = fd.and_then(|fd| fds.and_then(|t| t.describe(fd)));
+        let futex_addr = (kind == ArgKind::FutexAddr).then(|| format!("{:#x}", args[0]));
+
+        let entered = facts.in_flight.get(&s.tid).filter(|f| f.nr == nr);
+        let (blocked_ns, blocked_at_least_ns) = match entered {
+            Some(f) => (Some(now.saturating_sub(f.enter_ns)), None),
+            None => {
+                // Not entered while we watched. If no entry was dropped, the call began before
+                // attach, so it has lasted at least the whole window; the scheduler's record of
+                // when the thread last ran is a second lower bound (see procfs::threads).
+                let window_bound =
+                    (facts.syscalls_attached && facts.counters.in_flight_full == 0).then_some(window_ns);
+                let bound = window_bound.into_iter().chain(s.off_cpu_ns).max();
+                (None, bound)
+            }
+        };
+        let waker_tid =
+            if facts.switches_attached { facts.wakes.get(&s.tid).map(|w| w.waker_tid) } else { None };
+        SyscallView {
+            nr,
+            name: syscalls::name(nr).map_or_else(|| format!("syscall_{nr}"), str::to_owned),
+            class: syscalls::class(nr).as_str(),
+            fd,
+            fd_desc,
+            blocked_ns,
+            blocked_at_least_ns,
+            waker_tid,
+            futex_addr,
+            args: args.map(|a| format!("{a:#x}")),
+        }
+    }
+}
+
+/// The thread's completed calls from the in-kernel histograms, most total time first.
+fn completed_calls(tid: u32, stats: &HashMap<SyscallStatsKey, SyscallStats>) -> Vec<CompletedCalls> {
+    let mut calls: Vec<CompletedCalls> = stats
+        .iter()
+        .filter(|(k, _)| k.tid == tid)
+        .map(|(k, v)| CompletedCalls {
+            name: syscalls::name(k.nr).map_or_else(|| format!("syscall_{}", k.nr), str::to_owned),
+            class: syscalls::class(k.nr).as_str(),
+            fd: (k.fd >= 0).then_some(k.fd),
+            count: v.count,
+            total_ns: v.total_ns,
+            max_ns: v.max_ns,
+        })
+        .collect();
+    calls.sort_by_key(|c| (std::cmp::Reverse(c.total_ns), c.name.clone()));
+    calls.truncate(MAX_COMPLETED_PER_THREAD);
+    calls
+}

@@ -1,0 +1,41 @@
+//! The maps shared by the programs. Sizes come from `parkscope_common` so userspace knows the
+//! bounds; every map is bounded and the per-thread ones are keyed by tid.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use parkscope_common::{
+    BLOCK_EVENTS_BYTES, COUNTER_SLOTS, Counter, InFlightSyscall, LastWake, MAX_STATS_KEYS, MAX_SYSCALL_NR,
+    MAX_THREADS, OffCpuStart, SyscallStats, SyscallStatsKey,
+};
+
+#[map]
+pub static IN_FLIGHT: HashMap<u32, InFlightSyscall> = HashMap::with_max_entries(MAX_THREADS, 0);
+
+#[map]
+pub static SYSCALL_STATS: LruHashMap<SyscallStatsKey, SyscallStats> =
+    LruHashMap::with_max_entries(MAX_STATS_KEYS, 0);
+
+#[map]
+pub static SYSCALL_ARG_KIND: Array<u8> = Array::with_max_entries(MAX_SYSCALL_NR, 0);
+
+#[map]
+pub static OFFCPU_START: HashMap<u32, OffCpuStart> = HashMap::with_max_entries(MAX_THREADS, 0);
+
+#[map]
+pub static LAST_WAKE: LruHashMap<u32, LastWake> = LruHashMap::with_max_entries(MAX_THREADS, 0);
+
+#[map]
+pub static BLOCK_EVENTS: RingBuf = RingBuf::with_byte_size(BLOCK_EVENTS_BYTES, 0);
+
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+
+/// Adds one to a drop/diagnostic counter. Per-CPU slots need no atomics.
+#[inline(always)]
+pub fn count(counter: Counter) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
+        unsafe { *slot += 1 };
+    }
+}

@@ -1,0 +1,3 @@
+module parkscope.example/httpserver
+
+go 1.19

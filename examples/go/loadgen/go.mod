@@ -1,0 +1,3 @@
+module parkscope.example/loadgen
+
+go 1.19

@@ -1,0 +1,618 @@
+//! Identity of a target's file descriptors: what each fd of /proc/PID/fd is (a TCP connection
+//! with both ends, a pipe and which fd holds its other end, an epoll and the fds it watches,
+//! a file), so a thread blocked on fd N can be reported as blocked on something a human knows.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use ::procfs::net::{TcpNetEntry, TcpState, UdpNetEntry, UnixNetEntry};
+use ::procfs::process::Process;
+
+use super::{ProcError, io_error, pid_exists, procfs_error};
+
+/// How many watched fds an epoll description lists before eliding the rest.
+const MAX_LISTED_WATCHED_FDS: usize = 16;
+
+/// What an fd refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FdTarget {
+    /// A TCP socket; `state` is the kernel's state in lowercase (`established`, `listen`, ...).
+    Tcp { local: SocketAddr, remote: SocketAddr, state: String },
+    /// A UDP socket; `remote` is set once it is connected.
+    Udp { local: SocketAddr, remote: Option<SocketAddr> },
+    /// A Unix-domain socket; `path` is the bound path (`@name` for the abstract namespace).
+    Unix { path: Option<String>, inode: u64 },
+    /// A socket of a family we do not resolve (netlink, packet, ...) or not in the tables.
+    Socket { inode: u64 },
+    /// A pipe, with this process's fds on the opposite end (empty if another process has it).
+    Pipe { inode: u64, other_end_fds: Vec<i32> },
+    /// An epoll instance and the fds registered in it.
+    Epoll { watched_fds: Vec<i32> },
+    /// Another anonymous inode, named as after `anon_inode:` (`[eventfd]`, `[timerfd]`,
+    /// `inotify`, `bpf-map`, ...).
+    AnonInode(String),
+    /// A file, directory or device (also a FIFO opened by path).
+    Path(PathBuf),
+    /// Anything else, as the link text (`net:[4026531840]`, ...).
+    Other(String),
+}
+
+impl fmt::Display for FdTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FdTarget::Tcp { local, remote, state } => {
+                if state == "listen" {
+                    write!(f, "tcp {local} (listen)")
+                } else {
+                    write!(f, "tcp {local} -> {remote}")
+                }
+            }
+            FdTarget::Udp { local, remote: Some(remote) } => write!(f, "udp {local} -> {remote}"),
+            FdTarget::Udp { local, remote: None } => write!(f, "udp {local}"),
+            FdTarget::Unix { path: Some(path), .. } => write!(f, "unix:{path}"),
+            FdTarget::Unix { path: None, inode } => write!(f, "unix:[{inode}]"),
+            FdTarget::Socket { inode } => write!(f, "socket:[{inode}]"),
+            FdTarget::Pipe { inode, other_end_fds } => {
+                write!(f, "pipe:[{inode}]")?;
+                match other_end_fds.as_slice() {
+                    [] => Ok(()),
+                    [fd] => write!(f, " (other end: fd {fd})"),
+                    fds => write!(f, " (other end: fds {})", join_fds(fds)),
+                }
+            }
+            FdTarget::Epoll { watched_fds } => {
+                f.write_str("anon_inode:[eventpoll]")?;
+                if watched_fds.is_empty() {
+                    return Ok(());
+                }
+                let listed = &watched_fds[..watched_fds.len().min(MAX_LISTED_WATCHED_FDS)];
+                write!(f, " (watching fds {}", join_fds(listed))?;
+                if watched_fds.len() > listed.len() {
+                    f.write_str(",...")?;
+                }
+                f.write_str(")")
+            }
+            FdTarget::AnonInode(name) => write!(f, "anon_inode:{name}"),
+            FdTarget::Path(path) => write!(f, "{}", path.display()),
+            FdTarget::Other(text) => f.write_str(text),
+        }
+    }
+}
+
+fn join_fds(fds: &[i32]) -> String {
+    fds.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// The fds of one process, as read at one moment.
+#[derive(Debug, Clone)]
+pub struct FdTable {
+    pid: u32,
+    entries: BTreeMap<i32, FdEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FdEntry {
+    target: FdTarget,
+    /// Open flags from fdinfo (`O_ACCMODE`, `O_NONBLOCK`, ...).
+    flags: Option<u32>,
+}
+
+impl FdTable {
+    /// Reads every fd of `pid`. Fds closed while being read are left out.
+    pub fn read(pid: u32) -> Result<FdTable, ProcError> {
+        let fd_dir = PathBuf::from(format!("/proc/{pid}/fd"));
+        let dir = std::fs::read_dir(&fd_dir).map_err(|e| match io_error(pid, &fd_dir, e) {
+            ProcError::Exited(_) => ProcError::NoSuchProcess(pid),
+            other => other,
+        })?;
+
+        let mut raw = Vec::new();
+        for entry in dir {
+            let entry = entry.map_err(|e| io_error(pid, &fd_dir, e))?;
+            let Some(fd) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            match read_one(pid, &fd_dir, fd) {
+                Ok(one) => raw.push(one),
+                // Closed between readdir and readlink: it is no longer an fd of the process.
+                Err(ProcError::Exited(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if raw.is_empty() && !pid_exists(pid) {
+            return Err(ProcError::Exited(pid));
+        }
+
+        let sockets = if raw.iter().any(|r| matches!(r.link, Link::Socket(_))) {
+            read_socket_tables(pid)
+        } else {
+            HashMap::new()
+        };
+        Ok(FdTable { pid, entries: assemble(raw, &sockets) })
+    }
+
+    /// The process this table belongs to.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    pub fn get(&self, fd: i32) -> Option<&FdTarget> {
+        self.entries.get(&fd).map(|e| &e.target)
+    }
+
+    /// A one-line human description of `fd` (see `FdTarget`'s `Display`).
+    pub fn describe(&self, fd: i32) -> Option<String> {
+        self.get(fd).map(FdTarget::to_string)
+    }
+
+    /// The open flags of `fd` (from /proc/PID/fdinfo), e.g. to tell whether it is non-blocking.
+    pub fn flags(&self, fd: i32) -> Option<u32> {
+        self.entries.get(&fd).and_then(|e| e.flags)
+    }
+
+    /// All fds in ascending order.
+    pub fn iter(&self) -> impl Iterator<Item = (i32, &FdTarget)> + '_ {
+        self.entries.iter().map(|(&fd, e)| (fd, &e.target))
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// One fd as read, before sockets and pipe ends are resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RawFd {
+    fd: i32,
+    link: Link,
+    info: FdInfo,
+}
+
+fn read_one(pid: u32, fd_dir: &Path, fd: i32) -> Result<RawFd, ProcError> {
+    let link_path = fd_dir.join(fd.to_string());
+    let target = std::fs::read_link(&link_path).map_err(|e| io_error(pid, &link_path, e))?;
+    let info_path = PathBuf::from(format!("/proc/{pid}/fdinfo/{fd}"));
+    let info_text = super::read_text(pid, &info_path)?;
+    let info = parse_fdinfo(&info_text)
+        .map_err(|what| ProcError::Parse { path: info_path.display().to_string(), what })?;
+    Ok(RawFd { fd, link: classify_link(target.as_os_str().as_bytes()), info })
+}
+
+/// The kind of an fd, from its /proc/PID/fd link text alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Link {
+    Socket(u64),
+    Pipe(u64),
+    Anon(String),
+    Path(PathBuf),
+    Other(String),
+}
+
+/// Classifies a /proc/PID/fd link: an absolute path, or `type:[inode]` / `anon_inode:name`
+/// for objects that have no path.
+fn classify_link(text: &[u8]) -> Link {
+    if text.starts_with(b"/") {
+        return Link::Path(PathBuf::from(std::ffi::OsStr::from_bytes(text)));
+    }
+    let text = String::from_utf8_lossy(text).into_owned();
+    let bracketed_inode = |rest: &str| rest.strip_prefix('[')?.strip_suffix(']')?.parse::<u64>().ok();
+    if let Some(inode) = text.strip_prefix("socket:").and_then(bracketed_inode) {
+        return Link::Socket(inode);
+    }
+    if let Some(inode) = text.strip_prefix("pipe:").and_then(bracketed_inode) {
+        return Link::Pipe(inode);
+    }
+    if let Some(name) = text.strip_prefix("anon_inode:") {
+        return Link::Anon(name.to_owned());
+    }
+    Link::Other(text)
+}
+
+/// What fdinfo adds to the link.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct FdInfo {
+    flags: Option<u32>,
+    /// For an epoll fd, the fds registered in it (`tfd:` lines), ascending.
+    watched_fds: Vec<i32>,
+}
+
+/// Parses /proc/PID/fdinfo/FD: `flags:` in octal, and for epoll one line per registration:
+/// `tfd:        5 events:       19 data:                5  pos:0 ino:3f2 sdev:e`.
+///
+/// A `tfd` is the fd number the target was registered under; if the process has since closed
+/// or reused that number the kernel still lists it (epoll tracks the open file, not the fd).
+fn parse_fdinfo(text: &str) -> Result<FdInfo, String> {
+    let mut info = FdInfo::default();
+    for line in text.lines() {
+        if let Some(value) = line.strip_prefix("flags:") {
+            let value = value.trim();
+            info.flags = Some(u32::from_str_radix(value, 8).map_err(|_| format!("bad flags {value:?}"))?);
+        } else if let Some(rest) = line.strip_prefix("tfd:") {
+            let tfd = rest.split_ascii_whitespace().next().unwrap_or_default();
+            info.watched_fds.push(tfd.parse().map_err(|_| format!("bad tfd {tfd:?}"))?);
+        }
+    }
+    info.watched_fds.sort_unstable();
+    info.watched_fds.dedup();
+    Ok(info)
+}
+
+/// Resolves sockets against `sockets` (inode -> target) and finds each pipe fd's other end.
+fn assemble(raw: Vec<RawFd>, sockets: &HashMap<u64, FdTarget>) -> BTreeMap<i32, FdEntry> {
+    // pipe inode -> (fd, O_ACCMODE) of every fd on that pipe.
+    let mut pipes: HashMap<u64, Vec<(i32, Option<u32>)>> = HashMap::new();
+    for r in &raw {
+        if let Link::Pipe(inode) = r.link {
+            pipes.entry(inode).or_default().push((r.fd, r.info.flags.map(|f| f & libc::O_ACCMODE as u32)));
+        }
+    }
+
+    raw.into_iter()
+        .map(|r| {
+            let target = match r.link {
+                Link::Socket(inode) => sockets.get(&inode).cloned().unwrap_or(FdTarget::Socket { inode }),
+                Link::Pipe(inode) => {
+                    let mode = r.info.flags.map(|f| f & libc::O_ACCMODE as u32);
+                    let other_end_fds = pipes
+                        .get(&inode)
+                        .map(|ends| {
+                            ends.iter()
+                                .filter(|&&(fd, other)| fd != r.fd && opposite_ends(mode, other))
+                                .map(|&(fd, _)| fd)
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    FdTarget::Pipe { inode, other_end_fds }
+                }
+                Link::Anon(name) if name == "[eventpoll]" => {
+                    FdTarget::Epoll { watched_fds: r.info.watched_fds }
+                }
+                Link::Anon(name) => FdTarget::AnonInode(name),
+                Link::Path(path) => FdTarget::Path(path),
+                Link::Other(text) => FdTarget::Other(text),
+            };
+            (r.fd, FdEntry { target, flags: r.info.flags })
+        })
+        .collect()
+}
+
+/// Whether two fds of one pipe face each other: one can read what the other can write.
+/// (Both `O_RDWR` happens with a FIFO or /proc/PID/fd reopened read-write.)
+fn opposite_ends(a: Option<u32>, b: Option<u32>) -> bool {
+    let (Some(a), Some(b)) = (a, b) else {
+        return false;
+    };
+    let reads = |m: u32| m == libc::O_RDONLY as u32 || m == libc::O_RDWR as u32;
+    let writes = |m: u32| m == libc::O_WRONLY as u32 || m == libc::O_RDWR as u32;
+    (reads(a) && writes(b)) || (writes(a) && reads(b))
+}
+
+/// Reads the socket tables of the target's network namespace (/proc/PID/net/*, not the
+/// caller's /proc/net) into inode -> target. A table that cannot be read or parsed is skipped:
+/// its sockets then stay `FdTarget::Socket`, which is less informative but still true.
+fn read_socket_tables(pid: u32) -> HashMap<u64, FdTarget> {
+    let Ok(raw_pid) = i32::try_from(pid) else {
+        return HashMap::new();
+    };
+    let process = match Process::new(raw_pid) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::debug!(pid, "cannot open process for socket tables: {e}");
+            return HashMap::new();
+        }
+    };
+    fn table<T>(pid: u32, name: &str, read: ::procfs::ProcResult<Vec<T>>) -> Vec<T> {
+        read.unwrap_or_else(|e| {
+            // tcp6/udp6 are absent when IPv6 is disabled: nothing to resolve there.
+            if !matches!(e, ::procfs::ProcError::NotFound(_)) {
+                let path = PathBuf::from(format!("/proc/{pid}/net/{name}"));
+                tracing::debug!(pid, "socket table skipped: {}", procfs_error(pid, &path, e));
+            }
+            Vec::new()
+        })
+    }
+    let mut tcp = table(pid, "tcp", process.tcp());
+    tcp.extend(table(pid, "tcp6", process.tcp6()));
+    let mut udp = table(pid, "udp", process.udp());
+    udp.extend(table(pid, "udp6", process.udp6()));
+    let unix = table(pid, "unix", process.unix());
+    socket_index(&tcp, &udp, &unix)
+}
+
+/// Indexes parsed socket tables by inode.
+fn socket_index(tcp: &[TcpNetEntry], udp: &[UdpNetEntry], unix: &[UnixNetEntry]) -> HashMap<u64, FdTarget> {
+    let mut index = HashMap::new();
+    // Inode 0 marks sockets no fd refers to any more (TIME_WAIT, request socks): skip them so
+    // they cannot shadow anything.
+    for e in tcp.iter().filter(|e| e.inode != 0) {
+        index.insert(
+            e.inode,
+            FdTarget::Tcp {
+                local: e.local_address,
+                remote: e.remote_address,
+                state: tcp_state_name(&e.state).to_owned(),
+            },
+        );
+    }
+    for e in udp.iter().filter(|e| e.inode != 0) {
+        let remote = e.remote_address;
+        let connected = remote.port() != 0 || !remote.ip().is_unspecified();
+        index.insert(e.inode, FdTarget::Udp { local: e.local_address, remote: connected.then_some(remote) });
+    }
+    for e in unix.iter().filter(|e| e.inode != 0) {
+        index.insert(
+            e.inode,
+            FdTarget::Unix {
+                path: e.path.as_ref().map(|p| p.to_string_lossy().into_owned()),
+                inode: e.inode,
+            },
+        );
+    }
+    index
+}
+
+fn tcp_state_name(state: &TcpState) -> &'static str {
+    match state {
+        TcpState::Established => "established",
+        TcpState::SynSent => "syn_sent",
+        TcpState::SynRecv => "syn_recv",
+        TcpState::FinWait1 => "fin_wait1",
+        TcpState::FinWait2 => "fin_wait2",
+        TcpState::TimeWait => "time_wait",
+        TcpState::Close => "close",
+        TcpState::CloseWait => "close_wait",
+        TcpState::LastAck => "last_ack",
+        TcpState::Listen => "listen",
+        TcpState::Closing => "closing",
+        TcpState::NewSynRecv => "new_syn_recv",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ::procfs::{ExplicitSystemInfo, FromBufRead, FromBufReadSI};
+    use std::net::{TcpListener, TcpStream, UdpSocket};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd as Fd};
+    use std::os::unix::net::{UnixListener, UnixStream};
+
+    fn raw(fd: i32, link: &str, fdinfo: &str) -> RawFd {
+        RawFd { fd, link: classify_link(link.as_bytes()), info: parse_fdinfo(fdinfo).unwrap() }
+    }
+
+    #[test]
+    fn classifies_links() {
+        assert_eq!(classify_link(b"socket:[26243]"), Link::Socket(26243));
+        assert_eq!(classify_link(b"pipe:[77]"), Link::Pipe(77));
+        assert_eq!(classify_link(b"anon_inode:[eventpoll]"), Link::Anon("[eventpoll]".into()));
+        assert_eq!(classify_link(b"/tmp/a:b (deleted)"), Link::Path("/tmp/a:b (deleted)".into()));
+        assert_eq!(classify_link(b"net:[4026531840]"), Link::Other("net:[4026531840]".into()));
+        assert_eq!(classify_link(b"socket:[x]"), Link::Other("socket:[x]".into()));
+        assert_eq!(classify_link(b"pipe:"), Link::Other("pipe:".into()));
+        assert_eq!(classify_link(b""), Link::Other(String::new()));
+    }
+
+    #[test]
+    fn parses_fdinfo() {
+        let epoll = "pos:\t0\nflags:\t02000002\nmnt_id:\t16\nino:\t1057\n\
+tfd:        8 events:       19 data:                8  pos:0 ino:3f2 sdev:e\n\
+tfd:        5 events:       19 data:                5  pos:0 ino:3f3 sdev:e\n";
+        assert_eq!(parse_fdinfo(epoll), Ok(FdInfo { flags: Some(0o2000002), watched_fds: vec![5, 8] }));
+        assert_eq!(parse_fdinfo("").map(|i| i.flags), Ok(None));
+        assert!(parse_fdinfo("flags:\t09\n").is_err());
+        assert!(parse_fdinfo("tfd: x events: 1\n").is_err());
+        assert!(parse_fdinfo("tfd:\n").is_err());
+    }
+
+    #[test]
+    fn pipe_ends_follow_access_modes() {
+        let table = assemble(
+            vec![
+                raw(3, "pipe:[100]", "flags:\t00\n"),
+                raw(4, "pipe:[100]", "flags:\t01\n"),
+                raw(7, "pipe:[100]", "flags:\t04001\n"),
+                raw(5, "pipe:[200]", "flags:\t00\n"),
+                raw(6, "pipe:[300]", "flags:\t02\n"),
+                raw(9, "pipe:[300]", "flags:\t02\n"),
+            ],
+            &HashMap::new(),
+        );
+        let describe = |fd| table[&fd].target.to_string();
+        assert_eq!(describe(3), "pipe:[100] (other end: fds 4,7)");
+        assert_eq!(describe(4), "pipe:[100] (other end: fd 3)");
+        assert_eq!(describe(5), "pipe:[200]");
+        assert_eq!(describe(6), "pipe:[300] (other end: fd 9)");
+        assert_eq!(table[&7].flags, Some(0o4001));
+    }
+
+    #[test]
+    fn epoll_lists_at_most_sixteen_fds() {
+        let info: String = (0..20)
+            .map(|fd| format!("tfd: {fd:>8} events:       19 data: 0  pos:0 ino:1 sdev:e\n"))
+            .collect();
+        let table = assemble(
+            vec![
+                raw(3, "anon_inode:[eventpoll]", &info),
+                raw(4, "anon_inode:[eventpoll]", "flags:\t02\n"),
+                raw(5, "anon_inode:[eventfd]", "flags:\t02\n"),
+                raw(6, "/dev/null", "flags:\t02\n"),
+                raw(7, "socket:[42]", "flags:\t02\n"),
+            ],
+            &HashMap::new(),
+        );
+        let describe = |fd| table[&fd].target.to_string();
+        assert_eq!(
+            describe(3),
+            "anon_inode:[eventpoll] (watching fds 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,...)"
+        );
+        assert_eq!(describe(4), "anon_inode:[eventpoll]");
+        assert_eq!(describe(5), "anon_inode:[eventfd]");
+        assert_eq!(describe(6), "/dev/null");
+        assert_eq!(describe(7), "socket:[42]");
+    }
+
+    /// Socket tables as the kernel prints them, parsed by procfs and indexed by us.
+    #[test]
+    fn resolves_sockets_from_table_text() {
+        let si = ExplicitSystemInfo {
+            boot_time_secs: 0,
+            ticks_per_second: 100,
+            page_size: 4096,
+            is_little_endian: true,
+        };
+        let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1388 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1001 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:A152 0100007F:1388 01 00000000:00000000 00:00000000 00000000     0        0 1002 1 0000000000000000 20 4 30 10 -1
+   2: 0100007F:A153 0100007F:1388 06 00000000:00000000 03:00001770 00000000     0        0 0 3 0000000000000000
+";
+        let tcp6 = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000001000000:0050 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1003 1 0000000000000000 100 0 0 10 0
+";
+        let udp = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+  10: 0100007F:14E9 0100007F:270F 01 00000000:00000000 00:00000000 00000000     0        0 1004 2 0000000000000000 0
+  11: 0100007F:14EA 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1005 2 0000000000000000 0
+";
+        let unix = "Num       RefCount Protocol Flags    Type St Inode Path
+0000000000000000: 00000002 00000000 00010000 0001 01 1006 /run/app.sock
+0000000000000000: 00000003 00000000 00000000 0001 03 1007
+0000000000000000: 00000002 00000000 00010000 0001 01 1008 @abstract
+";
+        let mut tcp_entries = ::procfs::net::TcpNetEntries::from_buf_read(tcp.as_bytes(), &si).unwrap().0;
+        tcp_entries.extend(::procfs::net::TcpNetEntries::from_buf_read(tcp6.as_bytes(), &si).unwrap().0);
+        let udp_entries = ::procfs::net::UdpNetEntries::from_buf_read(udp.as_bytes(), &si).unwrap().0;
+        let unix_entries = ::procfs::net::UnixNetEntries::from_buf_read(unix.as_bytes()).unwrap().0;
+        let index = socket_index(&tcp_entries, &udp_entries, &unix_entries);
+
+        let raws =
+            (1001..=1009).map(|inode| raw(inode, &format!("socket:[{inode}]"), "flags:\t02\n")).collect();
+        let table = assemble(raws, &index);
+        let describe = |fd| table[&fd].target.to_string();
+        assert_eq!(describe(1001), "tcp 127.0.0.1:5000 (listen)");
+        assert_eq!(describe(1002), "tcp 127.0.0.1:41298 -> 127.0.0.1:5000");
+        assert_eq!(describe(1003), "tcp [::1]:80 (listen)");
+        assert_eq!(describe(1004), "udp 127.0.0.1:5353 -> 127.0.0.1:9999");
+        assert_eq!(describe(1005), "udp 127.0.0.1:5354");
+        assert_eq!(describe(1006), "unix:/run/app.sock");
+        assert_eq!(describe(1007), "unix:[1007]");
+        assert_eq!(describe(1008), "unix:@abstract");
+        assert_eq!(describe(1009), "socket:[1009]");
+        // The TIME_WAIT entry has inode 0 and must not be indexed.
+        assert!(!index.contains_key(&0));
+        assert_eq!(
+            table[&1002].target,
+            FdTarget::Tcp {
+                local: "127.0.0.1:41298".parse().unwrap(),
+                remote: "127.0.0.1:5000".parse().unwrap(),
+                state: "established".into(),
+            }
+        );
+    }
+
+    fn inode_of(fd: Fd) -> u64 {
+        // SAFETY: all-zeroes is a valid `stat`, and fstat only writes into it.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `fd` is open for the duration of the call; `st` is a valid out pointer.
+        assert_eq!(unsafe { libc::fstat(fd, &mut st) }, 0);
+        st.st_ino
+    }
+
+    /// Ground truth: fds this test opens itself, with the ports the kernel gave them
+    /// (getsockname via `local_addr`) and inodes from fstat.
+    #[test]
+    fn describes_own_fds() {
+        let (pipe_r, pipe_w) = std::io::pipe().unwrap();
+        let pipe_inode = inode_of(pipe_r.as_raw_fd());
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let server_addr = listener.local_addr().unwrap();
+        let client = TcpStream::connect(server_addr).unwrap();
+        let client_addr = client.local_addr().unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+
+        let listener6 = TcpListener::bind("[::1]:0").unwrap();
+        let port6 = listener6.local_addr().unwrap().port();
+
+        let udp_a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let udp_b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        udp_a.connect(udp_b.local_addr().unwrap()).unwrap();
+
+        let (unix_a, unix_b) = UnixStream::pair().unwrap();
+        let sock_path =
+            std::env::temp_dir().join(format!("parkscope-procfs-test-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&sock_path);
+        let unix_listener = UnixListener::bind(&sock_path).unwrap();
+
+        // SAFETY: epoll_create1 has no memory preconditions; the result is checked below.
+        let raw_epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        assert!(raw_epoll >= 0, "epoll_create1 failed");
+        // SAFETY: epoll_create1 just returned this fd and nothing else owns it.
+        let epoll = unsafe { OwnedFd::from_raw_fd(raw_epoll) };
+        for fd in [pipe_r.as_raw_fd(), client.as_raw_fd()] {
+            let mut event = libc::epoll_event { events: libc::EPOLLIN as u32, u64: fd as u64 };
+            // SAFETY: both fds are open; `event` is a valid epoll_event.
+            let rc = unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut event) };
+            assert_eq!(rc, 0, "epoll_ctl failed");
+        }
+
+        let exe = std::env::current_exe().unwrap();
+        let file = std::fs::File::open(&exe).unwrap();
+
+        let table = FdTable::read(std::process::id()).expect("read own fd table");
+        let describe = |fd: Fd| table.describe(fd).unwrap_or_else(|| panic!("fd {fd} missing"));
+
+        assert_eq!(
+            describe(pipe_r.as_raw_fd()),
+            format!("pipe:[{pipe_inode}] (other end: fd {})", pipe_w.as_raw_fd())
+        );
+        assert_eq!(
+            describe(pipe_w.as_raw_fd()),
+            format!("pipe:[{pipe_inode}] (other end: fd {})", pipe_r.as_raw_fd())
+        );
+        assert_eq!(describe(listener.as_raw_fd()), format!("tcp {server_addr} (listen)"));
+        assert_eq!(describe(client.as_raw_fd()), format!("tcp {client_addr} -> {server_addr}"));
+        assert_eq!(describe(accepted.as_raw_fd()), format!("tcp {server_addr} -> {client_addr}"));
+        assert_eq!(describe(listener6.as_raw_fd()), format!("tcp [::1]:{port6} (listen)"));
+        assert_eq!(
+            describe(udp_a.as_raw_fd()),
+            format!("udp {} -> {}", udp_a.local_addr().unwrap(), udp_b.local_addr().unwrap())
+        );
+        assert_eq!(describe(udp_b.as_raw_fd()), format!("udp {}", udp_b.local_addr().unwrap()));
+        assert_eq!(describe(unix_a.as_raw_fd()), format!("unix:[{}]", inode_of(unix_a.as_raw_fd())));
+        assert_eq!(describe(unix_b.as_raw_fd()), format!("unix:[{}]", inode_of(unix_b.as_raw_fd())));
+        assert_eq!(describe(unix_listener.as_raw_fd()), format!("unix:{}", sock_path.display()));
+        let mut watched = [pipe_r.as_raw_fd(), client.as_raw_fd()];
+        watched.sort_unstable();
+        assert_eq!(
+            describe(epoll.as_raw_fd()),
+            format!("anon_inode:[eventpoll] (watching fds {},{})", watched[0], watched[1])
+        );
+        assert_eq!(describe(file.as_raw_fd()), exe.display().to_string());
+
+        // Flags come from fdinfo: the pipe's read end is O_RDONLY, its write end O_WRONLY.
+        let accmode = |fd| table.flags(fd).map(|f| f & libc::O_ACCMODE as u32);
+        assert_eq!(accmode(pipe_r.as_raw_fd()), Some(libc::O_RDONLY as u32));
+        assert_eq!(accmode(pipe_w.as_raw_fd()), Some(libc::O_WRONLY as u32));
+        assert!(table.iter().any(|(fd, _)| fd == file.as_raw_fd()));
+        assert_eq!(table.pid(), std::process::id());
+
+        drop(unix_listener);
+        let _ = std::fs::remove_file(&sock_path);
+    }
+
+    #[test]
+    fn missing_process_is_no_such_process() {
+        let pid_max: u32 =
+            std::fs::read_to_string("/proc/sys/kernel/pid_max").unwrap().trim().parse().unwrap();
+        assert!(matches!(
+            FdTable::read(pid_max),
+            Err(ProcError::NoSuchProcess(p)) if p == pid_max
+        ));
+    }
+}

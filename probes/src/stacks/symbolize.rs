@@ -1,0 +1,192 @@
+//! Names stack addresses: user addresses of a live process (ASLR, dynsym/symtab/DWARF, Go
+//! symtab, demangled Rust/C++) and kernel addresses (kallsyms), both through blazesym.
+
+use std::fmt;
+use std::num::NonZeroU32;
+use std::path::Path;
+
+use blazesym::symbolize::source::{Kernel, Process, Source};
+use blazesym::symbolize::{Input, Sym, Symbolized};
+use blazesym::{MaybeDefault, Pid};
+
+use super::maps::{self, Mapping};
+
+/// One named stack frame. `addr` is the address as unwound (a return address for all but the
+/// innermost frame); `function` and `offset` describe that address within its symbol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub addr: u64,
+    pub function: Option<String>,
+    /// Byte offset of `addr` from the start of `function` (0 when unknown).
+    pub offset: u64,
+    /// Path of the backing object as the target maps it (e.g. `/usr/lib/.../libc.so.6`), or a
+    /// pseudo name such as `[vdso]`; `None` for kernel frames and anonymous memory.
+    pub module: Option<String>,
+    /// `file:line` of the instruction, from DWARF, when available.
+    pub file_line: Option<String>,
+}
+
+impl fmt::Display for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.function {
+            Some(name) => write!(f, "{name}+{:#x}", self.offset)?,
+            None => write!(f, "{:#x}", self.addr)?,
+        }
+        if let Some(module) = &self.module {
+            // The directory is noise in a stack listing; the file name identifies the object.
+            let short = Path::new(module).file_name().map_or(module.as_str().into(), |n| n.to_string_lossy());
+            write!(f, " ({short})")?;
+        }
+        if let Some(loc) = &self.file_line {
+            write!(f, " at {loc}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reusable symbolizer: blazesym caches parsed objects and kallsyms between calls, so one
+/// instance should live as long as the agent.
+pub struct Symbolizer {
+    inner: blazesym::symbolize::Symbolizer,
+}
+
+impl Default for Symbolizer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Symbolizer {
+    pub fn new() -> Self {
+        let inner = blazesym::symbolize::Symbolizer::builder()
+            .enable_code_info(true)
+            .enable_inlined_fns(true)
+            .enable_demangling(true)
+            .build();
+        Self { inner }
+    }
+
+    /// Names addresses of process `pid`, in order, one frame per address. The first address is
+    /// taken as an instruction pointer, the rest as return addresses.
+    pub fn user(&mut self, pid: u32, addrs: &[u64]) -> Vec<Frame> {
+        // Module names for frames blazesym cannot name come from the map; a process that is
+        // gone just yields frames without modules.
+        let maps = maps::read_maps(pid).unwrap_or_default();
+        let symbolized = match NonZeroU32::new(pid) {
+            Some(nz) => {
+                let src = Source::Process(Process::new(Pid::Pid(nz)));
+                self.symbolize(&src, addrs)
+            }
+            None => Vec::new(),
+        };
+        build_frames(addrs, symbolized, |addr| module_of(&maps, addr))
+    }
+
+    /// Names kernel addresses (from kallsyms), in order, one frame per address. The first
+    /// address is taken as an instruction pointer, the rest as return addresses.
+    pub fn kernel(&mut self, addrs: &[u64]) -> Vec<Frame> {
+        let src = Source::Kernel(Kernel {
+            // kallsyms always matches the running kernel; a vmlinux found on disk might not,
+            // and parsing one costs seconds.
+            vmlinux: MaybeDefault::None,
+            ..Kernel::default()
+        });
+        let symbolized = self.symbolize(&src, addrs);
+        build_frames(addrs, symbolized, |_| None)
+    }
+
+    /// Symbolizes the call sites: a return address points at the instruction after the call,
+    /// which may already belong to the next function (or next line), so it is looked up at
+    /// addr-1. Failure names nothing rather than failing the whole stack.
+    fn symbolize(&self, src: &Source<'_>, addrs: &[u64]) -> Vec<Option<Sym<'static>>> {
+        let lookups: Vec<u64> = addrs.iter().enumerate().map(|(i, &a)| lookup_addr(i, a)).collect();
+        match self.inner.symbolize(src, Input::AbsAddr(&lookups)) {
+            Ok(results) => {
+                results.into_iter().map(|r| Symbolized::into_sym(r).map(Sym::into_owned)).collect()
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "symbolization failed");
+                Vec::new()
+            }
+        }
+    }
+}
+
+fn lookup_addr(index: usize, addr: u64) -> u64 {
+    if index == 0 { addr } else { addr.saturating_sub(1) }
+}
+
+fn build_frames(
+    addrs: &[u64],
+    mut syms: Vec<Option<Sym<'static>>>,
+    module_of: impl Fn(u64) -> Option<String>,
+) -> Vec<Frame> {
+    syms.resize(addrs.len(), None);
+    addrs
+        .iter()
+        .zip(syms)
+        .enumerate()
+        .map(|(i, (&addr, sym))| {
+            let module = module_of(addr).or_else(|| {
+                sym.as_ref().and_then(|s| s.module.as_ref()).map(|m| m.to_string_lossy().into_owned())
+            });
+            let Some(sym) = sym else {
+                return Frame { addr, function: None, offset: 0, module, file_line: None };
+            };
+            // blazesym's offset is relative to the address it looked up; report it for the
+            // address we were given.
+            let offset = sym.offset as u64 + (addr - lookup_addr(i, addr));
+            // With inlining, the symbol is the real (outer) function, which `offset` refers to,
+            // while the innermost inlined function's location is the instruction's true line.
+            let code_info =
+                sym.inlined.last().and_then(|f| f.code_info.as_ref()).or(sym.code_info.as_deref());
+            let file_line = code_info.map(|ci| match ci.line {
+                Some(line) => format!("{}:{line}", ci.file.to_string_lossy()),
+                None => ci.file.to_string_lossy().into_owned(),
+            });
+            Frame { addr, function: Some(sym.name.into_owned()), offset, module, file_line }
+        })
+        .collect()
+}
+
+fn module_of(maps: &[Mapping], addr: u64) -> Option<String> {
+    let m = &maps[maps::find(maps, addr)?];
+    (!m.path.is_empty()).then(|| m.path.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(function: Option<&str>, module: Option<&str>, file_line: Option<&str>) -> Frame {
+        Frame {
+            addr: 0x7f12345678,
+            function: function.map(str::to_owned),
+            offset: 0x12,
+            module: module.map(str::to_owned),
+            file_line: file_line.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn displays_known_and_unknown_frames() {
+        let lib = Some("/usr/lib/x86_64-linux-gnu/libc.so.6");
+        assert_eq!(frame(Some("read"), lib, None).to_string(), "read+0x12 (libc.so.6)");
+        assert_eq!(frame(None, lib, None).to_string(), "0x7f12345678 (libc.so.6)");
+        assert_eq!(
+            frame(Some("main"), Some("/tmp/t"), Some("t.c:42")).to_string(),
+            "main+0x12 (t) at t.c:42"
+        );
+        assert_eq!(frame(None, None, None).to_string(), "0x7f12345678");
+    }
+
+    #[test]
+    fn symbolizes_own_function() {
+        let here = symbolizes_own_function as fn() as usize as u64;
+        let frames = Symbolizer::new().user(std::process::id(), &[here]);
+        assert_eq!(frames.len(), 1);
+        let name = frames[0].function.as_deref().unwrap_or_default();
+        assert!(name.contains("symbolizes_own_function"), "{}", frames[0]);
+        assert_eq!(frames[0].offset, 0);
+    }
+}

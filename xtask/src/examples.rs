@@ -1,0 +1,105 @@
+//! Builds the example targets into examples/bin and starts the blocker for the demo. Builds are
+//! skipped when the output is newer than its sources, so repeated runs are quick.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{setup, util};
+
+pub fn bin_dir() -> PathBuf {
+    util::root().join("examples/bin")
+}
+
+fn newer_than(out: &Path, sources: &[PathBuf]) -> bool {
+    let Ok(out_time) = out.metadata().and_then(|m| m.modified()) else { return false };
+    sources.iter().all(|s| s.metadata().and_then(|m| m.modified()).is_ok_and(|t| t <= out_time))
+}
+
+fn go_sources(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir).map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect()).unwrap_or_default()
+}
+
+pub fn build() -> Result<()> {
+    let root = util::root();
+    let bin = bin_dir();
+    std::fs::create_dir_all(&bin)?;
+    for name in ["blocker", "pingpong"] {
+        let src = root.join(format!("examples/c/{name}.c"));
+        let out = bin.join(name);
+        if newer_than(&out, std::slice::from_ref(&src)) {
+            continue;
+        }
+        util::step(&format!("cc examples/c/{name}.c"));
+        util::run(
+            Command::new("cc")
+                .args(["-O2", "-g", "-fno-omit-frame-pointer", "-pthread", "-o"])
+                .arg(&out)
+                .arg(&src),
+        )?;
+    }
+    let go127 = setup::go127().context("Go 1.27 missing; run `cargo xtask setup`")?;
+    let gocache = setup::tools_dir().join("gocache");
+    for (go, tag) in [(go127, "go1.27"), (PathBuf::from(setup::GO119), "go1.19")] {
+        for prog in ["httpserver", "loadgen"] {
+            let dir = root.join("examples/go").join(prog);
+            let out = bin.join(format!("{prog}-{tag}"));
+            if newer_than(&out, &go_sources(&dir)) {
+                continue;
+            }
+            util::step(&format!("{tag} build examples/go/{prog}"));
+            util::run(
+                Command::new(&go)
+                    .args(["build", "-o"])
+                    .arg(&out)
+                    .arg(".")
+                    .current_dir(&dir)
+                    .env("GOTOOLCHAIN", "local")
+                    .env("GOFLAGS", "-mod=mod")
+                    .env("GOPROXY", "off")
+                    .env("GOCACHE", gocache.join(tag)),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// A running examples/bin/blocker with its manifest (one JSON object per role).
+pub struct Blocker {
+    pub pid: u32,
+    pub roles: Vec<serde_json::Value>,
+    child: Child,
+}
+
+impl Blocker {
+    pub fn start(extra_args: &[&str]) -> Result<Blocker> {
+        let mut child = Command::new(bin_dir().join("blocker"))
+            .args(extra_args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting examples/bin/blocker")?;
+        let stdout = child.stdout.take().context("blocker stdout")?;
+        let mut roles = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let v: serde_json::Value = serde_json::from_str(&line?)?;
+            if v.get("ready").is_some() {
+                let pid = v["pid"].as_u64().context("ready line without pid")? as u32;
+                return Ok(Blocker { pid, roles, child });
+            }
+            roles.push(v);
+        }
+        let _ = child.kill();
+        bail!("blocker exited before it was ready")
+    }
+}
+
+impl Drop for Blocker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
