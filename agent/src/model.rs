@@ -71,6 +71,20 @@ pub struct CompletedCalls {
     pub max_ns: u64,
 }
 
+/// One call that blocked for at least the long-call threshold and returned during the window
+/// (streamed from the kernel's ring buffer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LongCall {
+    pub name: String,
+    pub class: &'static str,
+    pub fd: Option<i32>,
+    pub duration_ns: u64,
+    /// How long before the view was taken the call returned.
+    pub ended_ns_ago: u64,
+    /// The syscall's return value (negative: -errno).
+    pub ret: i64,
+}
+
 /// One OS thread of the target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ThreadView {
@@ -83,6 +97,9 @@ pub struct ThreadView {
     pub kernel_stack: Vec<String>,
     /// Calls completed during the window, most total time first.
     pub completed: Vec<CompletedCalls>,
+    /// The latest calls that blocked >= `summary.long_call_threshold_ns` and returned during the
+    /// window, newest first.
+    pub long_calls: Vec<LongCall>,
 }
 
 /// Counts for the whole process at one instant.
@@ -106,6 +123,8 @@ pub struct Summary {
     pub dropped_events: u64,
     /// Syscall entries seen for the target during the window.
     pub syscalls_traced: u64,
+    /// Threshold for `long_calls` (null when they were not collected).
+    pub long_call_threshold_ns: Option<u64>,
 }
 
 /// The whole view of a process.

@@ -6,10 +6,10 @@
 use std::collections::HashMap;
 
 use parkscope_common::{
-    ArgKind, InFlightSyscall, LastWake, OffCpuStart, SyscallStats, SyscallStatsKey, syscalls,
+    ArgKind, BlockEvent, InFlightSyscall, LastWake, OffCpuStart, SyscallStats, SyscallStatsKey, syscalls,
 };
 use parkscope_probes::{
-    kernel::{KernelCounters, KernelProbes, monotonic_now_ns},
+    kernel::{BlockEventStream, KernelCounters, KernelProbes, monotonic_now_ns},
     procfs::{
         ProcError,
         fds::FdTable,
@@ -20,13 +20,15 @@ use parkscope_probes::{
 };
 
 use crate::model::{
-    CompletedCalls, ProcessView, Summary, SyscallView, ThreadState, ThreadView, sort_for_display,
+    CompletedCalls, LongCall, ProcessView, Summary, SyscallView, ThreadState, ThreadView, sort_for_display,
 };
 
 /// Deepest user stack we unwind; deeper stacks are cut (the innermost frames matter most).
 const MAX_USER_FRAMES: usize = 64;
 /// Completed-call kinds listed per thread.
 const MAX_COMPLETED_PER_THREAD: usize = 8;
+/// Long calls kept per thread (the newest).
+const MAX_LONG_CALLS_PER_THREAD: usize = 5;
 
 /// What to include in a view.
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +43,9 @@ pub struct Observer {
     probes: Option<KernelProbes>,
     /// CLOCK_MONOTONIC when the syscall probes began recording.
     attached_at_ns: u64,
+    /// Long calls streamed from the kernel so far, per thread, oldest first.
+    long_calls: HashMap<u32, Vec<BlockEvent>>,
+    long_call_threshold_ns: Option<u64>,
 }
 
 /// Everything the eBPF maps say at one instant.
@@ -57,7 +62,31 @@ struct KernelFacts {
 
 impl Observer {
     pub fn new(target: TargetProcess, probes: Option<KernelProbes>) -> Self {
-        Self { target, probes, attached_at_ns: monotonic_now_ns() }
+        let long_call_threshold_ns = probes.as_ref().and_then(|p| p.config().block_event_min_ns);
+        Self {
+            target,
+            probes,
+            attached_at_ns: monotonic_now_ns(),
+            long_calls: HashMap::new(),
+            long_call_threshold_ns,
+        }
+    }
+
+    /// Takes the kernel's long-call stream, if the probes were loaded with a threshold.
+    pub fn take_block_events(&mut self) -> Option<BlockEventStream> {
+        let stream = self.probes.as_mut()?.take_block_events()?;
+        stream.map_err(|e| tracing::warn!("long-call stream unavailable: {e}")).ok()
+    }
+
+    /// Records long calls read from the stream, keeping only the newest per thread.
+    pub fn add_block_events(&mut self, events: Vec<BlockEvent>) {
+        for e in events {
+            let calls = self.long_calls.entry(e.tid).or_default();
+            calls.push(e);
+            if calls.len() > MAX_LONG_CALLS_PER_THREAD {
+                calls.remove(0);
+            }
+        }
     }
 
     /// Detaches the probes now (dropping them closes every link).
@@ -88,6 +117,11 @@ impl Observer {
     pub fn observe(&mut self, opts: ObserveOptions) -> Result<ProcessView, ProcError> {
         let pid = self.target.pid;
         let samples = read_threads(pid)?;
+        // An exited but unreaped target still has /proc/PID (one zombie thread), and a recycled
+        // pid is another process: neither is the target any more.
+        if !self.target.is_alive() {
+            return Err(ProcError::Exited(pid));
+        }
         // Read the maps after /proc: a call seen in /proc is then either in IN_FLIGHT or began
         // before attach (or was dropped, which the counters tell).
         let facts = self.kernel_facts();
@@ -102,6 +136,7 @@ impl Observer {
         let mut threads = Vec::with_capacity(samples.len());
         for s in &samples {
             let mut view = self.thread_view(s, &facts, fds.as_ref(), now, window_ns);
+            view.long_calls = self.long_calls_of(s.tid, now);
             if opts.stacks && view.state.is_blocked() {
                 view.kernel_stack = s.kernel_stack.clone();
                 if let (SyscallSite::In { sp, pc, nr, .. }, Some(u), Some(sym)) =
@@ -119,6 +154,7 @@ impl Observer {
         summary.window_ns = window_ns;
         summary.dropped_events = facts.counters.dropped();
         summary.syscalls_traced = facts.counters.syscalls_entered;
+        summary.long_call_threshold_ns = self.long_call_threshold_ns;
         Ok(ProcessView {
             pid,
             comm: self.target.comm.clone(),
@@ -127,6 +163,22 @@ impl Observer {
             summary,
             target_exited: false,
         })
+    }
+
+    fn long_calls_of(&self, tid: u32, now: u64) -> Vec<LongCall> {
+        let Some(events) = self.long_calls.get(&tid) else { return Vec::new() };
+        events
+            .iter()
+            .rev()
+            .map(|e| LongCall {
+                name: syscalls::name(e.nr).map_or_else(|| format!("syscall_{}", e.nr), str::to_owned),
+                class: syscalls::class(e.nr).as_str(),
+                fd: (syscalls::arg0_kind(e.nr) == ArgKind::Fd).then_some(e.arg0 as i32),
+                duration_ns: e.duration_ns,
+                ended_ns_ago: now.saturating_sub(e.enter_ns + e.duration_ns),
+                ret: e.ret,
+            })
+            .collect()
     }
 
     fn thread_view(
@@ -162,6 +214,7 @@ impl Observer {
             user_stack: Vec::new(),
             kernel_stack: Vec::new(),
             completed: completed_calls(s.tid, &facts.stats),
+            long_calls: Vec::new(),
         }
     }
 

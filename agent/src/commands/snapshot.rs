@@ -1,6 +1,8 @@
 //! `parkscope snapshot`: what every thread is doing now. Seeds the view from /proc at once, stays
 //! attached for the window so calls entered meanwhile get exact times, then takes the final view.
 
+use std::time::{Duration, Instant};
+
 use parkscope_probes::kernel::ProbeSelection;
 
 use super::{attach, open_target, write_stdout};
@@ -13,6 +15,11 @@ use crate::{
     session::{Session, Wake},
 };
 
+/// Calls blocking at least this long during the window are listed per thread (`long_calls`).
+const LONG_CALL_NS: u64 = 10_000_000;
+/// The kernel batches ring-buffer wakeups; drain at least this often so it never fills.
+const DRAIN_EVERY: Duration = Duration::from_millis(200);
+
 pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
     let target = open_target(args.pid).await?;
     let mut session = Session::new(args.pid).map_err(|e| Failure::internal(&e.into()))?;
@@ -23,7 +30,7 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
     } else {
         // Syscalls for exact times, switches for runnable-vs-running, wakeups for the waker.
         let selection = ProbeSelection { syscalls: true, switches: true, wakeups: true };
-        Some(attach(args.pid, selection, None).await?)
+        Some(attach(args.pid, selection, Some(LONG_CALL_NS)).await?)
     };
     let mut observer = Observer::new(target, probes);
 
@@ -37,7 +44,7 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
     let final_view = if args.window.is_zero() {
         seed
     } else {
-        match session.wait(Some(args.window)).await {
+        match wait_window(&mut session, &mut observer, args.window).await {
             Wake::Deadline => {}
             Wake::Interrupted => {
                 tracing::warn!("interrupted: taking the view now, window cut short");
@@ -66,6 +73,23 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
         );
     }
     Ok(exit)
+}
+
+/// Waits out the window while draining the long-call stream into the observer.
+async fn wait_window(session: &mut Session, observer: &mut Observer, window: Duration) -> Wake {
+    let deadline = Instant::now() + window;
+    let mut events = observer.take_block_events();
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let Some(stream) = events.as_mut() else { return session.wait(Some(remaining)).await };
+        tokio::select! {
+            wake = session.wait(Some(remaining)) => {
+                observer.add_block_events(stream.drain());
+                return wake;
+            }
+            batch = stream.next_batch(DRAIN_EVERY) => observer.add_block_events(batch),
+        }
+    }
 }
 
 /// Runs one observation on the blocking pool (it reads /proc and target memory).

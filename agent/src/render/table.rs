@@ -126,6 +126,7 @@ mod tests {
             user_stack: vec![],
             kernel_stack: vec![],
             completed: vec![],
+            long_calls: vec![],
         }
     }
 
