@@ -1,1 +1,302 @@
+//! Helpers for the privileged integration tests: find the real `parkscope` binary and the example
+//! targets, start `blocker` and read the manifest it prints about its own threads, run parkscope
+//! with a timeout, and read the ground truth the kernel gives in /proc.
 
+use std::{
+    collections::BTreeSet,
+    io::{BufRead, BufReader, Read},
+    path::{Path, PathBuf},
+    process::{Child, ChildStdout, Command, ExitStatus, Stdio},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+const BUILD_HINT: &str = "run `cargo xtask test` (builds the binary and examples)";
+
+/// How long one parkscope run may take before it is killed and the test fails.
+pub const PARKSCOPE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long `blocker` may take to print its manifest (it polls its threads for up to 5 s itself).
+const MANIFEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The workspace root (this crate lives in `<root>/tests`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace").to_path_buf()
+}
+
+/// The binary under test: `$PARKSCOPE_BIN`, else `<workspace>/target/debug/parkscope`.
+pub fn parkscope_bin() -> PathBuf {
+    let path = std::env::var_os("PARKSCOPE_BIN")
+        .map_or_else(|| workspace_root().join("target/debug/parkscope"), PathBuf::from);
+    assert!(path.is_file(), "parkscope binary not found at {}: {BUILD_HINT}", path.display());
+    path
+}
+
+/// An example target from `<workspace>/examples/bin`.
+pub fn example_bin(name: &str) -> PathBuf {
+    let path = workspace_root().join("examples/bin").join(name);
+    assert!(path.is_file(), "example target not found at {}: {BUILD_HINT}", path.display());
+    path
+}
+
+/// One line of blocker's manifest: what a role's thread is blocked in, by its own account.
+#[derive(Debug, Clone)]
+pub struct Role {
+    pub role: String,
+    pub func: String,
+    pub tid: u32,
+    pub syscall: Option<String>,
+    pub syscall_nr: Option<u32>,
+    pub fd: Option<i32>,
+    pub fd_desc: Option<String>,
+    pub inode: Option<u64>,
+    /// The whole line, for role-specific fields (local, remote, futex_uaddr, ...).
+    pub raw: Value,
+}
+
+impl Role {
+    fn parse(v: Value) -> Role {
+        let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+        let n = |k: &str| v.get(k).and_then(Value::as_u64);
+        Role {
+            role: s("role").expect("manifest line without role"),
+            func: s("func").expect("manifest line without func"),
+            tid: n("tid").and_then(|t| u32::try_from(t).ok()).expect("manifest line without tid"),
+            syscall: s("syscall"),
+            syscall_nr: n("syscall_nr").and_then(|t| u32::try_from(t).ok()),
+            fd: v.get("fd").and_then(Value::as_i64).map(|f| i32::try_from(f).expect("fd fits i32")),
+            fd_desc: s("fd_desc"),
+            inode: n("inode"),
+            raw: v,
+        }
+    }
+
+    /// A string field of this role's line (e.g. `local`, `remote`, `futex_uaddr`).
+    pub fn str_field(&self, key: &str) -> &str {
+        self.raw.get(key).and_then(Value::as_str).unwrap_or_else(|| panic!("{} has no {key}", self.role))
+    }
+}
+
+/// A running `examples/bin/blocker`, killed and reaped on drop.
+pub struct Blocker {
+    child: Child,
+    pub pid: u32,
+    /// The manifest, in the order blocker printed it.
+    pub roles: Vec<Role>,
+    /// When the process was started (every blocked time must be shorter than its age).
+    pub started: Instant,
+    /// Kept open so blocker never writes to a closed pipe.
+    _stdout: mpsc::Receiver<String>,
+}
+
+impl Blocker {
+    /// Starts blocker with `args` and waits for its manifest, up to `{"ready":true,"pid":..}`.
+    pub fn start(args: &[&str]) -> Blocker {
+        let started = Instant::now();
+        let mut child = Command::new(example_bin("blocker"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start blocker: {e}"));
+        let lines = spawn_line_reader(child.stdout.take().expect("stdout is piped"));
+        let mut roles = Vec::new();
+        let pid = loop {
+            let line = match lines.recv_timeout(MANIFEST_TIMEOUT.saturating_sub(started.elapsed())) {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = child.kill();
+                    let status = child.wait();
+                    panic!(
+                        "blocker gave no ready line ({e}); exit status {status:?}; manifest so far: {roles:#?}"
+                    )
+                }
+            };
+            let v: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("blocker printed a non-JSON line {line:?}: {e}"));
+            if v.get("ready").and_then(Value::as_bool) == Some(true) {
+                break v["pid"].as_u64().and_then(|p| u32::try_from(p).ok()).expect("ready line has a pid");
+            }
+            roles.push(Role::parse(v));
+        };
+        assert_eq!(pid, child.id(), "blocker's ready line names another pid");
+        Blocker { child, pid, roles, started, _stdout: lines }
+    }
+
+    /// The manifest line of `role`.
+    pub fn role(&self, role: &str) -> &Role {
+        self.roles.iter().find(|r| r.role == role).unwrap_or_else(|| panic!("no role {role} in the manifest"))
+    }
+}
+
+impl Drop for Blocker {
+    fn drop(&mut self) {
+        // It may have exited already (--exit-after-ms); kill then fails, wait still reaps it.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_line_reader(stdout: ChildStdout) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// What one parkscope run produced.
+#[derive(Debug)]
+pub struct Output {
+    pub args: Vec<String>,
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Output {
+    /// The exit code; a death by signal fails the test.
+    pub fn code(&self) -> i32 {
+        self.status.code().unwrap_or_else(|| panic!("parkscope died by a signal: {self}"))
+    }
+
+    /// Fails with the whole run printed unless the exit code is `code`.
+    pub fn assert_code(&self, code: i32) {
+        assert_eq!(self.code(), code, "unexpected exit code: {self}");
+    }
+
+    /// stdout parsed as one JSON value.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self}"))
+    }
+}
+
+impl std::fmt::Display for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "`parkscope {}` -> {} after {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.args.join(" "),
+            self.status,
+            self.elapsed,
+            self.stdout,
+            self.stderr
+        )
+    }
+}
+
+/// Runs the real binary with `args`, killing it (and failing) after [`PARKSCOPE_TIMEOUT`].
+pub fn run_parkscope(args: &[&str]) -> Output {
+    let bin = parkscope_bin();
+    let started = Instant::now();
+    let mut child = Command::new(&bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+    let stdout = read_all(child.stdout.take().expect("stdout is piped"));
+    let stderr = read_all(child.stderr.take().expect("stderr is piped"));
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for parkscope") {
+            break status;
+        }
+        if started.elapsed() > PARKSCOPE_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "`parkscope {}` still running after {PARKSCOPE_TIMEOUT:?}; killed it. stderr so far:\n{}",
+                args.join(" "),
+                stderr.join().unwrap_or_default()
+            );
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    let elapsed = started.elapsed();
+    Output {
+        args: args.iter().map(|s| (*s).to_owned()).collect(),
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+        elapsed,
+    }
+}
+
+fn read_all(mut r: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+/// `/proc/PID/task/TID/syscall`, as the kernel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskSyscall {
+    /// On a CPU right now (`running`): the kernel cannot say.
+    Running,
+    /// Off CPU in user mode (`-1 sp pc`).
+    User,
+    /// Blocked in syscall `nr` with these arguments.
+    In { nr: u32, args: [u64; 6] },
+}
+
+/// Reads `/proc/PID/task/TID/syscall`.
+pub fn read_task_syscall(pid: u32, tid: u32) -> TaskSyscall {
+    let path = format!("/proc/{pid}/task/{tid}/syscall");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    let text = text.trim();
+    if text == "running" {
+        return TaskSyscall::Running;
+    }
+    let mut fields = text.split_whitespace();
+    let nr: i64 = fields.next().and_then(|f| f.parse().ok()).unwrap_or_else(|| panic!("{path}: {text:?}"));
+    if nr < 0 {
+        return TaskSyscall::User;
+    }
+    let mut args = [0u64; 6];
+    for a in &mut args {
+        let f = fields.next().unwrap_or_else(|| panic!("{path}: too few fields in {text:?}"));
+        *a = parse_hex(f).unwrap_or_else(|| panic!("{path}: bad argument {f:?}"));
+    }
+    TaskSyscall::In { nr: u32::try_from(nr).expect("syscall nr fits u32"), args }
+}
+
+/// Parses `0x1f` (or bare hex) as a number.
+pub fn parse_hex(s: &str) -> Option<u64> {
+    u64::from_str_radix(s.trim_start_matches("0x"), 16).ok()
+}
+
+/// The state letter of `/proc/PID/task/TID/stat` (R, S, D, ...).
+pub fn read_task_state(pid: u32, tid: u32) -> char {
+    let path = format!("/proc/{pid}/task/{tid}/stat");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    // comm may contain spaces and parentheses; the state follows the last ')'.
+    let rest = &text[text.rfind(')').unwrap_or_else(|| panic!("{path}: {text:?}")) + 1..];
+    rest.trim_start().chars().next().unwrap_or_else(|| panic!("{path}: no state"))
+}
+
+/// `/proc/PID/task/TID/comm` without the newline.
+pub fn read_task_comm(pid: u32, tid: u32) -> String {
+    let path = format!("/proc/{pid}/task/{tid}/comm");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}")).trim_end().to_owned()
+}
+
+/// The tids listed in `/proc/PID/task`.
+pub fn read_tids(pid: u32) -> BTreeSet<u32> {
+    let path = format!("/proc/{pid}/task");
+    std::fs::read_dir(&path)
+        .unwrap_or_else(|e| panic!("reading {path}: {e}"))
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
