@@ -31,7 +31,7 @@ fn interrupted_snapshot_prints_the_view(signal: &str) {
     assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}: the 30 s window was not cut short");
     let view: Value = serde_json::from_str(&stdout).expect("a JSON view is still printed");
     let window_ns = view["summary"]["window_ns"].as_u64().unwrap();
-    assert!(window_ns >= 1_000_000_000 && window_ns < 10_000_000_000, "window_ns {window_ns}");
+    assert!((1_000_000_000..10_000_000_000).contains(&window_ns), "window_ns {window_ns}");
     let tids: Vec<u64> =
         view["threads"].as_array().unwrap().iter().map(|t| t["tid"].as_u64().unwrap()).collect();
     assert!(tids.contains(&u64::from(blocker.role("pipe_read").tid)));
