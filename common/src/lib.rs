@@ -33,6 +33,10 @@ pub mod map {
     pub const LAST_WAKE: &str = "LAST_WAKE";
     /// Ring buffer of [`crate::BlockEvent`]: syscalls that blocked at least `BLOCK_EVENT_MIN_NS`.
     pub const BLOCK_EVENTS: &str = "BLOCK_EVENTS";
+    /// Stack traces (user and kernel) captured by the off-CPU profiler, by id.
+    pub const STACKS: &str = "STACKS";
+    /// [`crate::OffCpuKey`] -> [`crate::OffCpuTotal`]: completed off-CPU intervals.
+    pub const OFFCPU_TOTALS: &str = "OFFCPU_TOTALS";
     /// Per-CPU array of u64 counters indexed by [`crate::Counter`].
     pub const COUNTERS: &str = "COUNTERS";
 }
@@ -43,6 +47,8 @@ pub mod global {
     pub const TARGET_TGID: &str = "TARGET_TGID";
     /// u64: syscalls that last at least this long are streamed as [`crate::BlockEvent`]s.
     pub const BLOCK_EVENT_MIN_NS: &str = "BLOCK_EVENT_MIN_NS";
+    /// u8: 1 = capture stacks at switch-out and wakeup and aggregate off-CPU intervals.
+    pub const OFFCPU_PROFILE: &str = "OFFCPU_PROFILE";
     /// u32: offset of `prev_pid` in the `sched/sched_switch` tracepoint record (from its format file).
     pub const SWITCH_PREV_PID_OFF: &str = "SWITCH_PREV_PID_OFF";
     /// u32: offset of `prev_state` in the `sched/sched_switch` record.
@@ -58,6 +64,9 @@ pub mod global {
 pub const MAX_THREADS: u32 = 32_768;
 /// Capacity of [`map::SYSCALL_STATS`] (an LRU map: the least recently used key is evicted).
 pub const MAX_STATS_KEYS: u32 = 16_384;
+/// Capacity of [`map::STACKS`] (distinct stacks) and of [`map::OFFCPU_TOTALS`].
+pub const MAX_STACKS: u32 = 16_384;
+pub const MAX_OFFCPU_KEYS: u32 = 16_384;
 /// Size of [`map::BLOCK_EVENTS`] in bytes (a power of two, as the kernel requires).
 pub const BLOCK_EVENTS_BYTES: u32 = 1 << 20;
 /// Syscall numbers at or above this are not classified (x86_64 uses < 470 today).
@@ -123,26 +132,82 @@ pub fn hist_bucket(ns: u64) -> usize {
     if b >= HIST_BUCKETS { HIST_BUCKETS - 1 } else { b }
 }
 
-/// A target thread that is off CPU right now: when it left and in what state.
+/// Stack id meaning "not captured" (profiling off, or the capture failed).
+pub const NO_STACK: i32 = -1;
+
+/// A target thread that is off CPU right now: when it left, in what state, and (when off-CPU
+/// profiling is on) where.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OffCpuStart {
     pub start_ns: u64,
     /// `prev_state` at switch-out: 0 = preempted (still runnable), else the sleep state bits.
     pub prev_state: u64,
+    /// First argument of the syscall the thread was in at switch-out (see `nr`).
+    pub arg0: u64,
+    /// Ids in [`map::STACKS`], or [`NO_STACK`].
+    pub user_stack_id: i32,
+    pub kernel_stack_id: i32,
+    /// The syscall the thread was in at switch-out, or -1 (not in one, or syscalls not traced).
+    pub nr: i32,
+    pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<OffCpuStart>() == 16);
+const _: () = assert!(core::mem::size_of::<OffCpuStart>() == 40);
 
-/// Who woke a target thread last, and when.
+impl Default for OffCpuStart {
+    fn default() -> Self {
+        Self {
+            start_ns: 0,
+            prev_state: 0,
+            arg0: 0,
+            user_stack_id: NO_STACK,
+            kernel_stack_id: NO_STACK,
+            nr: -1,
+            _pad: 0,
+        }
+    }
+}
+
+/// Who woke a target thread last, and when (and, when off-CPU profiling is on, from where).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LastWake {
     pub wake_ns: u64,
-    /// Thread id of the waker; 0 when the wakeup came from interrupt context or the idle task.
+    /// The task running when the wakeup was issued (sched_waking runs in the waker's context;
+    /// for wakeups from interrupts it is whatever task the interrupt hit, 0 for the idle task).
     pub waker_tid: u32,
     pub waker_tgid: u32,
+    pub waker_user_stack_id: i32,
+    pub waker_kernel_stack_id: i32,
 }
-const _: () = assert!(core::mem::size_of::<LastWake>() == 16);
+const _: () = assert!(core::mem::size_of::<LastWake>() == 24);
+
+/// Key of the in-kernel off-CPU aggregation: one per thread, stacks, waker and syscall.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OffCpuKey {
+    pub tid: u32,
+    /// 0 when no wakeup was seen for this interval (e.g. preemption, or woken before attach).
+    pub waker_tid: u32,
+    pub user_stack_id: i32,
+    pub kernel_stack_id: i32,
+    pub waker_user_stack_id: i32,
+    pub waker_kernel_stack_id: i32,
+    /// Syscall at switch-out, or -1.
+    pub nr: i32,
+    /// The fd argument of that syscall, or -1.
+    pub fd: i32,
+}
+const _: () = assert!(core::mem::size_of::<OffCpuKey>() == 32);
+
+/// Total off-CPU time and number of intervals for one [`OffCpuKey`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OffCpuTotal {
+    pub total_ns: u64,
+    pub count: u64,
+}
+const _: () = assert!(core::mem::size_of::<OffCpuTotal>() == 16);
 
 /// Streamed through [`map::BLOCK_EVENTS`] when a syscall returns after blocking for at least
 /// `BLOCK_EVENT_MIN_NS`.
@@ -176,9 +241,14 @@ pub enum Counter {
     OffCpuFull = 5,
     /// Context switches away from a target thread.
     SwitchesOut = 6,
+    /// Off-CPU intervals lost because [`map::OFFCPU_TOTALS`] was full.
+    OffCpuTotalsFull = 7,
+    /// Stack captures that failed (stack map full or bucket collision); the interval is kept
+    /// with [`NO_STACK`].
+    StackCaptureFailed = 8,
 }
 /// Number of [`Counter`] slots.
-pub const COUNTER_SLOTS: u32 = 7;
+pub const COUNTER_SLOTS: u32 = 9;
 
 #[cfg(feature = "user")]
 mod pod {
@@ -190,6 +260,8 @@ mod pod {
     unsafe impl aya::Pod for super::OffCpuStart {}
     unsafe impl aya::Pod for super::LastWake {}
     unsafe impl aya::Pod for super::BlockEvent {}
+    unsafe impl aya::Pod for super::OffCpuKey {}
+    unsafe impl aya::Pod for super::OffCpuTotal {}
 }
 
 #[cfg(test)]

@@ -9,6 +9,10 @@ static TARGET_TGID: u32 = 0;
 #[unsafe(no_mangle)]
 static BLOCK_EVENT_MIN_NS: u64 = u64::MAX;
 
+/// 1 = off-CPU profiling: capture stacks at switch-out and wakeup, aggregate intervals.
+#[unsafe(no_mangle)]
+static OFFCPU_PROFILE: u8 = 0;
+
 /// Field offsets inside the sched/sched_switch and sched/sched_waking records, read by
 /// userspace from the tracepoints' format files so that no kernel layout is hard-coded here.
 #[unsafe(no_mangle)]
@@ -29,6 +33,10 @@ pub fn target_tgid() -> u32 {
 #[inline(always)]
 pub fn block_event_min_ns() -> u64 {
     unsafe { core::ptr::read_volatile(&BLOCK_EVENT_MIN_NS) }
+}
+#[inline(always)]
+pub fn offcpu_profile() -> bool {
+    unsafe { core::ptr::read_volatile(&OFFCPU_PROFILE) != 0 }
 }
 #[inline(always)]
 pub fn switch_prev_pid_off() -> usize {

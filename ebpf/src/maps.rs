@@ -3,11 +3,12 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
 };
 use parkscope_common::{
-    BLOCK_EVENTS_BYTES, COUNTER_SLOTS, Counter, InFlightSyscall, LastWake, MAX_STATS_KEYS, MAX_SYSCALL_NR,
-    MAX_THREADS, OffCpuStart, SyscallStats, SyscallStatsKey,
+    BLOCK_EVENTS_BYTES, COUNTER_SLOTS, Counter, InFlightSyscall, LastWake, MAX_OFFCPU_KEYS, MAX_STACKS,
+    MAX_STATS_KEYS, MAX_SYSCALL_NR, MAX_THREADS, OffCpuKey, OffCpuStart, OffCpuTotal, SyscallStats,
+    SyscallStatsKey,
 };
 
 #[map]
@@ -25,6 +26,13 @@ pub static OFFCPU_START: HashMap<u32, OffCpuStart> = HashMap::with_max_entries(M
 
 #[map]
 pub static LAST_WAKE: LruHashMap<u32, LastWake> = LruHashMap::with_max_entries(MAX_THREADS, 0);
+
+#[map]
+pub static STACKS: StackTrace = StackTrace::with_max_entries(MAX_STACKS, 0);
+
+/// Plain hash, not LRU: a profile must not silently lose old intervals; a full map is counted.
+#[map]
+pub static OFFCPU_TOTALS: HashMap<OffCpuKey, OffCpuTotal> = HashMap::with_max_entries(MAX_OFFCPU_KEYS, 0);
 
 #[map]
 pub static BLOCK_EVENTS: RingBuf = RingBuf::with_byte_size(BLOCK_EVENTS_BYTES, 0);

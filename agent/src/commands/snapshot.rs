@@ -29,7 +29,8 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
         None
     } else {
         // Syscalls for exact times, switches for runnable-vs-running, wakeups for the waker.
-        let selection = ProbeSelection { syscalls: true, switches: true, wakeups: true };
+        let selection =
+            ProbeSelection { syscalls: true, switches: true, wakeups: true, offcpu_profile: false };
         Some(attach(args.pid, selection, Some(LONG_CALL_NS)).await?)
     };
     let mut observer = Observer::new(target, probes);

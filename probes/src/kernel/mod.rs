@@ -9,13 +9,13 @@ use std::collections::HashMap;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
     programs::{RawTracePoint, TracePoint},
 };
 pub use block_events::BlockEventStream;
 use parkscope_common::{
-    COUNTER_SLOTS, Counter, InFlightSyscall, LastWake, MAX_SYSCALL_NR, OffCpuStart, SyscallStats,
-    SyscallStatsKey, global, map, program, syscalls,
+    COUNTER_SLOTS, Counter, InFlightSyscall, LastWake, MAX_SYSCALL_NR, OffCpuKey, OffCpuStart, OffCpuTotal,
+    SyscallStats, SyscallStatsKey, global, map, program, syscalls,
 };
 
 /// What went wrong while loading, attaching or reading probes.
@@ -55,6 +55,9 @@ pub struct ProbeSelection {
     pub switches: bool,
     /// sched_waking (needs `switches`): who last woke each thread.
     pub wakeups: bool,
+    /// Off-CPU profiling (implies switches and wakeups): stacks at switch-out and wakeup, and
+    /// in-kernel totals per (thread, stacks, waker, syscall). Costs a stack walk per switch.
+    pub offcpu_profile: bool,
 }
 
 /// Load-time settings.
@@ -76,12 +79,18 @@ pub struct KernelCounters {
     pub block_events_dropped: u64,
     pub off_cpu_full: u64,
     pub switches_out: u64,
+    pub off_cpu_totals_full: u64,
+    pub stack_capture_failed: u64,
 }
 
 impl KernelCounters {
     /// Events lost for lack of room (as opposed to merely unmatched).
     pub fn dropped(&self) -> u64 {
-        self.in_flight_full + self.stats_update_failed + self.block_events_dropped + self.off_cpu_full
+        self.in_flight_full
+            + self.stats_update_failed
+            + self.block_events_dropped
+            + self.off_cpu_full
+            + self.off_cpu_totals_full
     }
 }
 
@@ -138,10 +147,12 @@ impl KernelProbes {
         let next_pid = tracefs::field_offset(&root, "sched", "sched_switch", "next_pid")?;
         let waking_pid = tracefs::field_offset(&root, "sched", "sched_waking", "pid")?;
         let min_ns = config.block_event_min_ns.unwrap_or(u64::MAX);
+        let offcpu_profile = u8::from(config.selection.offcpu_profile);
 
         let mut ebpf = EbpfLoader::new()
             .override_global(global::TARGET_TGID, &config.tgid, true)
             .override_global(global::BLOCK_EVENT_MIN_NS, &min_ns, true)
+            .override_global(global::OFFCPU_PROFILE, &offcpu_profile, true)
             .override_global(global::SWITCH_PREV_PID_OFF, &prev_pid, true)
             .override_global(global::SWITCH_PREV_STATE_OFF, &prev_state, true)
             .override_global(global::SWITCH_NEXT_PID_OFF, &next_pid, true)
@@ -161,10 +172,11 @@ impl KernelProbes {
             probes.attach_raw(program::SYS_ENTER, "sys_enter")?;
             probes.attach_raw(program::SYS_EXIT, "sys_exit")?;
         }
-        if config.selection.switches || config.selection.wakeups {
+        let sel = config.selection;
+        if sel.switches || sel.wakeups || sel.offcpu_profile {
             probes.attach_tp(program::SCHED_SWITCH, "sched", "sched_switch")?;
         }
-        if config.selection.wakeups {
+        if sel.wakeups || sel.offcpu_profile {
             probes.attach_tp(program::SCHED_WAKING, "sched", "sched_waking")?;
         }
         Ok(probes)
@@ -236,6 +248,23 @@ impl KernelProbes {
         self.read_hash(map::LAST_WAKE)
     }
 
+    /// Completed off-CPU intervals summed per key (off-CPU profiling mode).
+    pub fn off_cpu_totals(&self) -> Result<HashMap<OffCpuKey, OffCpuTotal>, KernelError> {
+        self.read_hash(map::OFFCPU_TOTALS)
+    }
+
+    /// The instruction pointers of stack `id` (innermost first), as captured by the kernel.
+    pub fn stack(&self, id: i32) -> Result<Vec<u64>, KernelError> {
+        let name = map::STACKS;
+        let m = self.ebpf.map(name).ok_or(KernelError::Missing { kind: "map", name })?;
+        let stacks: StackTraceMap<&MapData> =
+            StackTraceMap::try_from(m).map_err(|source| KernelError::Map { map: name, source })?;
+        let id = u32::try_from(id)
+            .map_err(|_| KernelError::Map { map: name, source: aya::maps::MapError::KeyNotFound })?;
+        let trace = stacks.get(&id, 0).map_err(|source| KernelError::Map { map: name, source })?;
+        Ok(trace.frames().iter().map(|f| f.ip).collect())
+    }
+
     /// Kernel-side counters, summed over CPUs.
     pub fn counters(&self) -> Result<KernelCounters, KernelError> {
         let name = map::COUNTERS;
@@ -256,6 +285,8 @@ impl KernelProbes {
             block_events_dropped: at(Counter::BlockEventsDropped),
             off_cpu_full: at(Counter::OffCpuFull),
             switches_out: at(Counter::SwitchesOut),
+            off_cpu_totals_full: at(Counter::OffCpuTotalsFull),
+            stack_capture_failed: at(Counter::StackCaptureFailed),
         })
     }
 
