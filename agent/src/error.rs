@@ -69,10 +69,10 @@ impl From<KernelError> for Failure {
                 e.to_string(),
                 "run as root, or grant CAP_BPF and CAP_PERFMON (e.g. `sudo setcap cap_bpf,cap_perfmon+ep parkscope`); `--window 0` needs no eBPF",
             ),
-            KernelError::Tracefs { .. } => Failure::new(
-                code::NOT_PERMITTED,
+            KernelError::KernelBtf { .. } => Failure::new(
+                code::NOT_TRACEABLE,
                 e.to_string(),
-                "mount it: `mount -t tracefs tracefs /sys/kernel/tracing`",
+                "parkscope needs Linux >= 5.18 built with CONFIG_DEBUG_INFO_BTF (/sys/kernel/btf/vmlinux)",
             ),
             _ => Failure { cause: e.to_string(), hint: None, code: code::INTERNAL },
         }

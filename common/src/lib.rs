@@ -49,14 +49,8 @@ pub mod global {
     pub const BLOCK_EVENT_MIN_NS: &str = "BLOCK_EVENT_MIN_NS";
     /// u8: 1 = capture stacks at switch-out and wakeup and aggregate off-CPU intervals.
     pub const OFFCPU_PROFILE: &str = "OFFCPU_PROFILE";
-    /// u32: offset of `prev_pid` in the `sched/sched_switch` tracepoint record (from its format file).
-    pub const SWITCH_PREV_PID_OFF: &str = "SWITCH_PREV_PID_OFF";
-    /// u32: offset of `prev_state` in the `sched/sched_switch` record.
-    pub const SWITCH_PREV_STATE_OFF: &str = "SWITCH_PREV_STATE_OFF";
-    /// u32: offset of `next_pid` in the `sched/sched_switch` record.
-    pub const SWITCH_NEXT_PID_OFF: &str = "SWITCH_NEXT_PID_OFF";
-    /// u32: offset of `pid` in the `sched/sched_waking` record.
-    pub const WAKING_PID_OFF: &str = "WAKING_PID_OFF";
+    /// u32: byte offset of `pid` in `struct task_struct`, from the running kernel's BTF.
+    pub const TASK_PID_OFF: &str = "TASK_PID_OFF";
 }
 
 /// Capacity of the per-thread maps: more live threads than this in one target and the excess
@@ -76,7 +70,8 @@ pub const MAX_SYSCALL_NR: u32 = 512;
 pub const HIST_BUCKETS: usize = 36;
 
 /// The syscall a target thread is executing right now, written at sys_enter and removed at
-/// sys_exit. The user registers let userspace unwind the thread's stack later, on demand.
+/// sys_exit. The frame pointer lets userspace unwind the thread's stack later, on demand (ip
+/// and sp are in /proc/PID/task/TID/syscall; bp is not, and is callee-saved, so only entry has it).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct InFlightSyscall {
@@ -84,14 +79,12 @@ pub struct InFlightSyscall {
     pub enter_ns: u64,
     /// First argument (an fd or futex address, per [`ArgKind`]).
     pub arg0: u64,
-    /// User instruction pointer, stack pointer and frame pointer at entry.
-    pub user_ip: u64,
-    pub user_sp: u64,
+    /// User frame pointer (rbp) at entry.
     pub user_bp: u64,
     pub nr: u32,
     pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<InFlightSyscall>() == 48);
+const _: () = assert!(core::mem::size_of::<InFlightSyscall>() == 32);
 
 /// Key of the completed-syscall histograms: one per thread, syscall and fd (fd is -1 for
 /// syscalls whose first argument is not an fd).
@@ -134,6 +127,10 @@ pub fn hist_bucket(ns: u64) -> usize {
 
 /// Stack id meaning "not captured" (profiling off, or the capture failed).
 pub const NO_STACK: i32 = -1;
+/// Stack id userspace puts in an [`OffCpuStart`] it seeds for a thread that was already off CPU
+/// when the probes attached (the kernel never saw it leave): the kernel copies it into the
+/// interval's [`OffCpuKey`] unchanged, and userspace substitutes the stacks it read from /proc.
+pub const PRE_ATTACH_STACK: i32 = -2;
 
 /// A target thread that is off CPU right now: when it left, in what state, and (when off-CPU
 /// profiling is on) where.

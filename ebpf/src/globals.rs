@@ -13,16 +13,10 @@ static BLOCK_EVENT_MIN_NS: u64 = u64::MAX;
 #[unsafe(no_mangle)]
 static OFFCPU_PROFILE: u8 = 0;
 
-/// Field offsets inside the sched/sched_switch and sched/sched_waking records, read by
-/// userspace from the tracepoints' format files so that no kernel layout is hard-coded here.
+/// Byte offset of `pid` in `struct task_struct`, read by userspace from the kernel's BTF so no
+/// kernel layout is hard-coded here.
 #[unsafe(no_mangle)]
-static SWITCH_PREV_PID_OFF: u32 = 0;
-#[unsafe(no_mangle)]
-static SWITCH_PREV_STATE_OFF: u32 = 0;
-#[unsafe(no_mangle)]
-static SWITCH_NEXT_PID_OFF: u32 = 0;
-#[unsafe(no_mangle)]
-static WAKING_PID_OFF: u32 = 0;
+static TASK_PID_OFF: u32 = 0;
 
 // Volatile reads: without them the compiler folds the initial values into the code and the
 // loader's overrides would have no effect.
@@ -39,20 +33,8 @@ pub fn offcpu_profile() -> bool {
     unsafe { core::ptr::read_volatile(&OFFCPU_PROFILE) != 0 }
 }
 #[inline(always)]
-pub fn switch_prev_pid_off() -> usize {
-    unsafe { core::ptr::read_volatile(&SWITCH_PREV_PID_OFF) as usize }
-}
-#[inline(always)]
-pub fn switch_prev_state_off() -> usize {
-    unsafe { core::ptr::read_volatile(&SWITCH_PREV_STATE_OFF) as usize }
-}
-#[inline(always)]
-pub fn switch_next_pid_off() -> usize {
-    unsafe { core::ptr::read_volatile(&SWITCH_NEXT_PID_OFF) as usize }
-}
-#[inline(always)]
-pub fn waking_pid_off() -> usize {
-    unsafe { core::ptr::read_volatile(&WAKING_PID_OFF) as usize }
+pub fn task_pid_off() -> usize {
+    unsafe { core::ptr::read_volatile(&TASK_PID_OFF) as usize }
 }
 
 /// The current task's (tgid, tid) if it belongs to the target, else None.

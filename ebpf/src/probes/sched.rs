@@ -1,12 +1,14 @@
-//! sched/sched_switch and sched/sched_waking (classic tracepoints): which target threads are
+//! sched_switch and sched_waking (raw tracepoints): which target threads are
 //! off CPU right now (and whether they left runnable or asleep), who woke them last, and, in
 //! off-CPU profiling mode, where they were when they left and where their waker was: the
 //! intervals are summed in kernel per (thread, stacks, waker, syscall), offcputime/offwaketime's
 //! pattern (start at switch-out, delta at switch-in).
 //!
-//! Classic tracepoints rather than tp_btf: their record layout is published in tracefs format
-//! files, which userspace reads and passes in as globals, so no `task_struct` offsets are needed
-//! (aya has no CO-RE field relocations for Rust programs).
+//! Raw tracepoints rather than classic ones: a classic tracepoint builds a trace record (two
+//! comms, pids, prios) on every context switch in the system before our program runs; measured
+//! here that cost ~136 ns per switch (docs/performance.md). Raw tracepoints hand us the
+//! `task_struct` pointers; the one field we read (`pid`) is at an offset userspace takes from
+//! the kernel's BTF (aya has no CO-RE field relocations for Rust programs).
 //!
 //! sched_waking rather than sched_wakeup: waking runs in the waker's context; wakeup may run on
 //! the wakee's CPU from an IPI (TTWU_QUEUE), where "current" is an unrelated task.
@@ -14,16 +16,14 @@
 use aya_ebpf::{
     EbpfContext,
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
-    macros::tracepoint,
-    programs::{TracePointContext, tracing::StackIdContext},
+    helpers::bpf_probe_read_kernel,
+    macros::raw_tracepoint,
+    programs::{RawTracePointContext, tracing::StackIdContext},
 };
 use parkscope_common::{ArgKind, Counter, LastWake, NO_STACK, OffCpuKey, OffCpuStart, OffCpuTotal};
 
 use crate::{
-    globals::{
-        current_target_thread, offcpu_profile, switch_next_pid_off, switch_prev_pid_off,
-        switch_prev_state_off, waking_pid_off,
-    },
+    globals::{current_target_thread, offcpu_profile, task_pid_off},
     maps::{IN_FLIGHT, LAST_WAKE, OFFCPU_START, OFFCPU_TOTALS, STACKS, SYSCALL_ARG_KIND, count},
 };
 
@@ -42,38 +42,43 @@ fn current_stacks<C: EbpfContext + StackIdContext>(ctx: &C) -> (i32, i32) {
     (capture(BPF_F_USER_STACK), capture(0))
 }
 
-#[tracepoint(category = "sched", name = "sched_switch")]
-pub fn parkscope_sched_switch(ctx: TracePointContext) -> u32 {
+/// `task->pid` of a kernel task pointer.
+#[inline(always)]
+fn task_pid(task: *const u8) -> Result<u32, i32> {
+    unsafe { bpf_probe_read_kernel(task.add(task_pid_off()) as *const i32) }.map(|p| p as u32)
+}
+
+// TP_PROTO(bool preempt, struct task_struct *prev, struct task_struct *next,
+//          unsigned int prev_state); userspace checks this arity against the kernel's BTF.
+#[raw_tracepoint(tracepoint = "sched_switch")]
+pub fn parkscope_sched_switch(ctx: RawTracePointContext) -> i32 {
     match try_sched_switch(&ctx) {
         Ok(()) | Err(_) => 0,
     }
 }
 
-fn try_sched_switch(ctx: &TracePointContext) -> Result<(), i32> {
+fn try_sched_switch(ctx: &RawTracePointContext) -> Result<(), i32> {
     let now = unsafe { bpf_ktime_get_ns() };
     // Switch-out: "current" is still prev, so the tgid filter applies directly.
     if let Some(tid) = current_target_thread() {
-        let prev_state: i64 = unsafe { ctx.read_at(switch_prev_state_off())? };
-        let prev_pid: i32 = unsafe { ctx.read_at(switch_prev_pid_off())? };
-        if prev_pid as u32 == tid {
-            count(Counter::SwitchesOut);
-            let mut start =
-                OffCpuStart { start_ns: now, prev_state: prev_state as u64, ..Default::default() };
-            if offcpu_profile() {
-                (start.user_stack_id, start.kernel_stack_id) = current_stacks(ctx);
-                if let Some(call) = unsafe { IN_FLIGHT.get(&tid) } {
-                    start.nr = call.nr as i32;
-                    start.arg0 = call.arg0;
-                }
+        count(Counter::SwitchesOut);
+        // prev_state is an unsigned int argument; the upper half of the register is undefined.
+        let prev_state: u64 = ctx.arg::<u64>(3) & 0xffff_ffff;
+        let mut start = OffCpuStart { start_ns: now, prev_state, ..Default::default() };
+        if offcpu_profile() {
+            (start.user_stack_id, start.kernel_stack_id) = current_stacks(ctx);
+            if let Some(call) = unsafe { IN_FLIGHT.get(&tid) } {
+                start.nr = call.nr as i32;
+                start.arg0 = call.arg0;
             }
-            if OFFCPU_START.insert(&tid, &start, 0).is_err() {
-                count(Counter::OffCpuFull);
-            }
+        }
+        if OFFCPU_START.insert(&tid, &start, 0).is_err() {
+            count(Counter::OffCpuFull);
         }
     }
     // Switch-in: next is not current, but only target threads are ever in OFFCPU_START.
-    let next_pid: i32 = unsafe { ctx.read_at(switch_next_pid_off())? };
-    let next = next_pid as u32;
+    let next_task: *const u8 = ctx.arg(2);
+    let next = task_pid(next_task)?;
     if next == 0 {
         return Ok(());
     }
@@ -127,16 +132,17 @@ fn record_interval(tid: u32, start: &OffCpuStart, delta: u64) {
     }
 }
 
-#[tracepoint(category = "sched", name = "sched_waking")]
-pub fn parkscope_sched_waking(ctx: TracePointContext) -> u32 {
+// TP_PROTO(struct task_struct *p)
+#[raw_tracepoint(tracepoint = "sched_waking")]
+pub fn parkscope_sched_waking(ctx: RawTracePointContext) -> i32 {
     match try_sched_waking(&ctx) {
         Ok(()) | Err(_) => 0,
     }
 }
 
-fn try_sched_waking(ctx: &TracePointContext) -> Result<(), i32> {
-    let wakee: i32 = unsafe { ctx.read_at(waking_pid_off())? };
-    let wakee = wakee as u32;
+fn try_sched_waking(ctx: &RawTracePointContext) -> Result<(), i32> {
+    let wakee_task: *const u8 = ctx.arg(0);
+    let wakee = task_pid(wakee_task)?;
     if unsafe { OFFCPU_START.get(&wakee) }.is_none() {
         return Ok(());
     }

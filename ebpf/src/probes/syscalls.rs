@@ -5,7 +5,7 @@
 //! on this kernel the raw pair costs less per traced call (~525 ns vs ~757 ns for the whole job).
 //! The price is ~+126 ns on untraced processes' syscalls; docs/performance.md has our figures.
 //!
-//! Entry records what the thread is in (nr, arg0, user ip/sp/bp, time) in IN_FLIGHT. Exit removes
+//! Entry records what the thread is in (nr, arg0, user bp, time) in IN_FLIGHT. Exit removes
 //! it, folds the duration into a per (tid, nr, fd) log2 histogram, and streams a BlockEvent when
 //! the call blocked for longer than BLOCK_EVENT_MIN_NS.
 
@@ -26,8 +26,6 @@ use crate::{
 /// Offsets in x86_64 `struct pt_regs` (arch/x86/include/asm/ptrace.h), stable kernel ABI.
 const PT_REGS_BP: usize = 4 * 8;
 const PT_REGS_DI: usize = 14 * 8;
-const PT_REGS_IP: usize = 16 * 8;
-const PT_REGS_SP: usize = 19 * 8;
 
 const NR_EXIT: u64 = 60;
 const NR_EXIT_GROUP: u64 = 231;
@@ -63,8 +61,6 @@ fn try_sys_enter(ctx: &RawTracePointContext) -> Result<(), i32> {
     let entry = InFlightSyscall {
         enter_ns: unsafe { bpf_ktime_get_ns() },
         arg0: read_reg(regs, PT_REGS_DI)?,
-        user_ip: read_reg(regs, PT_REGS_IP)?,
-        user_sp: read_reg(regs, PT_REGS_SP)?,
         user_bp: read_reg(regs, PT_REGS_BP)?,
         nr: nr as u32,
         _pad: 0,

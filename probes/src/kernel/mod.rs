@@ -3,14 +3,14 @@
 //! [`KernelProbes`]: aya closes the links and the kernel frees the programs and maps.
 
 mod block_events;
-pub mod tracefs;
+pub mod btf;
 
 use std::collections::HashMap;
 
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
-    programs::{RawTracePoint, TracePoint},
+    programs::RawTracePoint,
 };
 pub use block_events::BlockEventStream;
 use parkscope_common::{
@@ -23,8 +23,8 @@ use parkscope_common::{
 pub enum KernelError {
     #[error("not permitted to load eBPF programs: {detail}")]
     NotPermitted { detail: String },
-    #[error("tracefs unavailable: {reason}")]
-    Tracefs { reason: String },
+    #[error("kernel type information unusable: {reason}")]
+    KernelBtf { reason: String },
     #[error("cannot load the eBPF object: {0}")]
     Load(#[source] aya::EbpfError),
     #[error("cannot load or attach {program}: {source}")]
@@ -141,11 +141,7 @@ impl KernelProbes {
     /// Loads `object` (the embedded BPF ELF) for `config.tgid` and attaches the selected programs.
     pub fn load(object: &[u8], config: ProbeConfig) -> Result<Self, KernelError> {
         check_capabilities()?;
-        let root = tracefs::ensure_mounted()?;
-        let prev_pid = tracefs::field_offset(&root, "sched", "sched_switch", "prev_pid")?;
-        let prev_state = tracefs::field_offset(&root, "sched", "sched_switch", "prev_state")?;
-        let next_pid = tracefs::field_offset(&root, "sched", "sched_switch", "next_pid")?;
-        let waking_pid = tracefs::field_offset(&root, "sched", "sched_waking", "pid")?;
+        let task_pid_off = sched_layout()?;
         let min_ns = config.block_event_min_ns.unwrap_or(u64::MAX);
         let offcpu_profile = u8::from(config.selection.offcpu_profile);
 
@@ -153,10 +149,7 @@ impl KernelProbes {
             .override_global(global::TARGET_TGID, &config.tgid, true)
             .override_global(global::BLOCK_EVENT_MIN_NS, &min_ns, true)
             .override_global(global::OFFCPU_PROFILE, &offcpu_profile, true)
-            .override_global(global::SWITCH_PREV_PID_OFF, &prev_pid, true)
-            .override_global(global::SWITCH_PREV_STATE_OFF, &prev_state, true)
-            .override_global(global::SWITCH_NEXT_PID_OFF, &next_pid, true)
-            .override_global(global::WAKING_PID_OFF, &waking_pid, true)
+            .override_global(global::TASK_PID_OFF, &task_pid_off, true)
             .load(object)
             .map_err(|e| {
                 if is_eperm(&e) {
@@ -174,10 +167,10 @@ impl KernelProbes {
         }
         let sel = config.selection;
         if sel.switches || sel.wakeups || sel.offcpu_profile {
-            probes.attach_tp(program::SCHED_SWITCH, "sched", "sched_switch")?;
+            probes.attach_raw(program::SCHED_SWITCH, "sched_switch")?;
         }
         if sel.wakeups || sel.offcpu_profile {
-            probes.attach_tp(program::SCHED_WAKING, "sched", "sched_waking")?;
+            probes.attach_raw(program::SCHED_WAKING, "sched_waking")?;
         }
         Ok(probes)
     }
@@ -191,18 +184,6 @@ impl KernelProbes {
             .map_err(|source| KernelError::Program { program: name, source })?;
         prog.load().map_err(|source| KernelError::Program { program: name, source })?;
         prog.attach(tp).map_err(|source| KernelError::Program { program: name, source })?;
-        Ok(())
-    }
-
-    fn attach_tp(&mut self, name: &'static str, category: &str, tp: &str) -> Result<(), KernelError> {
-        let prog: &mut TracePoint = self
-            .ebpf
-            .program_mut(name)
-            .ok_or(KernelError::Missing { kind: "program", name })?
-            .try_into()
-            .map_err(|source| KernelError::Program { program: name, source })?;
-        prog.load().map_err(|source| KernelError::Program { program: name, source })?;
-        prog.attach(category, tp).map_err(|source| KernelError::Program { program: name, source })?;
         Ok(())
     }
 
@@ -241,6 +222,41 @@ impl KernelProbes {
     /// Target threads off CPU right now, with the time and state they left in.
     pub fn off_cpu(&self) -> Result<HashMap<u32, OffCpuStart>, KernelError> {
         self.read_hash(map::OFFCPU_START)
+    }
+
+    /// Records that `tid` was already off CPU when the probes attached, so the kernel closes the
+    /// interval at its next switch-in like one it saw begin. Returns false (and changes nothing)
+    /// if the kernel already has an entry for `tid`, i.e. the thread switched out since attach:
+    /// the kernel's own record is exact and must win.
+    pub fn seed_off_cpu(&mut self, tid: u32, start: &OffCpuStart) -> Result<bool, KernelError> {
+        let name = map::OFFCPU_START;
+        let m = self.ebpf.map_mut(name).ok_or(KernelError::Missing { kind: "map", name })?;
+        let mut starts: BpfHashMap<&mut MapData, u32, OffCpuStart> =
+            BpfHashMap::try_from(m).map_err(|source| KernelError::Map { map: name, source })?;
+        // BPF_NOEXIST (1, uapi/linux/bpf.h): fail with EEXIST rather than overwrite.
+        const BPF_NOEXIST: u64 = 1;
+        match starts.insert(&tid, start, BPF_NOEXIST) {
+            Ok(()) => Ok(true),
+            Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => {
+                Ok(false)
+            }
+            Err(source) => Err(KernelError::Map { map: name, source }),
+        }
+    }
+
+    /// Removes a seeded entry again (the thread turned out to be running), unless the kernel has
+    /// replaced it with a real switch-out meanwhile.
+    pub fn unseed_off_cpu(&mut self, tid: u32, seeded: &OffCpuStart) -> Result<(), KernelError> {
+        let name = map::OFFCPU_START;
+        let m = self.ebpf.map_mut(name).ok_or(KernelError::Missing { kind: "map", name })?;
+        let mut starts: BpfHashMap<&mut MapData, u32, OffCpuStart> =
+            BpfHashMap::try_from(m).map_err(|source| KernelError::Map { map: name, source })?;
+        // Not atomic, but a real entry replacing ours between get and remove would be a thread
+        // that switched out and back in within microseconds: its loss is below our precision.
+        if starts.get(&tid, 0).ok().as_ref() == Some(seeded) {
+            let _ = starts.remove(&tid);
+        }
+        Ok(())
     }
 
     /// Who last woke each target thread since attach.
@@ -300,6 +316,25 @@ impl KernelProbes {
                 .and_then(BlockEventStream::new),
         )
     }
+}
+
+/// What the sched programs need to know about this kernel's layout, from its own BTF:
+/// `task_struct.pid`'s offset, and that the raw tracepoints have the argument lists the programs
+/// read (sched_switch gained `prev_state` as its fourth argument in Linux 5.18).
+fn sched_layout() -> Result<u32, KernelError> {
+    let err = |reason: String| KernelError::KernelBtf { reason };
+    let btf = btf::KernelBtf::load().map_err(err)?;
+    // The prototypes start with the tracepoint's private data pointer.
+    for (tp, args) in [("sched_switch", 4), ("sched_waking", 1)] {
+        let params = btf.typedef_proto_params(&format!("btf_trace_{tp}")).map_err(err)?;
+        if params != args + 1 {
+            return Err(err(format!(
+                "{tp} takes {} arguments on this kernel, the probes expect {args} (Linux >= 5.18)",
+                params.saturating_sub(1)
+            )));
+        }
+    }
+    btf.member_offset("task_struct", "pid").map_err(err)
 }
 
 /// Tells the kernel side which syscalls take an fd first, so histograms are keyed by fd only
