@@ -13,6 +13,8 @@ Exit codes:
   4    not permitted (needs root, or CAP_BPF + CAP_PERFMON; CAP_SYS_PTRACE for other users' /proc)
   5    the target exited during the run (what was collected is still printed)
   6    not traceable (a kernel thread)
+  7    a Go program whose runtime cannot be read (stripped with -s -w, unknown Go release)
+  8    --goroutines on a process that is not a Go program
   130  interrupted (Ctrl-C/SIGTERM) before the run finished (partial results printed)";
 
 /// Which threads of a live process are blocked, where, on what, for how long.
@@ -35,8 +37,11 @@ pub struct Cli {
 pub enum Command {
     /// What every thread is doing now: blocked threads first, longest first, with stacks.
     Snapshot(SnapshotArgs),
-    /// One line per interval in the style of Go's GODEBUG=schedtrace, for any process.
+    /// One line per interval in the style of Go's GODEBUG=schedtrace, for any process; for a Go
+    /// program, exactly the lines its own runtime would print.
     Schedtrace(SchedtraceArgs),
+    /// Blocked-time (off-CPU) or CPU profile over a window, as pprof (+ folded stacks, SVG).
+    Profile(ProfileArgs),
 }
 
 #[derive(Debug, Args)]
@@ -57,6 +62,15 @@ pub struct SnapshotArgs {
     /// Skip user and kernel stacks (faster on processes with thousands of threads).
     #[arg(long)]
     pub no_stacks: bool,
+
+    /// Require Go detail: fail (exit 8) if the target is not a Go program. Go targets are
+    /// detected and their goroutines listed without this flag.
+    #[arg(long, conflicts_with = "no_go")]
+    pub goroutines: bool,
+
+    /// Do not read a Go target's runtime (threads only).
+    #[arg(long)]
+    pub no_go: bool,
 }
 
 #[derive(Debug, Args)]
@@ -73,9 +87,58 @@ pub struct SchedtraceArgs {
     #[arg(short, long)]
     pub count: Option<u64>,
 
-    /// After each line, one line per thread: tid, name, state, syscall, fd, time.
+    /// After each line, one line per thread: tid, name, state, syscall, fd, time. For a Go
+    /// target, the runtime's own scheddetail block (P, M and G lines) instead.
     #[arg(long)]
     pub detail: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ProfileArgs {
+    /// Process id of the target.
+    #[arg(short, long)]
+    pub pid: u32,
+
+    /// offcpu: where threads wait (time off CPU per stack, syscall, fd and waker); cpu: where
+    /// they run (perf cpu-clock sampling with user and kernel stacks).
+    #[arg(long, value_enum, default_value = "offcpu")]
+    pub kind: ProfileKindArg,
+
+    /// How long to profile (e.g. 10s, 500ms). Ctrl-C ends it early and still writes the files.
+    #[arg(short, long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+
+    /// Samples per second per thread for --kind cpu.
+    #[arg(long, default_value_t = 99)]
+    pub frequency: u64,
+
+    /// Where to write the gzipped pprof profile (read it with `go tool pprof`).
+    #[arg(short, long)]
+    pub output: std::path::PathBuf,
+
+    /// Also write an SVG flame graph here.
+    #[arg(long, value_name = "FILE.svg")]
+    pub flamegraph: Option<std::path::PathBuf>,
+
+    /// Also write folded stacks here (flamegraph.pl / inferno input).
+    #[arg(long, value_name = "FILE")]
+    pub folded: Option<std::path::PathBuf>,
+}
+
+/// What `profile` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProfileKindArg {
+    Offcpu,
+    Cpu,
+}
+
+impl ProfileKindArg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProfileKindArg::Offcpu => "offcpu",
+            ProfileKindArg::Cpu => "cpu",
+        }
+    }
 }
 
 /// Parses `5s`, `500ms`, `1.5s`, `2m`, `100us`, or a bare `0`.

@@ -1,7 +1,7 @@
 //! The agent's failure kinds and their exit codes. Every bad input ends in one line naming the
 //! cause, one line with a hint, and a distinct exit code, so scripts can tell them apart.
 
-use parkscope_probes::{kernel::KernelError, procfs::ProcError};
+use parkscope_probes::{go::GoError, kernel::KernelError, procfs::ProcError};
 
 /// Exit codes (documented in README.md and `parkscope --help`).
 pub mod code {
@@ -16,6 +16,11 @@ pub mod code {
     pub const TARGET_EXITED: i32 = 5;
     /// The pid is a kernel thread (or otherwise has no user space to trace).
     pub const NOT_TRACEABLE: i32 = 6;
+    /// A Go program whose runtime cannot be read: stripped of its symbols (`-ldflags="-s -w"`)
+    /// or a Go release whose runtime layout is unknown.
+    pub const GO_UNREADABLE: i32 = 7;
+    /// Go detail was asked for (`--goroutines`) but the target is not a Go program.
+    pub const NOT_GO: i32 = 8;
     /// Interrupted by Ctrl-C or SIGTERM before the run finished; partial results were printed.
     pub const INTERRUPTED: i32 = 130;
 }
@@ -73,6 +78,39 @@ impl From<KernelError> for Failure {
                 code::NOT_TRACEABLE,
                 e.to_string(),
                 "parkscope needs Linux >= 5.18 built with CONFIG_DEBUG_INFO_BTF (/sys/kernel/btf/vmlinux)",
+            ),
+            _ => Failure { cause: e.to_string(), hint: None, code: code::INTERNAL },
+        }
+    }
+}
+
+impl From<GoError> for Failure {
+    fn from(e: GoError) -> Self {
+        match &e {
+            GoError::Stripped { .. } => Failure::new(
+                code::GO_UNREADABLE,
+                e.to_string(),
+                "rebuild without -s (-ldflags=-w alone still works), or pass --no-go for the thread view only",
+            ),
+            GoError::UnknownLayout { .. } => Failure::new(
+                code::GO_UNREADABLE,
+                e.to_string(),
+                "build the target with DWARF (no -ldflags=-w), or pass --no-go for the thread view only",
+            ),
+            GoError::NotGo { .. } => Failure::new(
+                code::NOT_GO,
+                e.to_string(),
+                "drop --goroutines to see the threads of a non-Go process",
+            ),
+            GoError::NoSuchProcess(pid) | GoError::Exited(pid) => Failure::new(
+                code::NO_SUCH_PROCESS,
+                e.to_string(),
+                format!("check the pid (`ps -p {pid}`); the process may have exited"),
+            ),
+            GoError::NotPermitted { .. } => Failure::new(
+                code::NOT_PERMITTED,
+                e.to_string(),
+                "run as root, or with CAP_SYS_PTRACE to read another process's memory",
             ),
             _ => Failure { cause: e.to_string(), hint: None, code: code::INTERNAL },
         }

@@ -6,8 +6,10 @@ mod cli;
 mod commands;
 mod ebpf_object;
 mod error;
+mod goroutines;
 mod model;
 mod observe;
+mod profile;
 mod render;
 mod session;
 
@@ -25,6 +27,7 @@ fn main() {
         match cli.command {
             cli::Command::Snapshot(args) => commands::snapshot::run(args).await,
             cli::Command::Schedtrace(args) => commands::schedtrace::run(args).await,
+            cli::Command::Profile(args) => commands::profile::run(args).await,
         }
     });
     // Dropping the runtime first joins the blocking pool, so probes are detached before exit.

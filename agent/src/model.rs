@@ -100,6 +100,101 @@ pub struct ThreadView {
     /// The latest calls that blocked >= `summary.long_call_threshold_ns` and returned during the
     /// window, newest first.
     pub long_calls: Vec<LongCall>,
+    /// For Go targets, what the runtime uses this thread for (see [`ThreadRole`]); null otherwise.
+    pub role: Option<ThreadRole>,
+    /// For Go targets, the goroutine this thread (its M) is running (m.curg).
+    pub goroutine: Option<u64>,
+}
+
+/// What a Go runtime thread (an M) is for. Idle Ms and the netpoller wait by design: they are
+/// counted apart from the blocked threads (`summary.runtime_idle`), not as stuck.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThreadRole {
+    /// Running a goroutine (or blocked in a syscall or C call on its behalf).
+    Goroutine,
+    /// An M with no goroutine parked on its futex, waiting for work.
+    IdleM,
+    /// An M with no goroutine in epoll_pwait on the runtime's epoll fd: the netpoller.
+    Netpoller,
+    /// The runtime's sysmon thread (no P, wakes up periodically).
+    Sysmon,
+    /// An M with no goroutine doing something else (spinning, starting, GC work).
+    Runtime,
+}
+
+impl ThreadRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ThreadRole::Goroutine => "goroutine",
+            ThreadRole::IdleM => "idle_m",
+            ThreadRole::Netpoller => "netpoller",
+            ThreadRole::Sysmon => "sysmon",
+            ThreadRole::Runtime => "runtime",
+        }
+    }
+
+    /// Waiting is this thread's job: not a stuck thread.
+    pub fn is_idle_by_design(self) -> bool {
+        matches!(self, ThreadRole::IdleM | ThreadRole::Netpoller | ThreadRole::Sysmon)
+    }
+}
+
+/// The fd a goroutine parked in "IO wait" waits on (from the runtime's pollDesc).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NetpollView {
+    pub fd: i32,
+    pub mode: &'static str,
+    pub fd_desc: Option<String>,
+}
+
+/// One goroutine of a Go target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GoroutineView {
+    pub goid: u64,
+    /// idle|runnable|running|syscall|waiting|dead|copystack|preempted (the scan bit stripped).
+    pub status: &'static str,
+    /// The runtime's own string ("IO wait", "chan receive", ...) while waiting.
+    pub wait_reason: Option<String>,
+    /// How long it has waited at least, when the runtime recorded it (g.waitsince is set by the
+    /// GC the first time it finds the goroutine waiting, so this is a lower bound).
+    pub waiting_ns: Option<u64>,
+    /// In a cgo call (the runtime's own dump only says "syscall").
+    pub cgo: bool,
+    /// The C function of a cgo call, from the `_Cfunc_` frame of its stack.
+    pub c_function: Option<String>,
+    /// Id of the M it runs on (running, or in a syscall/cgo call).
+    pub m: Option<i64>,
+    /// That M's OS thread id.
+    pub tid: Option<u32>,
+    /// For goroutines in a syscall: the syscall its thread is blocked in (from the thread view).
+    pub syscall: Option<SyscallView>,
+    pub netpoll: Option<NetpollView>,
+    /// The goroutine's function (g.startpc).
+    pub start: String,
+    /// The function whose `go` statement created it (g.gopc); null for runtime-created ones.
+    pub created_by: Option<String>,
+    pub parent_goid: Option<u64>,
+    /// Symbolised frames, innermost first: unwound from the saved registers of a parked
+    /// goroutine, or its thread's stack when it is on a CPU or blocked in the kernel.
+    pub stack: Vec<String>,
+}
+
+/// The language runtime of the target, when parkscope reads one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuntimeView {
+    /// "go".
+    pub kind: &'static str,
+    /// e.g. "go1.27.3".
+    pub version: String,
+    pub module: Option<String>,
+    /// Where the struct layouts came from: "dwarf" or "table:go1.27".
+    pub layout: String,
+    pub gomaxprocs: i64,
+    /// Free (dead) goroutine structs, not listed.
+    pub goroutines_dead: usize,
+    /// Entries dropped because they changed while being read.
+    pub goroutines_inconsistent: usize,
 }
 
 /// Counts for the whole process at one instant.
@@ -125,6 +220,11 @@ pub struct Summary {
     pub syscalls_traced: u64,
     /// Threshold for `long_calls` (null when they were not collected).
     pub long_call_threshold_ns: Option<u64>,
+    /// Go runtime threads waiting by design (idle Ms, the netpoller, sysmon): not in `blocked`.
+    pub runtime_idle: usize,
+    /// Goroutines listed, and how many of them are parked (status waiting).
+    pub goroutines: usize,
+    pub goroutines_waiting: usize,
 }
 
 /// The whole view of a process.
@@ -133,8 +233,10 @@ pub struct ProcessView {
     pub pid: u32,
     pub comm: String,
     pub threads: Vec<ThreadView>,
-    /// Filled for Go targets by the Go runtime hooks; empty otherwise.
-    pub goroutines: Vec<serde_json::Value>,
+    /// For Go targets: the runtime read (null otherwise).
+    pub runtime: Option<RuntimeView>,
+    /// Filled for Go targets from the runtime's own structures; empty otherwise.
+    pub goroutines: Vec<GoroutineView>,
     pub summary: Summary,
     /// Set when the target exited before the view was complete.
     pub target_exited: bool,
@@ -148,6 +250,9 @@ impl Summary {
             match t.state {
                 ThreadState::Running => s.running += 1,
                 ThreadState::Runnable => s.runnable += 1,
+                st if st.is_blocked() && t.role.is_some_and(ThreadRole::is_idle_by_design) => {
+                    s.runtime_idle += 1;
+                }
                 st if st.is_blocked() => {
                     s.blocked += 1;
                     let class = t.syscall.as_ref().map_or("other", |c| c.class);
@@ -170,10 +275,11 @@ impl Summary {
     }
 }
 
-/// Orders threads for display: blocked first, longest blocked first, then by tid.
+/// Orders threads for display: blocked first, longest blocked first, then by tid. Go runtime
+/// threads idle by design come after the stuck ones.
 pub fn sort_for_display(threads: &mut [ThreadView]) {
     threads.sort_by_key(|t| {
-        let blocked = t.state.is_blocked();
+        let blocked = t.state.is_blocked() && !t.role.is_some_and(ThreadRole::is_idle_by_design);
         let time = t.syscall.as_ref().and_then(SyscallView::time_ns).unwrap_or(0);
         (!blocked, std::cmp::Reverse(time), t.tid)
     });

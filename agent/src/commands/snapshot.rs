@@ -23,7 +23,7 @@ const DRAIN_EVERY: Duration = Duration::from_millis(200);
 pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
     let target = open_target(args.pid).await?;
     let mut session = Session::new(args.pid).map_err(|e| Failure::internal(&e.into()))?;
-    let opts = ObserveOptions { stacks: !args.no_stacks };
+    let mut opts = ObserveOptions { stacks: !args.no_stacks, goroutines: false };
 
     let probes = if args.window.is_zero() {
         None
@@ -34,6 +34,20 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
         Some(attach(args.pid, selection, Some(LONG_CALL_NS)).await?)
     };
     let mut observer = Observer::new(target, probes);
+    if !args.no_go {
+        let (found, obs) = tokio::task::spawn_blocking(move || (observer.attach_go(), observer))
+            .await
+            .map_err(|e| Failure::internal(&e.into()))?;
+        observer = obs;
+        opts.goroutines = found?;
+        if args.goroutines && !opts.goroutines {
+            return Err(Failure::new(
+                code::NOT_GO,
+                format!("process {} ({}) is not a Go program", args.pid, observer.target.comm),
+                "drop --goroutines to see the threads of a non-Go process",
+            ));
+        }
+    }
 
     // The seed: what /proc says right now. Printed instead of the final view if the target
     // exits during the window, so nothing collected is lost.

@@ -3,8 +3,13 @@
 
 use std::fmt::Write as _;
 
+use std::collections::BTreeMap;
+
 use super::duration::human;
-use crate::model::{ProcessView, SyscallView};
+use crate::model::{GoroutineView, ProcessView, RuntimeView, SyscallView};
+
+/// Goroutine ids listed per group in the table view (JSON has them all).
+const GOIDS_SHOWN: usize = 8;
 
 /// User frames shown per thread in the table view (JSON has them all).
 const USER_FRAMES_SHOWN: usize = 12;
@@ -54,8 +59,11 @@ pub fn render(view: &ProcessView) -> String {
     }
     out.push('\n');
 
-    let header = ["TID", "NAME", "STATE", "SYSCALL", "FD", "ON", "BLOCKED", "WAKER"];
-    let rows: Vec<[String; 8]> = view
+    // Go targets get the runtime's role of each thread and the goroutine it runs.
+    let go = view.runtime.is_some();
+    let header = ["TID", "NAME", "STATE", "SYSCALL", "FD", "ON", "BLOCKED", "WAKER", "ROLE", "G"];
+    let columns = if go { header.len() } else { header.len() - 2 };
+    let rows: Vec<[String; 10]> = view
         .threads
         .iter()
         .map(|t| {
@@ -72,6 +80,8 @@ pub fn render(view: &ProcessView) -> String {
                 .unwrap_or_else(|| "-".to_owned()),
                 c.map_or_else(|| "-".to_owned(), time_cell),
                 c.and_then(|c| c.waker_tid).map_or_else(|| "-".to_owned(), |w| w.to_string()),
+                t.role.map_or_else(|| "-".to_owned(), |r| r.as_str().to_owned()),
+                t.goroutine.map_or_else(|| "-".to_owned(), |g| g.to_string()),
             ]
         })
         .collect();
@@ -82,12 +92,17 @@ pub fn render(view: &ProcessView) -> String {
         }
     }
     let mut push_row = |cells: &[String]| {
-        let line: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let line: Vec<String> =
+            cells.iter().zip(widths).take(columns).map(|(c, w)| format!("{c:<w$}")).collect();
         let _ = writeln!(out, "{}", line.join("  ").trim_end());
     };
     push_row(&header.map(str::to_owned));
     for r in &rows {
         push_row(r);
+    }
+
+    if let Some(rt) = &view.runtime {
+        render_goroutines(&mut out, view, rt);
     }
 
     for t in view.threads.iter().filter(|t| !t.user_stack.is_empty() || !t.kernel_stack.is_empty()) {
@@ -111,6 +126,88 @@ pub fn render(view: &ProcessView) -> String {
     out
 }
 
+/// Goroutines grouped like a goroutine dump: by state and wait reason (and, for IO wait, the
+/// direction; for cgo calls, the C function), largest group first, with a sample stack each.
+fn render_goroutines(out: &mut String, view: &ProcessView, rt: &RuntimeView) {
+    let s = &view.summary;
+    let _ = writeln!(
+        out,
+        "\ngoroutines: {} ({} waiting) of {} {} (layout from {}), GOMAXPROCS={}; {} runtime threads idle by design",
+        s.goroutines,
+        s.goroutines_waiting,
+        rt.version,
+        rt.module.as_deref().unwrap_or("?"),
+        rt.layout,
+        rt.gomaxprocs,
+        s.runtime_idle
+    );
+    if rt.goroutines_inconsistent > 0 {
+        let _ = writeln!(
+            out,
+            "  ({} goroutines changed while read and were left out)",
+            rt.goroutines_inconsistent
+        );
+    }
+    let mut groups: BTreeMap<(String, String), Vec<&GoroutineView>> = BTreeMap::new();
+    for g in &view.goroutines {
+        let what = match (&g.wait_reason, &g.netpoll, &g.c_function, &g.syscall) {
+            (Some(r), Some(np), _, _) => format!("{r} ({})", np.mode),
+            (Some(r), None, _, _) => r.clone(),
+            (None, _, Some(c), _) => format!("cgo call {c}"),
+            (None, _, None, Some(sc)) => format!("in {}", sc.name),
+            _ => String::new(),
+        };
+        groups.entry((g.status.to_owned(), what)).or_default().push(g);
+    }
+    let mut groups: Vec<_> = groups.into_iter().collect();
+    groups.sort_by_key(|(k, gs)| (std::cmp::Reverse(gs.len()), k.clone()));
+    for ((status, what), gs) in groups {
+        let longest = gs.iter().filter_map(|g| g.waiting_ns).max();
+        let ids: Vec<String> = gs.iter().take(GOIDS_SHOWN).map(|g| g.goid.to_string()).collect();
+        let more =
+            if gs.len() > GOIDS_SHOWN { format!(" +{}", gs.len() - GOIDS_SHOWN) } else { String::new() };
+        let _ = writeln!(
+            out,
+            "\n{:>6} x [{status}{}{}]{}  goroutines {}{more}",
+            gs.len(),
+            if what.is_empty() { "" } else { ", " },
+            what,
+            longest.map_or_else(String::new, |ns| format!(" waiting >={}", human(ns))),
+            ids.join(" ")
+        );
+        let first = gs[0];
+        for g in gs.iter().filter(|g| g.netpoll.is_some()).take(GOIDS_SHOWN) {
+            if let Some(np) = &g.netpoll {
+                let _ = writeln!(
+                    out,
+                    "         goroutine {} fd {} {}",
+                    g.goid,
+                    np.fd,
+                    np.fd_desc.as_deref().unwrap_or("?")
+                );
+            }
+        }
+        for g in gs.iter().filter(|g| g.tid.is_some()).take(GOIDS_SHOWN) {
+            let _ = writeln!(
+                out,
+                "         goroutine {} on M{} tid {}",
+                g.goid,
+                g.m.unwrap_or(-1),
+                g.tid.unwrap_or_default()
+            );
+        }
+        for f in first.stack.iter().take(USER_FRAMES_SHOWN) {
+            let _ = writeln!(out, "         {f}");
+        }
+        let _ = writeln!(
+            out,
+            "         started at {}{}",
+            first.start,
+            first.created_by.as_ref().map_or_else(String::new, |c| format!(", created by {c}"))
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +224,8 @@ mod tests {
             kernel_stack: vec![],
             completed: vec![],
             long_calls: vec![],
+            role: None,
+            goroutine: None,
         }
     }
 
@@ -154,6 +253,7 @@ mod tests {
             comm: "demo".into(),
             summary: Summary::count(&threads),
             threads,
+            runtime: None,
             goroutines: vec![],
             target_exited: false,
         };

@@ -15,8 +15,8 @@
 
 use aya_ebpf::{
     EbpfContext,
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     helpers::bpf_probe_read_kernel,
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::raw_tracepoint,
     programs::{RawTracePointContext, tracing::StackIdContext},
 };

@@ -2,8 +2,9 @@
 //! registers the kernel reports (no ptrace stop), and naming addresses as functions, modules and
 //! source lines.
 
-mod maps;
+pub(crate) mod maps;
 mod memory;
+pub mod modules;
 mod objects;
 mod symbolize;
 mod unwind;
@@ -13,6 +14,7 @@ mod live_tests;
 
 use std::io;
 
+pub use modules::{ModuleMapping, executable_mappings, kernel_build_id};
 pub use symbolize::{Frame, Symbolizer};
 pub use unwind::UserUnwinder;
 

@@ -75,31 +75,70 @@ impl Symbolizer {
         let symbolized = match NonZeroU32::new(pid) {
             Some(nz) => {
                 let src = Source::Process(Process::new(Pid::Pid(nz)));
-                self.symbolize(&src, addrs)
+                self.symbolize(&src, addrs, first_is_ip)
             }
             None => Vec::new(),
         };
-        build_frames(addrs, symbolized, |addr| module_of(&maps, addr))
+        build_frames(addrs, symbolized, first_is_ip, |addr| module_of(&maps, addr))
     }
 
     /// Names kernel addresses (from kallsyms), in order, one frame per address. The first
     /// address is taken as an instruction pointer, the rest as return addresses.
     pub fn kernel(&mut self, addrs: &[u64]) -> Vec<Frame> {
-        let src = Source::Kernel(Kernel {
-            // kallsyms always matches the running kernel; a vmlinux found on disk might not,
-            // and parsing one costs seconds.
-            vmlinux: MaybeDefault::None,
-            ..Kernel::default()
-        });
-        let symbolized = self.symbolize(&src, addrs);
-        build_frames(addrs, symbolized, |_| None)
+        let symbolized = self.symbolize(&kernel_source(), addrs, first_is_ip);
+        build_frames(addrs, symbolized, first_is_ip, |_| None)
+    }
+
+    /// Like [`Symbolizer::user`] for many stacks at once (a profile's distinct addresses):
+    /// `is_return[i]` says whether `addrs[i]` is a return address (looked up at addr-1) or an
+    /// instruction pointer. One pass over the target's maps for the whole batch.
+    pub fn user_batch(&mut self, pid: u32, addrs: &[u64], is_return: &[bool]) -> Vec<Frame> {
+        let ret = |i: usize| is_return.get(i).copied().unwrap_or(true);
+        let maps = maps::read_maps(pid).unwrap_or_default();
+        let symbolized = match NonZeroU32::new(pid) {
+            Some(nz) => self.symbolize(&Source::Process(Process::new(Pid::Pid(nz))), addrs, ret),
+            None => Vec::new(),
+        };
+        build_frames(addrs, symbolized, ret, |addr| module_of(&maps, addr))
+    }
+
+    /// Like [`Symbolizer::kernel`] for many stacks at once; see [`Symbolizer::user_batch`].
+    pub fn kernel_batch(&mut self, addrs: &[u64], is_return: &[bool]) -> Vec<Frame> {
+        let ret = |i: usize| is_return.get(i).copied().unwrap_or(true);
+        let symbolized = self.symbolize(&kernel_source(), addrs, ret);
+        build_frames(addrs, symbolized, ret, |_| None)
+    }
+
+    /// Names addresses of an object file that is no longer mapped anywhere we can see (its
+    /// process exited), by their offsets into the file. `is_return` as in
+    /// [`Symbolizer::user_batch`]; `module` is recorded in each frame.
+    pub fn file_offsets(&mut self, path: &Path, offsets: &[u64], is_return: &[bool]) -> Vec<Frame> {
+        let ret = |i: usize| is_return.get(i).copied().unwrap_or(true);
+        let lookups: Vec<u64> = offsets.iter().enumerate().map(|(i, &a)| lookup(ret(i), a)).collect();
+        let src = Source::Elf(blazesym::symbolize::source::Elf::new(path));
+        let symbolized = match self.inner.symbolize(&src, Input::FileOffset(&lookups)) {
+            Ok(results) => {
+                results.into_iter().map(|r| Symbolized::into_sym(r).map(Sym::into_owned)).collect()
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, path = %path.display(), "symbolization by file offset failed");
+                Vec::new()
+            }
+        };
+        let module = path.to_string_lossy().into_owned();
+        build_frames(offsets, symbolized, ret, |_| Some(module.clone()))
     }
 
     /// Symbolizes the call sites: a return address points at the instruction after the call,
     /// which may already belong to the next function (or next line), so it is looked up at
     /// addr-1. Failure names nothing rather than failing the whole stack.
-    fn symbolize(&self, src: &Source<'_>, addrs: &[u64]) -> Vec<Option<Sym<'static>>> {
-        let lookups: Vec<u64> = addrs.iter().enumerate().map(|(i, &a)| lookup_addr(i, a)).collect();
+    fn symbolize(
+        &self,
+        src: &Source<'_>,
+        addrs: &[u64],
+        is_return: impl Fn(usize) -> bool,
+    ) -> Vec<Option<Sym<'static>>> {
+        let lookups: Vec<u64> = addrs.iter().enumerate().map(|(i, &a)| lookup(is_return(i), a)).collect();
         match self.inner.symbolize(src, Input::AbsAddr(&lookups)) {
             Ok(results) => {
                 results.into_iter().map(|r| Symbolized::into_sym(r).map(Sym::into_owned)).collect()
@@ -112,13 +151,28 @@ impl Symbolizer {
     }
 }
 
-fn lookup_addr(index: usize, addr: u64) -> u64 {
-    if index == 0 { addr } else { addr.saturating_sub(1) }
+/// A stack as unwound: the first address is where the thread is, the rest are return addresses.
+fn first_is_ip(index: usize) -> bool {
+    index != 0
+}
+
+fn lookup(is_return: bool, addr: u64) -> u64 {
+    if is_return { addr.saturating_sub(1) } else { addr }
+}
+
+fn kernel_source() -> Source<'static> {
+    Source::Kernel(Kernel {
+        // kallsyms always matches the running kernel; a vmlinux found on disk might not,
+        // and parsing one costs seconds.
+        vmlinux: MaybeDefault::None,
+        ..Kernel::default()
+    })
 }
 
 fn build_frames(
     addrs: &[u64],
     mut syms: Vec<Option<Sym<'static>>>,
+    is_return: impl Fn(usize) -> bool,
     module_of: impl Fn(u64) -> Option<String>,
 ) -> Vec<Frame> {
     syms.resize(addrs.len(), None);
@@ -135,7 +189,7 @@ fn build_frames(
             };
             // blazesym's offset is relative to the address it looked up; report it for the
             // address we were given.
-            let offset = sym.offset as u64 + (addr - lookup_addr(i, addr));
+            let offset = sym.offset as u64 + (addr - lookup(is_return(i), addr));
             // With inlining, the symbol is the real (outer) function, which `offset` refers to,
             // while the innermost inlined function's location is the instruction's true line.
             let code_info =

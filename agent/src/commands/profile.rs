@@ -1,0 +1,386 @@
+//! `parkscope profile`: a blocked-time (off-CPU) or CPU profile of a live process over a window,
+//! written as gzipped pprof, and optionally as folded stacks and an SVG flame graph.
+//!
+//! The reactor only waits (window, signals, target exit, a one-second progress tick). Attaching,
+//! reading /proc, unwinding, symbolising, encoding and opening perf events run on tokio's
+//! blocking pool; perf rings are drained by probes::perf's own thread. Ctrl-C or the target's
+//! exit ends the window early: what was collected is still written, and the exit code says so.
+
+use std::{
+    collections::HashMap,
+    io::IsTerminal,
+    path::Path,
+    time::{Duration, Instant, SystemTime},
+};
+
+use parkscope_common::{OffCpuStart, PRE_ATTACH_STACK};
+use parkscope_probes::{
+    kernel::{KernelProbes, ProbeSelection, monotonic_now_ns},
+    perf::{CpuSampler, PerfError},
+    procfs::{
+        fds::FdTable,
+        threads::{ProcState, SyscallSite, read_threads},
+    },
+    stacks::{ModuleMapping, UserUnwinder, executable_mappings, kernel_build_id},
+};
+use tokio::io::AsyncWriteExt;
+
+use super::{attach, open_target};
+use crate::{
+    cli::{ProfileArgs, ProfileKindArg},
+    error::{Failure, code},
+    profile::{
+        self, Profile,
+        offcpu::{KernelTotals, OffCpuInput, Seed},
+    },
+    session::{Session, Wake},
+};
+
+/// Deepest user stack unwound for threads already blocked at attach.
+const MAX_USER_FRAMES: usize = 64;
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// The off-CPU side while the window runs.
+struct OffCpuRun {
+    probes: KernelProbes,
+    seeds: HashMap<u32, Seed>,
+    window_start_ns: u64,
+}
+
+enum Collector {
+    OffCpu(Box<OffCpuRun>),
+    Cpu(CpuSampler),
+}
+
+/// What the window saw of the target besides the probes: names and mappings are refreshed
+/// every tick so that a target that exits early can still be labelled and symbolised.
+#[derive(Default)]
+struct TargetInfo {
+    names: HashMap<u32, String>,
+    mappings: Vec<ModuleMapping>,
+}
+
+pub async fn run(args: ProfileArgs) -> Result<i32, Failure> {
+    if args.duration.is_zero() {
+        return Err(Failure::new(code::USAGE, "--duration must be positive", "e.g. --duration 10s"));
+    }
+    if !(1..=10_000).contains(&args.frequency) {
+        return Err(Failure::new(
+            code::USAGE,
+            "--frequency must be 1..=10000 Hz",
+            "the default, 99, suits most uses",
+        ));
+    }
+    let pid = args.pid;
+    let target = open_target(pid).await?;
+    let comm = target.comm.clone();
+    let mut session = Session::new(pid).map_err(|e| Failure::internal(&e.into()))?;
+    let mut info = blocking(move || refresh(pid, TargetInfo::default())).await?;
+
+    let time_nanos =
+        SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+    let collector = match args.kind {
+        ProfileKindArg::Offcpu => Collector::OffCpu(Box::new(start_offcpu(pid).await?)),
+        ProfileKindArg::Cpu => {
+            let freq = args.frequency;
+            let sampler = blocking(move || CpuSampler::start(pid, freq)).await?.map_err(perf_failure)?;
+            Collector::Cpu(sampler)
+        }
+    };
+
+    // The window, with a progress line every second. It starts once collection has started
+    // (attaching takes a while), so the profile covers the whole --duration.
+    let started = Instant::now();
+    let progress = Progress::new(pid, args.kind, args.duration);
+    let deadline = started + args.duration;
+    let wake = loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match session.wait(Some(remaining.min(PROGRESS_EVERY))).await {
+            Wake::Deadline if remaining <= PROGRESS_EVERY => break Wake::Deadline,
+            Wake::Deadline => {
+                progress.tick(started.elapsed(), collected_so_far(&collector)).await;
+                info = blocking(move || refresh(pid, info)).await?;
+            }
+            other => break other,
+        }
+    };
+    let elapsed = started.elapsed();
+    progress.done().await;
+    let cut_short = match wake {
+        Wake::Deadline => None,
+        Wake::Interrupted => Some(format!("interrupted after {:.1} s", elapsed.as_secs_f64())),
+        Wake::TargetExited => Some(format!("the target exited after {:.1} s", elapsed.as_secs_f64())),
+    };
+
+    let kind = args.kind;
+    let freq = args.frequency;
+    let why = cut_short.clone();
+    let profile = blocking(move || match collector {
+        Collector::OffCpu(run) => finish_offcpu(pid, comm, *run, info, time_nanos, why),
+        Collector::Cpu(sampler) => {
+            let samples = sampler.finish();
+            let info = refresh(pid, info);
+            profile::cpu::build(profile::cpu::CpuInput {
+                pid,
+                comm,
+                samples,
+                frequency_hz: freq,
+                duration_ns: elapsed.as_nanos() as u64,
+                time_nanos,
+                names: info.names,
+                mappings: info.mappings,
+                kernel_build_id: kernel_build_id(),
+                cut_short: why,
+            })
+        }
+    })
+    .await?;
+
+    write_outputs(&args, &profile).await?;
+    let samples: usize = profile.samples.len();
+    eprintln!(
+        "parkscope: wrote {} ({} kind, {:.1} s, {samples} distinct stacks){}",
+        args.output.display(),
+        kind.as_str(),
+        elapsed.as_secs_f64(),
+        cut_short.as_ref().map_or(String::new(), |w| format!("; window cut short: {w}, partial profile"))
+    );
+    Ok(match wake {
+        Wake::Deadline => code::SUCCESS,
+        Wake::Interrupted => code::INTERRUPTED,
+        Wake::TargetExited => code::TARGET_EXITED,
+    })
+}
+
+/// Attaches the off-CPU probes, then marks every thread that /proc shows blocked as off CPU
+/// since the window start (the kernel never saw it leave), keeping its stacks from /proc.
+async fn start_offcpu(pid: u32) -> Result<OffCpuRun, Failure> {
+    // Syscalls too, so each interval knows the call (and fd) it was spent in.
+    let selection = ProbeSelection { syscalls: true, switches: true, wakeups: true, offcpu_profile: true };
+    let probes = attach(pid, selection, None).await?;
+    blocking(move || seed_blocked_threads(pid, probes)).await?
+}
+
+fn seed_blocked_threads(pid: u32, mut probes: KernelProbes) -> Result<OffCpuRun, Failure> {
+    let window_start_ns = monotonic_now_ns();
+    let threads = read_threads(pid)?;
+    let mut unwinder = UserUnwinder::new(pid).ok();
+    let mut seeds = HashMap::new();
+    let mut seeded: Vec<(u32, OffCpuStart)> = Vec::new();
+    for t in threads.iter().filter(|t| t.state.is_blocked()) {
+        let (nr, arg0, pc, sp) = match t.syscall {
+            SyscallSite::In { nr, args, sp, pc } => (nr as i32, args[0], pc, sp),
+            SyscallSite::NotInSyscall { sp, pc } => (-1, 0, pc, sp),
+            // Woke up while we read it.
+            SyscallSite::Running => continue,
+        };
+        let start = OffCpuStart {
+            start_ns: window_start_ns,
+            prev_state: if t.state == ProcState::DiskSleep { 2 } else { 1 },
+            arg0,
+            user_stack_id: PRE_ATTACH_STACK,
+            kernel_stack_id: PRE_ATTACH_STACK,
+            nr,
+            _pad: 0,
+        };
+        match probes.seed_off_cpu(t.tid, &start) {
+            Ok(true) => {}
+            // It switched out after attach: the kernel's record is exact.
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!(tid = t.tid, "cannot record a thread blocked before attach: {e}");
+                continue;
+            }
+        }
+        let user = unwinder.as_mut().map(|u| u.unwind(pc, sp, None, MAX_USER_FRAMES)).unwrap_or_default();
+        seeds.insert(t.tid, Seed { user, kernel_text: t.kernel_stack.clone() });
+        seeded.push((t.tid, start));
+    }
+    // A thread that ran between our /proc read and the seed would be credited a wait it is not
+    // in: check again and take those seeds back.
+    for (tid, start) in seeded {
+        if task_state(pid, tid) == Some('R') {
+            let _ = probes.unseed_off_cpu(tid, &start);
+            seeds.remove(&tid);
+        }
+    }
+    tracing::info!(pid, blocked_at_attach = seeds.len(), "off-CPU profiling started");
+    Ok(OffCpuRun { probes, seeds, window_start_ns })
+}
+
+fn finish_offcpu(
+    pid: u32,
+    comm: String,
+    run: OffCpuRun,
+    info: TargetInfo,
+    time_nanos: i64,
+    cut_short: Option<String>,
+) -> Profile {
+    let window_end_ns = monotonic_now_ns();
+    let probes = &run.probes;
+    let warn = |what: &str, e: &dyn std::fmt::Display| tracing::warn!("reading {what}: {e}");
+    let mut kernel = KernelTotals {
+        totals: probes.off_cpu_totals().unwrap_or_else(|e| {
+            warn("off-CPU totals", &e);
+            HashMap::new()
+        }),
+        in_progress: probes.off_cpu().unwrap_or_default(),
+        wakes: probes.last_wakes().unwrap_or_default(),
+        stacks: HashMap::new(),
+        counters: probes.counters().unwrap_or_default(),
+    };
+    let ids = kernel
+        .totals
+        .keys()
+        .flat_map(|k| [k.user_stack_id, k.kernel_stack_id, k.waker_user_stack_id, k.waker_kernel_stack_id])
+        .chain(kernel.in_progress.values().flat_map(|s| [s.user_stack_id, s.kernel_stack_id]))
+        .chain(kernel.wakes.values().flat_map(|w| [w.waker_user_stack_id, w.waker_kernel_stack_id]))
+        .filter(|&id| id >= 0)
+        .collect::<std::collections::HashSet<i32>>();
+    for id in ids {
+        if let Ok(stack) = probes.stack(id) {
+            kernel.stacks.insert(id, stack);
+        }
+    }
+    // Everything is read: detach now, before the slow part.
+    drop(run.probes);
+
+    let alive_view = read_threads(pid).ok();
+    let info = refresh(pid, info);
+    let alive = alive_view.map(|ts| ts.iter().map(|t| t.tid).collect()).unwrap_or_default();
+    profile::offcpu::build(OffCpuInput {
+        pid,
+        comm,
+        kernel,
+        seeds: run.seeds,
+        window_start_ns: run.window_start_ns,
+        window_end_ns,
+        time_nanos,
+        names: info.names,
+        alive,
+        fds: FdTable::read(pid).ok(),
+        mappings: info.mappings,
+        kernel_build_id: kernel_build_id(),
+        cut_short,
+    })
+}
+
+/// Re-reads thread names and mappings, keeping what we had for whatever is gone.
+fn refresh(pid: u32, mut info: TargetInfo) -> TargetInfo {
+    if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for entry in dir.flatten() {
+            let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            if let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) {
+                info.names.insert(tid, comm.trim_end().to_owned());
+            }
+        }
+    }
+    if let Ok(m) = executable_mappings(pid)
+        && !m.is_empty()
+    {
+        info.mappings = m;
+    }
+    info
+}
+
+/// The state letter of /proc/PID/task/TID/stat, None if the thread is gone.
+fn task_state(pid: u32, tid: u32) -> Option<char> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+    text[text.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+fn collected_so_far(c: &Collector) -> String {
+    match c {
+        // One bpf() lookup of a small per-CPU array: does not sleep, fine on the reactor.
+        Collector::OffCpu(run) => {
+            let n = run.probes.counters().map(|c| c.switches_out).unwrap_or(0);
+            format!("{n} context switches")
+        }
+        Collector::Cpu(s) => format!("{} samples", s.samples_so_far()),
+    }
+}
+
+/// The progress line on stderr: redrawn in place on a terminal, one line per tick otherwise.
+struct Progress {
+    pid: u32,
+    kind: ProfileKindArg,
+    duration: Duration,
+    tty: bool,
+}
+
+impl Progress {
+    fn new(pid: u32, kind: ProfileKindArg, duration: Duration) -> Self {
+        Self { pid, kind, duration, tty: std::io::stderr().is_terminal() }
+    }
+
+    async fn tick(&self, elapsed: Duration, collected: String) {
+        let line = format!(
+            "parkscope: profiling pid {} ({}): {:.0}s/{:.0}s, {collected}",
+            self.pid,
+            self.kind.as_str(),
+            elapsed.as_secs_f64(),
+            self.duration.as_secs_f64()
+        );
+        let text = if self.tty { format!("\r\x1b[2K{line}") } else { format!("{line}\n") };
+        let mut err = tokio::io::stderr();
+        let _ = err.write_all(text.as_bytes()).await;
+        let _ = err.flush().await;
+    }
+
+    async fn done(&self) {
+        if self.tty {
+            let mut err = tokio::io::stderr();
+            let _ = err.write_all(b"\r\x1b[2K").await;
+            let _ = err.flush().await;
+        }
+    }
+}
+
+async fn write_outputs(args: &ProfileArgs, profile: &Profile) -> Result<(), Failure> {
+    let p = profile.clone();
+    let pprof =
+        blocking(move || profile::pprof::encode(&p)).await?.map_err(|e| write_failure(&args.output, e))?;
+    write_file(&args.output, &pprof).await?;
+    if let Some(path) = &args.folded {
+        write_file(path, profile::folded::encode(profile).as_bytes()).await?;
+    }
+    if let Some(path) = &args.flamegraph {
+        let p = profile.clone();
+        let svg =
+            blocking(move || profile::flamegraph::encode(&p)).await?.map_err(|e| write_failure(path, e))?;
+        write_file(path, &svg).await?;
+    }
+    Ok(())
+}
+
+async fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    let (owned, data) = (path.to_owned(), bytes.to_vec());
+    blocking(move || std::fs::write(owned, data)).await?.map_err(|e| write_failure(path, e))
+}
+
+fn write_failure(path: &Path, e: std::io::Error) -> Failure {
+    Failure::new(
+        code::INTERNAL,
+        format!("cannot write {}: {e}", path.display()),
+        "check that the directory exists and is writable",
+    )
+}
+
+fn perf_failure(e: PerfError) -> Failure {
+    match &e {
+        PerfError::NotPermitted { .. } => Failure::new(
+            code::NOT_PERMITTED,
+            e.to_string(),
+            "run as root, or grant CAP_PERFMON (and CAP_SYS_PTRACE for other users' processes)",
+        ),
+        PerfError::NoThreads { pid } => {
+            Failure::new(code::NO_SUCH_PROCESS, e.to_string(), format!("check the pid (`ps -p {pid}`)"))
+        }
+        _ => Failure { cause: e.to_string(), hint: None, code: code::INTERNAL },
+    }
+}
+
+/// Runs file-bound work on the blocking pool.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Failure> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Failure::internal(&e.into()))
+}

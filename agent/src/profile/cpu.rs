@@ -1,0 +1,85 @@
+//! The CPU profile of one window, from perf cpu-clock samples (probes::perf): one sample per
+//! distinct (thread, kernel callchain, user callchain), valued in samples and in CPU
+//! nanoseconds (the sum of the samples' cpu-clock periods), labelled with thread name and tid.
+
+use std::collections::HashMap;
+
+use parkscope_probes::{perf::CpuSamples, stacks::ModuleMapping};
+
+use super::{
+    FoldedValue, LabelValue, Profile, ProfileKind, ValueType,
+    build::{AddrSet, ProfileBuilder, Symbols},
+};
+
+/// The inputs of one CPU profile.
+#[derive(Debug)]
+pub struct CpuInput {
+    pub pid: u32,
+    pub comm: String,
+    pub samples: CpuSamples,
+    pub frequency_hz: u64,
+    pub duration_ns: u64,
+    pub time_nanos: i64,
+    pub names: HashMap<u32, String>,
+    pub mappings: Vec<ModuleMapping>,
+    pub kernel_build_id: Option<String>,
+    pub cut_short: Option<String>,
+}
+
+const SAMPLE_TYPES: [ValueType; 2] =
+    [ValueType { kind: "samples", unit: "count" }, ValueType { kind: "cpu", unit: "nanoseconds" }];
+
+/// Builds the profile (symbolises every stack; file-bound, run it off the reactor).
+pub fn build(input: CpuInput) -> Profile {
+    let mut set = AddrSet::default();
+    for key in input.samples.stacks.keys() {
+        set.add_kernel(&key.kernel);
+        set.add_user(input.pid, &key.user);
+    }
+    let symbols = Symbols::resolve(&set, input.pid, &input.mappings);
+    let mut b = ProfileBuilder::default();
+    let mut total = 0u64;
+    for (key, t) in &input.samples.stacks {
+        let mut frames = b.kernel_frames(&symbols, &key.kernel);
+        frames.extend(b.user_frames(&symbols, input.pid, &key.user));
+        let name = input.names.get(&key.tid).cloned().unwrap_or_else(|| format!("tid {}", key.tid));
+        let labels = vec![("thread", LabelValue::Str(name)), ("tid", LabelValue::Num(i64::from(key.tid)))];
+        b.add(frames, labels, vec![t.count as i64, t.cpu_ns as i64]);
+        total += t.count;
+    }
+    let (frames, samples) = b.finish();
+    let s = &input.samples;
+    let mut comments = vec![
+        format!(
+            "parkscope CPU profile of pid {} ({}): cpu-clock at {} Hz per thread, {:.3} s, {total} samples",
+            input.pid,
+            input.comm,
+            input.frequency_hz,
+            input.duration_ns as f64 / 1e9
+        ),
+        format!("{} threads sampled", s.threads_sampled),
+    ];
+    if s.lost > 0 {
+        comments.push(format!("warning: the kernel lost {} samples (ring buffers full)", s.lost));
+    }
+    if let Some(why) = &input.cut_short {
+        comments.push(format!("window cut short: {why}"));
+    }
+    Profile {
+        kind: ProfileKind::Cpu,
+        pid: input.pid,
+        comm: input.comm.clone(),
+        sample_types: SAMPLE_TYPES.to_vec(),
+        default_sample_type: Some("cpu"),
+        folded_value: FoldedValue { index: 0, divisor: 1, unit: "samples" },
+        period_type: SAMPLE_TYPES[1],
+        period: (1_000_000_000 / input.frequency_hz.max(1)) as i64,
+        time_nanos: input.time_nanos,
+        duration_nanos: input.duration_ns as i64,
+        frames,
+        samples,
+        mappings: input.mappings.clone(),
+        kernel_build_id: input.kernel_build_id.clone(),
+        comments,
+    }
+}

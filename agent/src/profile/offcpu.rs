@@ -1,0 +1,436 @@
+//! The off-CPU (blocked-time) profile of one window, from what the kernel summed (completed
+//! intervals per thread, stacks, waker and syscall), what it still holds open (intervals in
+//! progress at the window's end), and what /proc said at attach about threads that were already
+//! blocked then (their stacks, since the kernel never saw them leave the CPU).
+//!
+//! Accounting: a completed interval counts whole (it began after attach, or, for a thread seeded
+//! at attach, at the window start); an interval in progress counts from max(its start, window
+//! start) to the window end. So a thread blocked for the whole window is exactly 100% of it.
+//!
+//! Sample types: `offcpu/nanoseconds` (default) and `intervals/count` on samples whose stack is
+//! the blocked thread's own (leaf = where it blocked); `offwake/nanoseconds` on samples whose
+//! stack continues, above a `--- woken by <comm> (tid N) ---` frame, with the waker's stack
+//! root-most last (offwaketime's layout). Every nanosecond is in `offwake` exactly once too: an
+//! interval with a known waker stack has a chain sample, one without has its plain sample
+//! counted in both. So `-sample_index=offwake` shows who woke whom without changing totals, and
+//! the default view stays clean for `-top`.
+
+use std::collections::{HashMap, HashSet};
+
+use parkscope_common::{LastWake, NO_STACK, OffCpuKey, OffCpuStart, OffCpuTotal, PRE_ATTACH_STACK, syscalls};
+use parkscope_probes::{kernel::KernelCounters, procfs::fds::FdTable, stacks::ModuleMapping};
+
+use super::{
+    FoldedValue, LabelValue, Profile, ProfileKind, ValueType,
+    build::{AddrSet, ProfileBuilder, Symbols},
+    roles,
+};
+
+/// What /proc said at attach about a thread that was already blocked.
+#[derive(Debug, Clone)]
+pub struct Seed {
+    /// User stack unwound from /proc's pc/sp (innermost first), possibly empty.
+    pub user: Vec<u64>,
+    /// /proc/PID/task/TID/stack lines, innermost first.
+    pub kernel_text: Vec<String>,
+}
+
+/// Everything read from the kernel at the window's end.
+#[derive(Debug, Default)]
+pub struct KernelTotals {
+    pub totals: HashMap<OffCpuKey, OffCpuTotal>,
+    pub in_progress: HashMap<u32, OffCpuStart>,
+    pub wakes: HashMap<u32, LastWake>,
+    /// Resolved stack ids (ids that failed to resolve are absent).
+    pub stacks: HashMap<i32, Vec<u64>>,
+    pub counters: KernelCounters,
+}
+
+/// The inputs of one off-CPU profile.
+#[derive(Debug)]
+pub struct OffCpuInput {
+    pub pid: u32,
+    pub comm: String,
+    pub kernel: KernelTotals,
+    pub seeds: HashMap<u32, Seed>,
+    /// CLOCK_MONOTONIC bounds of the window.
+    pub window_start_ns: u64,
+    pub window_end_ns: u64,
+    /// Wall clock at the window start, ns since the epoch.
+    pub time_nanos: i64,
+    /// Thread names seen during the window (the end's /proc read wins).
+    pub names: HashMap<u32, String>,
+    /// Threads alive at the window end; in-progress entries of others are deaths, not waits.
+    pub alive: HashSet<u32>,
+    pub fds: Option<FdTable>,
+    pub mappings: Vec<ModuleMapping>,
+    pub kernel_build_id: Option<String>,
+    /// Why the window ended early, if it did (goes into the comments).
+    pub cut_short: Option<String>,
+}
+
+/// Where a stack comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum StackRef {
+    Id(i32),
+    Seed(u32),
+    Missing,
+}
+
+impl StackRef {
+    fn of(id: i32, tid: u32) -> StackRef {
+        match id {
+            PRE_ATTACH_STACK => StackRef::Seed(tid),
+            NO_STACK => StackRef::Missing,
+            id if id >= 0 => StackRef::Id(id),
+            _ => StackRef::Missing,
+        }
+    }
+}
+
+/// One interval (or a sum of them) to turn into samples.
+#[derive(Debug, Clone)]
+struct Interval {
+    tid: u32,
+    user: StackRef,
+    kernel: StackRef,
+    waker: Option<(u32, StackRef, StackRef)>,
+    nr: i32,
+    fd: i32,
+    ns: u64,
+    count: u64,
+}
+
+/// A process that woke target threads (possibly the target itself).
+#[derive(Debug, Clone)]
+struct Waker {
+    comm: String,
+    tgid: Option<u32>,
+}
+
+const SAMPLE_TYPES: [ValueType; 3] = [
+    ValueType { kind: "offcpu", unit: "nanoseconds" },
+    ValueType { kind: "intervals", unit: "count" },
+    ValueType { kind: "offwake", unit: "nanoseconds" },
+];
+
+/// Builds the profile (symbolises every stack; file-bound, run it off the reactor).
+pub fn build(input: OffCpuInput) -> Profile {
+    let intervals = intervals(&input);
+    let wakers = wakers(&input, &intervals);
+
+    // Name every address once.
+    let mut set = AddrSet::default();
+    let stack = |r: StackRef| match r {
+        StackRef::Id(id) => input.kernel.stacks.get(&id).map(Vec::as_slice),
+        _ => None,
+    };
+    for iv in &intervals {
+        if let Some(s) = stack(iv.user) {
+            set.add_user(input.pid, s);
+        }
+        if let StackRef::Seed(tid) = iv.user
+            && let Some(seed) = input.seeds.get(&tid)
+        {
+            set.add_user(input.pid, &seed.user);
+        }
+        if let Some(s) = stack(iv.kernel) {
+            set.add_kernel(s);
+        }
+        if let Some((wtid, wu, wk)) = iv.waker {
+            if let (Some(s), Some(tgid)) = (stack(wu), wakers.get(&wtid).and_then(|w| w.tgid)) {
+                set.add_user(tgid, s);
+            }
+            if let Some(s) = stack(wk) {
+                set.add_kernel(s);
+            }
+        }
+    }
+    let symbols = Symbols::resolve(&set, input.pid, &input.mappings);
+
+    let mut b = ProfileBuilder::default();
+    for iv in &intervals {
+        let mut frames = match iv.kernel {
+            StackRef::Seed(tid) => {
+                b.kernel_text_frames(input.seeds.get(&tid).map_or(&[][..], |s| &s.kernel_text))
+            }
+            r => stack(r).map_or_else(Vec::new, |s| b.kernel_frames(&symbols, s)),
+        };
+        let user = match iv.user {
+            StackRef::Seed(tid) => input.seeds.get(&tid).map_or(&[][..], |s| &s.user[..]),
+            r => stack(r).unwrap_or(&[]),
+        };
+        let user_frames = b.user_frames(&symbols, input.pid, user);
+        let role =
+            roles::go_idle_role(user_frames.iter().filter_map(|&i| b.frame_info(i).function.as_deref()));
+        frames.extend(user_frames);
+
+        let labels = labels(&input, iv, &wakers, role);
+        let ns = iv.ns as i64;
+        // The waker's stack, if any part of it was captured.
+        let chain = iv.waker.and_then(|(wtid, wu, wk)| {
+            let tgid = wakers.get(&wtid).and_then(|w| w.tgid);
+            let mut w = stack(wk).map_or_else(Vec::new, |s| b.kernel_frames(&symbols, s));
+            if let (Some(s), Some(tgid)) = (stack(wu), tgid) {
+                w.extend(b.user_frames(&symbols, tgid, s));
+            }
+            (!w.is_empty()).then_some((wtid, w))
+        });
+        match chain {
+            Some((wtid, waker_frames)) => {
+                let comm = wakers.get(&wtid).map_or("?", |w| w.comm.as_str());
+                let sep = b.marker(&format!("--- woken by {comm} (tid {wtid}) ---"));
+                let mut chained: Vec<usize> = waker_frames.into_iter().rev().collect();
+                chained.push(sep);
+                chained.extend(&frames);
+                b.add(frames, labels.clone(), vec![ns, iv.count as i64, 0]);
+                b.add(chained, labels, vec![0, 0, ns]);
+            }
+            None => b.add(frames, labels, vec![ns, iv.count as i64, ns]),
+        }
+    }
+
+    let (frames, samples) = b.finish();
+    let duration = input.window_end_ns.saturating_sub(input.window_start_ns);
+    Profile {
+        kind: ProfileKind::OffCpu,
+        pid: input.pid,
+        comm: input.comm.clone(),
+        sample_types: SAMPLE_TYPES.to_vec(),
+        default_sample_type: Some("offcpu"),
+        // Flame graphs show the chained view, in microseconds (offcputime's unit).
+        folded_value: FoldedValue { index: 2, divisor: 1000, unit: "us" },
+        period_type: SAMPLE_TYPES[0],
+        period: 1,
+        time_nanos: input.time_nanos,
+        duration_nanos: duration as i64,
+        frames,
+        samples,
+        mappings: input.mappings.clone(),
+        kernel_build_id: input.kernel_build_id.clone(),
+        comments: comments(&input, duration),
+    }
+}
+
+/// Completed intervals (whole) plus the ones in progress at the end (clipped to the window).
+fn intervals(input: &OffCpuInput) -> Vec<Interval> {
+    let mut out: Vec<Interval> = input
+        .kernel
+        .totals
+        .iter()
+        .map(|(k, t)| Interval {
+            tid: k.tid,
+            user: StackRef::of(k.user_stack_id, k.tid),
+            kernel: StackRef::of(k.kernel_stack_id, k.tid),
+            waker: (k.waker_tid != 0 || k.waker_kernel_stack_id >= 0).then(|| {
+                (
+                    k.waker_tid,
+                    StackRef::of(k.waker_user_stack_id, k.waker_tid),
+                    StackRef::of(k.waker_kernel_stack_id, k.waker_tid),
+                )
+            }),
+            nr: k.nr,
+            fd: k.fd,
+            ns: t.total_ns,
+            count: t.count,
+        })
+        .collect();
+    for (&tid, start) in &input.kernel.in_progress {
+        if !input.alive.contains(&tid) || start.start_ns >= input.window_end_ns {
+            continue;
+        }
+        let from = start.start_ns.max(input.window_start_ns);
+        // Woken but not yet switched in: the waker is known already.
+        let waker = input.kernel.wakes.get(&tid).filter(|w| w.wake_ns >= start.start_ns).map(|w| {
+            (
+                w.waker_tid,
+                StackRef::of(w.waker_user_stack_id, w.waker_tid),
+                StackRef::of(w.waker_kernel_stack_id, w.waker_tid),
+            )
+        });
+        let fd = if start.nr >= 0 && syscalls::arg0_kind(start.nr as u32) == parkscope_common::ArgKind::Fd {
+            start.arg0 as i32
+        } else {
+            -1
+        };
+        out.push(Interval {
+            tid,
+            user: StackRef::of(start.user_stack_id, tid),
+            kernel: StackRef::of(start.kernel_stack_id, tid),
+            waker,
+            nr: start.nr,
+            fd,
+            ns: input.window_end_ns - from,
+            count: 0,
+        });
+    }
+    out
+}
+
+/// Names and processes of the wakers, from /proc (a waker may belong to another process).
+fn wakers(input: &OffCpuInput, intervals: &[Interval]) -> HashMap<u32, Waker> {
+    let mut out = HashMap::new();
+    for tid in intervals.iter().filter_map(|iv| iv.waker.map(|w| w.0)) {
+        out.entry(tid).or_insert_with(|| {
+            if tid == 0 {
+                // sched_waking from interrupt context on an idle CPU.
+                return Waker { comm: "swapper".to_owned(), tgid: None };
+            }
+            let status = std::fs::read_to_string(format!("/proc/{tid}/status")).unwrap_or_default();
+            let field =
+                |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_owned());
+            let tgid = field("Tgid:").and_then(|t| t.parse().ok());
+            let comm =
+                input.names.get(&tid).cloned().or_else(|| field("Name:")).unwrap_or_else(|| "?".into());
+            // A kernel thread (kworker, ksoftirqd) has no user stack to name.
+            let user = std::fs::read_to_string(format!("/proc/{tid}/maps")).is_ok_and(|m| !m.is_empty());
+            let tgid = if tid_in_target(input, tid) { Some(input.pid) } else { tgid.filter(|_| user) };
+            Waker { comm, tgid }
+        });
+    }
+    out
+}
+
+fn tid_in_target(input: &OffCpuInput, tid: u32) -> bool {
+    input.names.contains_key(&tid)
+}
+
+fn labels(
+    input: &OffCpuInput,
+    iv: &Interval,
+    wakers: &HashMap<u32, Waker>,
+    role: Option<&'static str>,
+) -> Vec<(&'static str, LabelValue)> {
+    let name = input.names.get(&iv.tid).cloned().unwrap_or_else(|| format!("tid {}", iv.tid));
+    let mut labels = vec![("thread", LabelValue::Str(name)), ("tid", LabelValue::Num(i64::from(iv.tid)))];
+    if iv.nr >= 0 {
+        let nr = iv.nr as u32;
+        let name = syscalls::name(nr).map_or_else(|| format!("syscall_{nr}"), str::to_owned);
+        labels.push(("syscall", LabelValue::Str(name)));
+    }
+    if iv.fd >= 0 {
+        let desc = input.fds.as_ref().and_then(|t| t.describe(iv.fd));
+        let text = match desc {
+            Some(d) => format!("{}: {d}", iv.fd),
+            None => iv.fd.to_string(),
+        };
+        labels.push(("fd", LabelValue::Str(text)));
+    }
+    if let Some((wtid, _, _)) = iv.waker {
+        labels.push(("waker_tid", LabelValue::Num(i64::from(wtid))));
+        if let Some(w) = wakers.get(&wtid) {
+            labels.push(("waker", LabelValue::Str(w.comm.clone())));
+        }
+    }
+    if let Some(role) = role {
+        labels.push(("role", LabelValue::Str(role.to_owned())));
+    }
+    labels
+}
+
+fn comments(input: &OffCpuInput, duration: u64) -> Vec<String> {
+    let c = &input.kernel.counters;
+    let mut out = vec![
+        format!(
+            "parkscope off-CPU profile of pid {} ({}), window {:.3} s",
+            input.pid,
+            input.comm,
+            duration as f64 / 1e9
+        ),
+        format!(
+            "{} threads were blocked at attach: their time counts from the window start",
+            input.seeds.len()
+        ),
+        "sample types: offcpu = blocked stack; offwake = the same time with the waker's stack above a \
+         '--- woken by' frame where known"
+            .to_owned(),
+    ];
+    if let Some(why) = &input.cut_short {
+        out.push(format!("window cut short: {why}"));
+    }
+    if c.dropped() > 0 {
+        out.push(format!(
+            "warning: the kernel side dropped {} records (maps full); totals are low",
+            c.dropped()
+        ));
+    }
+    if c.stack_capture_failed > 0 {
+        out.push(format!(
+            "{} stack captures failed (stack map full); those intervals have no stack",
+            c.stack_capture_failed
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input() -> OffCpuInput {
+        OffCpuInput {
+            pid: 1,
+            comm: "t".into(),
+            kernel: KernelTotals::default(),
+            seeds: HashMap::new(),
+            window_start_ns: 1_000,
+            window_end_ns: 11_000,
+            time_nanos: 0,
+            names: HashMap::from([(10, "sleeper".to_owned()), (11, "worker".to_owned())]),
+            alive: HashSet::from([10, 11]),
+            fds: None,
+            mappings: vec![],
+            kernel_build_id: None,
+            cut_short: None,
+        }
+    }
+
+    fn start(start_ns: u64, stack: i32) -> OffCpuStart {
+        OffCpuStart {
+            start_ns,
+            prev_state: 1,
+            arg0: 0,
+            user_stack_id: stack,
+            kernel_stack_id: stack,
+            nr: 230,
+            _pad: 0,
+        }
+    }
+
+    #[test]
+    fn thread_blocked_all_window_is_the_whole_window() {
+        let mut i = input();
+        i.kernel.in_progress.insert(10, start(1_000, PRE_ATTACH_STACK));
+        i.seeds.insert(10, Seed { user: vec![], kernel_text: vec!["hrtimer_nanosleep+0x1/0x2".into()] });
+        let p = build(i);
+        let total: i64 =
+            p.samples.iter().filter(|s| s.label_str("thread") == Some("sleeper")).map(|s| s.values[0]).sum();
+        assert_eq!(total, 10_000);
+        assert_eq!(p.samples[0].label_str("syscall"), Some("clock_nanosleep"));
+        assert_eq!(p.frames[p.samples[0].frames[0]].function.as_deref(), Some("hrtimer_nanosleep"));
+    }
+
+    #[test]
+    fn in_progress_time_is_clipped_and_dead_threads_dropped() {
+        let mut i = input();
+        i.kernel.in_progress.insert(11, start(6_000, NO_STACK));
+        i.kernel.in_progress.insert(12, start(2_000, NO_STACK)); // not alive: exited
+        let key = OffCpuKey {
+            tid: 11,
+            waker_tid: 10,
+            user_stack_id: NO_STACK,
+            kernel_stack_id: NO_STACK,
+            waker_user_stack_id: NO_STACK,
+            waker_kernel_stack_id: NO_STACK,
+            nr: -1,
+            fd: -1,
+        };
+        i.kernel.totals.insert(key, OffCpuTotal { total_ns: 3_000, count: 4 });
+        let p = build(i);
+        let sum = |idx: usize| p.samples.iter().map(|s| s.values[idx]).sum::<i64>();
+        assert_eq!(sum(0), 3_000 + 5_000);
+        assert_eq!(sum(1), 4);
+        assert_eq!(sum(2), sum(0), "offwake covers the same time");
+        assert!(p.samples.iter().all(|s| s.label_str("thread") == Some("worker")));
+    }
+}

@@ -1,0 +1,3 @@
+module parkscope.example/parked
+
+go 1.19

@@ -1,0 +1,3 @@
+module parkscope.example/parkedcgo
+
+go 1.19

@@ -1,0 +1,103 @@
+//! Which fd a goroutine in "IO wait" is parked on: the runtime registers every pollable fd with
+//! its epoll instance (`runtime.epfd`) with a pointer to the fd's pollDesc as the event data,
+//! which the kernel shows in /proc/PID/fdinfo/EPFD. A pollDesc's rg/wg hold the parked
+//! goroutine, so reading the pollDescs named there maps each parked g to its fd and direction.
+
+use std::collections::HashMap;
+
+use super::GoError;
+use super::layout::Layout;
+use super::memory::{Memory, uint_at};
+use super::runtime::PollMode;
+
+/// The (fd, event data) pairs registered in an epoll instance, from its fdinfo text.
+pub fn parse_epoll_fdinfo(text: &str) -> Vec<(i32, u64)> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("tfd:")?;
+            let mut words = rest.split_ascii_whitespace();
+            let fd = words.next()?.parse().ok()?;
+            let data = loop {
+                match words.next()? {
+                    "data:" => break words.next()?,
+                    w if w.starts_with("data:") => break &w[5..],
+                    _ => {}
+                }
+            };
+            Some((fd, u64::from_str_radix(data, 16).ok()?))
+        })
+        .collect()
+}
+
+/// The pollDesc address an event's data can mean. Newer runtimes pack a sequence tag with the
+/// pointer (`runtime.tagBits`/`tagAlignBits` exist in those binaries); older ones store the
+/// bare pointer. Either way the candidate is only accepted if that pollDesc names the same fd.
+fn candidate(layout: &Layout, data: u64) -> u64 {
+    match (layout.constant("runtime.tagBits"), layout.constant("runtime.tagAlignBits")) {
+        (Some(tag), Some(align)) if (0..64).contains(&tag) && (0..64).contains(&align) => {
+            (((data as i64) >> tag) << align) as u64
+        }
+        _ => data,
+    }
+}
+
+/// Maps parked goroutine addresses to the fd and direction they wait on.
+pub fn parked_on_fds(
+    pid: u32,
+    mem: &Memory,
+    layout: &Layout,
+    epfd: i32,
+) -> Result<HashMap<u64, (i32, PollMode)>, GoError> {
+    let mut out = HashMap::new();
+    if epfd < 0 {
+        return Ok(out);
+    }
+    let path = format!("/proc/{pid}/fdinfo/{epfd}");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) => return Err(GoError::from_io(pid, &path, &e)),
+    };
+    let entries = parse_epoll_fdinfo(&text);
+    let size = layout.size("runtime.pollDesc") as usize;
+    let mut bufs = vec![0u8; size * entries.len()];
+    let mut reqs: Vec<(u64, &mut [u8])> = entries
+        .iter()
+        .zip(bufs.chunks_mut(size.max(1)))
+        .map(|(&(_, d), b)| (candidate(layout, d), b))
+        .collect();
+    let ok = mem.read_many(&mut reqs)?;
+    tracing::debug!(
+        epfd,
+        registered = entries.len(),
+        read = ok.iter().filter(|o| **o).count(),
+        "netpoll descriptors"
+    );
+    let (fd_f, rg_f, wg_f) =
+        (layout.field("pollDesc.fd"), layout.field("pollDesc.rg"), layout.field("pollDesc.wg"));
+    for (((fd, _), (_, buf)), ok) in entries.iter().zip(&reqs).zip(ok) {
+        if !ok || uint_at(buf, fd_f.offset, fd_f.size) != *fd as u64 {
+            continue;
+        }
+        // rg/wg hold pdNil (0), pdReady (1), pdWait (2) or the parked g.
+        for (f, mode) in [(rg_f, PollMode::Read), (wg_f, PollMode::Write)] {
+            let g = uint_at(buf, f.offset, f.size);
+            if g > 0xffff {
+                out.insert(g, (*fd, mode));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_fdinfo_lines() {
+        let text = "pos:\t0\nflags:\t02000002\nmnt_id:\t15\nino:\t1057\n\
+tfd:        4 events: 80000019 data: 7f2a5c1c0000  pos:0 ino:3f2 sdev:e\n\
+tfd:        3 events:       19 data:           c0000a8000  pos:0 ino:3f3 sdev:e\n";
+        assert_eq!(parse_epoll_fdinfo(text), vec![(4, 0x7f2a5c1c0000), (3, 0xc0000a8000)]);
+    }
+}

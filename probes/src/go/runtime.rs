@@ -1,0 +1,613 @@
+//! Reads the scheduler state of a live Go process: every goroutine (allgs), every M (allm),
+//! every P (allp) and the global scheduler (sched), from its memory, while it keeps running.
+//! Lists are re-read when they change under us; entries that do not hold together (a goroutine
+//! freed and reused mid-read) are dropped and counted, never reported as data.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::layout::Field;
+use super::memory::{Memory, sign_extend, uint_at};
+use super::{GoBinary, GoError, netpoll};
+use crate::stacks::maps;
+
+/// Bounds that keep a corrupt read from turning into a huge allocation or an endless walk.
+const MAX_GOROUTINES: u64 = 20_000_000;
+const MAX_MS: usize = 100_000;
+const MAX_PS: u64 = 1 << 16;
+/// Stack bytes read per goroutine for the frame-pointer walk (deeper frames are cut).
+const STACK_WINDOW: u64 = 32 << 10;
+/// Frames per goroutine stack.
+const MAX_FRAMES: usize = 64;
+/// Attempts at a consistent allgs/allp read before giving up.
+const RETRIES: usize = 4;
+
+/// A goroutine's scheduling state, without the GC's scan bit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GStatus {
+    Idle,
+    Runnable,
+    Running,
+    Syscall,
+    Waiting,
+    Dead,
+    Copystack,
+    Preempted,
+}
+
+impl GStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GStatus::Idle => "idle",
+            GStatus::Runnable => "runnable",
+            GStatus::Running => "running",
+            GStatus::Syscall => "syscall",
+            GStatus::Waiting => "waiting",
+            GStatus::Dead => "dead",
+            GStatus::Copystack => "copystack",
+            GStatus::Preempted => "preempted",
+        }
+    }
+}
+
+/// Which direction a goroutine waits on its fd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollMode {
+    Read,
+    Write,
+}
+
+impl PollMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PollMode::Read => "read",
+            PollMode::Write => "write",
+        }
+    }
+}
+
+/// One goroutine as read from the runtime.
+#[derive(Debug, Clone)]
+pub struct GoroutineState {
+    pub addr: u64,
+    pub goid: u64,
+    pub status: GStatus,
+    /// `atomicstatus` as the runtime holds it (scan bit included), as scheddetail prints it.
+    pub raw_status: u32,
+    pub waitreason: u8,
+    /// The runtime's own string for `waitreason` (set only while waiting).
+    pub wait_reason: Option<String>,
+    /// The runtime's nanotime when it first saw this goroutine waiting (set during GC), 0 if unknown.
+    pub waitsince: i64,
+    /// Address of the M running it (running or in a syscall), 0 otherwise.
+    pub m: u64,
+    pub m_id: Option<i64>,
+    pub tid: Option<u32>,
+    /// In a cgo call (status syscall on an M that is in C).
+    pub cgo: bool,
+    pub startpc: u64,
+    pub gopc: u64,
+    pub parent_goid: Option<u64>,
+    /// Program counters of its stack, innermost first: the saved pc, then return addresses.
+    /// Empty when the goroutine is on a CPU (its saved registers are stale then).
+    pub pcs: Vec<u64>,
+    pub netpoll: Option<(i32, PollMode)>,
+    pub lockedm_id: Option<i64>,
+}
+
+/// One M (OS thread) of the runtime.
+#[derive(Debug, Clone)]
+pub struct MState {
+    pub addr: u64,
+    pub id: i64,
+    /// The OS thread id.
+    pub tid: u32,
+    pub curg_goid: Option<u64>,
+    pub p_id: Option<i64>,
+    pub ncgo: i64,
+    pub incgo: bool,
+    pub mallocing: i64,
+    pub throwing: i64,
+    pub preemptoff: String,
+    pub locks: i64,
+    pub dying: i64,
+    pub spinning: bool,
+    pub blocked: bool,
+    pub lockedg_goid: Option<u64>,
+    /// Entry pc of the function the M was started with (sysmon, templateThread, ...), 0 if none.
+    pub mstartfn_pc: u64,
+}
+
+/// One P.
+#[derive(Debug, Clone)]
+pub struct PState {
+    pub id: i64,
+    pub status: i64,
+    pub schedtick: u64,
+    pub syscalltick: u64,
+    pub m_id: Option<i64>,
+    pub runqsize: u64,
+    pub gfreecnt: i64,
+    pub timerslen: u64,
+}
+
+/// The global scheduler's counters.
+#[derive(Debug, Clone)]
+pub struct SchedState {
+    pub gomaxprocs: i64,
+    pub npidle: i64,
+    pub mcount: i64,
+    pub nmspinning: i64,
+    /// Only in runtimes that have it (its presence decides whether schedtrace prints it).
+    pub needspinning: Option<i64>,
+    pub nmidle: i64,
+    pub runqsize: i64,
+    pub gcwaiting: i64,
+    pub nmidlelocked: i64,
+    pub stopwait: i64,
+    pub sysmonwait: i64,
+}
+
+/// Everything read in one pass.
+#[derive(Debug, Clone)]
+pub struct RuntimeState {
+    /// CLOCK_MONOTONIC (the runtime's nanotime) when the read began.
+    pub nanotime: u64,
+    pub sched: SchedState,
+    pub ps: Vec<PState>,
+    pub ms: Vec<MState>,
+    /// Every g in allgs order (creation order, like the runtime's dumps), dead (free, reusable)
+    /// ones included: outputs that list goroutines skip those.
+    pub goroutines: Vec<GoroutineState>,
+    /// How many of them are dead.
+    pub dead: usize,
+    /// Entries dropped because they were mid-change or unreadable.
+    pub inconsistent: usize,
+    /// The runtime's epoll fd (-1 before the netpoller starts).
+    pub epfd: i32,
+}
+
+/// A live Go process: its binary's facts, the load slide, and the wait reason strings.
+pub struct GoProcess {
+    pub pid: u32,
+    pub binary: GoBinary,
+    slide: u64,
+    wait_reasons: Vec<String>,
+    status_of: HashMap<i64, GStatus>,
+    scan_bit: u32,
+}
+
+impl GoProcess {
+    /// Detects and prepares a Go target: `NotGo`, `Stripped` and `UnknownLayout` say why not.
+    pub fn attach(pid: u32) -> Result<GoProcess, GoError> {
+        let exe = format!("/proc/{pid}/exe");
+        let target = std::fs::read_link(&exe).map_err(|e| GoError::from_io(pid, &exe, &e))?;
+        let display = target.to_string_lossy().into_owned();
+        let binary = GoBinary::open(Path::new(&exe), &display).map_err(|e| match e {
+            GoError::NotGo { path, .. } => GoError::NotGo { pid, path },
+            other => other,
+        })?;
+        let slide = if binary.position_independent { exe_slide(pid, &display, &binary)? } else { 0 };
+        let mem = Memory::open(pid)?;
+        let mut this = GoProcess {
+            pid,
+            binary,
+            slide,
+            wait_reasons: Vec::new(),
+            status_of: HashMap::new(),
+            scan_bit: 0,
+        };
+        this.wait_reasons = this.read_wait_reasons(&mem)?;
+        let l = &this.binary.layout;
+        let c = |n: &str| l.constant(n);
+        for (name, status) in [
+            ("runtime._Gidle", GStatus::Idle),
+            ("runtime._Grunnable", GStatus::Runnable),
+            ("runtime._Grunning", GStatus::Running),
+            ("runtime._Gsyscall", GStatus::Syscall),
+            ("runtime._Gwaiting", GStatus::Waiting),
+            ("runtime._Gdead", GStatus::Dead),
+            ("runtime._Gcopystack", GStatus::Copystack),
+            ("runtime._Gpreempted", GStatus::Preempted),
+            // A leaked goroutine is parked for good; a dead g kept for an extra M is dead.
+            ("runtime._Gleaked", GStatus::Waiting),
+            ("runtime._Gdeadextra", GStatus::Dead),
+        ] {
+            if let Some(v) = c(name) {
+                this.status_of.insert(v, status);
+            }
+        }
+        this.scan_bit = c("runtime._Gscan").unwrap_or(0) as u32;
+        Ok(this)
+    }
+
+    pub fn version(&self) -> &str {
+        &self.binary.buildinfo.version
+    }
+
+    /// `waitReason.String()` as the runtime defines it, for any status.
+    pub fn wait_reason_text(&self, w: u8) -> &str {
+        self.wait_reasons.get(usize::from(w)).map_or("unknown wait reason", String::as_str)
+    }
+
+    fn global(&self, name: &str) -> u64 {
+        self.binary.globals.get(name).map_or(0, |(a, _)| a.wrapping_add(self.slide))
+    }
+
+    /// runtime.waitReasonStrings, read from memory (a PIE's string pointers are relocated there).
+    fn read_wait_reasons(&self, mem: &Memory) -> Result<Vec<String>, GoError> {
+        let (_, size) = self.binary.globals["runtime.waitReasonStrings"];
+        let n = (size / 16).min(4096) as usize;
+        let mut headers = vec![0u8; n * 16];
+        mem.read(self.global("runtime.waitReasonStrings"), &mut headers)?;
+        let mut bufs: Vec<Vec<u8>> =
+            headers.chunks(16).map(|h| vec![0u8; uint_at(h, 8, 8).min(256) as usize]).collect();
+        let mut reqs: Vec<(u64, &mut [u8])> =
+            headers.chunks(16).zip(bufs.iter_mut()).map(|(h, b)| (uint_at(h, 0, 8), &mut b[..])).collect();
+        let ok = mem.read_many(&mut reqs)?;
+        Ok(bufs
+            .iter()
+            .zip(ok)
+            .map(|(b, ok)| if ok { String::from_utf8_lossy(b).into_owned() } else { String::new() })
+            .collect())
+    }
+
+    /// Reads the scheduler, Ps, Ms and goroutines once.
+    pub fn read(&self, stacks: bool) -> Result<RuntimeState, GoError> {
+        let mem = Memory::open(self.pid)?;
+        let nanotime = crate::kernel::monotonic_now_ns();
+        let l = &self.binary.layout;
+        let sched = self.read_sched(&mem)?;
+        let ms = self.read_ms(&mem)?;
+        let by_addr: HashMap<u64, &MState> = ms.iter().map(|m| (m.addr, m)).collect();
+        let ps = self.read_ps(&mem, &by_addr)?;
+        let epfd = sign_extend(mem.read_u64(self.global("runtime.epfd"))?, 4) as i32;
+        let (gptrs, gbufs) = self.read_allgs(&mem)?;
+        let gsize = l.size("runtime.g");
+
+        let mut goroutines = Vec::with_capacity(gptrs.len());
+        let mut dead = 0;
+        let mut inconsistent = 0;
+        let f = |buf: &[u8], key: &str| {
+            let Field { offset, size } = l.field(key);
+            uint_at(buf, offset, size)
+        };
+        for (i, &addr) in gptrs.iter().enumerate() {
+            let Some(buf) = gbufs.get(i * gsize as usize..(i + 1) * gsize as usize) else { break };
+            let raw = f(buf, "g.atomicstatus") as u32;
+            let Some(&status) = self.status_of.get(&i64::from(raw & !self.scan_bit)) else {
+                inconsistent += 1;
+                continue;
+            };
+            // Dead gs stay in allgs for reuse; they are kept (scheddetail lists them) but not
+            // checked further.
+            if status == GStatus::Dead {
+                dead += 1;
+            }
+            let goid = f(buf, "g.goid");
+            let (lo, hi) = (f(buf, "g.stack.lo"), f(buf, "g.stack.hi"));
+            if goid == 0 && !matches!(status, GStatus::Idle | GStatus::Dead) || lo > hi {
+                inconsistent += 1;
+                continue;
+            }
+            let waitreason = f(buf, "g.waitreason") as u8;
+            let m_addr = f(buf, "g.m");
+            let m = by_addr.get(&m_addr);
+            let lockedm = f(buf, "g.lockedm");
+            goroutines.push(GoroutineState {
+                addr,
+                goid,
+                status,
+                raw_status: raw,
+                waitreason,
+                wait_reason: matches!(status, GStatus::Waiting)
+                    .then(|| self.wait_reasons.get(usize::from(waitreason)).cloned())
+                    .flatten()
+                    .filter(|s| !s.is_empty()),
+                waitsince: sign_extend(f(buf, "g.waitsince"), 8),
+                m: m_addr,
+                m_id: m.map(|m| m.id),
+                tid: m.map(|m| m.tid),
+                cgo: status == GStatus::Syscall && m.is_some_and(|m| m.incgo && m.ncgo > 0),
+                startpc: f(buf, "g.startpc"),
+                gopc: f(buf, "g.gopc"),
+                parent_goid: l.opt_field("g.parentGoid").map(|p| uint_at(buf, p.offset, p.size)),
+                pcs: Vec::new(),
+                netpoll: None,
+                lockedm_id: by_addr.get(&lockedm).map(|m| m.id),
+            });
+        }
+        if stacks {
+            self.unwind_all(&mem, &gbufs, &gptrs, &mut goroutines)?;
+        }
+        let parked = netpoll::parked_on_fds(self.pid, &mem, l, epfd)?;
+        for g in &mut goroutines {
+            g.netpoll = parked.get(&g.addr).copied();
+        }
+        Ok(RuntimeState { nanotime, sched, ps, ms, goroutines, dead, inconsistent, epfd })
+    }
+
+    /// allgs as a consistent (pointer array, g structs) pair: the slice header is re-read after
+    /// the array, and the read repeated if the runtime grew or moved it meanwhile.
+    fn read_allgs(&self, mem: &Memory) -> Result<(Vec<u64>, Vec<u8>), GoError> {
+        let gsize = self.binary.layout.size("runtime.g") as usize;
+        let at = self.global("runtime.allgs");
+        let mut last = String::new();
+        for _ in 0..RETRIES {
+            let mut hdr = [0u8; 16];
+            mem.read(at, &mut hdr)?;
+            let (ptr, len) = (uint_at(&hdr, 0, 8), uint_at(&hdr, 8, 8));
+            if len > MAX_GOROUTINES {
+                last = format!("allgs length {len}");
+                continue;
+            }
+            let mut arr = vec![0u8; len as usize * 8];
+            if len > 0 && mem.read(ptr, &mut arr).is_err() {
+                last = format!("allgs array at {ptr:#x} unreadable");
+                continue;
+            }
+            let mut again = [0u8; 16];
+            mem.read(at, &mut again)?;
+            if uint_at(&again, 0, 8) != ptr {
+                last = "allgs moved while read".into();
+                continue;
+            }
+            let gptrs: Vec<u64> = arr.chunks(8).map(|c| uint_at(c, 0, 8)).collect();
+            let mut gbufs = vec![0u8; gptrs.len() * gsize];
+            let mut reqs: Vec<(u64, &mut [u8])> =
+                gptrs.iter().copied().zip(gbufs.chunks_mut(gsize.max(1))).collect();
+            let ok = mem.read_many(&mut reqs)?;
+            // A g that could not be read keeps zeroed bytes: status 0 with goid 0 is dropped
+            // as inconsistent by the caller.
+            for (i, good) in ok.iter().enumerate() {
+                if !good {
+                    gbufs[i * gsize..(i + 1) * gsize].fill(0xff);
+                }
+            }
+            return Ok((gptrs, gbufs));
+        }
+        Err(GoError::Inconsistent { what: "allgs", detail: last })
+    }
+
+    /// Frame-pointer walks from each parked goroutine's saved registers (g.sched), over one read
+    /// of its stack. Go keeps frame pointers on amd64: [bp] is the caller's bp, [bp+8] the
+    /// return address. Every link must stay inside the goroutine's own stack and move upward.
+    fn unwind_all(
+        &self,
+        mem: &Memory,
+        gbufs: &[u8],
+        gptrs: &[u64],
+        gs: &mut [GoroutineState],
+    ) -> Result<(), GoError> {
+        let l = &self.binary.layout;
+        let gsize = l.size("runtime.g") as usize;
+        let index: HashMap<u64, usize> = gptrs.iter().enumerate().map(|(i, &p)| (p, i)).collect();
+        let f = |buf: &[u8], key: &str| {
+            let Field { offset, size } = l.field(key);
+            uint_at(buf, offset, size)
+        };
+        struct Walk {
+            g: usize,
+            pc: u64,
+            sp: u64,
+            bp: u64,
+        }
+        let mut walks = Vec::new();
+        let mut lens = Vec::new();
+        for (gi, g) in gs.iter().enumerate() {
+            if matches!(g.status, GStatus::Running | GStatus::Dead) {
+                continue;
+            }
+            let Some(&i) = index.get(&g.addr) else { continue };
+            let buf = &gbufs[i * gsize..(i + 1) * gsize];
+            let (sp, pc, bp) = (f(buf, "g.sched.sp"), f(buf, "g.sched.pc"), f(buf, "g.sched.bp"));
+            let (lo, hi) = (f(buf, "g.stack.lo"), f(buf, "g.stack.hi"));
+            if pc == 0 || sp < lo || sp >= hi {
+                continue;
+            }
+            walks.push(Walk { g: gi, pc, sp, bp });
+            lens.push((hi - sp).min(STACK_WINDOW) as usize);
+        }
+        let total: usize = lens.iter().sum();
+        let mut stack_bytes = vec![0u8; total];
+        let mut reqs: Vec<(u64, &mut [u8])> = Vec::with_capacity(walks.len());
+        let mut rest = &mut stack_bytes[..];
+        for (w, &len) in walks.iter().zip(&lens) {
+            let (chunk, tail) = rest.split_at_mut(len);
+            reqs.push((w.sp, chunk));
+            rest = tail;
+        }
+        let ok = mem.read_many(&mut reqs)?;
+        for ((w, (_, stack)), ok) in walks.iter().zip(&reqs).zip(ok) {
+            let mut pcs = vec![w.pc];
+            if ok {
+                let word = |addr: u64| -> Option<u64> {
+                    let off = addr.checked_sub(w.sp)?;
+                    (off + 8 <= stack.len() as u64).then(|| uint_at(stack, off, 8))
+                };
+                let mut bp = w.bp;
+                while pcs.len() < MAX_FRAMES && bp >= w.sp && bp % 8 == 0 {
+                    let (Some(next_bp), Some(ret)) = (word(bp), word(bp + 8)) else { break };
+                    if ret == 0 {
+                        break;
+                    }
+                    pcs.push(ret);
+                    if next_bp <= bp {
+                        break;
+                    }
+                    bp = next_bp;
+                }
+            }
+            gs[w.g].pcs = pcs;
+        }
+        Ok(())
+    }
+
+    fn read_sched(&self, mem: &Memory) -> Result<SchedState, GoError> {
+        let l = &self.binary.layout;
+        let mut buf = vec![0u8; l.size("runtime.schedt") as usize];
+        mem.read(self.global("runtime.sched"), &mut buf)?;
+        let i = |key: &str| {
+            let f = l.field(key);
+            sign_extend(uint_at(&buf, f.offset, f.size), f.size)
+        };
+        let gomaxprocs = sign_extend(mem.read_u64(self.global("runtime.gomaxprocs"))?, 4);
+        Ok(SchedState {
+            gomaxprocs,
+            npidle: i("sched.npidle"),
+            mcount: i("sched.mnext") - i("sched.nmfreed"),
+            nmspinning: i("sched.nmspinning"),
+            needspinning: l
+                .opt_field("sched.needspinning")
+                .map(|f| sign_extend(uint_at(&buf, f.offset, f.size), f.size)),
+            nmidle: i("sched.nmidle"),
+            runqsize: i("sched.runqsize"),
+            gcwaiting: i("sched.gcwaiting"),
+            nmidlelocked: i("sched.nmidlelocked"),
+            stopwait: i("sched.stopwait"),
+            sysmonwait: i("sched.sysmonwait"),
+        })
+    }
+
+    /// Walks allm (a singly linked list through m.alllink; Ms are never freed from it while
+    /// linked, but a cycle or garbage pointer from a racing read ends the walk).
+    fn read_ms(&self, mem: &Memory) -> Result<Vec<MState>, GoError> {
+        let l = &self.binary.layout;
+        let size = l.size("runtime.m") as usize;
+        let mut out: Vec<MState> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut raw: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut addr = mem.read_u64(self.global("runtime.allm"))?;
+        while addr != 0 && raw.len() < MAX_MS && seen.insert(addr) {
+            let mut buf = vec![0u8; size];
+            if mem.read(addr, &mut buf).is_err() {
+                break;
+            }
+            let next = uint_at(&buf, l.field("m.alllink").offset, 8);
+            raw.push((addr, buf));
+            addr = next;
+        }
+        // curg/lockedg/p are pointers: read just the fields we print from them.
+        let goid_f = l.field("g.goid");
+        let pid_f = l.field("p.id");
+        let read_at = |base: u64, f: Field| -> Option<u64> {
+            if base == 0 {
+                return None;
+            }
+            let mut b = vec![0u8; f.size as usize];
+            mem.read(base + f.offset, &mut b).ok()?;
+            Some(uint_at(&b, 0, f.size))
+        };
+        for (addr, buf) in &raw {
+            let u = |key: &str| {
+                let f = l.field(key);
+                uint_at(buf, f.offset, f.size)
+            };
+            let i = |key: &str| {
+                let f = l.field(key);
+                sign_extend(uint_at(buf, f.offset, f.size), f.size)
+            };
+            let preemptoff = {
+                let f = l.field("m.preemptoff");
+                let (ptr, len) = (uint_at(buf, f.offset, 8), uint_at(buf, f.offset + 8, 8).min(256));
+                let mut s = vec![0u8; len as usize];
+                if len > 0 && mem.read(ptr, &mut s).is_ok() {
+                    String::from_utf8_lossy(&s).into_owned()
+                } else {
+                    String::new()
+                }
+            };
+            let mstartfn_pc = l
+                .opt_field("m.mstartfn")
+                .map(|f| uint_at(buf, f.offset, 8))
+                .filter(|&fv| fv != 0)
+                .and_then(|fv| mem.read_u64(fv).ok())
+                .unwrap_or(0);
+            out.push(MState {
+                addr: *addr,
+                id: i("m.id"),
+                tid: u("m.procid") as u32,
+                curg_goid: read_at(u("m.curg"), goid_f),
+                p_id: read_at(u("m.p"), pid_f).map(|v| sign_extend(v, pid_f.size)),
+                ncgo: i("m.ncgo"),
+                incgo: u("m.incgo") != 0,
+                mallocing: i("m.mallocing"),
+                throwing: i("m.throwing"),
+                preemptoff,
+                locks: i("m.locks"),
+                dying: i("m.dying"),
+                spinning: u("m.spinning") != 0,
+                blocked: u("m.blocked") != 0,
+                lockedg_goid: read_at(u("m.lockedg"), goid_f),
+                mstartfn_pc,
+            });
+        }
+        Ok(out)
+    }
+
+    fn read_ps(&self, mem: &Memory, ms: &HashMap<u64, &MState>) -> Result<Vec<PState>, GoError> {
+        let l = &self.binary.layout;
+        let size = l.size("runtime.p") as usize;
+        let at = self.global("runtime.allp");
+        for _ in 0..RETRIES {
+            let mut hdr = [0u8; 16];
+            mem.read(at, &mut hdr)?;
+            let (ptr, len) = (uint_at(&hdr, 0, 8), uint_at(&hdr, 8, 8));
+            if len > MAX_PS {
+                continue;
+            }
+            let mut arr = vec![0u8; len as usize * 8];
+            if len > 0 && mem.read(ptr, &mut arr).is_err() {
+                continue;
+            }
+            let mut out = Vec::with_capacity(len as usize);
+            let mut buf = vec![0u8; size];
+            let mut failed = false;
+            for c in arr.chunks(8) {
+                if mem.read(uint_at(c, 0, 8), &mut buf).is_err() {
+                    failed = true;
+                    break;
+                }
+                let u = |key: &str| {
+                    let f = l.field(key);
+                    uint_at(&buf, f.offset, f.size)
+                };
+                let i = |key: &str| {
+                    let f = l.field(key);
+                    sign_extend(uint_at(&buf, f.offset, f.size), f.size)
+                };
+                out.push(PState {
+                    id: i("p.id"),
+                    status: i("p.status"),
+                    schedtick: u("p.schedtick"),
+                    syscalltick: u("p.syscalltick"),
+                    m_id: ms.get(&u("p.m")).map(|m| m.id),
+                    // runqhead/runqtail are uint32 counters that wrap: their difference is the size.
+                    runqsize: u64::from((u("p.runqtail") as u32).wrapping_sub(u("p.runqhead") as u32)),
+                    gfreecnt: i("p.gfreecnt"),
+                    timerslen: u("p.timers.len"),
+                });
+            }
+            if !failed {
+                return Ok(out);
+            }
+        }
+        Err(GoError::Inconsistent { what: "allp", detail: "a P could not be read".into() })
+    }
+}
+
+/// The slide of a position-independent executable: where its first loadable segment landed.
+fn exe_slide(pid: u32, path: &str, binary: &GoBinary) -> Result<u64, GoError> {
+    let maps = maps::read_maps(pid).map_err(|e| GoError::from_stack(pid, e))?;
+    let lowest = maps
+        .iter()
+        .filter(|m| m.path == path || m.path.strip_suffix(" (deleted)") == Some(path))
+        .filter(|m| m.offset == 0)
+        .map(|m| m.range.start)
+        .min()
+        .ok_or_else(|| GoError::Binary {
+            path: path.to_owned(),
+            reason: "not found in the process's mappings".into(),
+        })?;
+    Ok(lowest.wrapping_sub(binary.first_load_vaddr & !0xfff))
+}

@@ -1,0 +1,551 @@
+//! `cargo xtask bench`: what tracing costs the traced process, the server under load, and every
+//! other process on the machine, against the bare workload and against bpftrace doing the same
+//! job. docs/performance.md explains the method and records the figures of a real run.
+//!
+//! Every round runs every mode of every scenario once, in an order rotated each round (ABC, BCA,
+//! CAB), so slow drift on a shared machine spreads over all modes instead of favouring one.
+//! Figures are the median over rounds, with the spread shown.
+
+use std::{
+    io::{BufRead, BufReader, Read},
+    path::{Path, PathBuf},
+    process::{Child, ChildStdout, Command, Stdio},
+    sync::mpsc::{self, Receiver, RecvTimeoutError},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{examples, util};
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Rounds: each runs every mode of every scenario once (in rotated order).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+
+    /// Length of each measured run, in seconds.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+
+    /// CPU the single-threaded-at-a-time workloads (pingpong, getppid loop) are pinned to.
+    #[arg(long, default_value_t = 1)]
+    cpu: usize,
+}
+
+/// How long traced pingpong runs wait before starting, so the tracer is attached first.
+const START_DELAY: Duration = Duration::from_millis(2500);
+/// How long a tracer may take to load, attach and show it is ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// parkscope's exit code when its target exited first (a race at the end of pingpong runs).
+const PARKSCOPE_TARGET_EXITED: i32 = 5;
+
+/// The bpftrace equivalent of our syscall probes: entry time per thread, log2 histogram of the
+/// duration on exit, filtered by pid. (It does not trace context switches; parkscope does.)
+const BPFTRACE_SCRIPT: &str = r#"BEGIN { printf("ready\n"); }
+tracepoint:raw_syscalls:sys_enter /pid == PID/ { @start[tid] = nsecs; }
+tracepoint:raw_syscalls:sys_exit /pid == PID && @start[tid]/ {
+  @ns = hist(nsecs - @start[tid]); delete(@start[tid]);
+}"#;
+
+/// The untraced process: getppid() in a loop; prints its own cost per call.
+const GETPPID_LOOP_C: &str = r#"#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+int main(int argc, char **argv) {
+    double secs = argc > 1 ? atof(argv[1]) : 5.0, t0 = now(), t;
+    long long n = 0;
+    do {
+        for (int i = 0; i < 4096; i++)
+            syscall(SYS_getppid);
+        n += 4096;
+        t = now();
+    } while (t - t0 < secs);
+    printf("{\"calls\":%lld,\"seconds\":%.6f,\"ns_per_call\":%.3f}\n", n, t - t0, (t - t0) * 1e9 / n);
+    return 0;
+}
+"#;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Bare,
+    Parkscope,
+    Bpftrace,
+}
+
+impl Mode {
+    fn label(self) -> &'static str {
+        match self {
+            Mode::Bare => "bare",
+            Mode::Parkscope => "parkscope schedtrace",
+            Mode::Bpftrace => "bpftrace (same job)",
+        }
+    }
+}
+
+struct Ctx {
+    parkscope: PathBuf,
+    bin: PathBuf,
+    work: PathBuf,
+    getppid: PathBuf,
+    seconds: u64,
+    cpu: String,
+    late_attach: usize,
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    if args.rounds == 0 || args.seconds == 0 {
+        bail!("--rounds and --seconds must be at least 1");
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    if !status.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")) {
+        bail!("bench attaches eBPF programs: run it as root");
+    }
+    if !util::output_contains(Command::new("bpftrace").arg("--version"), "bpftrace") {
+        bail!("bpftrace not found on PATH: the comparison needs it (apt-get install bpftrace)");
+    }
+    util::step("building parkscope (release)");
+    util::cargo(&["build", "--release", "-p", "parkscope"])?;
+    let root = util::root();
+    let work = root.join("target/bench");
+    std::fs::create_dir_all(&work)?;
+    let src = work.join("getppid-loop.c");
+    std::fs::write(&src, GETPPID_LOOP_C)?;
+    let getppid = work.join("getppid-loop");
+    util::run(Command::new("cc").args(["-O2", "-o"]).arg(&getppid).arg(&src))?;
+
+    let mut ctx = Ctx {
+        parkscope: root.join("target/release/parkscope"),
+        bin: examples::bin_dir(),
+        work,
+        getppid,
+        seconds: args.seconds,
+        cpu: args.cpu.to_string(),
+        late_attach: 0,
+    };
+    let est = args.rounds as u64 * (8 * args.seconds + 14);
+    util::step(&format!(
+        "bench: {} rounds x {} s per run (about {} s); pingpong and getppid pinned to CPU {}",
+        args.rounds, args.seconds, est, args.cpu
+    ));
+
+    let pp_modes = [Mode::Bare, Mode::Parkscope, Mode::Bpftrace];
+    let http_modes = [Mode::Bare, Mode::Parkscope];
+    let mut pp: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    let mut http: Vec<Vec<f64>> = vec![Vec::new(); 2];
+    let mut http_errors = 0u64;
+    let mut idle: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    for round in 0..args.rounds {
+        eprintln!("-- round {}/{}", round + 1, args.rounds);
+        for i in rotated(pp_modes.len(), round) {
+            let rate = pingpong(&mut ctx, pp_modes[i])?;
+            eprintln!("   pingpong  {:<22} {:>12} syscalls/s", pp_modes[i].label(), thousands(rate));
+            pp[i].push(rate);
+        }
+        for i in rotated(http_modes.len(), round) {
+            let (rps, errors) = server(&ctx, http_modes[i])?;
+            eprintln!(
+                "   http      {:<22} {:>12} req/s ({errors} errors)",
+                http_modes[i].label(),
+                thousands(rps)
+            );
+            http_errors += errors;
+            http[i].push(rps);
+        }
+        for i in rotated(pp_modes.len(), round) {
+            let ns = untraced(&ctx, pp_modes[i])?;
+            eprintln!(
+                "   getppid   {:<22} {:>12.1} ns/call (tracer on another pid)",
+                pp_modes[i].label(),
+                ns
+            );
+            idle[i].push(ns);
+        }
+    }
+    eprintln!("-- lost events: parkscope snapshot --window 2s --json on a busy pingpong");
+    let (dropped, traced, window_s) = lost_events(&ctx)?;
+
+    // Report.
+    let m = |v: &Vec<f64>| median(v);
+    let per_call = |rate: f64| 1e9 / rate;
+    let (pp_bare, pp_ours, pp_bt) = (m(&pp[0]), m(&pp[1]), m(&pp[2]));
+    let ours_ns = per_call(pp_ours) - per_call(pp_bare);
+    let bt_ns = per_call(pp_bt) - per_call(pp_bare);
+    // Paired per round (traced run next to its bare run): less sensitive to drift in load.
+    let paired: Vec<f64> = http[1].iter().zip(&http[0]).map(|(t, b)| t / b).collect();
+    let http_ratio = median(&paired);
+    let verdict = |ok: bool| if ok { "MET" } else { "NOT MET" };
+
+    let mut out = String::new();
+    out.push_str(&format!(
+        "\nparkscope bench: {} rounds x {} s, median (min..max); kernel {}, {} CPUs\n\n",
+        args.rounds,
+        args.seconds,
+        std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    ));
+    out.push_str(&format!(
+        "1. pingpong, pinned to CPU {} (1 round = 4 syscalls + 2 context switches)\n",
+        args.cpu
+    ));
+    out.push_str(&format!(
+        "   {:<24} {:>12} {:>25} {:>7} {:>14} {:>14}\n",
+        "mode", "syscalls/s", "(min..max)", "ratio", "ns/syscall", "ns/round"
+    ));
+    for (i, mode) in pp_modes.iter().enumerate() {
+        let rate = m(&pp[i]);
+        let extra = per_call(rate) - per_call(pp_bare);
+        let (ns, round) = if i == 0 {
+            ("-".into(), "-".into())
+        } else {
+            (format!("+{extra:.0}"), format!("+{:.0}", 4.0 * extra))
+        };
+        out.push_str(&format!(
+            "   {:<24} {:>12} {:>25} {:>7.3} {:>14} {:>14}\n",
+            mode.label(),
+            thousands(rate),
+            spread(&pp[i], thousands),
+            rate / pp_bare,
+            ns,
+            round
+        ));
+    }
+    out.push_str(&format!(
+        "   goal ours <= 0.6 x bpftrace per syscall: {:.0} ns vs {:.0} ns = {:.2}x -> {}\n\n",
+        ours_ns,
+        bt_ns,
+        ours_ns / bt_ns,
+        verdict(ours_ns <= 0.6 * bt_ns)
+    ));
+    out.push_str("2. httpserver-go1.27 + loadgen-go1.27 -conns 16 (unpinned)\n");
+    out.push_str(&format!("   {:<24} {:>12} {:>25} {:>7}\n", "mode", "req/s", "(min..max)", "ratio"));
+    for (i, mode) in http_modes.iter().enumerate() {
+        out.push_str(&format!(
+            "   {:<24} {:>12} {:>25} {:>7.3}\n",
+            mode.label(),
+            thousands(m(&http[i])),
+            spread(&http[i], thousands),
+            m(&http[i]) / m(&http[0])
+        ));
+    }
+    out.push_str(&format!(
+        "   goal rps ratio >= 0.97: median of per-round ratios {:.3} {} -> {} ({} loadgen errors)\n\n",
+        http_ratio,
+        spread(&paired, |v| format!("{v:.3}")),
+        verdict(http_ratio >= 0.97),
+        http_errors
+    ));
+    out.push_str(&format!(
+        "3. untraced process: getppid() loop pinned to CPU {} while the tracer traces an idle pid\n",
+        args.cpu
+    ));
+    out.push_str(&format!("   {:<24} {:>12} {:>25} {:>14}\n", "mode", "ns/call", "(min..max)", "delta"));
+    for (i, mode) in pp_modes.iter().enumerate() {
+        let delta = if i == 0 { "-".into() } else { format!("+{:.1} ns", m(&idle[i]) - m(&idle[0])) };
+        out.push_str(&format!(
+            "   {:<24} {:>12.1} {:>25} {:>14}\n",
+            mode.label(),
+            m(&idle[i]),
+            spread(&idle[i], |v| format!("{v:.1}")),
+            delta
+        ));
+    }
+    out.push_str(&format!(
+        "\n4. lost events (parkscope snapshot --window 2s on busy pingpong): dropped_events={} \
+         syscalls_traced={} ({}/s over the {:.2} s window)\n",
+        dropped,
+        thousands(traced as f64),
+        thousands(traced as f64 / window_s),
+        window_s
+    ));
+    if ctx.late_attach > 0 {
+        out.push_str(&format!(
+            "\nWARNING: in {} traced pingpong runs the tracer became ready after pingpong started; \
+             those runs understate the overhead.\n",
+            ctx.late_attach
+        ));
+    }
+    print!("{out}");
+    Ok(())
+}
+
+/// Indices 0..n rotated left by `round`: ABC, BCA, CAB, ...
+fn rotated(n: usize, round: usize) -> Vec<usize> {
+    (0..n).map(|i| (i + round) % n).collect()
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let n = s.len();
+    if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 }
+}
+
+fn spread(v: &[f64], fmt: impl Fn(f64) -> String) -> String {
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("({}..{})", fmt(min), fmt(max))
+}
+
+fn thousands(v: f64) -> String {
+    let digits = format!("{:.0}", v.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A child process killed and reaped when dropped, so an error anywhere leaves nothing behind.
+struct Proc {
+    child: Child,
+    what: String,
+}
+
+impl Proc {
+    fn spawn(cmd: &mut Command, what: &str) -> Result<Proc> {
+        let child = cmd.spawn().with_context(|| format!("starting {what}"))?;
+        Ok(Proc { child, what: what.to_string() })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Reads stdout to the end, waits, and fails on a non-zero exit.
+    fn finish(mut self) -> Result<String> {
+        let mut out = String::new();
+        if let Some(mut stdout) = self.child.stdout.take() {
+            stdout.read_to_string(&mut out).with_context(|| format!("reading {} output", self.what))?;
+        }
+        let status = self.child.wait()?;
+        if !status.success() {
+            bail!("{} failed with {status}; output: {out}", self.what);
+        }
+        Ok(out)
+    }
+
+    /// Sends SIGINT and waits (bounded) for the exit status.
+    fn interrupt(&mut self) -> Result<Option<i32>> {
+        util::run(Command::new("kill").args(["-INT", &self.pid().to_string()]).stderr(Stdio::null()))
+            .or_else(|e| if self.child.try_wait()?.is_some() { Ok(()) } else { Err(e) })?;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status.code());
+            }
+            if Instant::now() > deadline {
+                bail!("{} did not exit within 15 s of SIGINT", self.what);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Forwards a child's stdout line by line (draining it, so the child never blocks on a full pipe).
+fn lines(stdout: ChildStdout) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn wait_for_line(rx: &Receiver<String>, what: &str, pred: impl Fn(&str) -> bool) -> Result<String> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) if pred(&line) => return Ok(line),
+            Ok(_) => {}
+            Err(RecvTimeoutError::Timeout) => bail!("{what}: not ready within {READY_TIMEOUT:?}"),
+            Err(RecvTimeoutError::Disconnected) => bail!("{what} exited before it was ready"),
+        }
+    }
+}
+
+/// A running tracer, ready (probes attached) when returned.
+struct Tracer {
+    proc: Proc,
+    mode: Mode,
+    stderr: PathBuf,
+    _lines: Receiver<String>,
+}
+
+impl Tracer {
+    fn start(ctx: &Ctx, mode: Mode, pid: u32) -> Result<Option<Tracer>> {
+        let stderr = ctx
+            .work
+            .join(format!("{}.stderr", if mode == Mode::Bpftrace { "bpftrace" } else { "parkscope" }));
+        let mut cmd = match mode {
+            Mode::Bare => return Ok(None),
+            Mode::Parkscope => {
+                let mut c = Command::new(&ctx.parkscope);
+                c.args(["schedtrace", "-p", &pid.to_string(), "--interval", "1000ms"]);
+                c
+            }
+            Mode::Bpftrace => {
+                let mut c = Command::new("bpftrace");
+                c.arg("-e").arg(BPFTRACE_SCRIPT.replace("PID", &pid.to_string()));
+                c
+            }
+        };
+        cmd.stdout(Stdio::piped()).stderr(std::fs::File::create(&stderr)?);
+        let mut proc = Proc::spawn(&mut cmd, mode.label())?;
+        let rx = lines(proc.child.stdout.take().context("tracer stdout")?);
+        // parkscope prints its first SCHED line one interval after attaching; bpftrace runs
+        // BEGIN once every probe is attached.
+        let ready = wait_for_line(&rx, mode.label(), |l| l.starts_with("SCHED") || l == "ready");
+        if let Err(e) = ready {
+            return Err(e.context(format!("see {}", stderr.display())));
+        }
+        Ok(Some(Tracer { proc, mode, stderr, _lines: rx }))
+    }
+
+    fn stop(mut self) -> Result<()> {
+        let code = self.proc.interrupt()?;
+        let ok = match self.mode {
+            Mode::Parkscope => matches!(code, Some(0 | PARKSCOPE_TARGET_EXITED)),
+            _ => code == Some(0),
+        };
+        if !ok {
+            bail!("{} exited with {code:?}; see {}", self.mode.label(), self.stderr.display());
+        }
+        Ok(())
+    }
+}
+
+fn parse(out: &str, what: &str) -> Result<serde_json::Value> {
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .with_context(|| format!("{what}: no JSON in {out:?}"))?;
+    serde_json::from_str(line).with_context(|| format!("{what}: bad JSON {line:?}"))
+}
+
+fn field(v: &serde_json::Value, key: &str) -> Result<f64> {
+    v[key].as_f64().with_context(|| format!("missing {key} in {v}"))
+}
+
+fn pinned(ctx: &Ctx, prog: &Path) -> Command {
+    let mut c = Command::new("taskset");
+    c.args(["-c", &ctx.cpu]).arg(prog).stdout(Stdio::piped()).stderr(Stdio::null());
+    c
+}
+
+/// One pingpong run; returns syscalls/s as pingpong measured it over its whole (traced) run.
+fn pingpong(ctx: &mut Ctx, mode: Mode) -> Result<f64> {
+    let mut cmd = pinned(ctx, &ctx.bin.join("pingpong"));
+    cmd.args(["--seconds", &ctx.seconds.to_string()]);
+    if mode != Mode::Bare {
+        cmd.args(["--start-delay-ms", &START_DELAY.as_millis().to_string()]);
+    }
+    let started = Instant::now();
+    let pp = Proc::spawn(&mut cmd, "pingpong")?;
+    let tracer = Tracer::start(ctx, mode, pp.pid())?;
+    if tracer.is_some() && started.elapsed() >= START_DELAY {
+        eprintln!(
+            "   warning: {} ready only after {:?}: this run understates it",
+            mode.label(),
+            started.elapsed()
+        );
+        ctx.late_attach += 1;
+    }
+    let out = pp.finish()?;
+    if let Some(t) = tracer {
+        t.stop()?;
+    }
+    field(&parse(&out, "pingpong")?, "syscalls_per_sec")
+}
+
+/// One httpserver + loadgen run; returns (requests/s, errors).
+fn server(ctx: &Ctx, mode: Mode) -> Result<(f64, u64)> {
+    let mut server = Proc::spawn(
+        Command::new(ctx.bin.join("httpserver-go1.27")).stdout(Stdio::piped()).stderr(Stdio::null()),
+        "httpserver-go1.27",
+    )?;
+    let rx = lines(server.child.stdout.take().context("httpserver stdout")?);
+    let hello = wait_for_line(&rx, "httpserver", |l| l.contains("listening"))?;
+    let hello: serde_json::Value = serde_json::from_str(&hello)?;
+    let addr = hello["listening"].as_str().context("no listening address")?;
+    let tracer = Tracer::start(ctx, mode, server.pid())?;
+    let out = Proc::spawn(
+        Command::new(ctx.bin.join("loadgen-go1.27"))
+            .args(["-url", &format!("http://{addr}/hello"), "-conns", "16"])
+            .args(["-duration", &format!("{}s", ctx.seconds)])
+            .stdout(Stdio::piped()),
+        "loadgen-go1.27",
+    )?
+    .finish()?;
+    if let Some(t) = tracer {
+        t.stop()?;
+    }
+    let code = server.interrupt()?;
+    if code != Some(0) {
+        bail!("httpserver exited with {code:?}");
+    }
+    let v = parse(&out, "loadgen")?;
+    Ok((field(&v, "rps")?, field(&v, "errors")? as u64))
+}
+
+/// getppid() cost of a process the tracer does not trace, while it traces an idle one.
+fn untraced(ctx: &Ctx, mode: Mode) -> Result<f64> {
+    let idle = Proc::spawn(Command::new("sleep").arg("3600"), "sleep (idle target)")?;
+    let tracer = Tracer::start(ctx, mode, idle.pid())?;
+    let mut cmd = pinned(ctx, &ctx.getppid);
+    cmd.arg(ctx.seconds.to_string());
+    let out = Proc::spawn(&mut cmd, "getppid-loop")?.finish()?;
+    if let Some(t) = tracer {
+        t.stop()?;
+    }
+    drop(idle);
+    field(&parse(&out, "getppid-loop")?, "ns_per_call")
+}
+
+/// Drop counters of a 2 s snapshot of a busy pingpong: (dropped_events, syscalls_traced, window s).
+fn lost_events(ctx: &Ctx) -> Result<(u64, u64, f64)> {
+    let mut cmd = pinned(ctx, &ctx.bin.join("pingpong"));
+    cmd.args(["--seconds", "4"]);
+    let pp = Proc::spawn(&mut cmd, "pingpong")?;
+    thread::sleep(Duration::from_millis(300));
+    let out = Proc::spawn(
+        Command::new(&ctx.parkscope)
+            .args(["snapshot", "-p", &pp.pid().to_string(), "--window", "2s", "--json"])
+            .stdout(Stdio::piped()),
+        "parkscope snapshot",
+    )?
+    .finish()?;
+    pp.finish()?;
+    let v: serde_json::Value = serde_json::from_str(&out).context("parkscope snapshot --json output")?;
+    let s = &v["summary"];
+    Ok((
+        s["dropped_events"].as_u64().context("no summary.dropped_events")?,
+        s["syscalls_traced"].as_u64().context("no summary.syscalls_traced")?,
+        field(s, "window_ns")? / 1e9,
+    ))
+}
