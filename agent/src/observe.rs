@@ -3,10 +3,10 @@
 //! target's memory (user stacks). This is synchronous, file-bound work: callers run it on tokio's
 //! blocking pool, never on the reactor.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use parkscope_common::{
-    ArgKind, BlockEvent, InFlightSyscall, LastWake, OffCpuStart, SyscallStats, SyscallStatsKey, syscalls,
+    ArgKind, BlockEvent, InFlightSyscall, LastWake, SyscallStats, SyscallStatsKey, syscalls,
 };
 use parkscope_probes::{
     go::{GoError, GoProcess, RuntimeState},
@@ -63,12 +63,14 @@ pub struct Observer {
 #[derive(Default)]
 struct KernelFacts {
     in_flight: HashMap<u32, InFlightSyscall>,
-    off_cpu: HashMap<u32, OffCpuStart>,
+    /// Target threads on a CPU as of each CPU's last switch (empty without `switches`).
+    on_cpu: HashSet<u32>,
     wakes: HashMap<u32, LastWake>,
     stats: HashMap<SyscallStatsKey, SyscallStats>,
     counters: KernelCounters,
     syscalls_attached: bool,
     switches_attached: bool,
+    wakeups_attached: bool,
 }
 
 impl Observer {
@@ -150,12 +152,13 @@ impl Observer {
                 warn("in-flight syscalls", &e);
                 HashMap::new()
             }),
-            off_cpu: p.off_cpu().unwrap_or_default(),
+            on_cpu: p.on_cpu().unwrap_or_default(),
             wakes: p.last_wakes().unwrap_or_default(),
             stats: p.syscall_stats().unwrap_or_default(),
             counters: p.counters().unwrap_or_default(),
             syscalls_attached: sel.syscalls,
-            switches_attached: sel.switches || sel.wakeups,
+            switches_attached: sel.switches,
+            wakeups_attached: sel.wakeups,
         }
     }
 
@@ -167,6 +170,12 @@ impl Observer {
         // pid is another process: neither is the target any more.
         if !self.target.is_alive() {
             return Err(ProcError::Exited(pid));
+        }
+        if let Some(p) = self.probes.as_mut() {
+            let live: HashSet<u32> = samples.iter().map(|s| s.tid).collect();
+            if let Err(e) = p.prune_exited_threads(&live) {
+                tracing::warn!("freeing in-flight slots of exited threads: {e}");
+            }
         }
         // Read the maps after /proc: a call seen in /proc is then either in IN_FLIGHT or began
         // before attach (or was dropped, which the counters tell).
@@ -260,7 +269,9 @@ impl Observer {
         let state = match s.state {
             // /proc says R for both on-CPU and waiting-for-CPU; sched_switch tells them apart:
             // a target thread that left the CPU and has not been switched back in is runnable.
-            ProcState::Running if facts.off_cpu.contains_key(&s.tid) => ThreadState::Runnable,
+            ProcState::Running if facts.switches_attached && !facts.on_cpu.contains(&s.tid) => {
+                ThreadState::Runnable
+            }
             ProcState::Running => ThreadState::Running,
             ProcState::DiskSleep => ThreadState::DiskSleep,
             ProcState::Stopped | ProcState::TracingStop => ThreadState::Stopped,
@@ -318,7 +329,7 @@ impl Observer {
             }
         };
         let waker_tid =
-            if facts.switches_attached { facts.wakes.get(&s.tid).map(|w| w.waker_tid) } else { None };
+            if facts.wakeups_attached { facts.wakes.get(&s.tid).map(|w| w.waker_tid) } else { None };
         SyscallView {
             nr,
             name: syscalls::name(nr).map_or_else(|| format!("syscall_{nr}"), str::to_owned),

@@ -21,7 +21,9 @@ pub mod program {
 
 /// Names of the BPF maps (the Rust static names in ebpf/).
 pub mod map {
-    /// tid -> [`crate::InFlightSyscall`]: the syscall each target thread is in right now.
+    /// tid -> [`crate::InFlightSyscall`]: the syscall each target thread is in right now
+    /// (`enter_ns == 0`: none). Slots are updated in place, not inserted and deleted per call;
+    /// userspace removes the slots of threads that have exited.
     pub const IN_FLIGHT: &str = "IN_FLIGHT";
     /// [`crate::SyscallStatsKey`] -> [`crate::SyscallStats`]: completed-call histograms.
     pub const SYSCALL_STATS: &str = "SYSCALL_STATS";
@@ -33,6 +35,8 @@ pub mod map {
     pub const LAST_WAKE: &str = "LAST_WAKE";
     /// Ring buffer of [`crate::BlockEvent`]: syscalls that blocked at least `BLOCK_EVENT_MIN_NS`.
     pub const BLOCK_EVENTS: &str = "BLOCK_EVENTS";
+    /// Per-CPU u32: the tid that sched_switch last put on each CPU (running vs runnable).
+    pub const CPU_CURRENT: &str = "CPU_CURRENT";
     /// Stack traces (user and kernel) captured by the off-CPU profiler, by id.
     pub const STACKS: &str = "STACKS";
     /// [`crate::OffCpuKey`] -> [`crate::OffCpuTotal`]: completed off-CPU intervals.
@@ -47,8 +51,13 @@ pub mod global {
     pub const TARGET_TGID: &str = "TARGET_TGID";
     /// u64: syscalls that last at least this long are streamed as [`crate::BlockEvent`]s.
     pub const BLOCK_EVENT_MIN_NS: &str = "BLOCK_EVENT_MIN_NS";
-    /// u8: 1 = capture stacks at switch-out and wakeup and aggregate off-CPU intervals.
+    /// u8: 1 = keep OFFCPU_START per target thread (needed for wakeups and off-CPU profiles);
+    /// 0 = sched_switch only maintains CPU_CURRENT.
+    pub const TRACK_OFFCPU: &str = "TRACK_OFFCPU";
+    /// u8: 1 = capture stacks at switch-out and aggregate off-CPU intervals.
     pub const OFFCPU_PROFILE: &str = "OFFCPU_PROFILE";
+    /// u8: 1 = also capture the waker's stacks at sched_waking (off-CPU profiles).
+    pub const WAKER_STACKS: &str = "WAKER_STACKS";
     /// u32: byte offset of `pid` in `struct task_struct`, from the running kernel's BTF.
     pub const TASK_PID_OFF: &str = "TASK_PID_OFF";
 }
@@ -69,13 +78,15 @@ pub const MAX_SYSCALL_NR: u32 = 512;
 /// bucket is open-ended (2^35 ns is about 34 s).
 pub const HIST_BUCKETS: usize = 36;
 
-/// The syscall a target thread is executing right now, written at sys_enter and removed at
-/// sys_exit. The frame pointer lets userspace unwind the thread's stack later, on demand (ip
+/// The syscall a target thread is executing right now, written at sys_enter (with `enter_ns`
+/// stored last) and marked finished at sys_exit by zeroing `enter_ns`. The frame pointer lets userspace unwind the thread's stack later, on demand (ip
 /// and sp are in /proc/PID/task/TID/syscall; bp is not, and is callee-saved, so only entry has it).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct InFlightSyscall {
-    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) at entry.
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) at entry; 0 when the thread is not in a syscall.
+    /// First in the struct and written last, so a concurrent reader that sees it set (x86 keeps
+    /// store order, and the map copy reads upwards) also sees the fields below.
     pub enter_ns: u64,
     /// First argument (an fd or futex address, per [`ArgKind`]).
     pub arg0: u64,

@@ -9,9 +9,17 @@ static TARGET_TGID: u32 = 0;
 #[unsafe(no_mangle)]
 static BLOCK_EVENT_MIN_NS: u64 = u64::MAX;
 
-/// 1 = off-CPU profiling: capture stacks at switch-out and wakeup, aggregate intervals.
+/// 1 = keep per-thread off-CPU starts (wakeups, profiles); 0 = only CPU_CURRENT.
+#[unsafe(no_mangle)]
+static TRACK_OFFCPU: u8 = 0;
+
+/// 1 = off-CPU profiling: capture stacks at switch-out, aggregate intervals.
 #[unsafe(no_mangle)]
 static OFFCPU_PROFILE: u8 = 0;
+
+/// 1 = capture the waker's stacks at sched_waking (costs two stack walks per wakeup).
+#[unsafe(no_mangle)]
+static WAKER_STACKS: u8 = 0;
 
 /// Byte offset of `pid` in `struct task_struct`, read by userspace from the kernel's BTF so no
 /// kernel layout is hard-coded here.
@@ -27,6 +35,14 @@ pub fn target_tgid() -> u32 {
 #[inline(always)]
 pub fn block_event_min_ns() -> u64 {
     unsafe { core::ptr::read_volatile(&BLOCK_EVENT_MIN_NS) }
+}
+#[inline(always)]
+pub fn track_offcpu() -> bool {
+    unsafe { core::ptr::read_volatile(&TRACK_OFFCPU) != 0 }
+}
+#[inline(always)]
+pub fn waker_stacks() -> bool {
+    unsafe { core::ptr::read_volatile(&WAKER_STACKS) != 0 }
 }
 #[inline(always)]
 pub fn offcpu_profile() -> bool {

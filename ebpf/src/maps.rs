@@ -27,6 +27,11 @@ pub static OFFCPU_START: HashMap<u32, OffCpuStart> = HashMap::with_max_entries(M
 #[map]
 pub static LAST_WAKE: LruHashMap<u32, LastWake> = LruHashMap::with_max_entries(MAX_THREADS, 0);
 
+/// The tid sched_switch last put on each CPU: which target threads are on CPU at an instant,
+/// for one array store per switch instead of per-thread bookkeeping.
+#[map]
+pub static CPU_CURRENT: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
 #[map]
 pub static STACKS: StackTrace = StackTrace::with_max_entries(MAX_STACKS, 0);
 

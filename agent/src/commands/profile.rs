@@ -156,7 +156,13 @@ pub async fn run(args: ProfileArgs) -> Result<i32, Failure> {
 /// since the window start (the kernel never saw it leave), keeping its stacks from /proc.
 async fn start_offcpu(pid: u32) -> Result<OffCpuRun, Failure> {
     // Syscalls too, so each interval knows the call (and fd) it was spent in.
-    let selection = ProbeSelection { syscalls: true, switches: true, wakeups: true, offcpu_profile: true };
+    let selection = ProbeSelection {
+        syscalls: true,
+        switches: true,
+        wakeups: true,
+        offcpu_profile: true,
+        waker_stacks: true,
+    };
     let probes = attach(pid, selection, None).await?;
     blocking(move || seed_blocked_threads(pid, probes)).await?
 }

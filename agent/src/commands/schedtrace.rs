@@ -21,7 +21,7 @@ pub async fn run(args: SchedtraceArgs) -> Result<i32, Failure> {
     }
     let target = open_target(args.pid).await?;
     let mut session = Session::new(args.pid).map_err(|e| Failure::internal(&e.into()))?;
-    let selection = ProbeSelection { syscalls: true, switches: true, wakeups: false, offcpu_profile: false };
+    let selection = ProbeSelection { syscalls: true, switches: true, ..Default::default() };
     let probes = attach(args.pid, selection, None).await?;
     let mut observer = Observer::new(target, Some(probes));
     let started = Instant::now();

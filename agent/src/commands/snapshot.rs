@@ -30,7 +30,7 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
     } else {
         // Syscalls for exact times, switches for runnable-vs-running, wakeups for the waker.
         let selection =
-            ProbeSelection { syscalls: true, switches: true, wakeups: true, offcpu_profile: false };
+            ProbeSelection { syscalls: true, switches: true, wakeups: true, ..Default::default() };
         Some(attach(args.pid, selection, Some(LONG_CALL_NS)).await?)
     };
     let mut observer = Observer::new(target, probes);

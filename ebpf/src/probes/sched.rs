@@ -23,8 +23,8 @@ use aya_ebpf::{
 use parkscope_common::{ArgKind, Counter, LastWake, NO_STACK, OffCpuKey, OffCpuStart, OffCpuTotal};
 
 use crate::{
-    globals::{current_target_thread, offcpu_profile, task_pid_off},
-    maps::{IN_FLIGHT, LAST_WAKE, OFFCPU_START, OFFCPU_TOTALS, STACKS, SYSCALL_ARG_KIND, count},
+    globals::{current_target_thread, offcpu_profile, task_pid_off, track_offcpu, waker_stacks},
+    maps::{CPU_CURRENT, IN_FLIGHT, LAST_WAKE, OFFCPU_START, OFFCPU_TOTALS, STACKS, SYSCALL_ARG_KIND, count},
 };
 
 const BPF_F_USER_STACK: u64 = 1 << 8;
@@ -58,6 +58,14 @@ pub fn parkscope_sched_switch(ctx: RawTracePointContext) -> i32 {
 }
 
 fn try_sched_switch(ctx: &RawTracePointContext) -> Result<(), i32> {
+    let next_task: *const u8 = ctx.arg(2);
+    let next = task_pid(next_task)?;
+    if let Some(slot) = CPU_CURRENT.get_ptr_mut(0) {
+        unsafe { *slot = next };
+    }
+    if !track_offcpu() {
+        return Ok(());
+    }
     let now = unsafe { bpf_ktime_get_ns() };
     // Switch-out: "current" is still prev, so the tgid filter applies directly.
     if let Some(tid) = current_target_thread() {
@@ -67,7 +75,9 @@ fn try_sched_switch(ctx: &RawTracePointContext) -> Result<(), i32> {
         let mut start = OffCpuStart { start_ns: now, prev_state, ..Default::default() };
         if offcpu_profile() {
             (start.user_stack_id, start.kernel_stack_id) = current_stacks(ctx);
-            if let Some(call) = unsafe { IN_FLIGHT.get(&tid) } {
+            if let Some(call) = unsafe { IN_FLIGHT.get(&tid) }
+                && call.enter_ns != 0
+            {
                 start.nr = call.nr as i32;
                 start.arg0 = call.arg0;
             }
@@ -77,8 +87,6 @@ fn try_sched_switch(ctx: &RawTracePointContext) -> Result<(), i32> {
         }
     }
     // Switch-in: next is not current, but only target threads are ever in OFFCPU_START.
-    let next_task: *const u8 = ctx.arg(2);
-    let next = task_pid(next_task)?;
     if next == 0 {
         return Ok(());
     }
@@ -148,7 +156,7 @@ fn try_sched_waking(ctx: &RawTracePointContext) -> Result<(), i32> {
     }
     let pid_tgid = bpf_get_current_pid_tgid();
     let (waker_user_stack_id, waker_kernel_stack_id) =
-        if offcpu_profile() { current_stacks(ctx) } else { (NO_STACK, NO_STACK) };
+        if offcpu_profile() && waker_stacks() { current_stacks(ctx) } else { (NO_STACK, NO_STACK) };
     let wake = LastWake {
         wake_ns: unsafe { bpf_ktime_get_ns() },
         waker_tid: pid_tgid as u32,

@@ -5,9 +5,11 @@
 //! on this kernel the raw pair costs less per traced call (~525 ns vs ~757 ns for the whole job).
 //! The price is ~+126 ns on untraced processes' syscalls; docs/performance.md has our figures.
 //!
-//! Entry records what the thread is in (nr, arg0, user bp, time) in IN_FLIGHT. Exit removes
-//! it, folds the duration into a per (tid, nr, fd) log2 histogram, and streams a BlockEvent when
-//! the call blocked for longer than BLOCK_EVENT_MIN_NS.
+//! Entry records what the thread is in (nr, arg0, user bp, time) in the thread's IN_FLIGHT
+//! slot. Exit marks the slot idle, folds the duration into a per (tid, nr, fd) log2 histogram,
+//! and streams a BlockEvent when the call blocked for longer than BLOCK_EVENT_MIN_NS.
+
+use core::ptr::write_volatile;
 
 use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel},
@@ -58,15 +60,25 @@ fn try_sys_enter(ctx: &RawTracePointContext) -> Result<(), i32> {
     }
     count(Counter::SyscallsEntered);
     let regs: *const u8 = ctx.arg(0);
-    let entry = InFlightSyscall {
-        enter_ns: unsafe { bpf_ktime_get_ns() },
-        arg0: read_reg(regs, PT_REGS_DI)?,
-        user_bp: read_reg(regs, PT_REGS_BP)?,
-        nr: nr as u32,
-        _pad: 0,
-    };
-    if IN_FLIGHT.insert(&tid, &entry, 0).is_err() {
-        count(Counter::InFlightFull);
+    let arg0 = read_reg(regs, PT_REGS_DI)?;
+    let user_bp = read_reg(regs, PT_REGS_BP)?;
+    let enter_ns = unsafe { bpf_ktime_get_ns() };
+    match IN_FLIGHT.get_ptr_mut(&tid) {
+        // The thread's own slot: update in place (a lookup) instead of an insert now and a
+        // delete at exit, which cost two hash-bucket locks per call.
+        Some(slot) => unsafe {
+            write_volatile(&raw mut (*slot).arg0, arg0);
+            write_volatile(&raw mut (*slot).user_bp, user_bp);
+            write_volatile(&raw mut (*slot).nr, nr as u32);
+            // Last, so a reader that sees a call in progress sees its fields too.
+            write_volatile(&raw mut (*slot).enter_ns, enter_ns);
+        },
+        None => {
+            let entry = InFlightSyscall { enter_ns, arg0, user_bp, nr: nr as u32, _pad: 0 };
+            if IN_FLIGHT.insert(&tid, &entry, 0).is_err() {
+                count(Counter::InFlightFull);
+            }
+        }
     }
     Ok(())
 }
@@ -81,12 +93,18 @@ pub fn parkscope_sys_exit(ctx: RawTracePointContext) -> i32 {
 fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), i32> {
     let Some(tid) = current_target_thread() else { return Ok(()) };
     let now = unsafe { bpf_ktime_get_ns() };
-    // Copy the entry out before removing it: the slot may be reused once removed.
-    let Some(entry) = (unsafe { IN_FLIGHT.get(&tid) }).copied() else {
+    let Some(slot) = IN_FLIGHT.get_ptr_mut(&tid) else {
         count(Counter::ExitWithoutEntry);
         return Ok(());
     };
-    let _ = IN_FLIGHT.remove(&tid);
+    let entry = unsafe { *slot };
+    if entry.enter_ns == 0 {
+        // A call that began before attach (or whose entry was dropped).
+        count(Counter::ExitWithoutEntry);
+        return Ok(());
+    }
+    // The slot stays for the thread's next call; zero marks "not in a syscall".
+    unsafe { write_volatile(&raw mut (*slot).enter_ns, 0) };
     let duration = now.saturating_sub(entry.enter_ns);
 
     let fd = match SYSCALL_ARG_KIND.get(entry.nr) {

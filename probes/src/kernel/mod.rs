@@ -5,7 +5,7 @@
 mod block_events;
 pub mod btf;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -51,13 +51,16 @@ pub enum KernelError {
 pub struct ProbeSelection {
     /// raw_syscalls sys_enter/sys_exit: in-flight calls and per-(thread, syscall, fd) histograms.
     pub syscalls: bool,
-    /// sched_switch: which threads are off CPU right now and whether they left runnable.
+    /// sched_switch, light: which target threads are on a CPU at an instant (running vs
+    /// runnable), for one per-CPU array store per context switch.
     pub switches: bool,
-    /// sched_waking (needs `switches`): who last woke each thread.
+    /// sched_waking plus per-thread off-CPU starts: who last woke each thread.
     pub wakeups: bool,
-    /// Off-CPU profiling (implies switches and wakeups): stacks at switch-out and wakeup, and
-    /// in-kernel totals per (thread, stacks, waker, syscall). Costs a stack walk per switch.
+    /// Off-CPU profiling (implies wakeups): stacks at switch-out and in-kernel totals per
+    /// (thread, stacks, waker, syscall). Costs two stack walks per switch of a target thread.
     pub offcpu_profile: bool,
+    /// With `offcpu_profile`: also the waker's stacks at each wakeup (two more stack walks).
+    pub waker_stacks: bool,
 }
 
 /// Load-time settings.
@@ -143,12 +146,17 @@ impl KernelProbes {
         check_capabilities()?;
         let task_pid_off = sched_layout()?;
         let min_ns = config.block_event_min_ns.unwrap_or(u64::MAX);
-        let offcpu_profile = u8::from(config.selection.offcpu_profile);
+        let sel = config.selection;
+        let offcpu_profile = u8::from(sel.offcpu_profile);
+        let track_offcpu = u8::from(sel.wakeups || sel.offcpu_profile);
+        let waker_stacks = u8::from(sel.offcpu_profile && sel.waker_stacks);
 
         let mut ebpf = EbpfLoader::new()
             .override_global(global::TARGET_TGID, &config.tgid, true)
             .override_global(global::BLOCK_EVENT_MIN_NS, &min_ns, true)
             .override_global(global::OFFCPU_PROFILE, &offcpu_profile, true)
+            .override_global(global::TRACK_OFFCPU, &track_offcpu, true)
+            .override_global(global::WAKER_STACKS, &waker_stacks, true)
             .override_global(global::TASK_PID_OFF, &task_pid_off, true)
             .load(object)
             .map_err(|e| {
@@ -165,7 +173,6 @@ impl KernelProbes {
             probes.attach_raw(program::SYS_ENTER, "sys_enter")?;
             probes.attach_raw(program::SYS_EXIT, "sys_exit")?;
         }
-        let sel = config.selection;
         if sel.switches || sel.wakeups || sel.offcpu_profile {
             probes.attach_raw(program::SCHED_SWITCH, "sched_switch")?;
         }
@@ -211,7 +218,42 @@ impl KernelProbes {
 
     /// The syscall each target thread is in right now (threads that entered it after attach).
     pub fn in_flight(&self) -> Result<HashMap<u32, InFlightSyscall>, KernelError> {
-        self.read_hash(map::IN_FLIGHT)
+        let mut calls: HashMap<u32, InFlightSyscall> = self.read_hash(map::IN_FLIGHT)?;
+        calls.retain(|_, c| c.enter_ns != 0);
+        Ok(calls)
+    }
+
+    /// Frees the in-flight slots of threads that have exited. The kernel side keeps one slot
+    /// per thread (updated in place), so without this a target that churns threads would fill
+    /// the map. `live` is a recent listing of /proc/PID/task; a slot is removed only if its
+    /// thread is also gone now, so a thread born after the listing keeps its slot.
+    pub fn prune_exited_threads(&mut self, live: &HashSet<u32>) -> Result<usize, KernelError> {
+        let name = map::IN_FLIGHT;
+        let m = self.ebpf.map_mut(name).ok_or(KernelError::Missing { kind: "map", name })?;
+        let mut slots: BpfHashMap<&mut MapData, u32, InFlightSyscall> =
+            BpfHashMap::try_from(m).map_err(|source| KernelError::Map { map: name, source })?;
+        let task_dir = format!("/proc/{}/task", self.config.tgid);
+        let dead: Vec<u32> = slots
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|tid| !live.contains(tid))
+            .filter(|tid| !std::path::Path::new(&format!("{task_dir}/{tid}")).exists())
+            .collect();
+        for tid in &dead {
+            // Already gone is fine: the kernel may not have had it either.
+            let _ = slots.remove(tid);
+        }
+        Ok(dead.len())
+    }
+
+    /// The tids on a CPU as of each CPU's last context switch (needs `switches`).
+    pub fn on_cpu(&self) -> Result<HashSet<u32>, KernelError> {
+        let name = map::CPU_CURRENT;
+        let m = self.ebpf.map(name).ok_or(KernelError::Missing { kind: "map", name })?;
+        let arr: PerCpuArray<&MapData, u32> =
+            PerCpuArray::try_from(m).map_err(|source| KernelError::Map { map: name, source })?;
+        let values = arr.get(&0, 0).map_err(|source| KernelError::Map { map: name, source })?;
+        Ok(values.iter().copied().filter(|&t| t != 0).collect())
     }
 
     /// Completed-call histograms per (thread, syscall, fd) since attach.
