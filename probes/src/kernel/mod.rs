@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
-    programs::RawTracePoint,
+    programs::{BtfTracePoint, RawTracePoint},
 };
 pub use block_events::BlockEventStream;
 use parkscope_common::{
@@ -170,8 +170,11 @@ impl KernelProbes {
         fill_arg_kinds(&mut ebpf)?;
         let mut probes = KernelProbes { ebpf, config };
         if config.selection.syscalls {
-            probes.attach_raw(program::SYS_ENTER, "sys_enter")?;
-            probes.attach_raw(program::SYS_EXIT, "sys_exit")?;
+            // tp_btf: the verifier checks the programs' pt_regs loads against the kernel's BTF.
+            let btf = aya::Btf::from_sys_fs()
+                .map_err(|e| KernelError::KernelBtf { reason: format!("{}: {e}", btf::VMLINUX_BTF) })?;
+            probes.attach_btf(program::SYS_ENTER, "sys_enter", &btf)?;
+            probes.attach_btf(program::SYS_EXIT, "sys_exit", &btf)?;
         }
         if sel.switches || sel.wakeups || sel.offcpu_profile {
             probes.attach_raw(program::SCHED_SWITCH, "sched_switch")?;
@@ -191,6 +194,18 @@ impl KernelProbes {
             .map_err(|source| KernelError::Program { program: name, source })?;
         prog.load().map_err(|source| KernelError::Program { program: name, source })?;
         prog.attach(tp).map_err(|source| KernelError::Program { program: name, source })?;
+        Ok(())
+    }
+
+    fn attach_btf(&mut self, name: &'static str, tp: &str, btf: &aya::Btf) -> Result<(), KernelError> {
+        let prog: &mut BtfTracePoint = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(KernelError::Missing { kind: "program", name })?
+            .try_into()
+            .map_err(|source| KernelError::Program { program: name, source })?;
+        prog.load(tp, btf).map_err(|source| KernelError::Program { program: name, source })?;
+        prog.attach().map_err(|source| KernelError::Program { program: name, source })?;
         Ok(())
     }
 
