@@ -15,10 +15,9 @@
 
 use aya_ebpf::{
     EbpfContext,
-    helpers::bpf_probe_read_kernel,
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
-    macros::raw_tracepoint,
-    programs::{RawTracePointContext, tracing::StackIdContext},
+    macros::btf_tracepoint,
+    programs::{BtfTracePointContext, tracing::StackIdContext},
 };
 use parkscope_common::{ArgKind, Counter, LastWake, NO_STACK, OffCpuKey, OffCpuStart, OffCpuTotal};
 
@@ -42,24 +41,26 @@ fn current_stacks<C: EbpfContext + StackIdContext>(ctx: &C) -> (i32, i32) {
     (capture(BPF_F_USER_STACK), capture(0))
 }
 
-/// `task->pid` of a kernel task pointer.
+/// `task->pid` of a BTF-typed task pointer (a tp_btf argument): a direct load. The offset is
+/// a frozen .rodata global, so the verifier knows it as a constant and checks the load against
+/// `struct task_struct` in the kernel's BTF; no helper call.
 #[inline(always)]
-fn task_pid(task: *const u8) -> Result<u32, i32> {
-    unsafe { bpf_probe_read_kernel(task.add(task_pid_off()) as *const i32) }.map(|p| p as u32)
+fn task_pid(task: *const u8) -> u32 {
+    unsafe { core::ptr::read_volatile(task.add(task_pid_off()) as *const i32) as u32 }
 }
 
 // TP_PROTO(bool preempt, struct task_struct *prev, struct task_struct *next,
 //          unsigned int prev_state); userspace checks this arity against the kernel's BTF.
-#[raw_tracepoint(tracepoint = "sched_switch")]
-pub fn parkscope_sched_switch(ctx: RawTracePointContext) -> i32 {
+#[btf_tracepoint(function = "sched_switch")]
+pub fn parkscope_sched_switch(ctx: BtfTracePointContext) -> i32 {
     match try_sched_switch(&ctx) {
         Ok(()) | Err(_) => 0,
     }
 }
 
-fn try_sched_switch(ctx: &RawTracePointContext) -> Result<(), i32> {
+fn try_sched_switch(ctx: &BtfTracePointContext) -> Result<(), i32> {
     let next_task: *const u8 = ctx.arg(2);
-    let next = task_pid(next_task)?;
+    let next = task_pid(next_task);
     if let Some(slot) = CPU_CURRENT.get_ptr_mut(0) {
         unsafe { *slot = next };
     }
@@ -141,16 +142,16 @@ fn record_interval(tid: u32, start: &OffCpuStart, delta: u64) {
 }
 
 // TP_PROTO(struct task_struct *p)
-#[raw_tracepoint(tracepoint = "sched_waking")]
-pub fn parkscope_sched_waking(ctx: RawTracePointContext) -> i32 {
+#[btf_tracepoint(function = "sched_waking")]
+pub fn parkscope_sched_waking(ctx: BtfTracePointContext) -> i32 {
     match try_sched_waking(&ctx) {
         Ok(()) | Err(_) => 0,
     }
 }
 
-fn try_sched_waking(ctx: &RawTracePointContext) -> Result<(), i32> {
+fn try_sched_waking(ctx: &BtfTracePointContext) -> Result<(), i32> {
     let wakee_task: *const u8 = ctx.arg(0);
-    let wakee = task_pid(wakee_task)?;
+    let wakee = task_pid(wakee_task);
     if unsafe { OFFCPU_START.get(&wakee) }.is_none() {
         return Ok(());
     }

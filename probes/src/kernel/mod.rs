@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
-    programs::{BtfTracePoint, RawTracePoint},
+    programs::BtfTracePoint,
 };
 pub use block_events::BlockEventStream;
 use parkscope_common::{
@@ -171,30 +171,17 @@ impl KernelProbes {
         let mut probes = KernelProbes { ebpf, config };
         if config.selection.syscalls {
             // tp_btf: the verifier checks the programs' pt_regs loads against the kernel's BTF.
-            let btf = aya::Btf::from_sys_fs()
-                .map_err(|e| KernelError::KernelBtf { reason: format!("{}: {e}", btf::VMLINUX_BTF) })?;
+            let btf = vmlinux_btf()?;
             probes.attach_btf(program::SYS_ENTER, "sys_enter", &btf)?;
             probes.attach_btf(program::SYS_EXIT, "sys_exit", &btf)?;
         }
         if sel.switches || sel.wakeups || sel.offcpu_profile {
-            probes.attach_raw(program::SCHED_SWITCH, "sched_switch")?;
+            probes.attach_btf(program::SCHED_SWITCH, "sched_switch", &vmlinux_btf()?)?;
         }
         if sel.wakeups || sel.offcpu_profile {
-            probes.attach_raw(program::SCHED_WAKING, "sched_waking")?;
+            probes.attach_btf(program::SCHED_WAKING, "sched_waking", &vmlinux_btf()?)?;
         }
         Ok(probes)
-    }
-
-    fn attach_raw(&mut self, name: &'static str, tp: &str) -> Result<(), KernelError> {
-        let prog: &mut RawTracePoint = self
-            .ebpf
-            .program_mut(name)
-            .ok_or(KernelError::Missing { kind: "program", name })?
-            .try_into()
-            .map_err(|source| KernelError::Program { program: name, source })?;
-        prog.load().map_err(|source| KernelError::Program { program: name, source })?;
-        prog.attach(tp).map_err(|source| KernelError::Program { program: name, source })?;
-        Ok(())
     }
 
     fn attach_btf(&mut self, name: &'static str, tp: &str, btf: &aya::Btf) -> Result<(), KernelError> {
@@ -373,6 +360,12 @@ impl KernelProbes {
                 .and_then(BlockEventStream::new),
         )
     }
+}
+
+/// The running kernel's BTF as aya needs it to load tp_btf programs.
+fn vmlinux_btf() -> Result<aya::Btf, KernelError> {
+    aya::Btf::from_sys_fs()
+        .map_err(|e| KernelError::KernelBtf { reason: format!("{}: {e}", btf::VMLINUX_BTF) })
 }
 
 /// What the sched programs need to know about this kernel's layout, from its own BTF:
