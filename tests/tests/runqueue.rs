@@ -18,21 +18,23 @@ struct Spinners {
 
 impl Spinners {
     fn start() -> Spinners {
-        let mut child = Command::new("taskset")
+        let child = Command::new("taskset")
             .args(["-c", "1"])
             .arg(example_bin("spinners"))
             .arg("2")
             .stdout(Stdio::piped())
             .spawn()
             .expect("taskset + examples/bin/spinners");
-        let mut tids = Vec::new();
-        for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        // The guard exists from here on, so the child is reaped on every path, panics included.
+        let mut s = Spinners { child, pid: 0, tids: Vec::new() };
+        let stdout = s.child.stdout.take().unwrap();
+        for line in BufReader::new(stdout).lines() {
             let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
             if v["ready"] == true {
-                let pid = v["pid"].as_u64().unwrap() as u32;
-                return Spinners { child, pid, tids };
+                s.pid = v["pid"].as_u64().unwrap() as u32;
+                return s;
             }
-            tids.push(v["tid"].as_u64().unwrap());
+            s.tids.push(v["tid"].as_u64().unwrap());
         }
         panic!("spinners exited before it was ready");
     }
