@@ -1,6 +1,8 @@
-//! `cargo xtask bench-go`: how long a whole goroutine snapshot of a Go process with 100,000
+//! `cargo xtask bench-go`: (1) how long a whole goroutine snapshot of a Go process with 100,000
 //! parked goroutines takes (examples/go/parked -many), for each supported Go release, with and
-//! without stacks. Wall time of the real release binary, process start to JSON written.
+//! without stacks: wall time of the real release binary, process start to JSON written; and
+//! (2) what a netpoll-heavy Go server keeps of its throughput while a full goroutine snapshot
+//! (with stacks) is taken every second, alternating bare and snapshotted runs.
 
 use std::{
     io::{BufRead, BufReader},
@@ -21,6 +23,12 @@ pub struct BenchGoArgs {
     /// Snapshots per configuration (the minimum and median are reported).
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
+    /// Rounds of the throughput part (each: one bare and one snapshotted server run).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Seconds of load per server run.
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u64,
 }
 
 pub fn run(args: BenchGoArgs) -> Result<()> {
@@ -72,5 +80,86 @@ pub fn run(args: BenchGoArgs) -> Result<()> {
         let _ = child.kill();
         let _ = child.wait();
     }
+    server_throughput(&bin, &args)
+}
+
+/// Kills and reaps a child on every exit path.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// httpserver-go1.27 driven by loadgen-go1.27 (16 keep-alive connections: every request is a
+/// netpoller park and ready on each side), bare vs with `parkscope snapshot --window 0` of the
+/// server every second. Returns requests/s.
+fn server_run(bin: &std::path::Path, seconds: u64, snapshots: bool) -> Result<(f64, usize)> {
+    let dir = examples::bin_dir();
+    let mut server = Reaped(
+        Command::new(dir.join("httpserver-go1.27"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting httpserver-go1.27")?,
+    );
+    let stdout = server.0.stdout.take().context("stdout")?;
+    let first = BufReader::new(stdout).lines().next().context("httpserver said nothing")??;
+    let hello: serde_json::Value = serde_json::from_str(&first)?;
+    let addr = hello["listening"].as_str().context("no listening address")?.to_owned();
+    let pid = server.0.id().to_string();
+    let load = Command::new(dir.join("loadgen-go1.27"))
+        .args(["-url", &format!("http://{addr}/hello"), "-conns", "16", "-duration"])
+        .arg(format!("{seconds}s"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting loadgen-go1.27")?;
+    let mut taken = 0;
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    if snapshots {
+        // First snapshot after one second, then every second, while the load runs.
+        while Instant::now() + Duration::from_secs(1) < deadline {
+            std::thread::sleep(Duration::from_secs(1));
+            let out = Command::new(bin).args(["snapshot", "-p", &pid, "--window", "0", "--json"]).output()?;
+            if !out.status.success() {
+                bail!("snapshot failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            taken += 1;
+        }
+    }
+    let out = load.wait_with_output()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("loadgen output")?;
+    if v["errors"].as_u64().unwrap_or(0) > 0 {
+        bail!("loadgen reported errors: {v}");
+    }
+    Ok((v["rps"].as_f64().context("rps")?, taken))
+}
+
+fn server_throughput(bin: &std::path::Path, args: &BenchGoArgs) -> Result<()> {
+    util::step(&format!(
+        "netpoll-heavy server: {} rounds x {} s, bare vs a goroutine snapshot every second",
+        args.rounds, args.seconds
+    ));
+    let mut ratios = Vec::new();
+    println!("\n| round | bare req/s | snapshotted req/s | snapshots | ratio |");
+    println!("|---|---|---|---|---|");
+    for round in 0..args.rounds {
+        // Alternate which goes first so drift does not favour one side.
+        let order = if round % 2 == 0 { [false, true] } else { [true, false] };
+        let mut bare = 0.0;
+        let mut traced = (0.0, 0);
+        for snapshots in order {
+            let r = server_run(bin, args.seconds, snapshots)?;
+            if snapshots { traced = r } else { bare = r.0 }
+        }
+        let ratio = traced.0 / bare;
+        ratios.push(ratio);
+        println!("| {} | {bare:.0} | {:.0} | {} | {ratio:.3} |", round + 1, traced.0, traced.1);
+    }
+    ratios.sort_by(f64::total_cmp);
+    let median = ratios[ratios.len() / 2];
+    println!("\nmedian ratio {median:.3} (goal >= 0.99: {})", if median >= 0.99 { "MET" } else { "NOT MET" });
     Ok(())
 }
