@@ -123,6 +123,23 @@ pub struct ProfileArgs {
     /// Also write folded stacks here (flamegraph.pl / inferno input).
     #[arg(long, value_name = "FILE")]
     pub folded: Option<std::path::PathBuf>,
+
+    /// Do not read a Go target's runtime. Go targets are detected by themselves, and for
+    /// --kind offcpu their goroutines' time not running is sampled from the runtime (sample
+    /// type goroutine_wait, label kind=goroutine).
+    #[arg(long)]
+    pub no_go: bool,
+
+    /// --kind offcpu: also capture the waker's user and kernel stacks at each wakeup (the
+    /// offwake view: who woke whom, from where). Two more stack walks per wakeup.
+    #[arg(long)]
+    pub waker_stacks: bool,
+
+    /// --kind offcpu: also trace the target's syscalls, so each wait is labelled with its fd
+    /// and what the fd is. Costs every syscall of the target; without it the syscall label
+    /// comes from the kernel stack.
+    #[arg(long)]
+    pub fd_labels: bool,
 }
 
 /// What `profile` measures.

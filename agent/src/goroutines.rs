@@ -10,7 +10,10 @@ use parkscope_probes::{
     stacks::{Frame, Symbolizer},
 };
 
-use crate::model::{GoroutineView, NetpollView, RuntimeView, ThreadRole, ThreadState, ThreadView};
+use crate::{
+    model::{GoroutineView, NetpollView, RuntimeView, ThreadState, ThreadView},
+    roles::{BlockedCall, MEvidence, RoleEvidence, go_thread_role},
+};
 
 /// Names addresses of the target: exact ones (function entries, a parked goroutine's saved pc)
 /// and return addresses, each looked up once however many goroutines share it.
@@ -83,21 +86,20 @@ pub fn join(
     for t in threads.iter_mut() {
         let Some(m) = ms_by_tid.get(&t.tid) else { continue };
         t.goroutine = m.curg_goid;
-        let call = t.syscall.as_ref();
-        let in_epoll_on_runtime_fd =
-            call.is_some_and(|c| c.name.starts_with("epoll_") && c.fd == Some(rt.epfd) && rt.epfd >= 0);
-        let is_sysmon = names.function(m.mstartfn_pc, true).as_deref() == Some("runtime.sysmon");
-        t.role = Some(if m.curg_goid.is_some() {
-            ThreadRole::Goroutine
-        } else if in_epoll_on_runtime_fd {
-            ThreadRole::Netpoller
-        } else if is_sysmon {
-            ThreadRole::Sysmon
-        } else if t.state.is_blocked() && call.is_some_and(|c| c.class == "futex") {
-            ThreadRole::IdleM
-        } else {
-            ThreadRole::Runtime
+        let call = t.syscall.as_ref().filter(|_| t.state.is_blocked()).map(|c| {
+            if c.name.starts_with("epoll_") && c.fd == Some(rt.epfd) && rt.epfd >= 0 {
+                BlockedCall::RuntimeEpoll
+            } else if c.class == "futex" {
+                BlockedCall::Futex
+            } else {
+                BlockedCall::Other
+            }
         });
+        let m = MEvidence {
+            sysmon: names.function(m.mstartfn_pc, true).as_deref() == Some("runtime.sysmon"),
+            runs_goroutine: Some(m.curg_goid.is_some()),
+        };
+        t.role = go_thread_role(&RoleEvidence { m: Some(m), call, stack: &[] });
     }
     let threads_by_tid: HashMap<u32, &ThreadView> = threads.iter().map(|t| (t.tid, t)).collect();
 

@@ -11,6 +11,7 @@ mod model;
 mod observe;
 mod profile;
 mod render;
+mod roles;
 mod session;
 
 use clap::Parser;

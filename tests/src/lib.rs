@@ -1,12 +1,14 @@
 //! Helpers for the privileged integration tests: find the real `parkscope` binary and the example
-//! targets, start `blocker` and read the manifest it prints about its own threads, run parkscope
-//! with a timeout, and read the ground truth the kernel gives in /proc.
+//! targets, start `blocker` and read the manifest it prints about its own threads, start the Go
+//! examples and read their runtime's own goroutine dump, run parkscope with a timeout, and read
+//! the ground truth the kernel gives in /proc.
 
 use std::{
-    collections::BTreeSet,
-    io::{BufRead, BufReader, Read},
+    collections::{BTreeMap, BTreeSet},
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
     path::{Path, PathBuf},
-    process::{Child, ChildStdout, Command, ExitStatus, Stdio},
+    process::{Child, Command, ExitStatus, Stdio},
     sync::mpsc,
     thread,
     time::{Duration, Instant},
@@ -102,7 +104,7 @@ impl Blocker {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start blocker: {e}"));
-        let lines = spawn_line_reader(child.stdout.take().expect("stdout is piped"));
+        let lines = lines_of(child.stdout.take().expect("stdout is piped"));
         let mut roles = Vec::new();
         let pid = loop {
             let line = match lines.recv_timeout(MANIFEST_TIMEOUT.saturating_sub(started.elapsed())) {
@@ -140,10 +142,74 @@ impl Drop for Blocker {
     }
 }
 
-fn spawn_line_reader(stdout: ChildStdout) -> mpsc::Receiver<String> {
+/// A running Go example: its info line and, when asked, its stderr lines (GODEBUG output).
+pub struct GoTarget {
+    child: Child,
+    pub pid: u32,
+    /// Its first stdout line (pprof address, fds, counts).
+    pub info: Value,
+    /// Its stderr lines, when `start` was asked to capture them.
+    pub stderr: Option<mpsc::Receiver<String>>,
+}
+
+impl GoTarget {
+    /// Starts `bin` from examples/bin and waits until it says every goroutine is parked.
+    pub fn start(bin: &str, args: &[&str], env: &[(&str, &str)], capture_stderr: bool) -> GoTarget {
+        let mut cmd = Command::new(example_bin(bin));
+        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped());
+        cmd.stderr(if capture_stderr { Stdio::piped() } else { Stdio::inherit() });
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("starting {bin}: {e}"));
+        let stderr = capture_stderr.then(|| lines_of(child.stderr.take().unwrap()));
+        let out = lines_of(child.stdout.take().unwrap());
+        let info: Value =
+            serde_json::from_str(&out.recv_timeout(Duration::from_secs(30)).expect("info line")).unwrap();
+        let ready: Value =
+            serde_json::from_str(&out.recv_timeout(Duration::from_secs(30)).expect("ready line")).unwrap();
+        assert_eq!(ready["ready"], true);
+        let pid = ready["pid"].as_u64().unwrap() as u32;
+        assert_eq!(pid, child.id());
+        // Keep the pipe open for the process's whole life.
+        thread::spawn(move || while out.recv().is_ok() {});
+        // After the ready line main only has to reach its final receive.
+        thread::sleep(Duration::from_millis(200));
+        GoTarget { child, pid, info, stderr }
+    }
+
+    /// The runtime's own dump: goid -> (bracket text's first part, whole block).
+    pub fn pprof_dump(&self) -> BTreeMap<u64, (String, String)> {
+        let addr = self.info["pprof"].as_str().unwrap();
+        let mut s = TcpStream::connect(addr).unwrap();
+        write!(s, "GET /debug/pprof/goroutine?debug=2 HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let body = &text[text.find("\r\n\r\n").expect("HTTP response") + 4..];
+        let mut out = BTreeMap::new();
+        for block in body.split("\n\n").filter(|b| b.starts_with("goroutine ")) {
+            let header = block.lines().next().unwrap();
+            let goid: u64 = header["goroutine ".len()..].split(' ').next().unwrap().parse().unwrap();
+            let inner = &header[header.find('[').unwrap() + 1..header.rfind(']').unwrap()];
+            let reason = inner.split(',').next().unwrap().trim().to_owned();
+            out.insert(goid, (reason, block.to_owned()));
+        }
+        out
+    }
+}
+
+impl Drop for GoTarget {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The lines of `r` as they come, read on a thread of their own.
+pub fn lines_of(r: impl Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
+        for line in BufReader::new(r).lines() {
             let Ok(line) = line else { break };
             if tx.send(line).is_err() {
                 break;

@@ -4,91 +4,15 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    io::{BufRead, BufReader, Read, Write},
-    net::TcpStream,
-    process::{Child, Command, Stdio},
-    sync::mpsc,
+    process::Command,
     thread,
     time::Duration,
 };
 
-use parkscope_tests::{example_bin, run_parkscope};
+use parkscope_tests::{GoTarget, run_parkscope};
 use serde_json::Value;
 
 const GO_VERSIONS: [&str; 2] = ["go1.19", "go1.27"];
-
-/// A running Go example: its info line and, when asked, its stderr lines (GODEBUG output).
-struct GoTarget {
-    child: Child,
-    pid: u32,
-    info: Value,
-    stderr: Option<mpsc::Receiver<String>>,
-}
-
-impl GoTarget {
-    fn start(bin: &str, args: &[&str], env: &[(&str, &str)], capture_stderr: bool) -> GoTarget {
-        let mut cmd = Command::new(example_bin(bin));
-        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped());
-        cmd.stderr(if capture_stderr { Stdio::piped() } else { Stdio::inherit() });
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("starting {bin}: {e}"));
-        let stderr = capture_stderr.then(|| lines_of(child.stderr.take().unwrap()));
-        let out = lines_of(child.stdout.take().unwrap());
-        let info: Value =
-            serde_json::from_str(&out.recv_timeout(Duration::from_secs(30)).expect("info line")).unwrap();
-        let ready: Value =
-            serde_json::from_str(&out.recv_timeout(Duration::from_secs(30)).expect("ready line")).unwrap();
-        assert_eq!(ready["ready"], true);
-        let pid = ready["pid"].as_u64().unwrap() as u32;
-        assert_eq!(pid, child.id());
-        // Keep the pipe open for the process's whole life.
-        thread::spawn(move || while out.recv().is_ok() {});
-        // After the ready line main only has to reach its final receive.
-        thread::sleep(Duration::from_millis(200));
-        GoTarget { child, pid, info, stderr }
-    }
-
-    /// The runtime's own dump: goid -> (bracket text's first part, whole block).
-    fn pprof_dump(&self) -> BTreeMap<u64, (String, String)> {
-        let addr = self.info["pprof"].as_str().unwrap();
-        let mut s = TcpStream::connect(addr).unwrap();
-        write!(s, "GET /debug/pprof/goroutine?debug=2 HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        let body = &text[text.find("\r\n\r\n").expect("HTTP response") + 4..];
-        let mut out = BTreeMap::new();
-        for block in body.split("\n\n").filter(|b| b.starts_with("goroutine ")) {
-            let header = block.lines().next().unwrap();
-            let goid: u64 = header["goroutine ".len()..].split(' ').next().unwrap().parse().unwrap();
-            let inner = &header[header.find('[').unwrap() + 1..header.rfind(']').unwrap()];
-            let reason = inner.split(',').next().unwrap().trim().to_owned();
-            out.insert(goid, (reason, block.to_owned()));
-        }
-        out
-    }
-}
-
-impl Drop for GoTarget {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn lines_of(r: impl Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(r).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
 
 fn snapshot(pid: u32, extra: &[&str]) -> Value {
     let pid = pid.to_string();

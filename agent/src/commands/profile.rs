@@ -3,8 +3,9 @@
 //!
 //! The reactor only waits (window, signals, target exit, a one-second progress tick). Attaching,
 //! reading /proc, unwinding, symbolising, encoding and opening perf events run on tokio's
-//! blocking pool; perf rings are drained by probes::perf's own thread. Ctrl-C or the target's
-//! exit ends the window early: what was collected is still written, and the exit code says so.
+//! blocking pool; perf rings are drained by probes::perf's own thread, and a Go target's runtime
+//! is read by a sampler on the blocking pool (profile::goroutines). Ctrl-C or the target's exit
+//! ends the window early: what was collected is still written, and the exit code says so.
 
 use std::{
     collections::HashMap,
@@ -15,6 +16,7 @@ use std::{
 
 use parkscope_common::{OffCpuStart, PRE_ATTACH_STACK};
 use parkscope_probes::{
+    go::{GoError, GoProcess},
     kernel::{KernelProbes, ProbeSelection, monotonic_now_ns},
     perf::{CpuSampler, PerfError},
     procfs::{
@@ -31,6 +33,7 @@ use crate::{
     error::{Failure, code},
     profile::{
         self, Profile,
+        goroutines::{GoSampler, GoroutineTimes},
         offcpu::{KernelTotals, OffCpuInput, Seed},
     },
     session::{Session, Wake},
@@ -45,6 +48,8 @@ struct OffCpuRun {
     probes: KernelProbes,
     seeds: HashMap<u32, Seed>,
     window_start_ns: u64,
+    waker_stacks: bool,
+    fd_labels: bool,
 }
 
 enum Collector {
@@ -71,16 +76,35 @@ pub async fn run(args: ProfileArgs) -> Result<i32, Failure> {
             "the default, 99, suits most uses",
         ));
     }
+    if args.kind == ProfileKindArg::Cpu && (args.waker_stacks || args.fd_labels) {
+        return Err(Failure::new(
+            code::USAGE,
+            "--waker-stacks and --fd-labels apply to off-CPU profiles",
+            "drop them, or use --kind offcpu",
+        ));
+    }
     let pid = args.pid;
     let target = open_target(pid).await?;
     let comm = target.comm.clone();
     let mut session = Session::new(pid).map_err(|e| Failure::internal(&e.into()))?;
     let mut info = blocking(move || refresh(pid, TargetInfo::default())).await?;
 
+    // The Go runtime is looked for before the window starts: its DWARF takes a while to read.
+    let go = if args.kind == ProfileKindArg::Offcpu && !args.no_go {
+        blocking(move || find_go(pid)).await?
+    } else {
+        None
+    };
+
     let time_nanos =
         SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+    let mut go_sampler = None;
     let collector = match args.kind {
-        ProfileKindArg::Offcpu => Collector::OffCpu(Box::new(start_offcpu(pid).await?)),
+        ProfileKindArg::Offcpu => {
+            let run = start_offcpu(pid, args.waker_stacks, args.fd_labels).await?;
+            go_sampler = go.map(|g| GoSampler::start(g, run.window_start_ns));
+            Collector::OffCpu(Box::new(run))
+        }
         ProfileKindArg::Cpu => {
             let freq = args.frequency;
             let sampler = blocking(move || CpuSampler::start(pid, freq)).await?.map_err(perf_failure)?;
@@ -112,11 +136,15 @@ pub async fn run(args: ProfileArgs) -> Result<i32, Failure> {
         Wake::TargetExited => Some(format!("the target exited after {:.1} s", elapsed.as_secs_f64())),
     };
 
+    let go_times = match go_sampler {
+        Some(s) => s.finish().await,
+        None => None,
+    };
     let kind = args.kind;
     let freq = args.frequency;
     let why = cut_short.clone();
     let profile = blocking(move || match collector {
-        Collector::OffCpu(run) => finish_offcpu(pid, comm, *run, info, time_nanos, why),
+        Collector::OffCpu(run) => finish_offcpu(pid, comm, *run, go_times, info, time_nanos, why),
         Collector::Cpu(sampler) => {
             let samples = sampler.finish();
             let info = refresh(pid, info);
@@ -152,22 +180,43 @@ pub async fn run(args: ProfileArgs) -> Result<i32, Failure> {
     })
 }
 
+/// The Go runtime of the target, if it is a Go program whose runtime can be read. A Go program
+/// that cannot be read (stripped, unknown release) is still profiled, by its threads.
+fn find_go(pid: u32) -> Option<GoProcess> {
+    match GoProcess::attach(pid) {
+        Ok(go) => {
+            tracing::info!(version = go.version(), "Go runtime found: sampling goroutines");
+            Some(go)
+        }
+        Err(GoError::NotGo { .. }) => None,
+        Err(e) => {
+            tracing::warn!("goroutines not profiled (threads only): {e}");
+            None
+        }
+    }
+}
+
 /// Attaches the off-CPU probes, then marks every thread that /proc shows blocked as off CPU
 /// since the window start (the kernel never saw it leave), keeping its stacks from /proc.
-async fn start_offcpu(pid: u32) -> Result<OffCpuRun, Failure> {
-    // Syscalls too, so each interval knows the call (and fd) it was spent in.
+async fn start_offcpu(pid: u32, waker_stacks: bool, fd_labels: bool) -> Result<OffCpuRun, Failure> {
+    // The syscall probes tax every syscall of the target, and the kernel stack already names the
+    // call: they run only when fd labels are asked for. Likewise the waker's stacks.
     let selection = ProbeSelection {
-        syscalls: true,
+        syscalls: fd_labels,
         switches: true,
         wakeups: true,
         offcpu_profile: true,
-        waker_stacks: true,
+        waker_stacks,
     };
     let probes = attach(pid, selection, None).await?;
-    blocking(move || seed_blocked_threads(pid, probes)).await?
+    blocking(move || seed_blocked_threads(pid, probes, selection)).await?
 }
 
-fn seed_blocked_threads(pid: u32, mut probes: KernelProbes) -> Result<OffCpuRun, Failure> {
+fn seed_blocked_threads(
+    pid: u32,
+    mut probes: KernelProbes,
+    selection: ProbeSelection,
+) -> Result<OffCpuRun, Failure> {
     let window_start_ns = monotonic_now_ns();
     let threads = read_threads(pid)?;
     let mut unwinder = UserUnwinder::new(pid).ok();
@@ -211,18 +260,28 @@ fn seed_blocked_threads(pid: u32, mut probes: KernelProbes) -> Result<OffCpuRun,
         }
     }
     tracing::info!(pid, blocked_at_attach = seeds.len(), "off-CPU profiling started");
-    Ok(OffCpuRun { probes, seeds, window_start_ns })
+    Ok(OffCpuRun {
+        probes,
+        seeds,
+        window_start_ns,
+        waker_stacks: selection.waker_stacks,
+        fd_labels: selection.syscalls,
+    })
 }
 
 fn finish_offcpu(
     pid: u32,
     comm: String,
     run: OffCpuRun,
+    mut go: Option<GoroutineTimes>,
     info: TargetInfo,
     time_nanos: i64,
     cut_short: Option<String>,
 ) -> Profile {
     let window_end_ns = monotonic_now_ns();
+    if let Some(go) = &mut go {
+        go.finish(window_end_ns);
+    }
     let probes = &run.probes;
     let warn = |what: &str, e: &dyn std::fmt::Display| tracing::warn!("reading {what}: {e}");
     let mut kernel = KernelTotals {
@@ -268,6 +327,9 @@ fn finish_offcpu(
         mappings: info.mappings,
         kernel_build_id: kernel_build_id(),
         cut_short,
+        waker_stacks: run.waker_stacks,
+        fd_labels: run.fd_labels,
+        go,
     })
 }
 

@@ -63,6 +63,11 @@ impl Symbols {
         }
         out
     }
+
+    /// The function at an exact address of `pid` (added to the set as a one-address stack).
+    pub fn user_function(&self, pid: u32, addr: u64) -> Option<&str> {
+        self.user.get(&(pid, addr, false)).and_then(|f| f.function.as_deref())
+    }
 }
 
 fn process_alive(pid: u32) -> bool {

@@ -71,7 +71,7 @@ pub fn build(input: CpuInput) -> Profile {
         comm: input.comm.clone(),
         sample_types: SAMPLE_TYPES.to_vec(),
         default_sample_type: Some("cpu"),
-        folded_value: FoldedValue { index: 0, divisor: 1, unit: "samples" },
+        folded_value: FoldedValue { index: 0, also: None, divisor: 1, unit: "samples" },
         period_type: SAMPLE_TYPES[1],
         period: (1_000_000_000 / input.frequency_hz.max(1)) as i64,
         time_nanos: input.time_nanos,

@@ -1,7 +1,7 @@
 //! SVG flame graphs through inferno, from the folded stacks: titled with the target, the kind
 //! and the window, and coloured by where code lives (kernel orange, Go runtime aqua, other user
-//! code warm red-yellow, our own separators grey, thread roots purple) through a palette map, so
-//! the colour means something rather than being random.
+//! code warm red-yellow, our own separators grey, thread and goroutine roots purple) through a
+//! palette map, so the colour means something rather than being random.
 
 use inferno::flamegraph::{
     self, Options,
@@ -17,9 +17,16 @@ pub fn encode(p: &Profile) -> std::io::Result<Vec<u8>> {
     let mut opts = Options::default();
     opts.title = title(p);
     opts.subtitle = Some(match p.kind {
-        ProfileKind::OffCpu => "time off CPU per stack; above a \"--- woken by\" frame: the waker's stack \
-             (kernel orange, Go runtime aqua, user code red/yellow)"
-            .to_owned(),
+        ProfileKind::OffCpu => {
+            let mut what = "time off CPU per thread and stack".to_owned();
+            if p.sample_types.iter().any(|t| t.kind == "offwake") {
+                what.push_str("; above a \"--- woken by\" frame: the waker's stack");
+            }
+            if p.sample_types.iter().any(|t| t.kind == "goroutine_wait") {
+                what.push_str("; goroutines [reason]: goroutines not running, per stack");
+            }
+            format!("{what} (kernel orange, Go runtime aqua, user code red/yellow)")
+        }
         ProfileKind::Cpu => {
             "cpu-clock samples per stack (kernel orange, Go runtime aqua, user code red/yellow)".to_owned()
         }
@@ -67,11 +74,9 @@ fn palette(p: &Profile) -> PaletteMap {
         map.insert(name, color);
     }
     for s in &p.samples {
-        if let Some(t) = s.label_str("thread") {
-            let t = t.replace([';', '\n', '\r'], "_");
-            let c = shade(&t, (150, 120, 200), (40, 40, 40));
-            map.insert(t, c);
-        }
+        let root = folded::root(s).replace([';', '\n', '\r'], "_");
+        let c = shade(&root, (150, 120, 200), (40, 40, 40));
+        map.insert(root, c);
     }
     map
 }

@@ -1,10 +1,11 @@
 //! Folded stacks, the input format of flamegraph.pl and inferno: one line per distinct stack,
 //! `thread;outermost;...;innermost value`. Kernel frames carry perf's `_[k]` annotation so
-//! flamegraph.pl's `--color=java` and inferno colour them apart; the thread name is the root.
+//! flamegraph.pl's `--color=java` and inferno colour them apart; the thread name is the root
+//! (for a Go target's goroutine samples, `goroutines [wait reason]`).
 
 use std::collections::BTreeMap;
 
-use super::{FrameKind, Profile};
+use super::{FrameKind, Profile, Sample};
 
 /// The folded lines of `p`, sorted (inferno requires sorted input), using the profile's
 /// [`super::FoldedValue`]. Samples whose value rounds to zero are left out.
@@ -12,11 +13,12 @@ pub fn lines(p: &Profile) -> Vec<String> {
     let fv = p.folded_value;
     let mut merged: BTreeMap<String, i64> = BTreeMap::new();
     for s in &p.samples {
-        let value = s.values.get(fv.index).copied().unwrap_or(0);
+        let value = s.values.get(fv.index).copied().unwrap_or(0)
+            + fv.also.and_then(|i| s.values.get(i).copied()).unwrap_or(0);
         if value <= 0 {
             continue;
         }
-        let mut stack = clean(s.label_str("thread").unwrap_or("?"));
+        let mut stack = clean(&root(s));
         for &i in s.frames.iter().rev() {
             let f = &p.frames[i];
             stack.push(';');
@@ -36,6 +38,16 @@ pub fn lines(p: &Profile) -> Vec<String> {
         .collect()
 }
 
+/// The root frame of a sample: its thread, or for a goroutine of a Go target what it waits
+/// for (`goroutines [chan receive]`), so goroutines that wait alike share a tower.
+pub fn root(s: &Sample) -> String {
+    if s.label_str("kind") == Some("goroutine") {
+        let why = s.label_str("wait_reason").or_else(|| s.label_str("status")).unwrap_or("?");
+        return format!("goroutines [{why}]");
+    }
+    s.label_str("thread").unwrap_or("?").to_owned()
+}
+
 /// The whole folded file.
 pub fn encode(p: &Profile) -> String {
     let mut out = lines(p).join("\n");
@@ -51,7 +63,7 @@ fn clean(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::{FoldedValue, FrameInfo, LabelValue, ProfileKind, Sample, ValueType};
+    use crate::profile::{FoldedValue, FrameInfo, LabelValue, ProfileKind, ValueType};
 
     #[test]
     fn writes_root_to_leaf_with_thread_and_kernel_annotation() {
@@ -74,7 +86,7 @@ mod tests {
             comm: "x".into(),
             sample_types: vec![ValueType { kind: "offcpu", unit: "nanoseconds" }],
             default_sample_type: None,
-            folded_value: FoldedValue { index: 0, divisor: 1000, unit: "us" },
+            folded_value: FoldedValue { index: 0, also: None, divisor: 1000, unit: "us" },
             period_type: ValueType { kind: "offcpu", unit: "nanoseconds" },
             period: 1,
             time_nanos: 0,

@@ -1,15 +1,16 @@
 //! Profiles as the agent builds them before encoding: a table of named frames and a list of
 //! samples, each a stack (indices into the table, innermost first) + labels + one value per
-//! sample type. The collectors (off-CPU from the kernel's totals, CPU from perf samples; later
-//! goroutines from the Go runtime) fill it; pprof, folded and SVG encoders only read it.
+//! sample type. The collectors (off-CPU from the kernel's totals and, for Go targets, goroutines
+//! from the Go runtime; CPU from perf samples) fill it; pprof, folded and SVG encoders only read it.
 
 pub mod build;
 pub mod cpu;
 pub mod flamegraph;
 pub mod folded;
+pub mod goroutines;
+pub mod ksyscall;
 pub mod offcpu;
 pub mod pprof;
-pub mod roles;
 
 use parkscope_probes::stacks::ModuleMapping;
 
@@ -127,6 +128,9 @@ pub struct Profile {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FoldedValue {
     pub index: usize,
+    /// A second value summed in (each sample has a value in at most one of the two): the
+    /// goroutine wait time of a Go target's off-CPU profile, shown beside the threads' time.
+    pub also: Option<usize>,
     /// Values are divided by this (e.g. 1000 to show nanoseconds as microseconds).
     pub divisor: i64,
     /// What a unit of the folded value is, for the flame graph's hover text ("us", "samples").

@@ -8,12 +8,20 @@
 //! start) to the window end. So a thread blocked for the whole window is exactly 100% of it.
 //!
 //! Sample types: `offcpu/nanoseconds` (default) and `intervals/count` on samples whose stack is
-//! the blocked thread's own (leaf = where it blocked); `offwake/nanoseconds` on samples whose
-//! stack continues, above a `--- woken by <comm> (tid N) ---` frame, with the waker's stack
-//! root-most last (offwaketime's layout). Every nanosecond is in `offwake` exactly once too: an
-//! interval with a known waker stack has a chain sample, one without has its plain sample
-//! counted in both. So `-sample_index=offwake` shows who woke whom without changing totals, and
-//! the default view stays clean for `-top`.
+//! the blocked thread's own (leaf = where it blocked). When the waker's stacks were captured
+//! (`--waker-stacks`), `offwake/nanoseconds` on samples whose stack continues, above a
+//! `--- woken by <comm> (tid N) ---` frame, with the waker's stack root-most last (offwaketime's
+//! layout). Every nanosecond is in `offwake` exactly once too: an interval with a known waker
+//! stack has a chain sample, one without has its plain sample counted in both. So
+//! `-sample_index=offwake` shows who woke whom without changing totals, and the default view
+//! stays clean for `-top`. For a Go target, `goroutine_wait/nanoseconds` holds the goroutines'
+//! time not running (super::goroutines), under their own stacks; it is a separate type because
+//! it overlaps the threads' time (a parked goroutine's M is idle or runs another goroutine).
+//! Every sample carries `kind=thread` or `kind=goroutine` for pprof's tag filters.
+//!
+//! Labels: `syscall` from the syscall probes when they ran (`--fd-labels`, which also gives
+//! `fd`), else from the kernel stack (super::ksyscall); `role` (and `goid`) of Go runtime
+//! threads from crate::roles, with the Go reader's Ms when it ran.
 
 use std::collections::{HashMap, HashSet};
 
@@ -21,9 +29,14 @@ use parkscope_common::{LastWake, NO_STACK, OffCpuKey, OffCpuStart, OffCpuTotal, 
 use parkscope_probes::{kernel::KernelCounters, procfs::fds::FdTable, stacks::ModuleMapping};
 
 use super::{
-    FoldedValue, LabelValue, Profile, ProfileKind, ValueType,
+    FoldedValue, FrameKind, LabelValue, Profile, ProfileKind, ValueType,
     build::{AddrSet, ProfileBuilder, Symbols},
-    roles,
+    goroutines::{GoroutineTimes, GoroutineWait},
+    ksyscall,
+};
+use crate::{
+    model::ThreadRole,
+    roles::{BlockedCall, MEvidence, RoleEvidence, go_thread_role},
 };
 
 /// What /proc said at attach about a thread that was already blocked.
@@ -67,6 +80,12 @@ pub struct OffCpuInput {
     pub kernel_build_id: Option<String>,
     /// Why the window ended early, if it did (goes into the comments).
     pub cut_short: Option<String>,
+    /// The waker's stacks were captured: add the `offwake` view.
+    pub waker_stacks: bool,
+    /// The syscall probes ran: syscall numbers and fds are known per interval.
+    pub fd_labels: bool,
+    /// For a Go target: the goroutines' wait times and the Ms seen during the window.
+    pub go: Option<GoroutineTimes>,
 }
 
 /// Where a stack comes from.
@@ -101,6 +120,14 @@ struct Interval {
     count: u64,
 }
 
+/// What the Go reader said about a thread that is an M.
+#[derive(Debug, Clone, Copy)]
+struct GoThread {
+    m: MEvidence,
+    /// The one goroutine it ran at every read, if so (a goroutine holding its M in a syscall).
+    goid: Option<u64>,
+}
+
 /// A process that woke target threads (possibly the target itself).
 #[derive(Debug, Clone)]
 struct Waker {
@@ -108,11 +135,51 @@ struct Waker {
     tgid: Option<u32>,
 }
 
-const SAMPLE_TYPES: [ValueType; 3] = [
-    ValueType { kind: "offcpu", unit: "nanoseconds" },
-    ValueType { kind: "intervals", unit: "count" },
-    ValueType { kind: "offwake", unit: "nanoseconds" },
-];
+const OFFCPU: ValueType = ValueType { kind: "offcpu", unit: "nanoseconds" };
+const INTERVALS: ValueType = ValueType { kind: "intervals", unit: "count" };
+const OFFWAKE: ValueType = ValueType { kind: "offwake", unit: "nanoseconds" };
+const GOROUTINE_WAIT: ValueType = ValueType { kind: "goroutine_wait", unit: "nanoseconds" };
+
+/// Which sample types this profile has, and where each value goes.
+struct Columns {
+    types: Vec<ValueType>,
+    offwake: Option<usize>,
+    goroutine_wait: Option<usize>,
+}
+
+impl Columns {
+    fn new(waker_stacks: bool, go: bool) -> Columns {
+        let mut types = vec![OFFCPU, INTERVALS];
+        let mut push = |on: bool, t: ValueType| {
+            on.then(|| {
+                types.push(t);
+                types.len() - 1
+            })
+        };
+        let offwake = push(waker_stacks, OFFWAKE);
+        let goroutine_wait = push(go, GOROUTINE_WAIT);
+        Columns { types, offwake, goroutine_wait }
+    }
+
+    /// A thread sample's values: its own time and count, and its time again in `offwake`.
+    fn thread(&self, ns: i64, count: i64, offwake_ns: i64) -> Vec<i64> {
+        let mut v = vec![0; self.types.len()];
+        v[0] = ns;
+        v[1] = count;
+        if let Some(i) = self.offwake {
+            v[i] = offwake_ns;
+        }
+        v
+    }
+
+    fn goroutine(&self, ns: i64) -> Vec<i64> {
+        let mut v = vec![0; self.types.len()];
+        if let Some(i) = self.goroutine_wait {
+            v[i] = ns;
+        }
+        v
+    }
+}
 
 /// Builds the profile (symbolises every stack; file-bound, run it off the reactor).
 pub fn build(input: OffCpuInput) -> Profile {
@@ -146,7 +213,29 @@ pub fn build(input: OffCpuInput) -> Profile {
             }
         }
     }
+    if let Some(go) = &input.go {
+        for w in go.waits.keys() {
+            set.add_user(input.pid, &w.pcs);
+        }
+        for m in go.ms.values().filter(|m| m.mstartfn_pc != 0) {
+            set.add_user(input.pid, &[m.mstartfn_pc]);
+        }
+    }
     let symbols = Symbols::resolve(&set, input.pid, &input.mappings);
+    let columns = Columns::new(input.waker_stacks, input.go.is_some());
+    let ms: HashMap<u32, GoThread> = input
+        .go
+        .iter()
+        .flat_map(|go| &go.ms)
+        .map(|(&tid, m)| {
+            let sysmon = symbols.user_function(input.pid, m.mstartfn_pc) == Some("runtime.sysmon");
+            let runs = !m.goroutines.is_empty();
+            let only = (m.goroutines.len() == 1 && m.idle_reads == 0)
+                .then(|| m.goroutines.first().copied())
+                .flatten();
+            (tid, GoThread { m: MEvidence { sysmon, runs_goroutine: Some(runs) }, goid: only })
+        })
+        .collect();
 
     let mut b = ProfileBuilder::default();
     for iv in &intervals {
@@ -161,11 +250,39 @@ pub fn build(input: OffCpuInput) -> Profile {
             r => stack(r).unwrap_or(&[]),
         };
         let user_frames = b.user_frames(&symbols, input.pid, user);
-        let role =
-            roles::go_idle_role(user_frames.iter().filter_map(|&i| b.frame_info(i).function.as_deref()));
         frames.extend(user_frames);
+        let functions = |kind: FrameKind| -> Vec<&str> {
+            frames
+                .iter()
+                .map(|&i| b.frame_info(i))
+                .filter(|f| f.kind == kind)
+                .filter_map(|f| f.function.as_deref())
+                .collect()
+        };
+        let syscall = if iv.nr >= 0 {
+            let nr = iv.nr as u32;
+            Some(syscalls::name(nr).map_or_else(|| format!("syscall_{nr}"), str::to_owned))
+        } else {
+            ksyscall::syscall_from_kernel_stack(functions(FrameKind::Kernel)).map(str::to_owned)
+        };
+        let go_thread = ms.get(&iv.tid);
+        let call = syscall.as_deref().map(|name| match name {
+            "futex" => BlockedCall::Futex,
+            n if n.starts_with("epoll_")
+                && input.go.as_ref().is_some_and(|g| g.epfd >= 0 && iv.fd == g.epfd) =>
+            {
+                BlockedCall::RuntimeEpoll
+            }
+            _ => BlockedCall::Other,
+        });
+        let role = go_thread_role(&RoleEvidence {
+            m: go_thread.map(|t| t.m),
+            call,
+            stack: &functions(FrameKind::User),
+        });
+        let goid = go_thread.and_then(|t| t.goid).filter(|_| role == Some(ThreadRole::Goroutine));
 
-        let labels = labels(&input, iv, &wakers, role);
+        let labels = labels(&input, iv, &wakers, syscall, role, goid);
         let ns = iv.ns as i64;
         // The waker's stack, if any part of it was captured.
         let chain = iv.waker.and_then(|(wtid, wu, wk)| {
@@ -183,10 +300,16 @@ pub fn build(input: OffCpuInput) -> Profile {
                 let mut chained: Vec<usize> = waker_frames.into_iter().rev().collect();
                 chained.push(sep);
                 chained.extend(&frames);
-                b.add(frames, labels.clone(), vec![ns, iv.count as i64, 0]);
-                b.add(chained, labels, vec![0, 0, ns]);
+                b.add(frames, labels.clone(), columns.thread(ns, iv.count as i64, 0));
+                b.add(chained, labels, columns.thread(0, 0, ns));
             }
-            None => b.add(frames, labels, vec![ns, iv.count as i64, ns]),
+            None => b.add(frames, labels, columns.thread(ns, iv.count as i64, ns)),
+        }
+    }
+    if let Some(go) = &input.go {
+        for (w, &ns) in &go.waits {
+            let frames = b.user_frames(&symbols, input.pid, &w.pcs);
+            b.add(frames, goroutine_labels(&input, w), columns.goroutine(ns as i64));
         }
     }
 
@@ -196,11 +319,17 @@ pub fn build(input: OffCpuInput) -> Profile {
         kind: ProfileKind::OffCpu,
         pid: input.pid,
         comm: input.comm.clone(),
-        sample_types: SAMPLE_TYPES.to_vec(),
+        sample_types: columns.types.clone(),
         default_sample_type: Some("offcpu"),
-        // Flame graphs show the chained view, in microseconds (offcputime's unit).
-        folded_value: FoldedValue { index: 2, divisor: 1000, unit: "us" },
-        period_type: SAMPLE_TYPES[0],
+        // Flame graphs show the chained view where there is one, and the goroutines beside
+        // the threads, in microseconds (offcputime's unit).
+        folded_value: FoldedValue {
+            index: columns.offwake.unwrap_or(0),
+            also: columns.goroutine_wait,
+            divisor: 1000,
+            unit: "us",
+        },
+        period_type: OFFCPU,
         period: 1,
         time_nanos: input.time_nanos,
         duration_nanos: duration as i64,
@@ -299,22 +428,21 @@ fn labels(
     input: &OffCpuInput,
     iv: &Interval,
     wakers: &HashMap<u32, Waker>,
-    role: Option<&'static str>,
+    syscall: Option<String>,
+    role: Option<ThreadRole>,
+    goid: Option<u64>,
 ) -> Vec<(&'static str, LabelValue)> {
     let name = input.names.get(&iv.tid).cloned().unwrap_or_else(|| format!("tid {}", iv.tid));
-    let mut labels = vec![("thread", LabelValue::Str(name)), ("tid", LabelValue::Num(i64::from(iv.tid)))];
-    if iv.nr >= 0 {
-        let nr = iv.nr as u32;
-        let name = syscalls::name(nr).map_or_else(|| format!("syscall_{nr}"), str::to_owned);
+    let mut labels = vec![
+        ("kind", LabelValue::Str("thread".to_owned())),
+        ("thread", LabelValue::Str(name)),
+        ("tid", LabelValue::Num(i64::from(iv.tid))),
+    ];
+    if let Some(name) = syscall {
         labels.push(("syscall", LabelValue::Str(name)));
     }
-    if iv.fd >= 0 {
-        let desc = input.fds.as_ref().and_then(|t| t.describe(iv.fd));
-        let text = match desc {
-            Some(d) => format!("{}: {d}", iv.fd),
-            None => iv.fd.to_string(),
-        };
-        labels.push(("fd", LabelValue::Str(text)));
+    if input.fd_labels && iv.fd >= 0 {
+        labels.push(("fd", LabelValue::Str(fd_text(input, iv.fd))));
     }
     if let Some((wtid, _, _)) = iv.waker {
         labels.push(("waker_tid", LabelValue::Num(i64::from(wtid))));
@@ -323,7 +451,35 @@ fn labels(
         }
     }
     if let Some(role) = role {
-        labels.push(("role", LabelValue::Str(role.to_owned())));
+        labels.push(("role", LabelValue::Str(role.as_str().to_owned())));
+    }
+    if let Some(goid) = goid {
+        labels.push(("goid", LabelValue::Num(goid as i64)));
+    }
+    labels
+}
+
+/// `15: tcp 127.0.0.1:41234 -> 127.0.0.1:5000`, or the bare number if the fd is gone.
+fn fd_text(input: &OffCpuInput, fd: i32) -> String {
+    match input.fds.as_ref().and_then(|t| t.describe(fd)) {
+        Some(d) => format!("{fd}: {d}"),
+        None => fd.to_string(),
+    }
+}
+
+/// Labels of a goroutine's sample: what it is and why it is not running.
+fn goroutine_labels(input: &OffCpuInput, w: &GoroutineWait) -> Vec<(&'static str, LabelValue)> {
+    let mut labels = vec![
+        ("kind", LabelValue::Str("goroutine".to_owned())),
+        ("goid", LabelValue::Num(w.goid as i64)),
+        ("status", LabelValue::Str(w.status.as_str().to_owned())),
+    ];
+    if let Some(reason) = &w.wait_reason {
+        labels.push(("wait_reason", LabelValue::Str(reason.clone())));
+    }
+    if let Some((fd, mode)) = w.netpoll {
+        labels.push(("fd", LabelValue::Str(fd_text(input, fd))));
+        labels.push(("netpoll", LabelValue::Str(mode.to_owned())));
     }
     labels
 }
@@ -341,10 +497,27 @@ fn comments(input: &OffCpuInput, duration: u64) -> Vec<String> {
             "{} threads were blocked at attach: their time counts from the window start",
             input.seeds.len()
         ),
-        "sample types: offcpu = blocked stack; offwake = the same time with the waker's stack above a \
-         '--- woken by' frame where known"
-            .to_owned(),
     ];
+    if input.waker_stacks {
+        out.push(
+            "sample types: offcpu = blocked stack; offwake = the same time with the waker's stack above \
+             a '--- woken by' frame where known"
+                .to_owned(),
+        );
+    }
+    if !input.fd_labels {
+        out.push("syscall labels from kernel stacks; no fd labels (use --fd-labels)".to_owned());
+    }
+    if let Some(go) = &input.go {
+        out.push(format!(
+            "goroutine_wait: goroutines of the {} runtime not running (kind=goroutine), estimated from {} \
+             reads of the runtime (longest gap {:.0} ms, the resolution){}",
+            go.version,
+            go.reads,
+            go.max_gap_ns as f64 / 1e6,
+            if go.failed_reads > 0 { format!("; {} reads failed", go.failed_reads) } else { String::new() }
+        ));
+    }
     if let Some(why) = &input.cut_short {
         out.push(format!("window cut short: {why}"));
     }
@@ -382,6 +555,9 @@ mod tests {
             mappings: vec![],
             kernel_build_id: None,
             cut_short: None,
+            waker_stacks: true,
+            fd_labels: true,
+            go: None,
         }
     }
 
@@ -408,6 +584,48 @@ mod tests {
         assert_eq!(total, 10_000);
         assert_eq!(p.samples[0].label_str("syscall"), Some("clock_nanosleep"));
         assert_eq!(p.frames[p.samples[0].frames[0]].function.as_deref(), Some("hrtimer_nanosleep"));
+    }
+
+    #[test]
+    fn go_targets_get_goroutine_samples_of_their_own_type() {
+        use super::super::goroutines::GoroutineWait;
+        use parkscope_probes::go::GStatus;
+
+        let mut i = input();
+        (i.waker_stacks, i.fd_labels) = (false, false);
+        // Blocked at attach, syscall unknown to the kernel side: named from the kernel stack.
+        let mut seeded = start(1_000, PRE_ATTACH_STACK);
+        seeded.nr = -1;
+        i.kernel.in_progress.insert(10, seeded);
+        let kernel_text = vec!["hrtimer_nanosleep+0xb5/0x130".into(), "__x64_sys_nanosleep+0xae/0xf0".into()];
+        i.seeds.insert(10, Seed { user: vec![], kernel_text });
+        let mut go = GoroutineTimes::new("go1.27.3".into(), 1_000);
+        let wait = GoroutineWait {
+            goid: 7,
+            status: GStatus::Waiting,
+            wait_reason: Some("IO wait".into()),
+            netpoll: Some((5, "read")),
+            pcs: vec![],
+        };
+        go.waits.insert(wait, 9_500);
+        i.go = Some(go);
+        let p = build(i);
+
+        let kinds: Vec<&str> = p.sample_types.iter().map(|t| t.kind).collect();
+        assert_eq!(kinds, ["offcpu", "intervals", "goroutine_wait"], "no offwake without waker stacks");
+        assert_eq!(p.folded_value.index, 0);
+        assert_eq!(p.folded_value.also, Some(2));
+        let thread = p.samples.iter().find(|s| s.label_str("kind") == Some("thread")).expect("thread sample");
+        assert_eq!(thread.values, vec![10_000, 0, 0]);
+        assert_eq!(thread.label_str("syscall"), Some("nanosleep"));
+        assert_eq!(thread.label_str("fd"), None);
+        let g =
+            p.samples.iter().find(|s| s.label_str("kind") == Some("goroutine")).expect("goroutine sample");
+        assert_eq!(g.values, vec![0, 0, 9_500]);
+        assert_eq!(g.label_str("wait_reason"), Some("IO wait"));
+        assert_eq!(g.label_str("fd"), Some("5"), "the netpoll fd is labelled even without --fd-labels");
+        assert_eq!(g.label_str("netpoll"), Some("read"));
+        assert!(g.labels.contains(&("goid", LabelValue::Num(7))));
     }
 
     #[test]

@@ -314,7 +314,7 @@ mod tests {
             comm: "t".into(),
             sample_types: vec![ValueType { kind: "offcpu", unit: "nanoseconds" }],
             default_sample_type: Some("offcpu"),
-            folded_value: FoldedValue { index: 0, divisor: 1, unit: "ns" },
+            folded_value: FoldedValue { index: 0, also: None, divisor: 1, unit: "ns" },
             period_type: ValueType { kind: "offcpu", unit: "nanoseconds" },
             period: 1,
             time_nanos: 1,

@@ -1,0 +1,239 @@
+//! Per-goroutine blocked time for Go targets: "why is this goroutine not running". The kernel
+//! sees threads, not goroutines (a parked goroutine leaves its thread free to run others), so
+//! the goroutines are read from the Go runtime's own structures during the window, on tokio's
+//! blocking pool, without stopping the target (process_vm_readv of allgs, as snapshot does).
+//!
+//! Accounting is by sampling: the runtime is read every [`SAMPLE_PERIOD`] (stretched to
+//! [`READ_SHARE`] times the read's own duration for targets with very many goroutines), and
+//! each read stands for the time from the midpoint with the previous read to the midpoint with
+//! the next, the first read reaching back to the window start and the last forward to the
+//! window end. A goroutine seen not running (waiting, runnable, in a syscall, preempted) is
+//! credited that span under its stack, status, wait reason and netpoll fd. So a goroutine
+//! parked the whole window is credited exactly the window, and a shorter wait is estimated with
+//! a resolution of one period (waits shorter than the period may be missed or over-counted;
+//! on average they balance). The runtime's own g.waitsince cannot replace this: it is set by
+//! the GC, not at park time, so it is only a lower bound.
+//!
+//! The reader also reports which thread is which M and which goroutine each ran, for the
+//! thread samples' roles (crate::roles) and `goid` labels.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use parkscope_probes::go::{GStatus, GoProcess, RuntimeState};
+
+/// Time between reads of the runtime.
+pub const SAMPLE_PERIOD: Duration = Duration::from_millis(100);
+/// The period is at least this many times the last read's duration, so that on a target with
+/// hundreds of thousands of goroutines the reader takes at most ~1/READ_SHARE of a CPU.
+const READ_SHARE: u32 = 5;
+
+/// What one goroutine was doing at a read: the key its time is credited under.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct GoroutineWait {
+    pub goid: u64,
+    pub status: GStatus,
+    /// The runtime's own string ("chan receive", "IO wait", ...) for a waiting goroutine.
+    pub wait_reason: Option<String>,
+    /// The fd and direction of a goroutine parked on the netpoller ("read" | "write").
+    pub netpoll: Option<(i32, &'static str)>,
+    /// Its stack, innermost first: the saved pc, then return addresses.
+    pub pcs: Vec<u64>,
+}
+
+/// What the reads saw of one M (OS thread) of the runtime.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MSeen {
+    /// Entry pc of the function it was started with (runtime.sysmon, ...), 0 if none.
+    pub mstartfn_pc: u64,
+    /// Goroutines it was running (m.curg) at the reads that saw it.
+    pub goroutines: BTreeSet<u64>,
+    /// Reads that saw it with no goroutine.
+    pub idle_reads: usize,
+}
+
+/// Goroutine wait times over one window, and the Ms seen.
+#[derive(Debug, Clone, Default)]
+pub struct GoroutineTimes {
+    /// Nanoseconds credited per (goroutine, what it was doing).
+    pub waits: HashMap<GoroutineWait, u64>,
+    /// By OS thread id.
+    pub ms: HashMap<u32, MSeen>,
+    /// The Go release, e.g. "go1.27.3".
+    pub version: String,
+    /// The runtime's epoll fd (the netpoller's), -1 if not seen.
+    pub epfd: i32,
+    pub reads: usize,
+    pub failed_reads: usize,
+    /// The longest time between two reads (the resolution actually achieved), ns.
+    pub max_gap_ns: u64,
+    /// The read whose span is not credited yet: its time and what it saw.
+    pending: Option<(u64, Vec<GoroutineWait>)>,
+    /// Everything before this instant is credited.
+    credited_until: u64,
+}
+
+impl GoroutineTimes {
+    pub fn new(version: String, window_start_ns: u64) -> GoroutineTimes {
+        GoroutineTimes { version, epfd: -1, credited_until: window_start_ns, ..GoroutineTimes::default() }
+    }
+
+    /// Adds one read of the runtime.
+    pub fn add_read(&mut self, rt: &RuntimeState) {
+        let waits = rt
+            .goroutines
+            .iter()
+            .filter(|g| {
+                matches!(
+                    g.status,
+                    GStatus::Waiting | GStatus::Runnable | GStatus::Syscall | GStatus::Preempted
+                )
+            })
+            .map(|g| GoroutineWait {
+                goid: g.goid,
+                status: g.status,
+                wait_reason: g.wait_reason.clone(),
+                netpoll: g.netpoll.map(|(fd, mode)| (fd, mode.as_str())),
+                pcs: g.pcs.clone(),
+            })
+            .collect();
+        for m in rt.ms.iter().filter(|m| m.tid != 0) {
+            let seen = self.ms.entry(m.tid).or_default();
+            seen.mstartfn_pc = m.mstartfn_pc;
+            match m.curg_goid {
+                Some(goid) => {
+                    seen.goroutines.insert(goid);
+                }
+                None => seen.idle_reads += 1,
+            }
+        }
+        if rt.epfd >= 0 {
+            self.epfd = rt.epfd;
+        }
+        self.add(rt.nanotime, waits);
+    }
+
+    /// Adds what a read at `at_ns` saw: the previous read is credited up to the midpoint.
+    fn add(&mut self, at_ns: u64, waits: Vec<GoroutineWait>) {
+        self.reads += 1;
+        if let Some((prev, _)) = &self.pending {
+            self.max_gap_ns = self.max_gap_ns.max(at_ns.saturating_sub(*prev));
+            let mid = prev + at_ns.saturating_sub(*prev) / 2;
+            self.credit_pending(mid);
+        }
+        self.pending = Some((at_ns, waits));
+    }
+
+    /// Credits the last read up to the window's end.
+    pub fn finish(&mut self, window_end_ns: u64) {
+        self.credit_pending(window_end_ns);
+    }
+
+    fn credit_pending(&mut self, until: u64) {
+        let span = until.saturating_sub(self.credited_until);
+        self.credited_until = self.credited_until.max(until);
+        let Some((_, waits)) = self.pending.take() else { return };
+        if span > 0 {
+            for w in waits {
+                *self.waits.entry(w).or_default() += span;
+            }
+        }
+    }
+}
+
+/// Reads the Go runtime periodically on the blocking pool until stopped.
+pub struct GoSampler {
+    stop: mpsc::Sender<()>,
+    task: tokio::task::JoinHandle<GoroutineTimes>,
+}
+
+impl GoSampler {
+    /// Starts reading at once; the first read stands for the time since `window_start_ns`.
+    pub fn start(go: GoProcess, window_start_ns: u64) -> GoSampler {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let task = tokio::task::spawn_blocking(move || {
+            let mut times = GoroutineTimes::new(go.version().to_owned(), window_start_ns);
+            loop {
+                let began = Instant::now();
+                match go.read(true) {
+                    Ok(rt) => times.add_read(&rt),
+                    Err(e) => {
+                        times.failed_reads += 1;
+                        tracing::debug!("reading the Go runtime: {e}");
+                    }
+                }
+                let took = began.elapsed();
+                let period = SAMPLE_PERIOD.max(took * READ_SHARE);
+                match stopped.recv_timeout(period.saturating_sub(took)) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    // Stopped: one last read, so the window's end is observed, not extrapolated.
+                    _ => {
+                        if let Ok(rt) = go.read(true) {
+                            times.add_read(&rt);
+                        }
+                        return times;
+                    }
+                }
+            }
+        });
+        GoSampler { stop, task }
+    }
+
+    /// Stops reading and returns what was seen (the caller credits the window end).
+    pub async fn finish(self) -> Option<GoroutineTimes> {
+        let _ = self.stop.send(());
+        match self.task.await {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!("the Go runtime sampler failed: {e}");
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wait(goid: u64, reason: &str) -> GoroutineWait {
+        GoroutineWait {
+            goid,
+            status: GStatus::Waiting,
+            wait_reason: Some(reason.to_owned()),
+            netpoll: None,
+            pcs: vec![0x1000, 0x2000],
+        }
+    }
+
+    #[test]
+    fn a_goroutine_parked_throughout_is_credited_the_whole_window() {
+        let mut t = GoroutineTimes::new("go1.27.3".into(), 1_000);
+        // Reads at uneven times; goroutine 7 parked in all of them.
+        for at in [1_010, 1_100, 1_250, 1_400, 1_990] {
+            t.add(at, vec![wait(7, "chan receive")]);
+        }
+        t.finish(2_000);
+        assert_eq!(t.waits[&wait(7, "chan receive")], 1_000);
+        assert_eq!(t.reads, 5);
+        assert_eq!(t.max_gap_ns, 590);
+    }
+
+    #[test]
+    fn each_read_stands_for_the_span_between_midpoints() {
+        let mut t = GoroutineTimes::new(String::new(), 0);
+        t.add(0, vec![wait(1, "select")]);
+        t.add(100, vec![wait(1, "select"), wait(2, "sleep")]);
+        t.add(200, vec![wait(2, "sleep")]);
+        t.add(300, vec![]);
+        t.finish(300);
+        // Goroutine 1 seen at 0 and 100: [0, 150). Goroutine 2 at 100 and 200: [50, 250).
+        assert_eq!(t.waits[&wait(1, "select")], 150);
+        assert_eq!(t.waits[&wait(2, "sleep")], 200);
+        // A changed wait reason is a different key.
+        assert!(!t.waits.contains_key(&wait(2, "select")));
+    }
+}
