@@ -12,7 +12,7 @@ Exit codes:
   3    no such process
   4    not permitted (needs root, or CAP_BPF + CAP_PERFMON; CAP_SYS_PTRACE for other users' /proc)
   5    the target exited during the run (what was collected is still printed)
-  6    not traceable (a kernel thread)
+  6    not traceable (a kernel thread; or a kernel without BTF, or older than 5.18)
   7    a Go program whose runtime cannot be read (stripped with -s -w, unknown Go release)
   8    --goroutines on a process that is not a Go program
   130  interrupted (Ctrl-C/SIGTERM) before the run finished (partial results printed)";
@@ -91,6 +91,11 @@ pub struct SchedtraceArgs {
     /// target, the runtime's own scheddetail block (P, M and G lines) instead.
     #[arg(long)]
     pub detail: bool,
+
+    /// On a Go process, print the thread-level lines (threads by state and syscall class, from
+    /// the eBPF syscall probes) instead of the runtime's GODEBUG lines, which need no probes.
+    #[arg(long)]
+    pub threads: bool,
 }
 
 #[derive(Debug, Args)]

@@ -86,6 +86,13 @@ impl Observer {
         }
     }
 
+    /// Attaches probes loaded after the observer was made; times count from now.
+    pub fn set_probes(&mut self, probes: KernelProbes) {
+        self.long_call_threshold_ns = probes.config().block_event_min_ns;
+        self.probes = Some(probes);
+        self.attached_at_ns = monotonic_now_ns();
+    }
+
     /// Looks for a Go runtime in the target: `Ok(true)` when found and readable, `Ok(false)` for
     /// a non-Go program, `Err` for a Go program whose runtime cannot be read (stripped, unknown
     /// layout). Blocking file work: call it on the blocking pool.

@@ -284,3 +284,42 @@ fn target_exiting_mid_run_keeps_the_first_view() {
     assert_eq!(v["target_exited"], true);
     assert!(!v["goroutines"].as_array().unwrap().is_empty(), "the seed view has the goroutines");
 }
+
+/// The eBPF programs a running parkscope holds, by its own fds (ground truth: the kernel's
+/// anon-inode names).
+fn bpf_programs_held(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|l| l.to_str() == Some("anon_inode:bpf-prog"))
+        .count()
+}
+
+/// GODEBUG-style lines come from the runtime's memory alone: schedtrace on a Go target must
+/// not make its syscalls pay for probes it does not use; `--threads` asks for them.
+#[test]
+fn go_schedtrace_attaches_no_probes_unless_threads() {
+    let t = GoTarget::start("parked-go1.27", &["-n", "1"], &[], false);
+    for (extra, want_probes) in [(None, false), (Some("--threads"), true)] {
+        let mut child = std::process::Command::new(parkscope_tests::parkscope_bin())
+            .args(["schedtrace", "-p", &t.pid.to_string(), "--interval", "400ms", "--count", "3"])
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut first)
+            .unwrap();
+        assert!(first.starts_with("SCHED "), "{first}");
+        let held = bpf_programs_held(child.id());
+        let status = child.wait().unwrap();
+        assert!(status.success());
+        if want_probes {
+            assert!(held >= 2, "--threads should attach the syscall probes; holds {held}");
+            assert!(first.contains(" blocked="), "thread-level line expected: {first}");
+        } else {
+            assert_eq!(held, 0, "Go-style schedtrace holds {held} eBPF programs");
+            assert!(first.contains("gomaxprocs="), "GODEBUG-style line expected: {first}");
+        }
+    }
+}

@@ -405,7 +405,9 @@ impl Tracer {
             Mode::Bare => return Ok(None),
             Mode::Parkscope => {
                 let mut c = Command::new(&ctx.parkscope);
-                c.args(["schedtrace", "-p", &pid.to_string(), "--interval", "1000ms"]);
+                // --threads: on the Go server too, the thread-level lines that need the syscall
+                // probes (its GODEBUG-style lines read only the runtime's memory, no probes).
+                c.args(["schedtrace", "--threads", "-p", &pid.to_string(), "--interval", "1000ms"]);
                 c
             }
             Mode::Bpftrace => {

@@ -1,5 +1,7 @@
 //! `parkscope schedtrace`: one GODEBUG=schedtrace-style line per interval, counts as of that
-//! instant. Attaches syscall entry/exit (exact per-call times) and sched_switch (running vs
+//! instant. A Go target gets its runtime's own lines, read from its memory with no probes at
+//! all; other targets (and Go with `--threads`) get thread-level lines, for which it attaches
+//! syscall entry/exit (exact per-call times) and the light sched_switch probe (running vs
 //! runnable) only: no stacks, no wakeups, no event stream.
 
 use std::time::Instant;
@@ -21,21 +23,27 @@ pub async fn run(args: SchedtraceArgs) -> Result<i32, Failure> {
     }
     let target = open_target(args.pid).await?;
     let mut session = Session::new(args.pid).map_err(|e| Failure::internal(&e.into()))?;
-    let selection = ProbeSelection { syscalls: true, switches: true, ..Default::default() };
-    let probes = attach(args.pid, selection, None).await?;
-    let mut observer = Observer::new(target, Some(probes));
-    let started = Instant::now();
+    let mut observer = Observer::new(target, None);
     let opts = ObserveOptions { stacks: false, goroutines: false };
     // A Go target gets its own runtime's schedtrace lines; anything else the thread-level ones.
-    let (found, obs) = tokio::task::spawn_blocking(move || (observer.attach_go(), observer))
-        .await
-        .map_err(|e| Failure::internal(&e.into()))?;
-    observer = obs;
-    let go_style = if found? {
-        observer.go_process().map(|g| parkscope_probes::go::schedtrace_style(g.version()))
-    } else {
+    let go_style = if args.threads {
         None
+    } else {
+        let (found, obs) = tokio::task::spawn_blocking(move || (observer.attach_go(), observer))
+            .await
+            .map_err(|e| Failure::internal(&e.into()))?;
+        observer = obs;
+        if found? {
+            observer.go_process().map(|g| parkscope_probes::go::schedtrace_style(g.version()))
+        } else {
+            None
+        }
     };
+    if go_style.is_none() {
+        let selection = ProbeSelection { syscalls: true, switches: true, ..Default::default() };
+        observer.set_probes(attach(args.pid, selection, None).await?);
+    }
+    let started = Instant::now();
 
     let mut printed = 0u64;
     loop {
