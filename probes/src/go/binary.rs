@@ -8,7 +8,7 @@ use std::path::Path;
 use object::{Object, ObjectSection, ObjectSymbol};
 
 use super::buildinfo::{self, BuildInfo};
-use super::layout::{self, Layout};
+use super::layout::{self, Layout, LayoutSource};
 use super::{GoError, dwarf};
 
 /// Runtime globals parkscope reads; all must be in the symbol table.
@@ -35,6 +35,63 @@ pub struct GoBinary {
     pub position_independent: bool,
     /// Lowest stated address of a loadable segment (to compute the slide of a PIE).
     pub first_load_vaddr: u64,
+}
+
+/// The DWARF-derived layout of one binary, cached on disk by its Go build id: walking the
+/// compressed DWARF of a Go binary is most of a snapshot's CPU (~40 ms of ~70 ms on a small
+/// server), and `snapshot` is run again and again against the same binary. The build id is a
+/// hash of the binary's inputs and contents, so a different binary never gets another's layout.
+/// Best effort: an unreadable or unwritable cache only means parsing the DWARF again.
+struct LayoutCache {
+    path: std::path::PathBuf,
+}
+
+impl LayoutCache {
+    fn dir() -> Option<std::path::PathBuf> {
+        let base = std::env::var_os("PARKSCOPE_CACHE")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("XDG_CACHE_HOME").map(|d| std::path::PathBuf::from(d).join("parkscope"))
+            })
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache/parkscope"))
+            })?;
+        Some(base.join("go-layouts"))
+    }
+
+    fn for_binary(file: &object::File<'_>) -> Option<LayoutCache> {
+        let note = file.section_by_name(".note.go.buildid")?.data().ok()?;
+        // The note's payload is the printable build id ("actionID/contentID..."); keep a
+        // filename-safe form of it.
+        let id: String = String::from_utf8_lossy(note)
+            .chars()
+            .filter(|c| c.is_ascii_graphic())
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .collect();
+        if id.len() < 16 {
+            return None;
+        }
+        Some(LayoutCache { path: Self::dir()?.join(format!("{id}.txt")) })
+    }
+
+    fn load(&self) -> Option<Layout> {
+        let text = std::fs::read_to_string(&self.path).ok()?;
+        let mut l = Layout::from_table("cache", &text).ok()?;
+        l.source = LayoutSource::Dwarf;
+        Some(l)
+    }
+
+    fn store(&self, layout: &Layout, version: &str) {
+        let Some(dir) = self.path.parent() else { return };
+        let tmp = self.path.with_extension(format!("tmp{}", std::process::id()));
+        let written = std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&tmp, layout.to_table(version)))
+            .and_then(|()| std::fs::rename(&tmp, &self.path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            tracing::debug!("not caching the Go layout in {}: {e}", self.path.display());
+        }
+    }
 }
 
 impl GoBinary {
@@ -72,12 +129,21 @@ impl GoBinary {
         }
 
         let layout = if dwarf::has_dwarf(file) {
-            let l = dwarf::layout(file).map_err(|reason| GoError::Binary {
-                path: display.to_owned(),
-                reason: format!("DWARF: {reason}"),
-            })?;
-            l.check_complete(&buildinfo.version)?;
-            l
+            let cache = LayoutCache::for_binary(file);
+            match cache.as_ref().and_then(LayoutCache::load) {
+                Some(l) => l,
+                None => {
+                    let l = dwarf::layout(file).map_err(|reason| GoError::Binary {
+                        path: display.to_owned(),
+                        reason: format!("DWARF: {reason}"),
+                    })?;
+                    l.check_complete(&buildinfo.version)?;
+                    if let Some(c) = &cache {
+                        c.store(&l, &buildinfo.version);
+                    }
+                    l
+                }
+            }
         } else {
             layout::from_tables(&buildinfo.version)?
         };
