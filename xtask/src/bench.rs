@@ -7,17 +7,19 @@
 //! Figures are the median over rounds, with the spread shown.
 
 use std::{
-    io::{BufRead, BufReader, Read},
     path::{Path, PathBuf},
-    process::{Child, ChildStdout, Command, Stdio},
-    sync::mpsc::{self, Receiver, RecvTimeoutError},
+    process::{Command, Stdio},
+    sync::mpsc::{Receiver, RecvTimeoutError},
     thread,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
 
-use crate::{examples, util};
+use crate::{
+    bench_common::{Proc, lines, median, spread, thousands},
+    examples, util,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -283,99 +285,6 @@ fn rotated(n: usize, round: usize) -> Vec<usize> {
     (0..n).map(|i| (i + round) % n).collect()
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    let n = s.len();
-    if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 }
-}
-
-fn spread(v: &[f64], fmt: impl Fn(f64) -> String) -> String {
-    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    format!("({}..{})", fmt(min), fmt(max))
-}
-
-fn thousands(v: f64) -> String {
-    let digits = format!("{:.0}", v.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// A child process killed and reaped when dropped, so an error anywhere leaves nothing behind.
-struct Proc {
-    child: Child,
-    what: String,
-}
-
-impl Proc {
-    fn spawn(cmd: &mut Command, what: &str) -> Result<Proc> {
-        let child = cmd.spawn().with_context(|| format!("starting {what}"))?;
-        Ok(Proc { child, what: what.to_string() })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Reads stdout to the end, waits, and fails on a non-zero exit.
-    fn finish(mut self) -> Result<String> {
-        let mut out = String::new();
-        if let Some(mut stdout) = self.child.stdout.take() {
-            stdout.read_to_string(&mut out).with_context(|| format!("reading {} output", self.what))?;
-        }
-        let status = self.child.wait()?;
-        if !status.success() {
-            bail!("{} failed with {status}; output: {out}", self.what);
-        }
-        Ok(out)
-    }
-
-    /// Sends SIGINT and waits (bounded) for the exit status.
-    fn interrupt(&mut self) -> Result<Option<i32>> {
-        util::run(Command::new("kill").args(["-INT", &self.pid().to_string()]).stderr(Stdio::null()))
-            .or_else(|e| if self.child.try_wait()?.is_some() { Ok(()) } else { Err(e) })?;
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status.code());
-            }
-            if Instant::now() > deadline {
-                bail!("{} did not exit within 15 s of SIGINT", self.what);
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-/// Forwards a child's stdout line by line (draining it, so the child never blocks on a full pipe).
-fn lines(stdout: ChildStdout) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
 fn wait_for_line(rx: &Receiver<String>, what: &str, pred: impl Fn(&str) -> bool) -> Result<String> {
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
@@ -429,7 +338,7 @@ impl Tracer {
     }
 
     fn stop(mut self) -> Result<()> {
-        let code = self.proc.interrupt()?;
+        let code = self.proc.interrupt(Duration::from_secs(15))?;
         let ok = match self.mode {
             Mode::Parkscope => matches!(code, Some(0 | PARKSCOPE_TARGET_EXITED)),
             _ => code == Some(0),
@@ -507,7 +416,7 @@ fn server(ctx: &Ctx, mode: Mode) -> Result<(f64, u64)> {
     if let Some(t) = tracer {
         t.stop()?;
     }
-    let code = server.interrupt()?;
+    let code = server.interrupt(Duration::from_secs(15))?;
     if code != Some(0) {
         bail!("httpserver exited with {code:?}");
     }

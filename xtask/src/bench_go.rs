@@ -13,7 +13,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use crate::{examples, util};
+use crate::{bench_common::Proc, examples, util};
 
 #[derive(Debug, Args)]
 pub struct BenchGoArgs {
@@ -40,12 +40,12 @@ pub fn run(args: BenchGoArgs) -> Result<()> {
     for release in ["go1.27", "go1.19"] {
         let exe = examples::bin_dir().join(format!("parked-{release}"));
         let many = args.goroutines.to_string();
-        let mut child = Command::new(&exe)
-            .args(["-n", "3", "-many", &many])
-            .stdout(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {}", exe.display()))?;
-        let stdout = child.stdout.take().context("stdout")?;
+        // Guarded: an early error below still kills the 100k-goroutine target.
+        let mut target = Proc::spawn(
+            Command::new(&exe).args(["-n", "3", "-many", &many]).stdout(Stdio::piped()),
+            &format!("parked-{release}"),
+        )?;
+        let stdout = target.child.stdout.take().context("stdout")?;
         let mut lines = BufReader::new(stdout).lines();
         let pid = loop {
             let Some(line) = lines.next() else { bail!("{} exited before it was ready", exe.display()) };
@@ -77,20 +77,9 @@ pub fn run(args: BenchGoArgs) -> Result<()> {
             let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1e3);
             println!("| {release} | {listed} | {mode} | {} | {} |", ms(times[0]), ms(times[times.len() / 2]));
         }
-        let _ = child.kill();
-        let _ = child.wait();
+        drop(target);
     }
     server_throughput(&bin, &args)
-}
-
-/// Kills and reaps a child on every exit path.
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// httpserver-go1.27 driven by loadgen-go1.27 (16 keep-alive connections: every request is a
@@ -98,24 +87,22 @@ impl Drop for Reaped {
 /// server every second. Returns requests/s.
 fn server_run(bin: &std::path::Path, seconds: u64, snapshots: bool) -> Result<(f64, usize)> {
     let dir = examples::bin_dir();
-    let mut server = Reaped(
-        Command::new(dir.join("httpserver-go1.27"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting httpserver-go1.27")?,
-    );
-    let stdout = server.0.stdout.take().context("stdout")?;
+    let mut server = Proc::spawn(
+        Command::new(dir.join("httpserver-go1.27")).stdout(Stdio::piped()).stderr(Stdio::null()),
+        "httpserver-go1.27",
+    )?;
+    let stdout = server.child.stdout.take().context("stdout")?;
     let first = BufReader::new(stdout).lines().next().context("httpserver said nothing")??;
     let hello: serde_json::Value = serde_json::from_str(&first)?;
     let addr = hello["listening"].as_str().context("no listening address")?.to_owned();
-    let pid = server.0.id().to_string();
-    let load = Command::new(dir.join("loadgen-go1.27"))
-        .args(["-url", &format!("http://{addr}/hello"), "-conns", "16", "-duration"])
-        .arg(format!("{seconds}s"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting loadgen-go1.27")?;
+    let pid = server.pid().to_string();
+    let load = Proc::spawn(
+        Command::new(dir.join("loadgen-go1.27"))
+            .args(["-url", &format!("http://{addr}/hello"), "-conns", "16", "-duration"])
+            .arg(format!("{seconds}s"))
+            .stdout(Stdio::piped()),
+        "loadgen-go1.27",
+    )?;
     let mut taken = 0;
     let deadline = Instant::now() + Duration::from_secs(seconds);
     if snapshots {
@@ -129,8 +116,8 @@ fn server_run(bin: &std::path::Path, seconds: u64, snapshots: bool) -> Result<(f
             taken += 1;
         }
     }
-    let out = load.wait_with_output()?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("loadgen output")?;
+    let out = load.finish()?;
+    let v: serde_json::Value = serde_json::from_str(out.trim()).context("loadgen output")?;
     if v["errors"].as_u64().unwrap_or(0) > 0 {
         bail!("loadgen reported errors: {v}");
     }

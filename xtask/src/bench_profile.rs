@@ -9,17 +9,18 @@
 //! the figures of a real run.
 
 use std::{
-    io::{BufRead, BufReader, Read},
     path::PathBuf,
-    process::{Child, Command, Stdio},
-    sync::mpsc::{self, Receiver},
+    process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
 
-use crate::{examples, util};
+use crate::{
+    bench_common::{Proc, lines, median, spread},
+    examples, util,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct BenchProfileArgs {
@@ -136,7 +137,7 @@ pub fn run(args: BenchProfileArgs) -> Result<()> {
             "   {:<28} {:>10.0} rounds/s {:>22} ratio {:.3}  {}\n",
             mode.label(),
             m(&pp[i]),
-            spread(&pp[i]),
+            spread(&pp[i], |x| format!("{x:.0}")),
             m(&pp[i]) / m(&pp[0]),
             if i == 0 { "-".to_owned() } else { format!("+{extra:.0} ns per switch") }
         ));
@@ -159,36 +160,11 @@ pub fn run(args: BenchProfileArgs) -> Result<()> {
             "   {:<28} {:>10.0} req/s {:>22} ratio {ratio:.3} (paired) {goal}\n",
             mode.label(),
             m(&http[i]),
-            spread(&http[i]),
+            spread(&http[i], |x| format!("{x:.0}")),
         ));
     }
     print!("{out}");
     Ok(())
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    let n = s.len();
-    if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 }
-}
-
-fn spread(v: &[f64]) -> String {
-    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    format!("({min:.0}..{max:.0})")
-}
-
-/// A child killed and reaped on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-        }
-        let _ = self.0.wait();
-    }
 }
 
 /// A profiler attached to `pid` and ready, or None for the bare mode.
@@ -217,7 +193,7 @@ fn start_profiler(ctx: &Ctx, mode: Mode, pid: u32) -> Result<Option<Proc>> {
     } else {
         lines(child.stdout.take().context("stdout")?)
     };
-    let proc = Proc(child);
+    let proc = Proc::guard(child, mode.label());
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
@@ -232,31 +208,13 @@ fn start_profiler(ctx: &Ctx, mode: Mode, pid: u32) -> Result<Option<Proc>> {
 }
 
 /// Stops a profiler with SIGINT (parkscope then writes its profile and exits 130; bpftrace
-/// prints its maps, cleared in END, and exits 0) and waits for it.
+/// prints its maps, cleared in END, and exits 0) and waits for it: writing a profile includes
+/// symbolising it, hence the longer bound.
 fn stop(p: Option<Proc>) -> Result<()> {
-    let Some(mut p) = p else { return Ok(()) };
-    util::run(Command::new("kill").args(["-INT", &p.0.id().to_string()]).stderr(Stdio::null()))
-        .or_else(|e| if p.0.try_wait()?.is_some() { Ok(()) } else { Err(e) })?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while p.0.try_wait()?.is_none() {
-        if Instant::now() > deadline {
-            bail!("profiler did not exit within 30 s of SIGINT");
-        }
-        thread::sleep(Duration::from_millis(20));
+    if let Some(mut p) = p {
+        p.interrupt(Duration::from_secs(30))?;
     }
     Ok(())
-}
-
-fn lines(r: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(r).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 fn json_field(out: &str, key: &str) -> Result<f64> {
@@ -264,18 +222,6 @@ fn json_field(out: &str, key: &str) -> Result<f64> {
         out.lines().rev().find(|l| l.starts_with('{')).with_context(|| format!("no JSON in {out:?}"))?;
     let v: serde_json::Value = serde_json::from_str(line)?;
     v[key].as_f64().with_context(|| format!("no {key} in {line}"))
-}
-
-fn finish(mut child: Child, what: &str) -> Result<String> {
-    let mut out = String::new();
-    if let Some(mut s) = child.stdout.take() {
-        s.read_to_string(&mut out)?;
-    }
-    let status = child.wait()?;
-    if !status.success() {
-        bail!("{what} failed with {status}: {out}");
-    }
-    Ok(out)
 }
 
 /// Pingpong rounds per second with `mode` attached.
@@ -291,7 +237,7 @@ fn pingpong(ctx: &Ctx, mode: Mode) -> Result<f64> {
     if profiler.is_some() && started.elapsed() >= START_DELAY {
         eprintln!("   warning: {} ready after pingpong started: this run understates it", mode.label());
     }
-    let out = finish(child, "pingpong")?;
+    let out = Proc::guard(child, "pingpong").finish()?;
     stop(profiler)?;
     Ok(json_field(&out, "syscalls_per_sec")? / 4.0)
 }
@@ -304,18 +250,18 @@ fn server(ctx: &Ctx, mode: Mode) -> Result<f64> {
         .spawn()
         .context("starting httpserver")?;
     let rx = lines(server.stdout.take().context("httpserver stdout")?);
-    let server = Proc(server);
+    let server = Proc::guard(server, "httpserver-go1.27");
     let hello = rx.recv_timeout(READY_TIMEOUT).context("httpserver did not say where it listens")?;
     let hello: serde_json::Value = serde_json::from_str(&hello)?;
     let addr = hello["listening"].as_str().context("no listening address")?.to_owned();
-    let profiler = start_profiler(ctx, mode, server.0.id())?;
+    let profiler = start_profiler(ctx, mode, server.pid())?;
     let load = Command::new(ctx.bin.join("loadgen-go1.27"))
         .args(["-url", &format!("http://{addr}/hello"), "-conns", "16"])
         .args(["-duration", &format!("{}s", ctx.seconds)])
         .stdout(Stdio::piped())
         .spawn()
         .context("starting loadgen")?;
-    let out = finish(load, "loadgen")?;
+    let out = Proc::guard(load, "loadgen").finish()?;
     stop(profiler)?;
     drop(server);
     json_field(&out, "rps")

@@ -3,6 +3,7 @@
 //! runs, `bench` measures overhead. README.md documents the two commands people need.
 
 mod bench;
+mod bench_common;
 mod bench_go;
 mod bench_profile;
 mod examples;
