@@ -76,12 +76,12 @@ fn demo() -> Result<()> {
     let blocker = examples::Blocker::start(&[])?;
     println!("blocker pid {} started; its threads:", blocker.pid);
     for role in &blocker.roles {
-        println!(
-            "  tid {:<7} {:<11} blocks in {}",
-            role["tid"],
-            role["role"].as_str().unwrap_or("?"),
-            role["syscall"]
-        );
+        let name = role["role"].as_str().unwrap_or("?");
+        let what = match role["syscall"].as_str() {
+            Some(call) => format!("blocks in {call}"),
+            None => "spins on CPU (no syscall)".to_owned(),
+        };
+        println!("  tid {:<7} {name:<11} {what}", role["tid"]);
     }
 
     util::step(&format!("parkscope snapshot -p {} --window 2s", blocker.pid));
