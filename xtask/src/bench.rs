@@ -9,7 +9,7 @@
 use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::mpsc::{Receiver, RecvTimeoutError},
+    sync::mpsc::Receiver,
     thread,
     time::{Duration, Instant},
 };
@@ -17,7 +17,10 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 use crate::{
-    bench_common::{Proc, lines, median, spread, thousands},
+    bench_common::{
+        Proc, json_f64, last_json, lines, load_result, median, spread, start_go_server, start_loadgen,
+        thousands, wait_for_line,
+    },
     examples, util,
 };
 
@@ -38,8 +41,6 @@ pub struct BenchArgs {
 
 /// How long traced pingpong runs wait before starting, so the tracer is attached first.
 const START_DELAY: Duration = Duration::from_millis(2500);
-/// How long a tracer may take to load, attach and show it is ready.
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// parkscope's exit code when its target exited first (a race at the end of pingpong runs).
 const PARKSCOPE_TARGET_EXITED: i32 = 5;
 
@@ -285,18 +286,6 @@ fn rotated(n: usize, round: usize) -> Vec<usize> {
     (0..n).map(|i| (i + round) % n).collect()
 }
 
-fn wait_for_line(rx: &Receiver<String>, what: &str, pred: impl Fn(&str) -> bool) -> Result<String> {
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(line) if pred(&line) => return Ok(line),
-            Ok(_) => {}
-            Err(RecvTimeoutError::Timeout) => bail!("{what}: not ready within {READY_TIMEOUT:?}"),
-            Err(RecvTimeoutError::Disconnected) => bail!("{what} exited before it was ready"),
-        }
-    }
-}
-
 /// A running tracer, ready (probes attached) when returned.
 struct Tracer {
     proc: Proc,
@@ -350,19 +339,6 @@ impl Tracer {
     }
 }
 
-fn parse(out: &str, what: &str) -> Result<serde_json::Value> {
-    let line = out
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .with_context(|| format!("{what}: no JSON in {out:?}"))?;
-    serde_json::from_str(line).with_context(|| format!("{what}: bad JSON {line:?}"))
-}
-
-fn field(v: &serde_json::Value, key: &str) -> Result<f64> {
-    v[key].as_f64().with_context(|| format!("missing {key} in {v}"))
-}
-
 fn pinned(ctx: &Ctx, prog: &Path) -> Command {
     let mut c = Command::new("taskset");
     c.args(["-c", &ctx.cpu]).arg(prog).stdout(Stdio::piped()).stderr(Stdio::null());
@@ -391,28 +367,14 @@ fn pingpong(ctx: &mut Ctx, mode: Mode) -> Result<f64> {
     if let Some(t) = tracer {
         t.stop()?;
     }
-    field(&parse(&out, "pingpong")?, "syscalls_per_sec")
+    json_f64(&last_json(&out, "pingpong")?, "syscalls_per_sec")
 }
 
 /// One httpserver + loadgen run; returns (requests/s, errors).
 fn server(ctx: &Ctx, mode: Mode) -> Result<(f64, u64)> {
-    let mut server = Proc::spawn(
-        Command::new(ctx.bin.join("httpserver-go1.27")).stdout(Stdio::piped()).stderr(Stdio::null()),
-        "httpserver-go1.27",
-    )?;
-    let rx = lines(server.child.stdout.take().context("httpserver stdout")?);
-    let hello = wait_for_line(&rx, "httpserver", |l| l.contains("listening"))?;
-    let hello: serde_json::Value = serde_json::from_str(&hello)?;
-    let addr = hello["listening"].as_str().context("no listening address")?;
+    let (mut server, addr) = start_go_server(&ctx.bin)?;
     let tracer = Tracer::start(ctx, mode, server.pid())?;
-    let out = Proc::spawn(
-        Command::new(ctx.bin.join("loadgen-go1.27"))
-            .args(["-url", &format!("http://{addr}/hello"), "-conns", "16"])
-            .args(["-duration", &format!("{}s", ctx.seconds)])
-            .stdout(Stdio::piped()),
-        "loadgen-go1.27",
-    )?
-    .finish()?;
+    let out = start_loadgen(&ctx.bin, &addr, ctx.seconds)?.finish()?;
     if let Some(t) = tracer {
         t.stop()?;
     }
@@ -420,8 +382,7 @@ fn server(ctx: &Ctx, mode: Mode) -> Result<(f64, u64)> {
     if code != Some(0) {
         bail!("httpserver exited with {code:?}");
     }
-    let v = parse(&out, "loadgen")?;
-    Ok((field(&v, "rps")?, field(&v, "errors")? as u64))
+    load_result(&out)
 }
 
 /// getppid() cost of a process the tracer does not trace, while it traces an idle one.
@@ -435,7 +396,7 @@ fn untraced(ctx: &Ctx, mode: Mode) -> Result<f64> {
         t.stop()?;
     }
     drop(idle);
-    field(&parse(&out, "getppid-loop")?, "ns_per_call")
+    json_f64(&last_json(&out, "getppid-loop")?, "ns_per_call")
 }
 
 /// Drop counters of a 2 s snapshot of a busy pingpong: (dropped_events, syscalls_traced, window s).
@@ -457,6 +418,6 @@ fn lost_events(ctx: &Ctx) -> Result<(u64, u64, f64)> {
     Ok((
         s["dropped_events"].as_u64().context("no summary.dropped_events")?,
         s["syscalls_traced"].as_u64().context("no summary.syscalls_traced")?,
-        field(s, "window_ns")? / 1e9,
+        json_f64(s, "window_ns")? / 1e9,
     ))
 }

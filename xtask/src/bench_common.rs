@@ -4,8 +4,9 @@
 
 use std::{
     io::{BufRead, BufReader, Read},
+    path::Path,
     process::{Child, Command, Stdio},
-    sync::mpsc::{self, Receiver},
+    sync::mpsc::{self, Receiver, RecvTimeoutError},
     thread,
     time::{Duration, Instant},
 };
@@ -110,4 +111,65 @@ pub fn lines(stdout: impl Read + Send + 'static) -> Receiver<String> {
         }
     });
     rx
+}
+
+/// How long a workload or tracer may take to start and show it is ready.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Waits (up to [`READY_TIMEOUT`]) for the first line that satisfies `pred`.
+pub fn wait_for_line(rx: &Receiver<String>, what: &str, pred: impl Fn(&str) -> bool) -> Result<String> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) if pred(&line) => return Ok(line),
+            Ok(_) => {}
+            Err(RecvTimeoutError::Timeout) => bail!("{what}: not ready within {READY_TIMEOUT:?}"),
+            Err(RecvTimeoutError::Disconnected) => bail!("{what} exited before it was ready"),
+        }
+    }
+}
+
+/// The summary a workload prints last: its output's last JSON line.
+pub fn last_json(out: &str, what: &str) -> Result<serde_json::Value> {
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .with_context(|| format!("{what}: no JSON in {out:?}"))?;
+    serde_json::from_str(line).with_context(|| format!("{what}: bad JSON {line:?}"))
+}
+
+/// A number from a JSON summary.
+pub fn json_f64(v: &serde_json::Value, key: &str) -> Result<f64> {
+    v[key].as_f64().with_context(|| format!("missing {key} in {v}"))
+}
+
+/// examples/bin/httpserver-go1.27, started (guarded) and listening, with its address.
+pub fn start_go_server(bin_dir: &Path) -> Result<(Proc, String)> {
+    let mut server = Proc::spawn(
+        Command::new(bin_dir.join("httpserver-go1.27")).stdout(Stdio::piped()).stderr(Stdio::null()),
+        "httpserver-go1.27",
+    )?;
+    let rx = lines(server.child.stdout.take().context("httpserver stdout")?);
+    let hello = wait_for_line(&rx, "httpserver", |l| l.contains("listening"))?;
+    let hello: serde_json::Value = serde_json::from_str(&hello)?;
+    let addr = hello["listening"].as_str().context("no listening address")?.to_owned();
+    Ok((server, addr))
+}
+
+/// Starts examples/bin/loadgen-go1.27 against `addr`: 16 keep-alive connections for `seconds`.
+pub fn start_loadgen(bin_dir: &Path, addr: &str, seconds: u64) -> Result<Proc> {
+    Proc::spawn(
+        Command::new(bin_dir.join("loadgen-go1.27"))
+            .args(["-url", &format!("http://{addr}/hello"), "-conns", "16"])
+            .args(["-duration", &format!("{seconds}s")])
+            .stdout(Stdio::piped()),
+        "loadgen-go1.27",
+    )
+}
+
+/// (requests/s, errors) from loadgen's output.
+pub fn load_result(out: &str) -> Result<(f64, u64)> {
+    let v = last_json(out, "loadgen")?;
+    Ok((json_f64(&v, "rps")?, json_f64(&v, "errors")? as u64))
 }

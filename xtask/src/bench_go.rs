@@ -13,7 +13,10 @@ use std::{
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use crate::{bench_common::Proc, examples, util};
+use crate::{
+    bench_common::{Proc, load_result, start_go_server, start_loadgen},
+    examples, util,
+};
 
 #[derive(Debug, Args)]
 pub struct BenchGoArgs {
@@ -87,22 +90,9 @@ pub fn run(args: BenchGoArgs) -> Result<()> {
 /// server every second. Returns requests/s.
 fn server_run(bin: &std::path::Path, seconds: u64, snapshots: bool) -> Result<(f64, usize)> {
     let dir = examples::bin_dir();
-    let mut server = Proc::spawn(
-        Command::new(dir.join("httpserver-go1.27")).stdout(Stdio::piped()).stderr(Stdio::null()),
-        "httpserver-go1.27",
-    )?;
-    let stdout = server.child.stdout.take().context("stdout")?;
-    let first = BufReader::new(stdout).lines().next().context("httpserver said nothing")??;
-    let hello: serde_json::Value = serde_json::from_str(&first)?;
-    let addr = hello["listening"].as_str().context("no listening address")?.to_owned();
+    let (server, addr) = start_go_server(&dir)?;
     let pid = server.pid().to_string();
-    let load = Proc::spawn(
-        Command::new(dir.join("loadgen-go1.27"))
-            .args(["-url", &format!("http://{addr}/hello"), "-conns", "16", "-duration"])
-            .arg(format!("{seconds}s"))
-            .stdout(Stdio::piped()),
-        "loadgen-go1.27",
-    )?;
+    let load = start_loadgen(&dir, &addr, seconds)?;
     let mut taken = 0;
     let deadline = Instant::now() + Duration::from_secs(seconds);
     if snapshots {
@@ -116,12 +106,12 @@ fn server_run(bin: &std::path::Path, seconds: u64, snapshots: bool) -> Result<(f
             taken += 1;
         }
     }
-    let out = load.finish()?;
-    let v: serde_json::Value = serde_json::from_str(out.trim()).context("loadgen output")?;
-    if v["errors"].as_u64().unwrap_or(0) > 0 {
-        bail!("loadgen reported errors: {v}");
+    let (rps, errors) = load_result(&load.finish()?)?;
+    if errors > 0 {
+        bail!("loadgen reported {errors} errors");
     }
-    Ok((v["rps"].as_f64().context("rps")?, taken))
+    drop(server);
+    Ok((rps, taken))
 }
 
 fn server_throughput(bin: &std::path::Path, args: &BenchGoArgs) -> Result<()> {

@@ -18,7 +18,10 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 use crate::{
-    bench_common::{Proc, lines, median, spread},
+    bench_common::{
+        Proc, json_f64, last_json, lines, load_result, median, spread, start_go_server, start_loadgen,
+        wait_for_line,
+    },
     examples, util,
 };
 
@@ -39,7 +42,6 @@ pub struct BenchProfileArgs {
 
 /// Traced pingpong waits this long before starting, so the profiler is attached first.
 const START_DELAY: Duration = Duration::from_millis(3000);
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// BCC libbpf-tools/offcputime's pattern in bpftrace: at switch-out remember the time and the
 /// user stack of a target thread; at its switch-in add the delta to (tid, stack).
@@ -194,14 +196,7 @@ fn start_profiler(ctx: &Ctx, mode: Mode, pid: u32) -> Result<Option<Proc>> {
         lines(child.stdout.take().context("stdout")?)
     };
     let proc = Proc::guard(child, mode.label());
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(l) if l.contains("profiling pid") || l == "ready" => break,
-            Ok(_) => {}
-            Err(_) => bail!("{} did not become ready", mode.label()),
-        }
-    }
+    wait_for_line(&rx, mode.label(), |l| l.contains("profiling pid") || l == "ready")?;
     // Keep draining so the profiler never blocks on a full pipe.
     thread::spawn(move || for _ in rx {});
     Ok(Some(proc))
@@ -215,13 +210,6 @@ fn stop(p: Option<Proc>) -> Result<()> {
         p.interrupt(Duration::from_secs(30))?;
     }
     Ok(())
-}
-
-fn json_field(out: &str, key: &str) -> Result<f64> {
-    let line =
-        out.lines().rev().find(|l| l.starts_with('{')).with_context(|| format!("no JSON in {out:?}"))?;
-    let v: serde_json::Value = serde_json::from_str(line)?;
-    v[key].as_f64().with_context(|| format!("no {key} in {line}"))
 }
 
 /// Pingpong rounds per second with `mode` attached.
@@ -239,30 +227,15 @@ fn pingpong(ctx: &Ctx, mode: Mode) -> Result<f64> {
     }
     let out = Proc::guard(child, "pingpong").finish()?;
     stop(profiler)?;
-    Ok(json_field(&out, "syscalls_per_sec")? / 4.0)
+    Ok(json_f64(&last_json(&out, "pingpong")?, "syscalls_per_sec")? / 4.0)
 }
 
 /// Server requests per second under loadgen with `mode` attached to the server.
 fn server(ctx: &Ctx, mode: Mode) -> Result<f64> {
-    let mut server = Command::new(ctx.bin.join("httpserver-go1.27"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting httpserver")?;
-    let rx = lines(server.stdout.take().context("httpserver stdout")?);
-    let server = Proc::guard(server, "httpserver-go1.27");
-    let hello = rx.recv_timeout(READY_TIMEOUT).context("httpserver did not say where it listens")?;
-    let hello: serde_json::Value = serde_json::from_str(&hello)?;
-    let addr = hello["listening"].as_str().context("no listening address")?.to_owned();
+    let (server, addr) = start_go_server(&ctx.bin)?;
     let profiler = start_profiler(ctx, mode, server.pid())?;
-    let load = Command::new(ctx.bin.join("loadgen-go1.27"))
-        .args(["-url", &format!("http://{addr}/hello"), "-conns", "16"])
-        .args(["-duration", &format!("{}s", ctx.seconds)])
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting loadgen")?;
-    let out = Proc::guard(load, "loadgen").finish()?;
+    let out = start_loadgen(&ctx.bin, &addr, ctx.seconds)?.finish()?;
     stop(profiler)?;
     drop(server);
-    json_field(&out, "rps")
+    Ok(load_result(&out)?.0)
 }
