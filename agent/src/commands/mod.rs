@@ -11,12 +11,15 @@ use tokio::io::AsyncWriteExt;
 
 use crate::{ebpf_object, error::Failure};
 
+/// Runs file-bound or otherwise blocking work (/proc, target memory, bpf() loads,
+/// symbolisation) on tokio's blocking pool, so the reactor never waits on it.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Failure> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Failure::internal(&e.into()))
+}
+
 /// Validates the pid (exists, is a user process) off the reactor.
 pub async fn open_target(pid: u32) -> Result<TargetProcess, Failure> {
-    let target = tokio::task::spawn_blocking(move || TargetProcess::open(pid))
-        .await
-        .map_err(|e| Failure::internal(&e.into()))??;
-    Ok(target)
+    Ok(blocking(move || TargetProcess::open(pid)).await??)
 }
 
 /// Loads and attaches the selected probes for `pid`, off the reactor (bpf() calls block).
@@ -26,9 +29,7 @@ pub async fn attach(
     block_event_min_ns: Option<u64>,
 ) -> Result<KernelProbes, Failure> {
     let config = ProbeConfig { tgid: pid, selection, block_event_min_ns };
-    let probes = tokio::task::spawn_blocking(move || KernelProbes::load(ebpf_object::object(), config))
-        .await
-        .map_err(|e| Failure::internal(&e.into()))??;
+    let probes = blocking(move || KernelProbes::load(ebpf_object::object(), config)).await??;
     tracing::info!(pid, ?selection, "probes attached");
     Ok(probes)
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use parkscope_probes::kernel::ProbeSelection;
 
-use super::{attach, open_target, write_stdout};
+use super::{attach, blocking, open_target, write_stdout};
 use crate::{
     cli::SchedtraceArgs,
     error::{Failure, code},
@@ -29,9 +29,7 @@ pub async fn run(args: SchedtraceArgs) -> Result<i32, Failure> {
     let go_style = if args.threads {
         None
     } else {
-        let (found, obs) = tokio::task::spawn_blocking(move || (observer.attach_go(), observer))
-            .await
-            .map_err(|e| Failure::internal(&e.into()))?;
+        let (found, obs) = blocking(move || (observer.attach_go(), observer)).await?;
         observer = obs;
         if found? {
             observer.go_process().map(|g| parkscope_probes::go::schedtrace_style(g.version()))
@@ -60,7 +58,7 @@ pub async fn run(args: SchedtraceArgs) -> Result<i32, Failure> {
         }
         if let Some(style) = go_style {
             let elapsed_ms = started.elapsed().as_millis() as u64;
-            let (text, obs) = tokio::task::spawn_blocking(move || {
+            let (text, obs) = blocking(move || {
                 let text = match observer.go_runtime() {
                     Some(Ok(rt)) => observer
                         .go_process()
@@ -69,8 +67,7 @@ pub async fn run(args: SchedtraceArgs) -> Result<i32, Failure> {
                 };
                 (text, observer)
             })
-            .await
-            .map_err(|e| Failure::internal(&e.into()))?;
+            .await?;
             observer = obs;
             let Some(text) = text.filter(|_| observer.target.is_alive()) else {
                 eprintln!("parkscope: target {} exited", args.pid);
@@ -83,12 +80,11 @@ pub async fn run(args: SchedtraceArgs) -> Result<i32, Failure> {
             }
             continue;
         }
-        let (view, obs) = tokio::task::spawn_blocking(move || {
+        let (view, obs) = blocking(move || {
             let v = observer.observe(opts);
             (v, observer)
         })
-        .await
-        .map_err(|e| Failure::internal(&e.into()))?;
+        .await?;
         observer = obs;
         let Ok(view) = view else {
             eprintln!("parkscope: target {} exited", args.pid);

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use parkscope_probes::kernel::ProbeSelection;
 
-use super::{attach, open_target, write_stdout};
+use super::{attach, blocking, open_target, write_stdout};
 use crate::{
     cli::SnapshotArgs,
     error::{Failure, code},
@@ -35,9 +35,7 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
     };
     let mut observer = Observer::new(target, probes);
     if !args.no_go {
-        let (found, obs) = tokio::task::spawn_blocking(move || (observer.attach_go(), observer))
-            .await
-            .map_err(|e| Failure::internal(&e.into()))?;
+        let (found, obs) = blocking(move || (observer.attach_go(), observer)).await?;
         observer = obs;
         opts.goroutines = found?;
         if args.goroutines && !opts.goroutines {
@@ -112,12 +110,11 @@ async fn observe(
     mut observer: Observer,
     opts: ObserveOptions,
 ) -> Result<(Result<ProcessView, Failure>, Observer), Failure> {
-    tokio::task::spawn_blocking(move || {
+    blocking(move || {
         let view = observer.observe(opts).map_err(Failure::from);
         (view, observer)
     })
     .await
-    .map_err(|e| Failure::internal(&e.into()))
 }
 
 async fn print(view: &ProcessView, json: bool) -> Result<(), Failure> {
