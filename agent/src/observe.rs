@@ -15,7 +15,7 @@ use parkscope_probes::{
         ProcError,
         fds::FdTable,
         process::TargetProcess,
-        threads::{ProcState, SyscallSite, ThreadSample, read_threads},
+        threads::{ProcState, SyscallSite, ThreadSample, read_kernel_stack, read_threads},
     },
     stacks::{Symbolizer, UserUnwinder},
 };
@@ -200,7 +200,7 @@ impl Observer {
             let mut view = self.thread_view(s, &facts, fds.as_ref(), now, window_ns);
             view.long_calls = self.long_calls_of(s.tid, now);
             if opts.stacks && view.state.is_blocked() {
-                view.kernel_stack = s.kernel_stack.clone();
+                view.kernel_stack = read_kernel_stack(pid, s.tid);
                 if let (SyscallSite::In { sp, pc, nr, .. }, Some(u), Some(sym)) =
                     (&s.syscall, unwinder.as_mut(), symbolizer.as_mut())
                 {

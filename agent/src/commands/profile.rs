@@ -21,13 +21,13 @@ use parkscope_probes::{
     perf::{CpuSampler, PerfError},
     procfs::{
         fds::FdTable,
-        threads::{ProcState, SyscallSite, read_threads},
+        threads::{ProcState, SyscallSite, read_kernel_stack, read_threads},
     },
     stacks::{ModuleMapping, UserUnwinder, executable_mappings, kernel_build_id},
 };
 use tokio::io::AsyncWriteExt;
 
-use super::{attach, open_target};
+use super::{attach, blocking, open_target};
 use crate::{
     cli::{ProfileArgs, ProfileKindArg},
     error::{Failure, code},
@@ -248,7 +248,7 @@ fn seed_blocked_threads(
             }
         }
         let user = unwinder.as_mut().map(|u| u.unwind(pc, sp, None, MAX_USER_FRAMES)).unwrap_or_default();
-        seeds.insert(t.tid, Seed { user, kernel_text: t.kernel_stack.clone() });
+        seeds.insert(t.tid, Seed { user, kernel_text: read_kernel_stack(pid, t.tid) });
         seeded.push((t.tid, start));
     }
     // A thread that ran between our /proc read and the seed would be credited a wait it is not
@@ -446,9 +446,4 @@ fn perf_failure(e: PerfError) -> Failure {
         }
         _ => Failure { cause: e.to_string(), hint: None, code: code::INTERNAL },
     }
-}
-
-/// Runs file-bound work on the blocking pool.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Failure> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Failure::internal(&e.into()))
 }

@@ -13,7 +13,7 @@ use std::path::Path;
 
 pub use fds::{FdTable, FdTarget};
 pub use process::TargetProcess;
-pub use threads::{ProcState, SyscallSite, ThreadSample, read_thread, read_threads};
+pub use threads::{ProcState, SyscallSite, ThreadSample, read_kernel_stack, read_thread, read_threads};
 
 /// Why a /proc read about a target failed.
 #[derive(Debug, thiserror::Error)]

@@ -163,9 +163,6 @@ pub struct ThreadSample {
     pub off_cpu_ns: Option<u64>,
     pub voluntary_switches: u64,
     pub involuntary_switches: u64,
-    /// Kernel stack frames, innermost first, as `function+offset/size` (empty if unreadable:
-    /// it needs CAP_SYS_ADMIN and ptrace access).
-    pub kernel_stack: Vec<String>,
     /// The CPU the thread last ran on (stat field 39).
     pub cpu: Option<u32>,
 }
@@ -190,6 +187,15 @@ pub fn read_threads(pid: u32) -> Result<Vec<ThreadSample>, ProcError> {
         return Err(ProcError::Exited(pid));
     }
     Ok(samples)
+}
+
+/// Kernel stack frames of one thread, innermost first, as `function+offset/size`. Separate from
+/// [`read_threads`] because reading /proc/PID/task/TID/stack makes the kernel unwind that
+/// thread: callers ask only for the threads whose stacks they show (blocked ones, when stacks
+/// are wanted), not for every thread on every view. Best effort: empty if unreadable (it needs
+/// CAP_SYS_ADMIN and ptrace access) or if the thread is gone.
+pub fn read_kernel_stack(pid: u32, tid: u32) -> Vec<String> {
+    read_text(pid, &task_path(pid, tid, "stack")).map(|t| parse_stack(&t)).unwrap_or_default()
 }
 
 /// Samples one thread of `pid`.
@@ -277,12 +283,9 @@ fn sample_one(
     let syscall = SyscallSite::parse(&read_text(pid, &syscall_path)?)
         .map_err(|what| parse_error(&syscall_path, what))?;
 
-    // wchan and stack are best effort: both need more privilege than the rest (wchan hides
-    // behind a ptrace-read check, stack behind CAP_SYS_ADMIN), and a thread stays worth
-    // reporting without them.
+    // wchan is best effort: it hides behind a ptrace-read check, and a thread stays worth
+    // reporting without it.
     let wchan = read_text(pid, &task_path(pid, tid, "wchan")).ok().and_then(|t| parse_wchan(&t));
-    let kernel_stack =
-        read_text(pid, &task_path(pid, tid, "stack")).map(|t| parse_stack(&t)).unwrap_or_default();
 
     let state = ProcState::from_char(stat.state);
     let cpu = stat.processor.and_then(|c| u32::try_from(c).ok());
@@ -299,7 +302,6 @@ fn sample_one(
         off_cpu_ns,
         voluntary_switches: voluntary,
         involuntary_switches: involuntary,
-        kernel_stack,
         cpu,
     })
 }
@@ -489,6 +491,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(300));
 
         let sample = read_thread(pid, tid).expect("read_thread");
+        let kernel_stack = read_kernel_stack(pid, tid);
         let elapsed = spawned.elapsed();
         let all = read_threads(pid).expect("read_threads");
         writer.write_all(b"x").unwrap();
@@ -507,9 +510,8 @@ mod tests {
         }
         assert!(sample.wchan.is_some(), "no wchan for a sleeping thread");
         assert!(
-            sample.kernel_stack.iter().any(|f| f.contains("pipe_read")),
-            "kernel stack without pipe_read: {:?}",
-            sample.kernel_stack
+            kernel_stack.iter().any(|f| f.contains("pipe_read")),
+            "kernel stack without pipe_read: {kernel_stack:?}"
         );
         assert!(sample.voluntary_switches >= 1);
         assert!(sample.cpu.is_some());
