@@ -1,14 +1,15 @@
-//! sched_switch and sched_waking (raw tracepoints): which target threads are
-//! off CPU right now (and whether they left runnable or asleep), who woke them last, and, in
-//! off-CPU profiling mode, where they were when they left and where their waker was: the
-//! intervals are summed in kernel per (thread, stacks, waker, syscall), offcputime/offwaketime's
-//! pattern (start at switch-out, delta at switch-in).
+//! sched_switch and sched_waking (tp_btf): which task is on each CPU (running vs runnable), and
+//! when the commands that need it switch it on (TRACK_OFFCPU), which target threads are off CPU
+//! right now and who woke them last; in off-CPU profiling mode also where they were when they
+//! left and where their waker was: the intervals are summed in kernel per (thread, stacks,
+//! waker, syscall), offcputime/offwaketime's pattern (start at switch-out, delta at switch-in).
 //!
-//! Raw tracepoints rather than classic ones: a classic tracepoint builds a trace record (two
+//! tp_btf rather than classic tracepoints: a classic tracepoint builds a trace record (two
 //! comms, pids, prios) on every context switch in the system before our program runs; measured
-//! here that cost ~136 ns per switch (docs/performance.md). Raw tracepoints hand us the
-//! `task_struct` pointers; the one field we read (`pid`) is at an offset userspace takes from
-//! the kernel's BTF (aya has no CO-RE field relocations for Rust programs).
+//! here that cost ~136 ns per switch against 32 ns now (docs/performance.md). tp_btf hands us
+//! BTF-typed `task_struct` pointers; the one field we read (`pid`) is loaded directly at an
+//! offset userspace takes from the kernel's BTF (aya has no CO-RE field relocations for Rust
+//! programs), and the verifier checks that load against the same BTF.
 //!
 //! sched_waking rather than sched_wakeup: waking runs in the waker's context; wakeup may run on
 //! the wakee's CPU from an IPI (TTWU_QUEUE), where "current" is an unrelated task.
