@@ -115,6 +115,24 @@ pub fn name(nr: u32) -> Option<&'static str> {
     SYSCALL_NAMES.binary_search_by_key(&nr, |(n, _)| u32::from(*n)).ok().map(|i| SYSCALL_NAMES[i].1)
 }
 
+/// `nr` for people: its kernel name, or `syscall_<nr>` when the table has none (a newer kernel).
+pub fn display_name(nr: u32) -> DisplayName {
+    DisplayName(nr)
+}
+
+/// See [`display_name`]; formats without allocating, so the kernel-side crate can share it.
+#[derive(Clone, Copy, Debug)]
+pub struct DisplayName(u32);
+
+impl core::fmt::Display for DisplayName {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match name(self.0) {
+            Some(n) => f.write_str(n),
+            None => write!(f, "syscall_{}", self.0),
+        }
+    }
+}
+
 /// The syscall number of `name` on x86_64.
 pub fn number(name: &str) -> Option<u32> {
     SYSCALL_NAMES.iter().find(|(_, n)| *n == name).map(|(nr, _)| u32::from(*nr))
@@ -200,6 +218,8 @@ mod tests {
         assert_eq!(name(449), Some("futex_waitv"));
         assert_eq!(name(455), Some("futex_wait"));
         assert_eq!(name(9999), None);
+        assert_eq!(std::format!("{}", display_name(0)), "read");
+        assert_eq!(std::format!("{}", display_name(9999)), "syscall_9999");
         assert_eq!(class(288), SyscallClass::Other); // accept4
         assert_eq!(arg0_kind(288), ArgKind::Fd);
         assert_eq!(arg0_kind(7), ArgKind::None); // poll: arg0 is a pollfd array

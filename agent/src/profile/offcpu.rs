@@ -261,7 +261,7 @@ pub fn build(input: OffCpuInput) -> Profile {
         };
         let syscall = if iv.nr >= 0 {
             let nr = iv.nr as u32;
-            Some(syscalls::name(nr).map_or_else(|| format!("syscall_{nr}"), str::to_owned))
+            Some(syscalls::display_name(nr).to_string())
         } else {
             ksyscall::syscall_from_kernel_stack(functions(FrameKind::Kernel)).map(str::to_owned)
         };
