@@ -38,6 +38,9 @@ pub struct ObserveOptions {
     pub stacks: bool,
     /// For a Go target (see [`Observer::attach_go`]): read every goroutine too.
     pub goroutines: bool,
+    /// Each thread's completed calls from the in-kernel histograms. Reading that map costs
+    /// two bpf() calls per key (up to 16k keys), so only outputs that show it ask for it.
+    pub completed_calls: bool,
 }
 
 /// The target's Go runtime, once looked for.
@@ -149,7 +152,7 @@ impl Observer {
         self.probes = None;
     }
 
-    fn kernel_facts(&self) -> KernelFacts {
+    fn kernel_facts(&self, opts: ObserveOptions) -> KernelFacts {
         let Some(p) = &self.probes else { return KernelFacts::default() };
         let sel = p.config().selection;
         // A map that cannot be read degrades the view (no exact times) rather than failing it.
@@ -161,7 +164,7 @@ impl Observer {
             }),
             on_cpu: p.on_cpu().unwrap_or_default(),
             wakes: p.last_wakes().unwrap_or_default(),
-            stats: p.syscall_stats().unwrap_or_default(),
+            stats: if opts.completed_calls { p.syscall_stats().unwrap_or_default() } else { HashMap::new() },
             counters: p.counters().unwrap_or_default(),
             syscalls_attached: sel.syscalls,
             switches_attached: sel.switches,
@@ -186,7 +189,7 @@ impl Observer {
         }
         // Read the maps after /proc: a call seen in /proc is then either in IN_FLIGHT or began
         // before attach (or was dropped, which the counters tell).
-        let facts = self.kernel_facts();
+        let facts = self.kernel_facts(opts);
         let now = monotonic_now_ns();
         let fds = FdTable::read(pid).ok();
         let window_ns = if self.probes.is_some() { now.saturating_sub(self.attached_at_ns) } else { 0 };
@@ -255,7 +258,7 @@ impl Observer {
             .iter()
             .rev()
             .map(|e| LongCall {
-                name: syscalls::name(e.nr).map_or_else(|| format!("syscall_{}", e.nr), str::to_owned),
+                name: syscalls::display_name(e.nr).to_string(),
                 class: syscalls::class(e.nr).as_str(),
                 fd: (syscalls::arg0_kind(e.nr) == ArgKind::Fd).then_some(e.arg0 as i32),
                 duration_ns: e.duration_ns,
@@ -339,7 +342,7 @@ impl Observer {
             if facts.wakeups_attached { facts.wakes.get(&s.tid).map(|w| w.waker_tid) } else { None };
         SyscallView {
             nr,
-            name: syscalls::name(nr).map_or_else(|| format!("syscall_{nr}"), str::to_owned),
+            name: syscalls::display_name(nr).to_string(),
             class: syscalls::class(nr).as_str(),
             fd,
             fd_desc,
@@ -358,7 +361,7 @@ fn completed_calls(tid: u32, stats: &HashMap<SyscallStatsKey, SyscallStats>) -> 
         .iter()
         .filter(|(k, _)| k.tid == tid)
         .map(|(k, v)| CompletedCalls {
-            name: syscalls::name(k.nr).map_or_else(|| format!("syscall_{}", k.nr), str::to_owned),
+            name: syscalls::display_name(k.nr).to_string(),
             class: syscalls::class(k.nr).as_str(),
             fd: (k.fd >= 0).then_some(k.fd),
             count: v.count,
