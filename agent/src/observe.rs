@@ -41,6 +41,9 @@ pub struct ObserveOptions {
     /// Each thread's completed calls from the in-kernel histograms. Reading that map costs
     /// two bpf() calls per key (up to 16k keys), so only outputs that show it ask for it.
     pub completed_calls: bool,
+    /// Describe the fds threads wait on (`fd_desc`): reads every fd link and the target's
+    /// socket tables, so only outputs that show descriptions ask for it.
+    pub fd_descriptions: bool,
 }
 
 /// The target's Go runtime, once looked for.
@@ -191,7 +194,7 @@ impl Observer {
         // before attach (or was dropped, which the counters tell).
         let facts = self.kernel_facts(opts);
         let now = monotonic_now_ns();
-        let fds = FdTable::read(pid).ok();
+        let fds = if opts.fd_descriptions { FdTable::read(pid).ok() } else { None };
         let window_ns = if self.probes.is_some() { now.saturating_sub(self.attached_at_ns) } else { 0 };
 
         // Made per view: the target's mappings change, and blazesym's symbolizer is not Send,

@@ -24,7 +24,13 @@ pub async fn run(args: SchedtraceArgs) -> Result<i32, Failure> {
     let target = open_target(args.pid).await?;
     let mut session = Session::new(args.pid).map_err(|e| Failure::internal(&e.into()))?;
     let mut observer = Observer::new(target, None);
-    let opts = ObserveOptions { stacks: false, goroutines: false, completed_calls: false };
+    let opts = ObserveOptions {
+        stacks: false,
+        goroutines: false,
+        completed_calls: false,
+        // Only the --detail lines show what each fd is.
+        fd_descriptions: args.detail,
+    };
     // A Go target gets its own runtime's schedtrace lines; anything else the thread-level ones.
     let go_style = if args.threads {
         None

@@ -23,7 +23,12 @@ const DRAIN_EVERY: Duration = Duration::from_millis(200);
 pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
     let target = open_target(args.pid).await?;
     let mut session = Session::new(args.pid).map_err(|e| Failure::internal(&e.into()))?;
-    let mut opts = ObserveOptions { stacks: !args.no_stacks, goroutines: false, completed_calls: true };
+    let mut opts = ObserveOptions {
+        stacks: !args.no_stacks,
+        goroutines: false,
+        completed_calls: true,
+        fd_descriptions: true,
+    };
 
     let probes = if args.window.is_zero() {
         None
