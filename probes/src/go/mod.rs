@@ -8,6 +8,7 @@ mod dwarf;
 pub mod layout;
 mod memory;
 mod netpoll;
+pub mod pclntab;
 mod runtime;
 
 use std::io;
@@ -15,6 +16,7 @@ use std::io;
 pub use binary::GoBinary;
 pub use buildinfo::BuildInfo;
 pub use layout::{Layout, LayoutSource, SchedtraceStyle, schedtrace_style};
+pub use pclntab::{GoExecutable, GoLocation, Pclntab, PclntabError, PclntabVersion};
 pub use runtime::{GStatus, GoProcess, GoroutineState, MState, PState, PollMode, RuntimeState, SchedState};
 
 use crate::stacks::StackError;
