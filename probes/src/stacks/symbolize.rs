@@ -1,15 +1,20 @@
-//! Names stack addresses: user addresses of a live process (ASLR, dynsym/symtab/DWARF, Go
-//! symtab, demangled Rust/C++) and kernel addresses (kallsyms), both through blazesym.
+//! Names stack addresses: user addresses of a live process (ASLR, dynsym/symtab/DWARF,
+//! demangled Rust/C++) and kernel addresses (kallsyms) through blazesym, and addresses in Go
+//! executables through the binary's own pclntab (see [`crate::go::pclntab`]): Go's DWARF is
+//! compressed, and inflating it for file:line was most of a goroutine snapshot's CPU.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::num::NonZeroU32;
 use std::path::Path;
+use std::sync::Arc;
 
 use blazesym::symbolize::source::{Kernel, Process, Source};
 use blazesym::symbolize::{Input, Sym, Symbolized};
 use blazesym::{MaybeDefault, Pid};
 
 use super::maps::{self, Mapping};
+use crate::go::GoExecutable;
 
 /// One named stack frame. `addr` is the address as unwound (a return address for all but the
 /// innermost frame); `function` and `offset` describe that address within its symbol.
@@ -44,10 +49,23 @@ impl fmt::Display for Frame {
     }
 }
 
-/// Reusable symbolizer: blazesym caches parsed objects and kallsyms between calls, so one
-/// instance should live as long as the agent.
+/// Reusable symbolizer: blazesym caches parsed objects and kallsyms between calls, and the
+/// pclntabs of Go executables are kept per file, so one instance should live as long as the
+/// agent.
 pub struct Symbolizer {
     inner: blazesym::symbolize::Symbolizer,
+    /// Each executable file mapping seen, by identity: its pclntab, or `None` when it has none
+    /// (not Go, unreadable, malformed), so each file is opened at most once.
+    go: HashMap<ObjectKey, Option<Arc<GoExecutable>>>,
+}
+
+/// Identifies a mapped file: device and inode say which file it is even when paths differ or the
+/// file was replaced under the same path; the path (or the device and inode alone) would not.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ObjectKey {
+    dev: String,
+    inode: u64,
+    path: String,
 }
 
 impl Default for Symbolizer {
@@ -63,23 +81,13 @@ impl Symbolizer {
             .enable_inlined_fns(true)
             .enable_demangling(true)
             .build();
-        Self { inner }
+        Self { inner, go: HashMap::new() }
     }
 
     /// Names addresses of process `pid`, in order, one frame per address. The first address is
     /// taken as an instruction pointer, the rest as return addresses.
     pub fn user(&mut self, pid: u32, addrs: &[u64]) -> Vec<Frame> {
-        // Module names for frames blazesym cannot name come from the map; a process that is
-        // gone just yields frames without modules.
-        let maps = maps::read_maps(pid).unwrap_or_default();
-        let symbolized = match NonZeroU32::new(pid) {
-            Some(nz) => {
-                let src = Source::Process(Process::new(Pid::Pid(nz)));
-                self.symbolize(&src, addrs, first_is_ip)
-            }
-            None => Vec::new(),
-        };
-        build_frames(addrs, symbolized, first_is_ip, |addr| module_of(&maps, addr))
+        self.user_frames(pid, addrs, first_is_ip)
     }
 
     /// Names kernel addresses (from kallsyms), in order, one frame per address. The first
@@ -94,12 +102,85 @@ impl Symbolizer {
     /// instruction pointer. One pass over the target's maps for the whole batch.
     pub fn user_batch(&mut self, pid: u32, addrs: &[u64], is_return: &[bool]) -> Vec<Frame> {
         let ret = |i: usize| is_return.get(i).copied().unwrap_or(true);
+        self.user_frames(pid, addrs, ret)
+    }
+
+    /// Names user addresses: those in a Go executable from its pclntab, the rest (and any the
+    /// pclntab cannot name) through blazesym.
+    fn user_frames(&mut self, pid: u32, addrs: &[u64], is_return: impl Fn(usize) -> bool) -> Vec<Frame> {
+        // Module names for frames blazesym cannot name come from the map; a process that is
+        // gone just yields frames without modules.
         let maps = maps::read_maps(pid).unwrap_or_default();
-        let symbolized = match NonZeroU32::new(pid) {
-            Some(nz) => self.symbolize(&Source::Process(Process::new(Pid::Pid(nz))), addrs, ret),
-            None => Vec::new(),
-        };
-        build_frames(addrs, symbolized, ret, |addr| module_of(&maps, addr))
+        let mut frames: Vec<Option<Frame>> = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, &addr)| self.go_frame_in_process(pid, &maps, addr, is_return(i)))
+            .collect();
+        let rest: Vec<usize> = (0..addrs.len()).filter(|&i| frames[i].is_none()).collect();
+        if !rest.is_empty() {
+            let rest_addrs: Vec<u64> = rest.iter().map(|&i| addrs[i]).collect();
+            let rest_ret = |j: usize| is_return(rest[j]);
+            let symbolized = match NonZeroU32::new(pid) {
+                Some(nz) => {
+                    let src = Source::Process(Process::new(Pid::Pid(nz)));
+                    self.symbolize(&src, &rest_addrs, rest_ret)
+                }
+                None => Vec::new(),
+            };
+            let named = build_frames(&rest_addrs, symbolized, rest_ret, |addr| module_of(&maps, addr));
+            for (i, frame) in rest.into_iter().zip(named) {
+                frames[i] = Some(frame);
+            }
+        }
+        frames.into_iter().flatten().collect()
+    }
+
+    /// The frame of `addr` of process `pid` from the pclntab of the Go executable it lies in, if
+    /// it does and the pclntab names it.
+    fn go_frame_in_process(
+        &mut self,
+        pid: u32,
+        maps: &[Mapping],
+        addr: u64,
+        is_return: bool,
+    ) -> Option<Frame> {
+        let m = &maps[maps::find(maps, addr)?];
+        if !m.executable || !m.is_file() {
+            return None;
+        }
+        let key = ObjectKey { dev: m.dev.clone(), inode: m.inode, path: m.path.clone() };
+        // The file as the target maps it (also when deleted or in another mount namespace).
+        let mapped = format!("/proc/{pid}/map_files/{:x}-{:x}", m.range.start, m.range.end);
+        let rooted = format!("/proc/{pid}/root{}", m.path);
+        let exe = self.go_executable(key, &[Path::new(&mapped), Path::new(&rooted), Path::new(&m.path)])?;
+        // The mapping's file offset, through the program headers, gives the link-time address;
+        // this is the same for PIE (loaded at a slide) and non-PIE builds.
+        let vaddr = exe.vaddr_of_offset((addr - m.range.start).checked_add(m.offset)?)?;
+        go_frame(&exe, addr, vaddr, is_return, &m.path)
+    }
+
+    /// The cached pclntab of the file `key` names, opened from the first of `paths` that opens.
+    fn go_executable(&mut self, key: ObjectKey, paths: &[&Path]) -> Option<Arc<GoExecutable>> {
+        if let Some(known) = self.go.get(&key) {
+            return known.clone();
+        }
+        let mut found = None;
+        for path in paths {
+            match GoExecutable::open(path) {
+                Ok(exe) => {
+                    found = exe.map(Arc::new);
+                    break;
+                }
+                // Not opened: try the next way to reach the file.
+                Err(crate::go::PclntabError::Io { .. }) => continue,
+                Err(e) => {
+                    tracing::debug!(error = %e, path = %key.path, "not using the pclntab");
+                    break;
+                }
+            }
+        }
+        self.go.insert(key, found.clone());
+        found
     }
 
     /// Like [`Symbolizer::kernel`] for many stacks at once; see [`Symbolizer::user_batch`].
@@ -114,19 +195,43 @@ impl Symbolizer {
     /// [`Symbolizer::user_batch`]; `module` is recorded in each frame.
     pub fn file_offsets(&mut self, path: &Path, offsets: &[u64], is_return: &[bool]) -> Vec<Frame> {
         let ret = |i: usize| is_return.get(i).copied().unwrap_or(true);
-        let lookups: Vec<u64> = offsets.iter().enumerate().map(|(i, &a)| lookup(ret(i), a)).collect();
-        let src = Source::Elf(blazesym::symbolize::source::Elf::new(path));
-        let symbolized = match self.inner.symbolize(&src, Input::FileOffset(&lookups)) {
-            Ok(results) => {
-                results.into_iter().map(|r| Symbolized::into_sym(r).map(Sym::into_owned)).collect()
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, path = %path.display(), "symbolization by file offset failed");
-                Vec::new()
-            }
-        };
         let module = path.to_string_lossy().into_owned();
-        build_frames(offsets, symbolized, ret, |_| Some(module.clone()))
+        let exe = std::fs::metadata(path).ok().and_then(|meta| {
+            use std::os::unix::fs::MetadataExt;
+            let key =
+                ObjectKey { dev: format!("dev{}", meta.dev()), inode: meta.ino(), path: module.clone() };
+            self.go_executable(key, &[path])
+        });
+        let mut frames: Vec<Option<Frame>> = offsets
+            .iter()
+            .enumerate()
+            .map(|(i, &off)| {
+                let exe = exe.as_ref()?;
+                go_frame(exe, off, exe.vaddr_of_offset(off)?, ret(i), &module)
+            })
+            .collect();
+        let rest: Vec<usize> = (0..offsets.len()).filter(|&i| frames[i].is_none()).collect();
+        if !rest.is_empty() {
+            let rest_offsets: Vec<u64> = rest.iter().map(|&i| offsets[i]).collect();
+            let rest_ret = |j: usize| ret(rest[j]);
+            let lookups: Vec<u64> =
+                rest_offsets.iter().enumerate().map(|(j, &a)| lookup(rest_ret(j), a)).collect();
+            let src = Source::Elf(blazesym::symbolize::source::Elf::new(path));
+            let symbolized = match self.inner.symbolize(&src, Input::FileOffset(&lookups)) {
+                Ok(results) => {
+                    results.into_iter().map(|r| Symbolized::into_sym(r).map(Sym::into_owned)).collect()
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, path = %path.display(), "symbolization by file offset failed");
+                    Vec::new()
+                }
+            };
+            let named = build_frames(&rest_offsets, symbolized, rest_ret, |_| Some(module.clone()));
+            for (i, frame) in rest.into_iter().zip(named) {
+                frames[i] = Some(frame);
+            }
+        }
+        frames.into_iter().flatten().collect()
     }
 
     /// Symbolizes the call sites: a return address points at the instruction after the call,
@@ -201,6 +306,28 @@ fn build_frames(
             Frame { addr, function: Some(sym.name.into_owned()), offset, module, file_line }
         })
         .collect()
+}
+
+/// The frame of `addr` (at link-time address `vaddr` in `exe`) as the pclntab names it, in the
+/// same form blazesym's frames take: the physical function, the offset from its entry, and the
+/// file name (without its directory) and line of the instruction, the inlined callee's in
+/// inlined code. A return address is looked up at the call instruction (vaddr-1).
+fn go_frame(exe: &GoExecutable, addr: u64, vaddr: u64, is_return: bool, module: &str) -> Option<Frame> {
+    let loc = exe.lookup(lookup(is_return, vaddr))?;
+    let file_line = loc.file.map(|file| {
+        let name = file.rsplit('/').next().unwrap_or(file);
+        match loc.line {
+            Some(line) => format!("{name}:{line}"),
+            None => name.to_owned(),
+        }
+    });
+    Some(Frame {
+        addr,
+        function: Some(loc.function.to_owned()),
+        offset: vaddr.saturating_sub(loc.entry),
+        module: Some(module.to_owned()),
+        file_line,
+    })
 }
 
 fn module_of(maps: &[Mapping], addr: u64) -> Option<String> {
