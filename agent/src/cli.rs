@@ -145,6 +145,19 @@ pub struct ProfileArgs {
     /// comes from the kernel stack.
     #[arg(long)]
     pub fd_labels: bool,
+
+    /// --kind offcpu: take stacks for about one wait per PERIOD of off-CPU time. A wait of at
+    /// least PERIOD always gets its stacks; a shorter one, of length d, with probability
+    /// d/PERIOD, and then stands for PERIOD: the split of time between stacks is an unbiased
+    /// estimate, each thread's total stays exact. 0 = stacks for every wait: exact, but two
+    /// stack walks (~1.5 us) per context switch of the target.
+    #[arg(long, default_value = "100us", value_parser = parse_duration, value_name = "PERIOD")]
+    pub stack_sample_period: Duration,
+
+    /// Take stacks at every switch-out, the way kernels older than 6.16 (no sched_exit_tp)
+    /// must; for checking that path.
+    #[arg(long, hide = true)]
+    pub stacks_at_switch_out: bool,
 }
 
 /// What `profile` measures.

@@ -17,6 +17,8 @@ pub mod program {
     pub const SYS_EXIT: &str = "parkscope_sys_exit";
     pub const SCHED_SWITCH: &str = "parkscope_sched_switch";
     pub const SCHED_WAKING: &str = "parkscope_sched_waking";
+    /// On `sched_exit_tp` (end of `__schedule`, in the context of the task switched in).
+    pub const SCHED_EXIT: &str = "parkscope_sched_exit";
 }
 
 /// Names of the BPF maps (the Rust static names in ebpf/).
@@ -29,7 +31,9 @@ pub mod map {
     pub const SYSCALL_STATS: &str = "SYSCALL_STATS";
     /// syscall nr -> [`crate::ArgKind`] as u8, filled by userspace at load.
     pub const SYSCALL_ARG_KIND: &str = "SYSCALL_ARG_KIND";
-    /// tid -> [`crate::OffCpuStart`]: threads of the target that are off CPU now.
+    /// tid -> [`crate::OffCpuStart`]: threads of the target that are off CPU now. In off-CPU
+    /// profiling mode the slots stay in place (`start_ns == 0`: on CPU) and also hold each
+    /// thread's exact off-CPU total since attach.
     pub const OFFCPU_START: &str = "OFFCPU_START";
     /// tid -> [`crate::LastWake`]: who last woke each target thread.
     pub const LAST_WAKE: &str = "LAST_WAKE";
@@ -54,10 +58,17 @@ pub mod global {
     /// u8: 1 = keep OFFCPU_START per target thread (needed for wakeups and off-CPU profiles);
     /// 0 = sched_switch only maintains CPU_CURRENT.
     pub const TRACK_OFFCPU: &str = "TRACK_OFFCPU";
-    /// u8: 1 = capture stacks at switch-out and aggregate off-CPU intervals.
+    /// u8: 1 = off-CPU profiling: aggregate off-CPU intervals with stacks taken at switch-in.
     pub const OFFCPU_PROFILE: &str = "OFFCPU_PROFILE";
+    /// u64: off-CPU stack sampling period. An interval at least this long always gets its
+    /// stacks; a shorter one (delta ns) gets them with probability delta/period and then
+    /// stands for `period` ns, an unbiased estimate. 0 = stacks for every interval.
+    pub const OFFCPU_SAMPLE_NS: &str = "OFFCPU_SAMPLE_NS";
     /// u8: 1 = also capture the waker's stacks at sched_waking (off-CPU profiles).
     pub const WAKER_STACKS: &str = "WAKER_STACKS";
+    /// u8: 1 = the kernel lacks sched_exit_tp: off-CPU profiling captures stacks at every
+    /// switch-out and closes intervals at switch-in (exact, and ~1.5 us per switch).
+    pub const STACKS_AT_SWITCH_OUT: &str = "STACKS_AT_SWITCH_OUT";
     /// u32: byte offset of `pid` in `struct task_struct`, from the running kernel's BTF.
     pub const TASK_PID_OFF: &str = "TASK_PID_OFF";
 }
@@ -143,24 +154,32 @@ pub const NO_STACK: i32 = -1;
 /// interval's [`OffCpuKey`] unchanged, and userspace substitutes the stacks it read from /proc.
 pub const PRE_ATTACH_STACK: i32 = -2;
 
-/// A target thread that is off CPU right now: when it left, in what state, and (when off-CPU
-/// profiling is on) where.
+/// A target thread that is off CPU right now: when it left, in what state, and in which
+/// syscall. In off-CPU profiling mode the slot also persists while the thread runs
+/// (`start_ns == 0`) and sums the thread's completed intervals exactly.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OffCpuStart {
+    /// When the thread left the CPU; 0 = it is on CPU (profiling mode only).
     pub start_ns: u64,
     /// `prev_state` at switch-out: 0 = preempted (still runnable), else the sleep state bits.
     pub prev_state: u64,
     /// First argument of the syscall the thread was in at switch-out (see `nr`).
     pub arg0: u64,
-    /// Ids in [`map::STACKS`], or [`NO_STACK`].
+    /// [`PRE_ATTACH_STACK`] for a slot userspace seeded (the thread was blocked before
+    /// attach), else [`NO_STACK`]: stacks are captured at switch-in, in the woken thread's own
+    /// context, where they are still the ones it blocked with.
     pub user_stack_id: i32,
     pub kernel_stack_id: i32,
     /// The syscall the thread was in at switch-out, or -1 (not in one, or syscalls not traced).
     pub nr: i32,
     pub _pad: u32,
+    /// Profiling mode: the thread's completed off-CPU intervals since attach, exactly (every
+    /// interval, sampled for stacks or not).
+    pub total_ns: u64,
+    pub count: u64,
 }
-const _: () = assert!(core::mem::size_of::<OffCpuStart>() == 40);
+const _: () = assert!(core::mem::size_of::<OffCpuStart>() == 56);
 
 impl Default for OffCpuStart {
     fn default() -> Self {
@@ -172,6 +191,8 @@ impl Default for OffCpuStart {
             kernel_stack_id: NO_STACK,
             nr: -1,
             _pad: 0,
+            total_ns: 0,
+            count: 0,
         }
     }
 }
@@ -208,14 +229,24 @@ pub struct OffCpuKey {
 }
 const _: () = assert!(core::mem::size_of::<OffCpuKey>() == 32);
 
-/// Total off-CPU time and number of intervals for one [`OffCpuKey`].
+/// Off-CPU time and intervals of one [`OffCpuKey`], from the intervals whose stacks were
+/// captured, each weighted by 1/p (p = its capture probability, see
+/// [`global::OFFCPU_SAMPLE_NS`]): unbiased estimates, exact when every interval was captured.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OffCpuTotal {
+    /// Estimated off-CPU nanoseconds.
     pub total_ns: u64,
-    pub count: u64,
+    /// Estimated number of intervals, in units of 1/[`COUNT_ONE`].
+    pub count_fp: u64,
+    /// Intervals actually captured.
+    pub captured: u64,
 }
-const _: () = assert!(core::mem::size_of::<OffCpuTotal>() == 16);
+const _: () = assert!(core::mem::size_of::<OffCpuTotal>() == 24);
+
+/// Fixed-point one of [`OffCpuTotal::count_fp`] (an interval captured with probability p
+/// counts 1/p intervals).
+pub const COUNT_ONE: u64 = 1 << 16;
 
 /// Streamed through [`map::BLOCK_EVENTS`] when a syscall returns after blocking for at least
 /// `BLOCK_EVENT_MIN_NS`.
@@ -254,9 +285,12 @@ pub enum Counter {
     /// Stack captures that failed (stack map full or bucket collision); the interval is kept
     /// with [`NO_STACK`].
     StackCaptureFailed = 8,
+    /// Off-CPU intervals completed (profiling mode), and those whose stacks were captured.
+    OffCpuIntervals = 9,
+    OffCpuCaptured = 10,
 }
 /// Number of [`Counter`] slots.
-pub const COUNTER_SLOTS: u32 = 9;
+pub const COUNTER_SLOTS: u32 = 11;
 
 #[cfg(feature = "user")]
 mod pod {

@@ -13,13 +13,23 @@ static BLOCK_EVENT_MIN_NS: u64 = u64::MAX;
 #[unsafe(no_mangle)]
 static TRACK_OFFCPU: u8 = 0;
 
-/// 1 = off-CPU profiling: capture stacks at switch-out, aggregate intervals.
+/// 1 = off-CPU profiling: aggregate intervals, with stacks captured at switch-in.
 #[unsafe(no_mangle)]
 static OFFCPU_PROFILE: u8 = 0;
+
+/// Off-CPU stack sampling period in ns (0 = stacks for every interval); see
+/// `parkscope_common::global::OFFCPU_SAMPLE_NS`.
+#[unsafe(no_mangle)]
+static OFFCPU_SAMPLE_NS: u64 = 0;
 
 /// 1 = capture the waker's stacks at sched_waking (costs two stack walks per wakeup).
 #[unsafe(no_mangle)]
 static WAKER_STACKS: u8 = 0;
+
+/// 1 = the kernel has no sched_exit_tp: off-CPU profiling takes stacks at every switch-out
+/// and closes intervals at switch-in in sched_switch.
+#[unsafe(no_mangle)]
+static STACKS_AT_SWITCH_OUT: u8 = 0;
 
 /// Byte offset of `pid` in `struct task_struct`, read by userspace from the kernel's BTF so no
 /// kernel layout is hard-coded here.
@@ -47,6 +57,14 @@ pub fn waker_stacks() -> bool {
 #[inline(always)]
 pub fn offcpu_profile() -> bool {
     unsafe { core::ptr::read_volatile(&OFFCPU_PROFILE) != 0 }
+}
+#[inline(always)]
+pub fn offcpu_sample_ns() -> u64 {
+    unsafe { core::ptr::read_volatile(&OFFCPU_SAMPLE_NS) }
+}
+#[inline(always)]
+pub fn stacks_at_switch_out() -> bool {
+    unsafe { core::ptr::read_volatile(&STACKS_AT_SWITCH_OUT) != 0 }
 }
 #[inline(always)]
 pub fn task_pid_off() -> usize {

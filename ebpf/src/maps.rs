@@ -32,6 +32,11 @@ pub static LAST_WAKE: LruHashMap<u32, LastWake> = LruHashMap::with_max_entries(M
 #[map]
 pub static CPU_CURRENT: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
+/// Off-CPU profiling: when sched_switch last switched a task in on each CPU, for sched_exit_tp
+/// on the same CPU to end the interval at the switch.
+#[map]
+pub static SWITCH_IN_NS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
 #[map]
 pub static STACKS: StackTrace = StackTrace::with_max_entries(MAX_STACKS, 0);
 

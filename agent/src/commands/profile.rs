@@ -14,14 +14,14 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use parkscope_common::{OffCpuStart, PRE_ATTACH_STACK};
+use parkscope_common::{NO_STACK, OffCpuStart, PRE_ATTACH_STACK};
 use parkscope_probes::{
     go::{GoError, GoProcess},
     kernel::{KernelProbes, ProbeSelection, monotonic_now_ns},
     perf::{CpuSampler, PerfError},
     procfs::{
         fds::FdTable,
-        threads::{ProcState, SyscallSite, read_kernel_stack, read_threads},
+        threads::{ProcState, SyscallSite, ThreadSample, read_kernel_stack, read_threads},
     },
     stacks::{ModuleMapping, UserUnwinder, executable_mappings, kernel_build_id},
 };
@@ -42,6 +42,8 @@ use crate::{
 /// Deepest user stack unwound for threads already blocked at attach.
 const MAX_USER_FRAMES: usize = 64;
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// Above this a sampled wait would stand for more time than most windows last.
+const MAX_STACK_SAMPLE_PERIOD: Duration = Duration::from_secs(10);
 
 /// The off-CPU side while the window runs.
 struct OffCpuRun {
@@ -76,6 +78,13 @@ pub async fn run(args: ProfileArgs) -> Result<i32, Failure> {
             "the default, 99, suits most uses",
         ));
     }
+    if args.stack_sample_period > MAX_STACK_SAMPLE_PERIOD {
+        return Err(Failure::new(
+            code::USAGE,
+            "--stack-sample-period must be at most 10s",
+            "the default, 100us, keeps the cost low; 0 captures every wait",
+        ));
+    }
     if args.kind == ProfileKindArg::Cpu && (args.waker_stacks || args.fd_labels) {
         return Err(Failure::new(
             code::USAGE,
@@ -101,7 +110,18 @@ pub async fn run(args: ProfileArgs) -> Result<i32, Failure> {
     let mut go_sampler = None;
     let collector = match args.kind {
         ProfileKindArg::Offcpu => {
-            let run = start_offcpu(pid, args.waker_stacks, args.fd_labels).await?;
+            let selection = ProbeSelection {
+                // The syscall probes tax every syscall of the target, and the kernel stack
+                // already names the call: they run only when fd labels are asked for.
+                syscalls: args.fd_labels,
+                switches: true,
+                wakeups: true,
+                offcpu_profile: true,
+                offcpu_sample_ns: args.stack_sample_period.as_nanos() as u64,
+                stacks_at_switch_out: args.stacks_at_switch_out,
+                waker_stacks: args.waker_stacks,
+            };
+            let run = start_offcpu(pid, selection).await?;
             go_sampler = go.map(|g| GoSampler::start(g, run.window_start_ns));
             Collector::OffCpu(Box::new(run))
         }
@@ -198,18 +218,21 @@ fn find_go(pid: u32) -> Option<GoProcess> {
 
 /// Attaches the off-CPU probes, then marks every thread that /proc shows blocked as off CPU
 /// since the window start (the kernel never saw it leave), keeping its stacks from /proc.
-async fn start_offcpu(pid: u32, waker_stacks: bool, fd_labels: bool) -> Result<OffCpuRun, Failure> {
-    // The syscall probes tax every syscall of the target, and the kernel stack already names the
-    // call: they run only when fd labels are asked for. Likewise the waker's stacks.
-    let selection = ProbeSelection {
-        syscalls: fd_labels,
-        switches: true,
-        wakeups: true,
-        offcpu_profile: true,
-        waker_stacks,
-    };
+async fn start_offcpu(pid: u32, selection: ProbeSelection) -> Result<OffCpuRun, Failure> {
     let probes = attach(pid, selection, None).await?;
     blocking(move || seed_blocked_threads(pid, probes, selection)).await?
+}
+
+/// The stacks of a thread that is blocked now, from /proc: where it sits in the kernel, and its
+/// user stack unwound from the pc and sp the kernel saved.
+fn proc_seed(pid: u32, thread: &ThreadSample, unwinder: Option<&mut UserUnwinder>) -> Option<Seed> {
+    let (pc, sp) = match thread.syscall {
+        SyscallSite::In { sp, pc, .. } | SyscallSite::NotInSyscall { sp, pc } => (pc, sp),
+        // Woke up while we read it.
+        SyscallSite::Running => return None,
+    };
+    let user = unwinder.map(|u| u.unwind(pc, sp, None, MAX_USER_FRAMES)).unwrap_or_default();
+    Some(Seed { user, kernel_text: read_kernel_stack(pid, thread.tid) })
 }
 
 fn seed_blocked_threads(
@@ -223,10 +246,9 @@ fn seed_blocked_threads(
     let mut seeds = HashMap::new();
     let mut seeded: Vec<(u32, OffCpuStart)> = Vec::new();
     for t in threads.iter().filter(|t| t.state.is_blocked()) {
-        let (nr, arg0, pc, sp) = match t.syscall {
-            SyscallSite::In { nr, args, sp, pc } => (nr as i32, args[0], pc, sp),
-            SyscallSite::NotInSyscall { sp, pc } => (-1, 0, pc, sp),
-            // Woke up while we read it.
+        let (nr, arg0) = match t.syscall {
+            SyscallSite::In { nr, args, .. } => (nr as i32, args[0]),
+            SyscallSite::NotInSyscall { .. } => (-1, 0),
             SyscallSite::Running => continue,
         };
         let start = OffCpuStart {
@@ -236,7 +258,7 @@ fn seed_blocked_threads(
             user_stack_id: PRE_ATTACH_STACK,
             kernel_stack_id: PRE_ATTACH_STACK,
             nr,
-            _pad: 0,
+            ..OffCpuStart::default()
         };
         match probes.seed_off_cpu(t.tid, &start) {
             Ok(true) => {}
@@ -247,8 +269,9 @@ fn seed_blocked_threads(
                 continue;
             }
         }
-        let user = unwinder.as_mut().map(|u| u.unwind(pc, sp, None, MAX_USER_FRAMES)).unwrap_or_default();
-        seeds.insert(t.tid, Seed { user, kernel_text: read_kernel_stack(pid, t.tid) });
+        if let Some(seed) = proc_seed(pid, t, unwinder.as_mut()) {
+            seeds.insert(t.tid, seed);
+        }
         seeded.push((t.tid, start));
     }
     // A thread that ran between our /proc read and the seed would be credited a wait it is not
@@ -269,6 +292,42 @@ fn seed_blocked_threads(
     })
 }
 
+/// Threads still blocked at the window's end whose stacks the kernel has not taken (it takes
+/// them when a thread is switched back in): read them from /proc, as for the threads blocked
+/// at attach, and mark their intervals to use them. A thread that ran meanwhile (its slot's
+/// start changed) keeps its interval, without a stack.
+fn seed_still_blocked(
+    pid: u32,
+    probes: &KernelProbes,
+    in_progress: &mut HashMap<u32, OffCpuStart>,
+    seeds: &mut HashMap<u32, Seed>,
+) {
+    let pending: Vec<u32> = in_progress
+        .iter()
+        .filter(|(_, s)| s.user_stack_id == NO_STACK && s.kernel_stack_id == NO_STACK)
+        .map(|(&tid, _)| tid)
+        .collect();
+    if pending.is_empty() {
+        return;
+    }
+    let Ok(threads) = read_threads(pid) else { return };
+    let mut unwinder = UserUnwinder::new(pid).ok();
+    let mut read: HashMap<u32, Seed> = HashMap::new();
+    for t in threads.iter().filter(|t| pending.contains(&t.tid)) {
+        if let Some(seed) = proc_seed(pid, t, unwinder.as_mut()) {
+            read.insert(t.tid, seed);
+        }
+    }
+    let now = probes.off_cpu().unwrap_or_default();
+    for (tid, seed) in read {
+        let (Some(then), Some(again)) = (in_progress.get_mut(&tid), now.get(&tid)) else { continue };
+        if again.start_ns == then.start_ns {
+            (then.user_stack_id, then.kernel_stack_id) = (PRE_ATTACH_STACK, PRE_ATTACH_STACK);
+            seeds.insert(tid, seed);
+        }
+    }
+}
+
 fn finish_offcpu(
     pid: u32,
     comm: String,
@@ -283,13 +342,30 @@ fn finish_offcpu(
         go.finish(window_end_ns);
     }
     let probes = &run.probes;
+    let blocked_at_attach = run.seeds.len();
+    let mut seeds = run.seeds;
     let warn = |what: &str, e: &dyn std::fmt::Display| tracing::warn!("reading {what}: {e}");
+    let totals = probes.off_cpu_totals().unwrap_or_else(|e| {
+        warn("off-CPU totals", &e);
+        HashMap::new()
+    });
+    // Per-thread slots: exact totals of completed intervals, and the intervals still open.
+    let slots = probes.off_cpu().unwrap_or_default();
+    let thread_totals: HashMap<u32, (u64, u64)> =
+        slots.iter().map(|(&tid, s)| (tid, (s.total_ns, s.count))).collect();
+    tracing::debug!(
+        ?thread_totals,
+        window_ns = window_end_ns - run.window_start_ns,
+        "exact off-CPU totals per thread"
+    );
+    let mut in_progress: HashMap<u32, OffCpuStart> =
+        slots.into_iter().filter(|(_, s)| s.start_ns != 0).collect();
+    seed_still_blocked(pid, probes, &mut in_progress, &mut seeds);
     let mut kernel = KernelTotals {
-        totals: probes.off_cpu_totals().unwrap_or_else(|e| {
-            warn("off-CPU totals", &e);
-            HashMap::new()
-        }),
-        in_progress: probes.off_cpu().unwrap_or_default(),
+        totals,
+        thread_totals,
+        stack_sample_ns: probes.offcpu_stack_sample_ns(),
+        in_progress,
         wakes: probes.last_wakes().unwrap_or_default(),
         stacks: HashMap::new(),
         counters: probes.counters().unwrap_or_default(),
@@ -317,7 +393,8 @@ fn finish_offcpu(
         pid,
         comm,
         kernel,
-        seeds: run.seeds,
+        seeds,
+        blocked_at_attach,
         window_start_ns: run.window_start_ns,
         window_end_ns,
         time_nanos,

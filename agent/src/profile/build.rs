@@ -138,13 +138,20 @@ impl ProfileBuilder {
     }
 
     /// Frames of a kernel stack (innermost first), named through `symbols`.
+    /// Kernel stacks a BPF program captured begin with the program itself and the tracepoint
+    /// glue that ran it (`bpf_trace_run1`, ...): those frames are dropped, so stacks start at
+    /// the traced code (e.g. `__schedule`).
     pub fn kernel_frames(&mut self, symbols: &Symbols, stack: &[u64]) -> Vec<usize> {
-        with_kinds(stack)
+        let named: Vec<(u64, bool, FrameInfo)> = with_kinds(stack)
             .map(|(addr, ret)| {
-                self.frame(FrameKey::Kernel { addr, ret }, || {
-                    frame_info(FrameKind::Kernel, addr, symbols.kernel.get(&(addr, ret)))
-                })
+                (addr, ret, frame_info(FrameKind::Kernel, addr, symbols.kernel.get(&(addr, ret))))
             })
+            .collect();
+        let skip = tracing_glue_frames(named.iter().map(|(_, _, f)| f.function.as_deref()));
+        named
+            .into_iter()
+            .skip(skip)
+            .map(|(addr, ret, info)| self.frame(FrameKey::Kernel { addr, ret }, || info))
             .collect()
     }
 
@@ -235,6 +242,20 @@ fn frame_info(kind: FrameKind, addr: u64, f: Option<&Frame>) -> FrameInfo {
     }
 }
 
+/// How many innermost frames of a kernel stack belong to the BPF program that captured it and
+/// the tracepoint machinery that called it: everything up to the last glue frame among the
+/// first few (the program's own JIT address has no useful name).
+fn tracing_glue_frames<'a>(functions: impl Iterator<Item = Option<&'a str>>) -> usize {
+    const GLUE: [&str; 4] = ["bpf_trace_run", "__bpf_trace_", "__traceiter_", "bpf_prog_"];
+    functions
+        .take(6)
+        .enumerate()
+        .filter(|(_, f)| f.is_some_and(|f| GLUE.iter().any(|g| f.starts_with(g))))
+        .map(|(i, _)| i + 1)
+        .last()
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,5 +279,16 @@ mod tests {
         assert_eq!(samples[0].values, vec![12, 3]);
         assert_eq!(frames[0].function.as_deref(), Some("schedule"));
         assert_eq!(frames[2].display_name(), "0x1000");
+    }
+
+    #[test]
+    fn bpf_glue_frames_are_dropped() {
+        let stack = [None, Some("bpf_trace_run1"), Some("__schedule"), Some("schedule")];
+        assert_eq!(tracing_glue_frames(stack.into_iter()), 2);
+        let plain = [Some("__schedule"), Some("schedule")];
+        assert_eq!(tracing_glue_frames(plain.into_iter()), 0);
+        // Deep in a stack, a name is not glue.
+        let deep = [Some("a"), Some("b"), Some("c"), Some("d"), Some("e"), Some("f"), Some("bpf_prog_x")];
+        assert_eq!(tracing_glue_frames(deep.into_iter()), 0);
     }
 }

@@ -6,6 +6,10 @@
 //! Accounting: a completed interval counts whole (it began after attach, or, for a thread seeded
 //! at attach, at the window start); an interval in progress counts from max(its start, window
 //! start) to the window end. So a thread blocked for the whole window is exactly 100% of it.
+//! The kernel takes stacks for a time-weighted sample of the completed intervals (every one of
+//! at least the sampling period, see ebpf/src/probes/sched.rs) and sums each thread's intervals
+//! exactly; [`ThreadScale`] makes every thread's samples add up to its exact total. Intervals in
+//! progress at the end have their stacks read from /proc by the caller, like the seeds.
 //!
 //! Sample types: `offcpu/nanoseconds` (default) and `intervals/count` on samples whose stack is
 //! the blocked thread's own (leaf = where it blocked). When the waker's stacks were captured
@@ -25,7 +29,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use parkscope_common::{LastWake, NO_STACK, OffCpuKey, OffCpuStart, OffCpuTotal, PRE_ATTACH_STACK, syscalls};
+use parkscope_common::{
+    COUNT_ONE, LastWake, NO_STACK, OffCpuKey, OffCpuStart, OffCpuTotal, PRE_ATTACH_STACK, syscalls,
+};
 use parkscope_probes::{kernel::KernelCounters, procfs::fds::FdTable, stacks::ModuleMapping};
 
 use super::{
@@ -51,7 +57,13 @@ pub struct Seed {
 /// Everything read from the kernel at the window's end.
 #[derive(Debug, Default)]
 pub struct KernelTotals {
+    /// Captured intervals per key, weighted by 1/p (estimates unless `stack_sample_ns` is 0).
     pub totals: HashMap<OffCpuKey, OffCpuTotal>,
+    /// Each thread's completed intervals, exactly: (ns, count).
+    pub thread_totals: HashMap<u32, (u64, u64)>,
+    /// The stack sampling period in effect; 0 = every interval has its stacks.
+    pub stack_sample_ns: u64,
+    /// Threads off CPU at the window's end (slots of threads on CPU are not in here).
     pub in_progress: HashMap<u32, OffCpuStart>,
     pub wakes: HashMap<u32, LastWake>,
     /// Resolved stack ids (ids that failed to resolve are absent).
@@ -65,7 +77,11 @@ pub struct OffCpuInput {
     pub pid: u32,
     pub comm: String,
     pub kernel: KernelTotals,
+    /// Stacks from /proc: of the threads blocked at attach, and of those still blocked at the
+    /// end whose stacks the kernel had not taken.
     pub seeds: HashMap<u32, Seed>,
+    /// How many threads were blocked at attach.
+    pub blocked_at_attach: usize,
     /// CLOCK_MONOTONIC bounds of the window.
     pub window_start_ns: u64,
     pub window_end_ns: u64,
@@ -343,6 +359,7 @@ pub fn build(input: OffCpuInput) -> Profile {
 
 /// Completed intervals (whole) plus the ones in progress at the end (clipped to the window).
 fn intervals(input: &OffCpuInput) -> Vec<Interval> {
+    let scale = ThreadScale::new(&input.kernel);
     let mut out: Vec<Interval> = input
         .kernel
         .totals
@@ -360,10 +377,11 @@ fn intervals(input: &OffCpuInput) -> Vec<Interval> {
             }),
             nr: k.nr,
             fd: k.fd,
-            ns: t.total_ns,
-            count: t.count,
+            ns: scale.ns(k.tid, t.total_ns),
+            count: scale.count(k.tid, t.count_fp),
         })
         .collect();
+    out.extend(scale.unsampled());
     for (&tid, start) in &input.kernel.in_progress {
         if !input.alive.contains(&tid) || start.start_ns >= input.window_end_ns {
             continue;
@@ -394,6 +412,69 @@ fn intervals(input: &OffCpuInput) -> Vec<Interval> {
         });
     }
     out
+}
+
+/// Makes each thread's samples add up to its exact total. The kernel sums every interval of a
+/// thread exactly but takes stacks for a time-weighted sample of them (weighted 1/p, unbiased);
+/// scaling a thread's weighted sums to its exact total (a ratio estimator) keeps per-thread
+/// totals right, so only the split of a thread's time between its stacks is an estimate.
+struct ThreadScale {
+    /// tid -> (time factor, count factor).
+    threads: HashMap<u32, (f64, f64)>,
+    /// Threads with off-CPU time but no captured interval: (tid, ns, count).
+    unsampled: Vec<(u32, u64, u64)>,
+}
+
+impl ThreadScale {
+    fn new(kernel: &KernelTotals) -> ThreadScale {
+        let mut sums: HashMap<u32, (u64, u64)> = HashMap::new();
+        for (k, t) in &kernel.totals {
+            let e = sums.entry(k.tid).or_default();
+            e.0 += t.total_ns;
+            e.1 += t.count_fp;
+        }
+        let mut threads = HashMap::new();
+        let mut unsampled = Vec::new();
+        // With records dropped (a full map) the captured sums are incomplete: scaling them up
+        // would hide the loss, which comments() reports instead.
+        let complete = kernel.counters.off_cpu_totals_full == 0;
+        for (&tid, &(exact_ns, exact_count)) in kernel.thread_totals.iter().filter(|_| complete) {
+            match sums.get(&tid) {
+                Some(&(ns, count_fp)) if ns > 0 => {
+                    let count = count_fp as f64 / COUNT_ONE as f64;
+                    let count_factor = if count > 0.0 { exact_count as f64 / count } else { 1.0 };
+                    threads.insert(tid, (exact_ns as f64 / ns as f64, count_factor));
+                }
+                _ if exact_ns > 0 => unsampled.push((tid, exact_ns, exact_count)),
+                _ => {}
+            }
+        }
+        ThreadScale { threads, unsampled }
+    }
+
+    fn ns(&self, tid: u32, weighted_ns: u64) -> u64 {
+        let factor = self.threads.get(&tid).map_or(1.0, |f| f.0);
+        (weighted_ns as f64 * factor).round() as u64
+    }
+
+    fn count(&self, tid: u32, count_fp: u64) -> u64 {
+        let factor = self.threads.get(&tid).map_or(1.0, |f| f.1);
+        (count_fp as f64 / COUNT_ONE as f64 * factor).round() as u64
+    }
+
+    /// The time of threads none of whose intervals were sampled, without a stack.
+    fn unsampled(&self) -> impl Iterator<Item = Interval> + '_ {
+        self.unsampled.iter().map(|&(tid, ns, count)| Interval {
+            tid,
+            user: StackRef::Missing,
+            kernel: StackRef::Missing,
+            waker: None,
+            nr: -1,
+            fd: -1,
+            ns,
+            count,
+        })
+    }
 }
 
 /// Names and processes of the wakers, from /proc (a waker may belong to another process).
@@ -495,7 +576,7 @@ fn comments(input: &OffCpuInput, duration: u64) -> Vec<String> {
         ),
         format!(
             "{} threads were blocked at attach: their time counts from the window start",
-            input.seeds.len()
+            input.blocked_at_attach
         ),
     ];
     if input.waker_stacks {
@@ -527,13 +608,35 @@ fn comments(input: &OffCpuInput, duration: u64) -> Vec<String> {
             c.dropped()
         ));
     }
+    if input.kernel.stack_sample_ns > 0 {
+        out.push(format!(
+            "stacks sampled by off-CPU time: every wait of {} or more, shorter ones in proportion to \
+             their length ({} of {} waits captured); each thread's total is exact, its split between \
+             stacks an estimate",
+            human_ns(input.kernel.stack_sample_ns),
+            c.offcpu_captured,
+            c.offcpu_intervals
+        ));
+    } else {
+        out.push("stacks captured for every wait: exact".to_owned());
+    }
     if c.stack_capture_failed > 0 {
         out.push(format!(
-            "{} stack captures failed (stack map full); those intervals have no stack",
+            "{} stack captures failed (stack map full, or no user stack to walk); those intervals have no stack",
             c.stack_capture_failed
         ));
     }
     out
+}
+
+/// `100us`, `2ms`, `1.5s`: the sampling period as the user wrote it, more or less.
+fn human_ns(ns: u64) -> String {
+    match ns {
+        n if n >= 1_000_000_000 => format!("{}s", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{}ms", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{}us", n as f64 / 1e3),
+        n => format!("{n}ns"),
+    }
 }
 
 #[cfg(test)]
@@ -546,6 +649,7 @@ mod tests {
             comm: "t".into(),
             kernel: KernelTotals::default(),
             seeds: HashMap::new(),
+            blocked_at_attach: 0,
             window_start_ns: 1_000,
             window_end_ns: 11_000,
             time_nanos: 0,
@@ -570,6 +674,8 @@ mod tests {
             kernel_stack_id: stack,
             nr: 230,
             _pad: 0,
+            total_ns: 0,
+            count: 0,
         }
     }
 
@@ -628,6 +734,52 @@ mod tests {
         assert!(g.labels.contains(&("goid", LabelValue::Num(7))));
     }
 
+    fn key(tid: u32, stack: i32) -> OffCpuKey {
+        OffCpuKey {
+            tid,
+            waker_tid: 0,
+            user_stack_id: stack,
+            kernel_stack_id: stack,
+            waker_user_stack_id: NO_STACK,
+            waker_kernel_stack_id: NO_STACK,
+            nr: -1,
+            fd: -1,
+        }
+    }
+
+    #[test]
+    fn sampled_stacks_are_scaled_to_each_threads_exact_total() {
+        let mut i = input();
+        i.waker_stacks = false;
+        i.kernel.stack_sample_ns = 100;
+        // Thread 10: weighted 300 + 100 ns from 3 + 1 captures, exactly 800 ns in 10 waits.
+        i.kernel
+            .totals
+            .insert(key(10, 1), OffCpuTotal { total_ns: 300, count_fp: 6 * COUNT_ONE, captured: 3 });
+        i.kernel
+            .totals
+            .insert(key(10, 2), OffCpuTotal { total_ns: 100, count_fp: 2 * COUNT_ONE, captured: 1 });
+        i.kernel.thread_totals.insert(10, (800, 10));
+        // Thread 11: 50 ns in 2 short waits, neither sampled.
+        i.kernel.thread_totals.insert(11, (50, 2));
+        i.kernel.stacks.insert(1, vec![0xffff_ffff_8100_0000]);
+        i.kernel.stacks.insert(2, vec![0xffff_ffff_8200_0000]);
+        let p = build(i);
+        let of = |name: &str| -> Vec<(i64, i64)> {
+            let mut v: Vec<(i64, i64)> = p
+                .samples
+                .iter()
+                .filter(|s| s.label_str("thread") == Some(name))
+                .map(|s| (s.values[0], s.values[1]))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(of("sleeper"), vec![(200, 3), (600, 8)]);
+        assert_eq!(of("worker"), vec![(50, 2)], "unsampled time is kept, without a stack");
+        assert!(p.comments.iter().any(|c| c.contains("stacks sampled by off-CPU time: every wait of 100ns")));
+    }
+
     #[test]
     fn in_progress_time_is_clipped_and_dead_threads_dropped() {
         let mut i = input();
@@ -643,7 +795,7 @@ mod tests {
             nr: -1,
             fd: -1,
         };
-        i.kernel.totals.insert(key, OffCpuTotal { total_ns: 3_000, count: 4 });
+        i.kernel.totals.insert(key, OffCpuTotal { total_ns: 3_000, count_fp: 4 * COUNT_ONE, captured: 4 });
         let p = build(i);
         let sum = |idx: usize| p.samples.iter().map(|s| s.values[idx]).sum::<i64>();
         assert_eq!(sum(0), 3_000 + 5_000);

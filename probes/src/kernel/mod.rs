@@ -56,9 +56,17 @@ pub struct ProbeSelection {
     pub switches: bool,
     /// sched_waking plus per-thread off-CPU starts: who last woke each thread.
     pub wakeups: bool,
-    /// Off-CPU profiling (implies wakeups): stacks at switch-out and in-kernel totals per
-    /// (thread, stacks, waker, syscall). Costs two stack walks per switch of a target thread.
+    /// Off-CPU profiling (implies wakeups): in-kernel totals per (thread, stacks, waker,
+    /// syscall), stacks taken at switch-in and sampled by off-CPU time (see
+    /// `offcpu_sample_ns`). Needs the sched_exit_tp tracepoint (Linux >= 6.16).
     pub offcpu_profile: bool,
+    /// With `offcpu_profile`: the stack sampling period; 0 = stacks for every interval (two
+    /// stack walks, ~1.5 us, per switch of a target thread).
+    pub offcpu_sample_ns: u64,
+    /// With `offcpu_profile`: take stacks at every switch-out and close intervals at switch-in
+    /// (exact, no sampling) instead of at sched_exit_tp. Chosen by itself on kernels without
+    /// sched_exit_tp; settable to check that path on newer ones.
+    pub stacks_at_switch_out: bool,
     /// With `offcpu_profile`: also the waker's stacks at each wakeup (two more stack walks).
     pub waker_stacks: bool,
 }
@@ -84,6 +92,9 @@ pub struct KernelCounters {
     pub switches_out: u64,
     pub off_cpu_totals_full: u64,
     pub stack_capture_failed: u64,
+    /// Off-CPU intervals completed, and those whose stacks were captured (profiling mode).
+    pub offcpu_intervals: u64,
+    pub offcpu_captured: u64,
 }
 
 impl KernelCounters {
@@ -101,6 +112,8 @@ impl KernelCounters {
 pub struct KernelProbes {
     ebpf: Ebpf,
     config: ProbeConfig,
+    /// The off-CPU stack sampling period in effect (0 = every interval has its stacks).
+    stack_sample_ns: u64,
 }
 
 impl std::fmt::Debug for KernelProbes {
@@ -144,12 +157,17 @@ impl KernelProbes {
     /// Loads `object` (the embedded BPF ELF) for `config.tgid` and attaches the selected programs.
     pub fn load(object: &[u8], config: ProbeConfig) -> Result<Self, KernelError> {
         check_capabilities()?;
-        let task_pid_off = sched_layout()?;
-        let min_ns = config.block_event_min_ns.unwrap_or(u64::MAX);
+        let layout = sched_layout()?;
+        let task_pid_off = layout.task_pid_off;
         let sel = config.selection;
+        // Without sched_exit_tp, stacks can only be taken at switch-out, for every interval.
+        let at_switch_out = sel.offcpu_profile && (sel.stacks_at_switch_out || !layout.has_sched_exit);
+        let stacks_at_switch_out = u8::from(at_switch_out);
+        let min_ns = config.block_event_min_ns.unwrap_or(u64::MAX);
         let offcpu_profile = u8::from(sel.offcpu_profile);
         let track_offcpu = u8::from(sel.wakeups || sel.offcpu_profile);
         let waker_stacks = u8::from(sel.offcpu_profile && sel.waker_stacks);
+        let sample_ns = sel.offcpu_sample_ns;
 
         let mut ebpf = EbpfLoader::new()
             .override_global(global::TARGET_TGID, &config.tgid, true)
@@ -157,6 +175,8 @@ impl KernelProbes {
             .override_global(global::OFFCPU_PROFILE, &offcpu_profile, true)
             .override_global(global::TRACK_OFFCPU, &track_offcpu, true)
             .override_global(global::WAKER_STACKS, &waker_stacks, true)
+            .override_global(global::OFFCPU_SAMPLE_NS, &sample_ns, true)
+            .override_global(global::STACKS_AT_SWITCH_OUT, &stacks_at_switch_out, true)
             .override_global(global::TASK_PID_OFF, &task_pid_off, true)
             .load(object)
             .map_err(|e| {
@@ -168,7 +188,8 @@ impl KernelProbes {
             })?;
 
         fill_arg_kinds(&mut ebpf)?;
-        let mut probes = KernelProbes { ebpf, config };
+        let stack_sample_ns = if at_switch_out { 0 } else { sel.offcpu_sample_ns };
+        let mut probes = KernelProbes { ebpf, config, stack_sample_ns };
         if config.selection.syscalls {
             // tp_btf: the verifier checks the programs' pt_regs loads against the kernel's BTF.
             let btf = vmlinux_btf()?;
@@ -180,6 +201,9 @@ impl KernelProbes {
         }
         if sel.wakeups || sel.offcpu_profile {
             probes.attach_btf(program::SCHED_WAKING, "sched_waking", &vmlinux_btf()?)?;
+        }
+        if sel.offcpu_profile && !at_switch_out {
+            probes.attach_btf(program::SCHED_EXIT, "sched_exit_tp", &vmlinux_btf()?)?;
         }
         Ok(probes)
     }
@@ -198,6 +222,12 @@ impl KernelProbes {
 
     pub fn config(&self) -> &ProbeConfig {
         &self.config
+    }
+
+    /// Off-CPU profiling: the stack sampling period in effect, or 0 when every interval has
+    /// its stacks (asked for, or the kernel lacks sched_exit_tp).
+    pub fn offcpu_stack_sample_ns(&self) -> u64 {
+        self.stack_sample_ns
     }
 
     fn hash_map<K: aya::Pod, V: aya::Pod>(
@@ -347,6 +377,8 @@ impl KernelProbes {
             switches_out: at(Counter::SwitchesOut),
             off_cpu_totals_full: at(Counter::OffCpuTotalsFull),
             stack_capture_failed: at(Counter::StackCaptureFailed),
+            offcpu_intervals: at(Counter::OffCpuIntervals),
+            offcpu_captured: at(Counter::OffCpuCaptured),
         })
     }
 
@@ -368,10 +400,18 @@ fn vmlinux_btf() -> Result<aya::Btf, KernelError> {
         .map_err(|e| KernelError::KernelBtf { reason: format!("{}: {e}", btf::VMLINUX_BTF) })
 }
 
+/// What the sched programs need to know about the running kernel.
+struct SchedLayout {
+    task_pid_off: u32,
+    /// The bare sched_exit_tp tracepoint exists (Linux >= 6.16).
+    has_sched_exit: bool,
+}
+
 /// What the sched programs need to know about this kernel's layout, from its own BTF:
-/// `task_struct.pid`'s offset, and that the raw tracepoints have the argument lists the programs
-/// read (sched_switch gained `prev_state` as its fourth argument in Linux 5.18).
-fn sched_layout() -> Result<u32, KernelError> {
+/// `task_struct.pid`'s offset, that the raw tracepoints have the argument lists the programs
+/// read (sched_switch gained `prev_state` as its fourth argument in Linux 5.18), and whether
+/// sched_exit_tp is there for off-CPU stacks taken at switch-in.
+fn sched_layout() -> Result<SchedLayout, KernelError> {
     let err = |reason: String| KernelError::KernelBtf { reason };
     let btf = btf::KernelBtf::load().map_err(err)?;
     // The prototypes start with the tracepoint's private data pointer.
@@ -384,7 +424,9 @@ fn sched_layout() -> Result<u32, KernelError> {
             )));
         }
     }
-    btf.member_offset("task_struct", "pid").map_err(err)
+    // The program reads no argument of sched_exit_tp, so any prototype will do.
+    let has_sched_exit = btf.typedef_proto_params("btf_trace_sched_exit_tp").is_ok();
+    Ok(SchedLayout { task_pid_off: btf.member_offset("task_struct", "pid").map_err(err)?, has_sched_exit })
 }
 
 /// Tells the kernel side which syscalls take an fd first, so histograms are keyed by fd only
