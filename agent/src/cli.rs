@@ -150,8 +150,9 @@ pub struct ProfileArgs {
     /// least PERIOD always gets its stacks; a shorter one, of length d, with probability
     /// d/PERIOD, and then stands for PERIOD: the split of time between stacks is an unbiased
     /// estimate, each thread's total stays exact. 0 = stacks for every wait: exact, but two
-    /// stack walks (~1.5 us) per context switch of the target.
-    #[arg(long, default_value = "100us", value_parser = parse_duration, value_name = "PERIOD")]
+    /// stack walks (~1.5 us) per context switch of the target. The default samples each thread's
+    /// waiting time about as a 100 Hz CPU profiler samples its running time.
+    #[arg(long, default_value = "10ms", value_parser = parse_duration, value_name = "PERIOD")]
     pub stack_sample_period: Duration,
 
     /// Take stacks at every switch-out, the way kernels older than 6.16 (no sched_exit_tp)

@@ -21,7 +21,7 @@ use parkscope_probes::{
     perf::{CpuSampler, PerfError},
     procfs::{
         fds::FdTable,
-        threads::{ProcState, SyscallSite, ThreadSample, read_kernel_stack, read_threads},
+        threads::{ProcState, SyscallSite, ThreadSample, read_kernel_stack, read_thread, read_threads},
     },
     stacks::{ModuleMapping, UserUnwinder, executable_mappings, kernel_build_id},
 };
@@ -42,6 +42,9 @@ use crate::{
 /// Deepest user stack unwound for threads already blocked at attach.
 const MAX_USER_FRAMES: usize = 64;
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// Waits in progress at the end get stacks from /proc only when at least this old (see
+/// seed_still_blocked).
+const END_SEED_MIN_NS: u64 = 10_000_000;
 /// Above this a sampled wait would stand for more time than most windows last.
 const MAX_STACK_SAMPLE_PERIOD: Duration = Duration::from_secs(10);
 
@@ -82,7 +85,7 @@ pub async fn run(args: ProfileArgs) -> Result<i32, Failure> {
         return Err(Failure::new(
             code::USAGE,
             "--stack-sample-period must be at most 10s",
-            "the default, 100us, keeps the cost low; 0 captures every wait",
+            "the default, 10ms, keeps the cost low; 0 captures every wait",
         ));
     }
     if args.kind == ProfileKindArg::Cpu && (args.waker_stacks || args.fd_labels) {
@@ -296,25 +299,32 @@ fn seed_blocked_threads(
 /// them when a thread is switched back in): read them from /proc, as for the threads blocked
 /// at attach, and mark their intervals to use them. A thread that ran meanwhile (its slot's
 /// start changed) keeps its interval, without a stack.
+///
+/// Only waits older than [`END_SEED_MIN_NS`] are read. /proc/TID/syscall makes the kernel wait
+/// until the thread is off CPU in the same state (wait_task_inactive), which for a thread
+/// switching hundreds of thousands of times a second can spin for as long as it keeps doing so;
+/// a thread that has waited that long is truly blocked and answers at once, and a younger wait
+/// is too short to matter (it keeps its time, without a stack).
 fn seed_still_blocked(
     pid: u32,
     probes: &KernelProbes,
     in_progress: &mut HashMap<u32, OffCpuStart>,
     seeds: &mut HashMap<u32, Seed>,
+    window_end_ns: u64,
 ) {
     let pending: Vec<u32> = in_progress
         .iter()
         .filter(|(_, s)| s.user_stack_id == NO_STACK && s.kernel_stack_id == NO_STACK)
+        .filter(|(_, s)| window_end_ns.saturating_sub(s.start_ns) >= END_SEED_MIN_NS)
         .map(|(&tid, _)| tid)
         .collect();
     if pending.is_empty() {
         return;
     }
-    let Ok(threads) = read_threads(pid) else { return };
     let mut unwinder = UserUnwinder::new(pid).ok();
     let mut read: HashMap<u32, Seed> = HashMap::new();
-    for t in threads.iter().filter(|t| pending.contains(&t.tid)) {
-        if let Some(seed) = proc_seed(pid, t, unwinder.as_mut()) {
+    for t in pending.iter().filter_map(|&tid| read_thread(pid, tid).ok()) {
+        if let Some(seed) = proc_seed(pid, &t, unwinder.as_mut()) {
             read.insert(t.tid, seed);
         }
     }
@@ -360,7 +370,7 @@ fn finish_offcpu(
     );
     let mut in_progress: HashMap<u32, OffCpuStart> =
         slots.into_iter().filter(|(_, s)| s.start_ns != 0).collect();
-    seed_still_blocked(pid, probes, &mut in_progress, &mut seeds);
+    seed_still_blocked(pid, probes, &mut in_progress, &mut seeds, window_end_ns);
     let mut kernel = KernelTotals {
         totals,
         thread_totals,
