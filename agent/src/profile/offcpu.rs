@@ -613,7 +613,7 @@ fn comments(input: &OffCpuInput, duration: u64) -> Vec<String> {
             "stacks sampled by off-CPU time: every wait of {} or more, shorter ones in proportion to \
              their length ({} of {} waits captured); each thread's total is exact, its split between \
              stacks an estimate",
-            human_ns(input.kernel.stack_sample_ns),
+            crate::render::duration::human(input.kernel.stack_sample_ns),
             c.offcpu_captured,
             c.offcpu_intervals
         ));
@@ -627,16 +627,6 @@ fn comments(input: &OffCpuInput, duration: u64) -> Vec<String> {
         ));
     }
     out
-}
-
-/// `100us`, `2ms`, `1.5s`: the sampling period as the user wrote it, more or less.
-fn human_ns(ns: u64) -> String {
-    match ns {
-        n if n >= 1_000_000_000 => format!("{}s", n as f64 / 1e9),
-        n if n >= 1_000_000 => format!("{}ms", n as f64 / 1e6),
-        n if n >= 1_000 => format!("{}us", n as f64 / 1e3),
-        n => format!("{n}ns"),
-    }
 }
 
 #[cfg(test)]
