@@ -318,6 +318,12 @@ fn off_cpu(
     if !state.is_blocked() || sched.nr_switches != Some(switches_after) {
         return None;
     }
+    // The scheduler zeroes exec_start when it migrates a task (migrate_task_rq_fair: "no
+    // longer cache hot"), which can happen to a sleeping task still queued for a delayed
+    // dequeue (EEVDF, Linux >= 6.12): it then says nothing about when the thread last ran.
+    if sched.exec_start_ns == 0 {
+        return None;
+    }
     let now = *clocks.get(&cpu?)?;
     // A thread that went to sleep after the reference was taken has been blocked for less
     // than the error of this method: report zero rather than a wrapped difference.
@@ -459,6 +465,10 @@ mod tests {
         // Went to sleep after the reference was taken.
         let later = Some(SchedFields { exec_start_ns: 9_000, nr_switches: Some(7) });
         assert_eq!(off_cpu(blocked, Some(1), later, 7, &clocks), Some(0));
+        // Migrated while asleep: the scheduler zeroed exec_start (seen here as a "blocked for
+        // the machine's uptime" that exceeded the thread's age).
+        let migrated = Some(SchedFields { exec_start_ns: 0, nr_switches: Some(7) });
+        assert_eq!(off_cpu(blocked, Some(1), migrated, 7, &clocks), None);
     }
 
     /// A thread of this test process blocked in read(2) on a pipe: the ground truth is the
