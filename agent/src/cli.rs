@@ -71,6 +71,14 @@ pub struct SnapshotArgs {
     /// Do not read a Go target's runtime (threads only).
     #[arg(long)]
     pub no_go: bool,
+
+    /// Go targets: also attach a uprobe to the runtime's casgstatus for the window, so each
+    /// goroutine's time in its status is exact when it changed during the window (status_ns,
+    /// waiting_ns). Costs the target about half a microsecond per goroutine status change,
+    /// which a channel-heavy program makes millions of times a second: off by default, and
+    /// the goroutine view needs none of it.
+    #[arg(long, conflicts_with = "no_go")]
+    pub go_uprobes: bool,
 }
 
 #[derive(Debug, Args)]
@@ -134,6 +142,12 @@ pub struct ProfileArgs {
     /// type goroutine_wait, label kind=goroutine).
     #[arg(long)]
     pub no_go: bool,
+
+    /// --kind offcpu on a Go target: time goroutine waits exactly with uprobes on the runtime's
+    /// casgstatus and gopark (every status change, the stack of every park) instead of reading
+    /// the runtime every 100 ms. Costs the target about a microsecond per park; off by default.
+    #[arg(long, conflicts_with = "no_go")]
+    pub go_uprobes: bool,
 
     /// --kind offcpu: also capture the waker's user and kernel stacks at each wakeup (the
     /// offwake view: who woke whom, from where). Two more stack walks per wakeup.

@@ -84,6 +84,26 @@ impl From<KernelError> for Failure {
     }
 }
 
+impl From<crate::go_uprobes::GoUprobeError> for Failure {
+    fn from(e: crate::go_uprobes::GoUprobeError) -> Self {
+        use crate::go_uprobes::GoUprobeError;
+        match e {
+            GoUprobeError::Go(e) => e.into(),
+            GoUprobeError::Kernel(e) => e.into(),
+            GoUprobeError::NotGo => Failure::new(
+                code::NOT_GO,
+                "--go-uprobes: the target is not a Go program",
+                "drop --go-uprobes; the thread view needs no uprobes",
+            ),
+            GoUprobeError::NoProbes => Failure::new(
+                code::USAGE,
+                "--go-uprobes needs the probes loaded",
+                "give a non-zero window or duration",
+            ),
+        }
+    }
+}
+
 impl From<GoError> for Failure {
     fn from(e: GoError) -> Self {
         match &e {

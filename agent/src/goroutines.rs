@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use parkscope_common::GoGState;
 use parkscope_probes::{
     go::{GStatus, GoProcess, GoroutineState, LayoutSource, RuntimeState},
     procfs::fds::FdTable,
@@ -59,13 +60,80 @@ impl Names {
     }
 }
 
-/// Fills the threads' Go roles and goroutines, and returns the goroutine views.
+/// What the Go uprobes (`--go-uprobes`) say about each goroutine's status: since when, exactly.
+#[derive(Debug, Default)]
+pub struct GoTiming {
+    /// The kernel's slot per g address, read after the runtime's memory.
+    pub states: HashMap<u64, GoGState>,
+    /// CLOCK_MONOTONIC when the uprobes were attached.
+    pub attached_ns: u64,
+    /// The kernel could not record some changes (map full): a goroutine without a slot may
+    /// then have changed after all, so no lower bound is claimed for it.
+    pub lossy: bool,
+}
+
+/// How long a goroutine has been in its status, from the uprobes' slot for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StatusTime {
+    ns: Option<u64>,
+    exact: bool,
+    transitions: Option<u32>,
+}
+
+/// Joins one goroutine read from memory with the uprobes' view. Running and syscall are one
+/// state in the kernel's slots (see ebpf/src/probes/go.rs), so a goroutine in a syscall gets its
+/// thread's syscall time instead, when its thread is blocked in one.
+fn status_time(
+    go: &GoProcess,
+    g: &GoroutineState,
+    read_ns: u64,
+    timing: &GoTiming,
+    thread: Option<&ThreadView>,
+) -> StatusTime {
+    let syscall_time = || {
+        let call = thread.and_then(|t| t.syscall.as_ref());
+        StatusTime {
+            ns: call.and_then(|c| c.time_ns()),
+            exact: call.is_some_and(|c| c.blocked_ns.is_some()),
+            transitions: None,
+        }
+    };
+    match timing.states.get(&g.addr) {
+        // Go 1.19 assigns a new goroutine's id after its first change: goid 0 is "not yet read".
+        Some(st) if st.goid == 0 || st.goid == g.goid => {
+            let transitions = Some(st.transitions);
+            let kernel = go.status_of_value(st.status);
+            if g.status == GStatus::Syscall && kernel == Some(GStatus::Running) {
+                StatusTime { transitions, ..syscall_time() }
+            } else if kernel == Some(g.status) {
+                StatusTime { ns: Some(read_ns.saturating_sub(st.since_ns)), exact: true, transitions }
+            } else {
+                // Changed by a path the probe does not see (preemption by the GC), or just
+                // after the memory read.
+                StatusTime { ns: None, exact: false, transitions }
+            }
+        }
+        _ if g.status == GStatus::Syscall => syscall_time(),
+        // No change since attach (or a slot from a previous life of this g, which it left
+        // through a change the probe would have seen): in this status for the whole window.
+        _ if !timing.lossy => StatusTime {
+            ns: Some(read_ns.saturating_sub(timing.attached_ns)),
+            exact: false,
+            transitions: Some(0),
+        },
+        _ => StatusTime { ns: None, exact: false, transitions: None },
+    }
+}
+
+/// Fills the threads' Go roles and goroutines, and returns the goroutine views. `timing` is
+/// the uprobes' view, when they are attached.
 pub fn join(
     go: &GoProcess,
     rt: &RuntimeState,
     threads: &mut [ThreadView],
     fds: Option<&FdTable>,
     stacks: bool,
+    timing: Option<&GoTiming>,
 ) -> (Vec<GoroutineView>, RuntimeView) {
     let pid = go.pid;
     let mut sym = Symbolizer::new();
@@ -107,7 +175,11 @@ pub fn join(
         .goroutines
         .iter()
         .filter(|g| g.status != GStatus::Dead)
-        .map(|g| goroutine_view(g, rt, &names, &threads_by_tid, fds, stacks))
+        .map(|g| {
+            let thread = g.tid.and_then(|tid| threads_by_tid.get(&tid)).copied();
+            let time = timing.map(|t| status_time(go, g, rt.nanotime, t, thread));
+            goroutine_view(g, rt, &names, thread, fds, stacks, time)
+        })
         .collect();
     let layout = match &go.binary.layout.source {
         LayoutSource::Dwarf => "dwarf".to_owned(),
@@ -129,18 +201,22 @@ fn goroutine_view(
     g: &GoroutineState,
     rt: &RuntimeState,
     names: &Names,
-    threads: &HashMap<u32, &ThreadView>,
+    thread: Option<&ThreadView>,
     fds: Option<&FdTable>,
     stacks: bool,
+    time: Option<StatusTime>,
 ) -> GoroutineView {
-    let thread = g.tid.and_then(|tid| threads.get(&tid)).copied();
     let mut stack: Vec<String> = Vec::new();
     if stacks {
         // A goroutine on a CPU has stale saved registers; its thread's stack (unwound when the
         // thread is blocked in the kernel) is the truth. A cgo call's thread stack shows the C
-        // frames the goroutine's own saved registers cannot.
-        let from_thread =
-            matches!(g.status, GStatus::Running) || g.cgo && thread.is_some_and(|t| !t.user_stack.is_empty());
+        // frames the goroutine's own saved registers cannot, and so does a syscall's when the
+        // runtime did not save a frame pointer at entersyscall (Go < 1.21 saves only pc and sp,
+        // so the walk from g.sched stops after one frame).
+        let thread_has_more = thread.is_some_and(|t| t.user_stack.len() > g.pcs.len());
+        let from_thread = matches!(g.status, GStatus::Running)
+            || g.cgo && thread.is_some_and(|t| !t.user_stack.is_empty())
+            || g.status == GStatus::Syscall && thread_has_more;
         match (from_thread, thread) {
             (true, Some(t)) => stack = t.user_stack.clone(),
             _ => {
@@ -163,13 +239,25 @@ fn goroutine_view(
                 .find_map(|f| f.split_once("_Cfunc_").map(|(_, c)| c.to_owned()))
         })
         .flatten();
-    let waiting_ns = (g.status == GStatus::Waiting && g.waitsince > 0)
+    let gc_waiting_ns = (g.status == GStatus::Waiting && g.waitsince > 0)
         .then(|| rt.nanotime.saturating_sub(g.waitsince as u64));
+    let time = time.unwrap_or(StatusTime { ns: None, exact: false, transitions: None });
+    // An exact park time is the answer; two lower bounds give the larger one.
+    let waiting_ns = match (g.status, time) {
+        (GStatus::Waiting, StatusTime { ns: Some(ns), exact: true, .. }) => Some(ns),
+        (GStatus::Waiting, StatusTime { ns: Some(ns), .. }) => {
+            Some(gc_waiting_ns.map_or(ns, |gc| gc.max(ns)))
+        }
+        _ => gc_waiting_ns,
+    };
     GoroutineView {
         goid: g.goid,
         status: g.status.as_str(),
         wait_reason: g.wait_reason.clone(),
         waiting_ns,
+        status_ns: time.ns,
+        status_ns_exact: time.exact,
+        transitions: time.transitions,
         cgo: g.cgo,
         c_function,
         m: g.m_id,

@@ -6,6 +6,7 @@ mod cli;
 mod commands;
 mod ebpf_object;
 mod error;
+mod go_uprobes;
 mod goroutines;
 mod model;
 mod observe;

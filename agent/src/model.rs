@@ -157,8 +157,18 @@ pub struct GoroutineView {
     /// The runtime's own string ("IO wait", "chan receive", ...) while waiting.
     pub wait_reason: Option<String>,
     /// How long it has waited at least, when the runtime recorded it (g.waitsince is set by the
-    /// GC the first time it finds the goroutine waiting, so this is a lower bound).
+    /// GC the first time it finds the goroutine waiting, so this is a lower bound); exact when
+    /// the Go uprobes saw it park (`status_ns_exact`).
     pub waiting_ns: Option<u64>,
+    /// With `--go-uprobes`: how long it has been in its status: exact (`status_ns_exact`) when
+    /// the uprobes saw the change, else a lower bound (the window: it has not changed since
+    /// the probes attached). Null without uprobes, or when it cannot be known (a status the
+    /// runtime entered without casgstatus, such as a syscall in newer runtimes, unless its
+    /// thread's syscall time is known).
+    pub status_ns: Option<u64>,
+    pub status_ns_exact: bool,
+    /// With `--go-uprobes`: status changes of this goroutine during the window.
+    pub transitions: Option<u32>,
     /// In a cgo call (the runtime's own dump only says "syscall").
     pub cgo: bool,
     /// The C function of a cgo call, from the `_Cfunc_` frame of its stack.
@@ -225,6 +235,8 @@ pub struct Summary {
     /// Goroutines listed, and how many of them are parked (status waiting).
     pub goroutines: usize,
     pub goroutines_waiting: usize,
+    /// With `--go-uprobes`: goroutine status changes seen during the window (null without).
+    pub go_transitions: Option<u64>,
 }
 
 /// The whole view of a process.

@@ -20,6 +20,7 @@ use parkscope_probes::{
     stacks::{Symbolizer, UserUnwinder},
 };
 
+use crate::go_uprobes::GoUprobeError;
 use crate::model::{
     CompletedCalls, LongCall, ProcessView, Summary, SyscallView, ThreadState, ThreadView, sort_for_display,
 };
@@ -63,6 +64,8 @@ pub struct Observer {
     long_calls: HashMap<u32, Vec<BlockEvent>>,
     long_call_threshold_ns: Option<u64>,
     go: GoTarget,
+    /// CLOCK_MONOTONIC when the Go uprobes were attached, if they are.
+    go_uprobes_at_ns: Option<u64>,
 }
 
 /// Everything the eBPF maps say at one instant.
@@ -89,6 +92,7 @@ impl Observer {
             long_calls: HashMap::new(),
             long_call_threshold_ns,
             go: GoTarget::NotLooked,
+            go_uprobes_at_ns: None,
         }
     }
 
@@ -126,6 +130,16 @@ impl Observer {
             GoTarget::Go(p) => Some(p),
             _ => None,
         }
+    }
+
+    /// Attaches the Go uprobes (`--go-uprobes`) to the probes already loaded: the Go target
+    /// must have been found by [`Observer::attach_go`]. Blocking: bpf() calls.
+    pub fn attach_go_uprobes(&mut self) -> Result<(), GoUprobeError> {
+        let GoTarget::Go(go) = &self.go else { return Err(GoUprobeError::NotGo) };
+        let probes = self.probes.as_mut().ok_or(GoUprobeError::NoProbes)?;
+        crate::go_uprobes::attach(probes, go, false, None)?;
+        self.go_uprobes_at_ns = Some(monotonic_now_ns());
+        Ok(())
     }
 
     /// One read of the Go runtime (no stacks), for schedtrace.
@@ -224,8 +238,17 @@ impl Observer {
         {
             match go.read(opts.stacks) {
                 Ok(rt) => {
-                    let (views, rv) =
-                        crate::goroutines::join(go, &rt, &mut threads, fds.as_ref(), opts.stacks);
+                    // The slots are read after the memory: a change in between shows as a
+                    // status mismatch (not exact), never as a stale exact time.
+                    let timing = self.go_timing(facts.counters);
+                    let (views, rv) = crate::goroutines::join(
+                        go,
+                        &rt,
+                        &mut threads,
+                        fds.as_ref(),
+                        opts.stacks,
+                        timing.as_ref(),
+                    );
                     goroutines = views;
                     runtime = Some(rv);
                 }
@@ -240,6 +263,11 @@ impl Observer {
         let mut summary = Summary::count(&threads);
         summary.goroutines = goroutines.len();
         summary.goroutines_waiting = goroutines.iter().filter(|g| g.status == "waiting").count();
+        if self.go_uprobes_at_ns.is_some() {
+            let counters = self.probes.as_ref().and_then(|p| p.counters().ok()).unwrap_or(facts.counters);
+            summary.go_transitions = Some(counters.go_transitions);
+            summary.dropped_events = counters.dropped();
+        }
         summary.window_ns = window_ns;
         summary.dropped_events = facts.counters.dropped();
         summary.syscalls_traced = facts.counters.syscalls_entered;
@@ -253,6 +281,18 @@ impl Observer {
             summary,
             target_exited: false,
         })
+    }
+
+    /// The Go uprobes' slots, when they are attached.
+    fn go_timing(&self, counters: KernelCounters) -> Option<crate::goroutines::GoTiming> {
+        let attached_ns = self.go_uprobes_at_ns?;
+        let probes = self.probes.as_ref()?;
+        let states = probes
+            .go_states()
+            .map_err(|e| tracing::warn!("reading the Go uprobes' goroutine states: {e}"))
+            .ok()?;
+        let now = probes.counters().unwrap_or(counters);
+        Some(crate::goroutines::GoTiming { states, attached_ns, lossy: now.go_states_full > 0 })
     }
 
     fn long_calls_of(&self, tid: u32, now: u64) -> Vec<LongCall> {

@@ -19,6 +19,10 @@ pub mod program {
     pub const SCHED_WAKING: &str = "parkscope_sched_waking";
     /// On `sched_exit_tp` (end of `__schedule`, in the context of the task switched in).
     pub const SCHED_EXIT: &str = "parkscope_sched_exit";
+    /// Uprobe on the Go runtime's `casgstatus` (opt-in): every goroutine status change.
+    pub const GO_CASGSTATUS: &str = "parkscope_go_casgstatus";
+    /// Uprobe on the Go runtime's `gopark` (opt-in, profiles): the parking goroutine's stack.
+    pub const GO_GOPARK: &str = "parkscope_go_gopark";
 }
 
 /// Names of the BPF maps (the Rust static names in ebpf/).
@@ -47,6 +51,18 @@ pub mod map {
     pub const OFFCPU_TOTALS: &str = "OFFCPU_TOTALS";
     /// Per-CPU array of u64 counters indexed by [`crate::Counter`].
     pub const COUNTERS: &str = "COUNTERS";
+    /// One [`crate::GoProbeConfig`]: the target runtime's offsets and status values, written by
+    /// userspace before the Go uprobes are attached.
+    pub const GO_CONFIG: &str = "GO_CONFIG";
+    /// g address -> [`crate::GoGState`]: each goroutine's status since its last change seen
+    /// by the casgstatus uprobe.
+    pub const GO_GSTATES: &str = "GO_GSTATES";
+    /// tid -> user stack id taken at gopark, consumed by the casgstatus to waiting that follows
+    /// on the same thread.
+    pub const GO_PARK_STACK: &str = "GO_PARK_STACK";
+    /// [`crate::GoWaitKey`] -> [`crate::GoWaitTotal`]: completed goroutine intervals per state
+    /// (profiles with Go uprobes).
+    pub const GO_WAIT_TOTALS: &str = "GO_WAIT_TOTALS";
 }
 
 /// Names of the read-only globals userspace sets with `EbpfLoader::override_global`.
@@ -81,6 +97,11 @@ pub const MAX_STATS_KEYS: u32 = 16_384;
 /// Capacity of [`map::STACKS`] (distinct stacks) and of [`map::OFFCPU_TOTALS`].
 pub const MAX_STACKS: u32 = 16_384;
 pub const MAX_OFFCPU_KEYS: u32 = 16_384;
+/// Goroutines whose status the Go uprobes track at once (more are counted in
+/// [`Counter::GoStatesFull`]); the map is allocated as it fills, not up front.
+pub const MAX_GO_GOROUTINES: u32 = 1 << 18;
+/// Capacity of [`map::GO_WAIT_TOTALS`].
+pub const MAX_GO_WAIT_KEYS: u32 = 1 << 16;
 /// Size of [`map::BLOCK_EVENTS`] in bytes (a power of two, as the kernel requires).
 pub const BLOCK_EVENTS_BYTES: u32 = 1 << 20;
 /// Syscall numbers at or above this are not classified (x86_64 uses < 470 today).
@@ -288,9 +309,110 @@ pub enum Counter {
     /// Off-CPU intervals completed (profiling mode), and those whose stacks were captured.
     OffCpuIntervals = 9,
     OffCpuCaptured = 10,
+    /// Goroutine status changes seen by the casgstatus uprobe (target only).
+    GoTransitions = 11,
+    /// Status changes not recorded because [`map::GO_GSTATES`] was full.
+    GoStatesFull = 12,
+    /// Completed goroutine intervals lost because [`map::GO_WAIT_TOTALS`] was full.
+    GoWaitTotalsFull = 13,
+    /// Reads of a g struct (goid, waitreason) that failed in the uprobe.
+    GoReadFailed = 14,
 }
 /// Number of [`Counter`] slots.
-pub const COUNTER_SLOTS: u32 = 11;
+pub const COUNTER_SLOTS: u32 = 15;
+
+/// [`GoGState::wait_reason`] when the goroutine is not waiting.
+pub const NO_WAIT_REASON: u32 = u32::MAX;
+/// A status value no runtime uses, for [`GoProbeConfig`] fields whose status the target's Go
+/// release does not have.
+pub const NO_GO_STATUS: u32 = u32::MAX;
+
+/// What the Go uprobes need to know about the target's runtime, all read from its binary
+/// (DWARF or the layout tables) by userspace: nothing Go-version-specific is compiled in.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GoProbeConfig {
+    /// With `aggregate`: when the window began. A goroutine the kernel has no slot for changed
+    /// nothing since attach, so the interval its first change closes is counted from here.
+    pub window_start_ns: u64,
+    /// Byte offsets of `g.goid` (8 bytes) and `g.waitreason` (1 byte) in `runtime.g`.
+    pub goid_off: u32,
+    pub waitreason_off: u32,
+    /// The runtime's values of `_Grunning`, `_Gsyscall`, `_Gwaiting`, `_Gdead`, `_Gcopystack`
+    /// and (Go >= 1.25) `_Gdeadextra` ([`NO_GO_STATUS`] where absent).
+    pub running: u32,
+    pub syscall: u32,
+    pub waiting: u32,
+    pub dead: u32,
+    pub copystack: u32,
+    pub deadextra: u32,
+    /// 1 = sum every completed interval (other than running) into [`map::GO_WAIT_TOTALS`].
+    pub aggregate: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<GoProbeConfig>() == 48);
+
+/// One goroutine's status since the last change the casgstatus uprobe saw. Running and
+/// syscall count as one state, as the runtime's own latency tracking treats them (newer
+/// runtimes enter and leave syscalls without casgstatus at all).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GoGState {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC, the runtime's nanotime) of the change.
+    pub since_ns: u64,
+    pub goid: u64,
+    /// The runtime's status value (as in `g.atomicstatus`, no scan bit).
+    pub status: u32,
+    /// `g.waitreason` when `status` is waiting, else [`NO_WAIT_REASON`].
+    pub wait_reason: u32,
+    /// The stack gopark was called with ([`NO_STACK`] unless waiting and profiling).
+    pub user_stack_id: i32,
+    /// Status changes of this goroutine seen since attach.
+    pub transitions: u32,
+    /// gopark's return address (read from [rsp] at its frame setup, where a frame-pointer walk
+    /// would skip gopark's caller), or 0: see [`GoParkStack`].
+    pub park_caller: u64,
+}
+const _: () = assert!(core::mem::size_of::<GoGState>() == 40);
+
+/// What the gopark uprobe leaves for the casgstatus that follows on the same thread.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GoParkStack {
+    pub user_stack_id: i32,
+    pub _pad: u32,
+    /// The return address on top of the stack at the probe: gopark's caller. Before gopark's
+    /// frame is set up, rbp still holds the caller's frame, so the kernel's walk goes from
+    /// gopark straight to the caller's caller; userspace puts this frame back in between.
+    pub caller: u64,
+}
+const _: () = assert!(core::mem::size_of::<GoParkStack>() == 16);
+
+/// Key of the per-goroutine interval totals of profiles with Go uprobes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GoWaitKey {
+    pub goid: u64,
+    /// The status the interval was spent in, and its wait reason ([`NO_WAIT_REASON`] if none).
+    pub status: u32,
+    pub wait_reason: u32,
+    /// The parking stack (as in [`GoGState::user_stack_id`] and [`GoGState::park_caller`]);
+    /// [`PRE_ATTACH_STACK`] for an interval that began before attach (userspace has its stack
+    /// from its first read of the runtime).
+    pub user_stack_id: i32,
+    pub _pad: u32,
+    pub park_caller: u64,
+}
+const _: () = assert!(core::mem::size_of::<GoWaitKey>() == 32);
+
+/// Exact time and number of completed intervals of one [`GoWaitKey`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GoWaitTotal {
+    pub total_ns: u64,
+    pub count: u64,
+}
+const _: () = assert!(core::mem::size_of::<GoWaitTotal>() == 16);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -304,6 +426,11 @@ mod pod {
     unsafe impl aya::Pod for super::BlockEvent {}
     unsafe impl aya::Pod for super::OffCpuKey {}
     unsafe impl aya::Pod for super::OffCpuTotal {}
+    unsafe impl aya::Pod for super::GoProbeConfig {}
+    unsafe impl aya::Pod for super::GoGState {}
+    unsafe impl aya::Pod for super::GoParkStack {}
+    unsafe impl aya::Pod for super::GoWaitKey {}
+    unsafe impl aya::Pod for super::GoWaitTotal {}
 }
 
 #[cfg(test)]

@@ -6,10 +6,15 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
 };
 use parkscope_common::{
-    BLOCK_EVENTS_BYTES, COUNTER_SLOTS, Counter, InFlightSyscall, LastWake, MAX_OFFCPU_KEYS, MAX_STACKS,
+    BLOCK_EVENTS_BYTES, COUNTER_SLOTS, Counter, GoGState, GoParkStack, GoProbeConfig, GoWaitKey, GoWaitTotal,
+    InFlightSyscall, LastWake, MAX_GO_GOROUTINES, MAX_GO_WAIT_KEYS, MAX_OFFCPU_KEYS, MAX_STACKS,
     MAX_STATS_KEYS, MAX_SYSCALL_NR, MAX_THREADS, OffCpuKey, OffCpuStart, OffCpuTotal, SyscallStats,
     SyscallStatsKey,
 };
+
+/// BPF_F_NO_PREALLOC (uapi/linux/bpf.h): entries are allocated as the map fills. The Go maps
+/// are sized for hundreds of thousands of goroutines that most targets never have.
+const BPF_F_NO_PREALLOC: u32 = 1;
 
 #[map]
 pub static IN_FLIGHT: HashMap<u32, InFlightSyscall> = HashMap::with_max_entries(MAX_THREADS, 0);
@@ -46,6 +51,21 @@ pub static OFFCPU_TOTALS: HashMap<OffCpuKey, OffCpuTotal> = HashMap::with_max_en
 
 #[map]
 pub static BLOCK_EVENTS: RingBuf = RingBuf::with_byte_size(BLOCK_EVENTS_BYTES, 0);
+
+#[map]
+pub static GO_CONFIG: Array<GoProbeConfig> = Array::with_max_entries(1, 0);
+
+#[map]
+pub static GO_GSTATES: HashMap<u64, GoGState> =
+    HashMap::with_max_entries(MAX_GO_GOROUTINES, BPF_F_NO_PREALLOC);
+
+#[map]
+pub static GO_PARK_STACK: LruHashMap<u32, GoParkStack> = LruHashMap::with_max_entries(MAX_THREADS, 0);
+
+/// Plain hash, not LRU, for the same reason as OFFCPU_TOTALS; a full map is counted.
+#[map]
+pub static GO_WAIT_TOTALS: HashMap<GoWaitKey, GoWaitTotal> =
+    HashMap::with_max_entries(MAX_GO_WAIT_KEYS, BPF_F_NO_PREALLOC);
 
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);

@@ -150,6 +150,8 @@ pub struct GoTarget {
     pub info: Value,
     /// Its stderr lines, when `start` was asked to capture them.
     pub stderr: Option<mpsc::Receiver<String>>,
+    /// Its stdout lines after the ready line (the pipe stays open for the process's life).
+    stdout: mpsc::Receiver<String>,
 }
 
 impl GoTarget {
@@ -171,11 +173,21 @@ impl GoTarget {
         assert_eq!(ready["ready"], true);
         let pid = ready["pid"].as_u64().unwrap() as u32;
         assert_eq!(pid, child.id());
-        // Keep the pipe open for the process's whole life.
-        thread::spawn(move || while out.recv().is_ok() {});
         // After the ready line main only has to reach its final receive.
         thread::sleep(Duration::from_millis(200));
-        GoTarget { child, pid, info, stderr }
+        GoTarget { child, pid, info, stderr, stdout: out }
+    }
+
+    /// Makes examples/go/parked start one more goroutine that parks on a channel receive
+    /// (SIGUSR1), and returns its goid and the CLOCK_MONOTONIC time, read by the target itself,
+    /// just before it parked.
+    pub fn park_late_goroutine(&self) -> (u64, u64) {
+        // SAFETY: kill(2) with a pid we started and still own (reaped only in Drop).
+        let rc = unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGUSR1) };
+        assert_eq!(rc, 0, "kill -USR1 {}", self.pid);
+        let line = self.stdout.recv_timeout(Duration::from_secs(10)).expect("the late goroutine's line");
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        (v["late_goid"].as_u64().expect("late_goid"), v["late_parked_ns"].as_u64().expect("late_parked_ns"))
     }
 
     /// The runtime's own dump: goid -> (bracket text's first part, whole block).
@@ -407,4 +419,59 @@ pub fn pprof(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// CLOCK_MONOTONIC now, in ns: the clock of Go's nanotime and of eBPF's bpf_ktime_get_ns.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid timespec pointer; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// parkscope running in the background with `-v`, for tests that act on the target while it
+/// is attached.
+pub struct LiveParkscope {
+    child: Child,
+    stderr: BufReader<std::process::ChildStderr>,
+    log: String,
+}
+
+impl LiveParkscope {
+    /// Starts `parkscope -v ARGS` and returns once its log has a line containing `marker`
+    /// (e.g. "probes attached"), failing if it ends first.
+    pub fn start_until(args: &[&str], marker: &str) -> LiveParkscope {
+        let mut child = Command::new(parkscope_bin())
+            .arg("-v")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run parkscope: {e}"));
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr is piped"));
+        let mut log = String::new();
+        while !log.contains(marker) {
+            let mut line = String::new();
+            if stderr.read_line(&mut line).unwrap_or(0) == 0 {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("parkscope {args:?} ended before logging {marker:?}:\n{log}");
+            }
+            log.push_str(&line);
+        }
+        LiveParkscope { child, stderr, log }
+    }
+
+    /// Waits for it to end: (exit code, stdout, its whole stderr).
+    pub fn finish(mut self) -> (i32, String, String) {
+        let mut stdout = String::new();
+        if let Some(mut out) = self.child.stdout.take() {
+            let _ = out.read_to_string(&mut stdout);
+        }
+        let _ = self.stderr.read_to_string(&mut self.log);
+        let status = self.child.wait().expect("waiting for parkscope");
+        let code = status.code().unwrap_or_else(|| panic!("parkscope died by a signal:\n{}", self.log));
+        (code, stdout, std::mem::take(&mut self.log))
+    }
 }

@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use parkscope_tests::{Blocker, GoTarget, pprof, run_parkscope};
+use parkscope_tests::{Blocker, GoTarget, LiveParkscope, monotonic_ns, pprof, run_parkscope};
 
 const WINDOW_S: f64 = 2.0;
 const GO_VERSIONS: [&str; 2] = ["go1.19", "go1.27"];
@@ -236,6 +236,67 @@ fn offcpu_profile_of_a_go_program_gives_each_parked_goroutine_its_wait() {
                 .any(|l| l.starts_with("goroutines [chan receive];") && l.contains(";main.parkedChanRecv;")),
             "{v}: no goroutine tower in the folded stacks:\n{folded}"
         );
+    }
+}
+
+/// `--go-uprobes`: goroutine waits timed exactly by the casgstatus and gopark uprobes. Ground
+/// truth: a goroutine parked throughout (the runtime's dump names it) waits the whole window;
+/// one the target parks mid-window waits from the CLOCK_MONOTONIC time the target itself read
+/// just before parking until the window's end, under the stack gopark was called with.
+#[test]
+fn go_uprobes_profile_times_each_goroutines_wait_exactly() {
+    for v in GO_VERSIONS {
+        let target = GoTarget::start(&format!("parked-{v}"), &["-n", "2"], &[], false);
+        let dump = target.pprof_dump();
+        let (sleeper, _) = dump
+            .iter()
+            .find(|(_, (_, block))| block.contains("main.parkedSleep("))
+            .unwrap_or_else(|| panic!("{v}: no goroutine in main.parkedSleep in the runtime's dump"));
+        let scratch = Scratch::new(&format!("go-uprobes-{v}"));
+        let pb = scratch.path("exact.pb.gz");
+        let pid = target.pid.to_string();
+        let spawned_ns = monotonic_ns();
+        let run = LiveParkscope::start_until(
+            &["profile", "-p", &pid, "--go-uprobes", "--duration", "3s", "-o", &pb],
+            "Go uprobes attached",
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let (late, parked_ns) = target.park_late_goroutine();
+        let (code, _, log) = run.finish();
+        let ended_ns = monotonic_ns();
+        assert_eq!(code, 0, "{v}: {log}");
+
+        let raw = pprof(&["-raw", &pb]);
+        assert!(raw.contains("exact from the Go uprobes"), "{v}: comments:\n{raw}");
+        let window_ms = duration_s(&raw) * 1000.0;
+        let total_of = |goid: &u64| {
+            let focus = format!("-tagfocus=goid={goid}");
+            let top = pprof(&["-top", "-unit=ms", "-sample_index=goroutine_wait", &focus, &pb]);
+            (shown_total_ms(&top), top)
+        };
+        // Parked throughout: the whole window (pprof prints the duration to 10 ms).
+        let (ms, top) = total_of(sleeper);
+        assert!(
+            (ms - window_ms).abs() <= 20.0,
+            "{v}: goroutine {sleeper} waited {ms} of {window_ms} ms:\n{top}"
+        );
+        // Parked mid-window: from its park to the window's end. The window ends at least 3 s
+        // after parkscope was started, and before it exited.
+        let (ms, top) = total_of(&late);
+        let upper = (ended_ns - parked_ns) as f64 / 1e6;
+        let lower = (spawned_ns + 3_000_000_000).saturating_sub(parked_ns + 50_000_000) as f64 / 1e6;
+        assert!(
+            (lower..=upper).contains(&ms),
+            "{v}: late goroutine waited {ms} ms, allowed {lower}..{upper}:\n{top}"
+        );
+        for f in ["main.parkedLate", "runtime.chanrecv"] {
+            let (_, cum) =
+                top_row(&top, f).unwrap_or_else(|| panic!("{v}: {f} not in the parking stack:\n{top}"));
+            assert!(parse_ms(cum).unwrap() >= 0.99 * ms, "{v}: {f} has {cum} of {ms} ms:\n{top}");
+        }
+        let focus = format!("-tagfocus=goid={late}");
+        let tags = pprof(&["-tags", "-sample_index=goroutine_wait", &focus, &pb]);
+        assert_eq!(tag_values(&tags, "wait_reason"), vec!["chan receive".to_owned()], "{v}:\n{tags}");
     }
 }
 

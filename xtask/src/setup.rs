@@ -27,6 +27,7 @@ const APT_PACKAGES: &[&str] = &[
     "libzstd-dev",
     "zlib1g-dev",
     "gcc",
+    "binutils",
     "libc6-dev",
     "linux-libc-dev",
     "golang-1.19-go",

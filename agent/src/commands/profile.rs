@@ -33,7 +33,7 @@ use crate::{
     error::{Failure, code},
     profile::{
         self, Profile,
-        goroutines::{GoSampler, GoroutineTimes},
+        goroutines::{ExactGoWaits, GoSampler, GoroutineTimes},
         offcpu::{KernelTotals, OffCpuInput, Seed},
     },
     session::{Session, Wake},
@@ -55,6 +55,8 @@ struct OffCpuRun {
     window_start_ns: u64,
     waker_stacks: bool,
     fd_labels: bool,
+    /// The Go uprobes are attached: goroutine waits are summed in kernel, exactly.
+    go_uprobes: bool,
 }
 
 enum Collector {
@@ -88,21 +90,32 @@ pub async fn run(args: ProfileArgs) -> Result<i32, Failure> {
             "the default, 10ms, keeps the cost low; 0 captures every wait",
         ));
     }
-    if args.kind == ProfileKindArg::Cpu && (args.waker_stacks || args.fd_labels) {
+    if args.kind == ProfileKindArg::Cpu && (args.waker_stacks || args.fd_labels || args.go_uprobes) {
         return Err(Failure::new(
             code::USAGE,
-            "--waker-stacks and --fd-labels apply to off-CPU profiles",
+            "--waker-stacks, --fd-labels and --go-uprobes apply to off-CPU profiles",
             "drop them, or use --kind offcpu",
         ));
     }
     let pid = args.pid;
     let target = open_target(pid).await?;
     let comm = target.comm.clone();
+    let target_comm = comm.clone();
     let mut session = Session::new(pid).map_err(|e| Failure::internal(&e.into()))?;
     let mut info = blocking(move || refresh(pid, TargetInfo::default())).await?;
 
     // The Go runtime is looked for before the window starts: its DWARF takes a while to read.
-    let go = if args.kind == ProfileKindArg::Offcpu && !args.no_go {
+    let mut go = if args.go_uprobes {
+        // Asked for by name: a target whose runtime cannot be read is an error, not a fallback.
+        Some(blocking(move || GoProcess::attach(pid)).await?.map_err(|e| match e {
+            GoError::NotGo { .. } => Failure::new(
+                code::NOT_GO,
+                format!("--go-uprobes: process {pid} ({target_comm}) is not a Go program"),
+                "drop --go-uprobes; threads are profiled without it",
+            ),
+            other => other.into(),
+        })?)
+    } else if args.kind == ProfileKindArg::Offcpu && !args.no_go {
         blocking(move || find_go(pid)).await?
     } else {
         None
@@ -124,8 +137,22 @@ pub async fn run(args: ProfileArgs) -> Result<i32, Failure> {
                 stacks_at_switch_out: args.stacks_at_switch_out,
                 waker_stacks: args.waker_stacks,
             };
-            let run = start_offcpu(pid, selection).await?;
-            go_sampler = go.map(|g| GoSampler::start(g, run.window_start_ns));
+            let mut run = start_offcpu(pid, selection).await?;
+            if args.go_uprobes
+                && let Some(g) = go
+            {
+                let window_start = run.window_start_ns;
+                let (attached, r, g) = blocking(move || {
+                    let attached = crate::go_uprobes::attach(&mut run.probes, &g, true, Some(window_start));
+                    (attached, run, g)
+                })
+                .await?;
+                attached?;
+                run = r;
+                run.go_uprobes = true;
+                go = Some(g);
+            }
+            go_sampler = go.map(|g| GoSampler::start(g, run.window_start_ns, run.go_uprobes));
             Collector::OffCpu(Box::new(run))
         }
         ProfileKindArg::Cpu => {
@@ -292,7 +319,36 @@ fn seed_blocked_threads(
         window_start_ns,
         waker_stacks: selection.waker_stacks,
         fd_labels: selection.syscalls,
+        go_uprobes: false,
     })
+}
+
+/// What the Go uprobes summed in kernel over the window (profiles with `--go-uprobes`).
+fn exact_go_waits(probes: &KernelProbes) -> ExactGoWaits {
+    let warn = |what: &str, e: &dyn std::fmt::Display| tracing::warn!("reading {what}: {e}");
+    let totals = probes.go_wait_totals().unwrap_or_else(|e| {
+        warn("goroutine wait totals", &e);
+        HashMap::new()
+    });
+    let open = probes.go_states().unwrap_or_else(|e| {
+        warn("goroutine states", &e);
+        HashMap::new()
+    });
+    let ids: std::collections::HashSet<i32> = totals
+        .keys()
+        .map(|k| k.user_stack_id)
+        .chain(open.values().map(|s| s.user_stack_id))
+        .filter(|&id| id >= 0)
+        .collect();
+    let stacks = ids.into_iter().filter_map(|id| Some((id, probes.stack(id).ok()?))).collect();
+    let counters = probes.counters().unwrap_or_default();
+    ExactGoWaits {
+        totals,
+        open,
+        stacks,
+        transitions: counters.go_transitions,
+        dropped: counters.go_states_full + counters.go_wait_totals_full,
+    }
 }
 
 /// Threads still blocked at the window's end whose stacks the kernel has not taken (it takes
@@ -342,16 +398,21 @@ fn finish_offcpu(
     pid: u32,
     comm: String,
     run: OffCpuRun,
-    mut go: Option<GoroutineTimes>,
+    go: Option<(GoroutineTimes, GoProcess)>,
     info: TargetInfo,
     time_nanos: i64,
     cut_short: Option<String>,
 ) -> Profile {
     let window_end_ns = monotonic_now_ns();
-    if let Some(go) = &mut go {
-        go.finish(window_end_ns);
-    }
     let probes = &run.probes;
+    let go = go.map(|(mut times, process)| {
+        times.finish(window_end_ns);
+        if run.go_uprobes {
+            let exact = exact_go_waits(probes);
+            times.use_exact(&process, &exact, run.window_start_ns, window_end_ns);
+        }
+        times
+    });
     let blocked_at_attach = run.seeds.len();
     let mut seeds = run.seeds;
     let warn = |what: &str, e: &dyn std::fmt::Display| tracing::warn!("reading {what}: {e}");

@@ -30,6 +30,13 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
         fd_descriptions: true,
     };
 
+    if args.go_uprobes && args.window.is_zero() {
+        return Err(Failure::new(
+            code::USAGE,
+            "--go-uprobes needs a window to watch goroutines change status",
+            "give a window, e.g. --window 2s",
+        ));
+    }
     let probes = if args.window.is_zero() {
         None
     } else {
@@ -49,6 +56,21 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
                 format!("process {} ({}) is not a Go program", args.pid, observer.target.comm),
                 "drop --goroutines to see the threads of a non-Go process",
             ));
+        }
+        if args.go_uprobes {
+            if !opts.goroutines {
+                return Err(Failure::new(
+                    code::NOT_GO,
+                    format!(
+                        "--go-uprobes: process {} ({}) is not a Go program",
+                        args.pid, observer.target.comm
+                    ),
+                    "drop --go-uprobes; the thread view needs no uprobes",
+                ));
+            }
+            let (attached, obs) = blocking(move || (observer.attach_go_uprobes(), observer)).await?;
+            observer = obs;
+            attached?;
         }
     }
 

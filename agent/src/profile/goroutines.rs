@@ -16,6 +16,14 @@
 //!
 //! The reader also reports which thread is which M and which goroutine each ran, for the
 //! thread samples' roles (crate::roles) and `goid` labels.
+//!
+//! With `--go-uprobes` the sampled waits are replaced by exact ones from the kernel (the
+//! casgstatus and gopark uprobes, ebpf/src/probes/go.rs): every completed interval, summed in
+//! kernel under its goroutine, status, wait reason and parking stack; the intervals still open
+//! at the end; and the goroutines that did not change at all, credited the whole window. The
+//! reads still run, for the Ms, for the stacks of goroutines parked since before attach (the
+//! first read) and for netpoll fds. Running and syscall are one state to the uprobes, so time
+//! in syscalls is in the threads' samples then, not in goroutine_wait.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -23,6 +31,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use parkscope_common::{GoGState, GoWaitKey, GoWaitTotal, NO_WAIT_REASON, PRE_ATTACH_STACK};
 use parkscope_probes::go::{GStatus, GoProcess, RuntimeState};
 
 /// Time between reads of the runtime.
@@ -74,6 +83,35 @@ pub struct GoroutineTimes {
     pending: Option<(u64, Vec<GoroutineWait>)>,
     /// Everything before this instant is credited.
     credited_until: u64,
+    /// Kept for the exact accounting (`--go-uprobes`) only: the first read's goroutines by
+    /// goid, the last read's by g address, and the netpoll fds each goroutine was seen on.
+    keep_reads: bool,
+    first_read: Option<HashMap<u64, GoroutineWait>>,
+    last_read: HashMap<u64, GoroutineWait>,
+    netpoll_seen: HashMap<u64, BTreeSet<(i32, &'static str)>>,
+    /// Set when `waits` are the uprobes' exact ones.
+    pub exact: Option<ExactSummary>,
+}
+
+/// What the uprobes' accounting rested on, for the profile's comments.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExactSummary {
+    pub transitions: u64,
+    pub intervals: u64,
+    /// Changes or intervals the kernel had no room for (then the sums are lower bounds).
+    pub dropped: u64,
+}
+
+/// The Go uprobes' view of one window, read from the kernel at its end.
+#[derive(Debug, Default)]
+pub struct ExactGoWaits {
+    pub totals: HashMap<GoWaitKey, GoWaitTotal>,
+    /// The slots at the end, by g address: intervals still open.
+    pub open: HashMap<u64, GoGState>,
+    /// The parking stacks by id (instruction pointers, innermost first).
+    pub stacks: HashMap<i32, Vec<u64>>,
+    pub transitions: u64,
+    pub dropped: u64,
 }
 
 impl GoroutineTimes {
@@ -81,9 +119,15 @@ impl GoroutineTimes {
         GoroutineTimes { version, epfd: -1, credited_until: window_start_ns, ..GoroutineTimes::default() }
     }
 
+    /// Keeps what the exact accounting needs from the reads (see [`Self::use_exact`]).
+    pub fn keeping_reads(mut self) -> GoroutineTimes {
+        self.keep_reads = true;
+        self
+    }
+
     /// Adds one read of the runtime.
     pub fn add_read(&mut self, rt: &RuntimeState) {
-        let waits = rt
+        let waits: Vec<GoroutineWait> = rt
             .goroutines
             .iter()
             .filter(|g| {
@@ -113,7 +157,100 @@ impl GoroutineTimes {
         if rt.epfd >= 0 {
             self.epfd = rt.epfd;
         }
+        if self.keep_reads {
+            self.keep(rt, &waits);
+        }
         self.add(rt.nanotime, waits);
+    }
+
+    fn keep(&mut self, rt: &RuntimeState, waits: &[GoroutineWait]) {
+        if self.first_read.is_none() {
+            self.first_read = Some(waits.iter().map(|w| (w.goid, w.clone())).collect());
+        }
+        let by_goid: HashMap<u64, &GoroutineWait> = waits.iter().map(|w| (w.goid, w)).collect();
+        self.last_read = rt
+            .goroutines
+            .iter()
+            .filter_map(|g| by_goid.get(&g.goid).map(|w| (g.addr, (*w).clone())))
+            .collect();
+        for w in waits {
+            if let Some(fd) = w.netpoll {
+                self.netpoll_seen.entry(w.goid).or_default().insert(fd);
+            }
+        }
+    }
+
+    /// Replaces the sampled waits with the uprobes' exact ones over [window_start, window_end].
+    /// Needs the reads kept ([`Self::keeping_reads`]); `go` translates the runtime's values.
+    pub fn use_exact(
+        &mut self,
+        go: &GoProcess,
+        exact: &ExactGoWaits,
+        window_start_ns: u64,
+        window_end_ns: u64,
+    ) {
+        let first = self.first_read.take().unwrap_or_default();
+        let mut waits: HashMap<GoroutineWait, u64> = HashMap::new();
+        let mut intervals = 0;
+        // A goroutine parked on one fd the whole time it was seen is labelled with it.
+        let netpoll_of = |goid: u64, reason: Option<&str>| {
+            let fds = self.netpoll_seen.get(&goid)?;
+            (reason == Some("IO wait") && fds.len() == 1).then(|| *fds.iter().next().unwrap())
+        };
+        let stack = |id: i32, caller: u64, goid: u64, fallback: Option<&GoroutineWait>| -> Vec<u64> {
+            if id == PRE_ATTACH_STACK {
+                return first.get(&goid).map(|w| w.pcs.clone()).unwrap_or_default();
+            }
+            match exact.stacks.get(&id) {
+                Some(ips) => with_caller(ips, caller),
+                None => fallback.map(|w| w.pcs.clone()).unwrap_or_default(),
+            }
+        };
+        let mut credit = |goid: u64, status: u32, reason: u32, pcs: Vec<u64>, ns: u64| {
+            let Some(status) = go.status_of_value(status) else { return };
+            if matches!(status, GStatus::Running | GStatus::Syscall | GStatus::Dead) || ns == 0 {
+                return;
+            }
+            let wait_reason = (status == GStatus::Waiting && reason != NO_WAIT_REASON)
+                .then(|| go.wait_reason_text(reason as u8).to_owned())
+                .filter(|r| !r.is_empty());
+            let netpoll = netpoll_of(goid, wait_reason.as_deref());
+            *waits.entry(GoroutineWait { goid, status, wait_reason, netpoll, pcs }).or_default() += ns;
+        };
+        for (k, t) in &exact.totals {
+            intervals += t.count;
+            credit(
+                k.goid,
+                k.status,
+                k.wait_reason,
+                stack(k.user_stack_id, k.park_caller, k.goid, None),
+                t.total_ns,
+            );
+        }
+        for (addr, st) in &exact.open {
+            let seen = self.last_read.get(addr);
+            // Go 1.19 assigns a new goroutine's id after its first change.
+            let goid = if st.goid != 0 { st.goid } else { seen.map_or(0, |w| w.goid) };
+            let since = st.since_ns.max(window_start_ns);
+            let fallback = seen.filter(|w| w.goid == goid);
+            let pcs = stack(st.user_stack_id, st.park_caller, goid, fallback);
+            credit(goid, st.status, st.wait_reason, pcs, window_end_ns.saturating_sub(since));
+        }
+        // No slot at the end and in the same state at the first read: unchanged all window.
+        // Only claimed when the kernel lost nothing (a lost change would look like this).
+        if exact.dropped == 0 {
+            for (addr, w) in &self.last_read {
+                let unchanged = first.get(&w.goid).is_some_and(|f| f.status == w.status);
+                if exact.open.contains_key(addr) || !unchanged || w.status == GStatus::Syscall {
+                    continue;
+                }
+                let pcs = first.get(&w.goid).map(|f| f.pcs.clone()).unwrap_or_default();
+                let key = GoroutineWait { pcs, ..w.clone() };
+                *waits.entry(key).or_default() += window_end_ns.saturating_sub(window_start_ns);
+            }
+        }
+        self.waits = waits;
+        self.exact = Some(ExactSummary { transitions: exact.transitions, intervals, dropped: exact.dropped });
     }
 
     /// Adds what a read at `at_ns` saw: the previous read is credited up to the midpoint.
@@ -144,18 +281,32 @@ impl GoroutineTimes {
     }
 }
 
+/// A stack captured at gopark's frame setup, with gopark's caller (read from the top of the
+/// stack there) put back in after gopark's own frame if the kernel's walk skipped it.
+fn with_caller(ips: &[u64], caller: u64) -> Vec<u64> {
+    let mut pcs = ips.to_vec();
+    if caller != 0 && !pcs.is_empty() && pcs.get(1) != Some(&caller) {
+        pcs.insert(1, caller);
+    }
+    pcs
+}
+
 /// Reads the Go runtime periodically on the blocking pool until stopped.
 pub struct GoSampler {
     stop: mpsc::Sender<()>,
-    task: tokio::task::JoinHandle<GoroutineTimes>,
+    task: tokio::task::JoinHandle<(GoroutineTimes, GoProcess)>,
 }
 
 impl GoSampler {
     /// Starts reading at once; the first read stands for the time since `window_start_ns`.
-    pub fn start(go: GoProcess, window_start_ns: u64) -> GoSampler {
+    /// `keep_reads` keeps what [`GoroutineTimes::use_exact`] needs.
+    pub fn start(go: GoProcess, window_start_ns: u64, keep_reads: bool) -> GoSampler {
         let (stop, stopped) = mpsc::channel::<()>();
         let task = tokio::task::spawn_blocking(move || {
             let mut times = GoroutineTimes::new(go.version().to_owned(), window_start_ns);
+            if keep_reads {
+                times = times.keeping_reads();
+            }
             loop {
                 let began = Instant::now();
                 match go.read(true) {
@@ -174,7 +325,7 @@ impl GoSampler {
                         if let Ok(rt) = go.read(true) {
                             times.add_read(&rt);
                         }
-                        return times;
+                        return (times, go);
                     }
                 }
             }
@@ -182,8 +333,9 @@ impl GoSampler {
         GoSampler { stop, task }
     }
 
-    /// Stops reading and returns what was seen (the caller credits the window end).
-    pub async fn finish(self) -> Option<GoroutineTimes> {
+    /// Stops reading and returns what was seen (the caller credits the window end), and the
+    /// process for the caller's own use.
+    pub async fn finish(self) -> Option<(GoroutineTimes, GoProcess)> {
         let _ = self.stop.send(());
         match self.task.await {
             Ok(t) => Some(t),

@@ -589,15 +589,28 @@ fn comments(input: &OffCpuInput, duration: u64) -> Vec<String> {
     if !input.fd_labels {
         out.push("syscall labels from kernel stacks; no fd labels (use --fd-labels)".to_owned());
     }
-    if let Some(go) = &input.go {
-        out.push(format!(
+    match input.go.as_ref().map(|go| (go, go.exact)) {
+        Some((go, Some(exact))) => out.push(format!(
+            "goroutine_wait: goroutines of the {} runtime not running (kind=goroutine), exact from the Go \
+             uprobes: {} status changes, {} completed intervals{}; time in syscalls is in the threads' samples",
+            go.version,
+            exact.transitions,
+            exact.intervals,
+            if exact.dropped > 0 {
+                format!("; {} changes lost for lack of room (totals are lower bounds)", exact.dropped)
+            } else {
+                String::new()
+            }
+        )),
+        Some((go, None)) => out.push(format!(
             "goroutine_wait: goroutines of the {} runtime not running (kind=goroutine), estimated from {} \
              reads of the runtime (longest gap {:.0} ms, the resolution){}",
             go.version,
             go.reads,
             go.max_gap_ns as f64 / 1e6,
             if go.failed_reads > 0 { format!("; {} reads failed", go.failed_reads) } else { String::new() }
-        ));
+        )),
+        None => {}
     }
     if let Some(why) = &input.cut_short {
         out.push(format!("window cut short: {why}"));

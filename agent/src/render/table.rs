@@ -148,6 +148,10 @@ fn render_goroutines(out: &mut String, view: &ProcessView, rt: &RuntimeView) {
             rt.goroutines_inconsistent
         );
     }
+    if let Some(n) = s.go_transitions {
+        let window = human(s.window_ns);
+        let _ = writeln!(out, "  (Go uprobes: {n} status changes in {window}; times without >= are exact)");
+    }
     let mut groups: BTreeMap<(String, String), Vec<&GoroutineView>> = BTreeMap::new();
     for g in &view.goroutines {
         let what = match (&g.wait_reason, &g.netpoll, &g.c_function, &g.syscall) {
@@ -162,7 +166,14 @@ fn render_goroutines(out: &mut String, view: &ProcessView, rt: &RuntimeView) {
     let mut groups: Vec<_> = groups.into_iter().collect();
     groups.sort_by_key(|(k, gs)| (std::cmp::Reverse(gs.len()), k.clone()));
     for ((status, what), gs) in groups {
-        let longest = gs.iter().filter_map(|g| g.waiting_ns).max();
+        // The longest time in this state: waits from the runtime's waitsince or the uprobes,
+        // other states only from the uprobes; ">=" unless the uprobes saw it begin.
+        let longest = gs
+            .iter()
+            .filter_map(|g| {
+                g.waiting_ns.or(g.status_ns).map(|ns| (ns, g.status_ns_exact && g.status_ns == Some(ns)))
+            })
+            .max();
         let ids: Vec<String> = gs.iter().take(GOIDS_SHOWN).map(|g| g.goid.to_string()).collect();
         let more =
             if gs.len() > GOIDS_SHOWN { format!(" +{}", gs.len() - GOIDS_SHOWN) } else { String::new() };
@@ -172,7 +183,12 @@ fn render_goroutines(out: &mut String, view: &ProcessView, rt: &RuntimeView) {
             gs.len(),
             if what.is_empty() { "" } else { ", " },
             what,
-            longest.map_or_else(String::new, |ns| format!(" waiting >={}", human(ns))),
+            longest.map_or_else(String::new, |(ns, exact)| format!(
+                " {} {}{}",
+                if status == "waiting" { "waiting" } else { "for" },
+                if exact { "" } else { ">=" },
+                human(ns)
+            )),
             ids.join(" ")
         );
         let first = gs[0];

@@ -20,6 +20,7 @@
 //	sleep      time.Sleep(1h)                                                   (sleep)
 //	pipe_read  one goroutine in a raw syscall.Read on a pipe nobody writes      (status syscall)
 //	many       -many goroutines receiving on one channel (the 100k benchmark)   (chan receive)
+//	late       one more on every SIGUSR1, parked on a channel receive at a time it reports  (chan receive)
 //
 // net/http/pprof is served on 127.0.0.1 so /debug/pprof/goroutine?debug=2 gives the runtime's
 // own dump of the same process (run with GOTRACEBACK=system to include runtime goroutines).
@@ -29,6 +30,11 @@
 //	{"pid":PID,"pprof":"127.0.0.1:PORT","go":"go1.27.3","tcp_read_fds":[..],"tcp_peer_fds":[..],
 //	 "pipe_fd":N,"counts":{"tcp_read":3,...}}
 //	{"ready":true,"pid":PID}
+//
+// and after each SIGUSR1, once the new late goroutine is about to park (CLOCK_MONOTONIC, the
+// clock of the runtime's nanotime and of bpf_ktime_get_ns, read just before it parks):
+//
+//	{"late_goid":G,"late_parked_ns":T}
 //
 // SIGTERM or SIGINT exits with status 0.
 package main
@@ -48,6 +54,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // Channels and the mutex are package-level so nothing ever makes them ready.
@@ -57,6 +64,7 @@ var (
 	selectA     = make(chan int)
 	selectB     = make(chan string)
 	manyChan    = make(chan struct{})
+	lateChan    = make(chan struct{})
 	heldMutex   sync.Mutex
 	sinkCounter int
 )
@@ -99,6 +107,38 @@ func parkedPipeRead(fd int) {
 
 //go:noinline
 func parkedMany() { <-manyChan }
+
+// lateInfo is what a late goroutine reports before it parks.
+type lateInfo struct {
+	Goid     int64 `json:"late_goid"`
+	ParkedNs int64 `json:"late_parked_ns"`
+}
+
+// monotonicNs reads CLOCK_MONOTONIC (the clock the runtime's nanotime and eBPF's
+// bpf_ktime_get_ns read) without entering the scheduler.
+func monotonicNs() int64 {
+	var ts syscall.Timespec
+	const clockMonotonic = 1
+	syscall.RawSyscall(syscall.SYS_CLOCK_GETTIME, clockMonotonic, uintptr(unsafe.Pointer(&ts)), 0)
+	return ts.Sec*1e9 + ts.Nsec
+}
+
+// currentGoid parses this goroutine's id from the header of its own stack dump.
+func currentGoid() int64 {
+	buf := make([]byte, 64)
+	buf = buf[:runtime.Stack(buf, false)]
+	var id int64
+	fmt.Sscanf(string(buf), "goroutine %d ", &id)
+	return id
+}
+
+//go:noinline
+func parkedLate(report chan<- lateInfo) {
+	info := lateInfo{Goid: currentGoid()}
+	info.ParkedNs = monotonicNs()
+	report <- info // buffered: does not park
+	<-lateChan
+}
 
 // fdOf returns the OS fd behind a TCP connection.
 func fdOf(c net.Conn) int {
@@ -175,7 +215,7 @@ func main() {
 	// The signal handler is set up before the ready line, so all main does after printing it
 	// is park on the receive: the population is static from then on.
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
 
 	info, err := json.Marshal(map[string]any{
 		"pid":          os.Getpid(),
@@ -195,7 +235,18 @@ func main() {
 	fmt.Fprintln(os.Stdout, string(info))
 	fmt.Fprintf(os.Stdout, "{\"ready\":true,\"pid\":%d}\n", os.Getpid())
 
-	<-sigs
+	reports := make(chan lateInfo, 1)
+	for sig := range sigs {
+		if sig != syscall.SIGUSR1 {
+			break
+		}
+		go parkedLate(reports)
+		line, err := json.Marshal(<-reports)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Fprintln(os.Stdout, string(line))
+	}
 	_ = peers
 	os.Exit(0)
 }

@@ -23,6 +23,19 @@ pub const GLOBALS: &[&str] = &[
     "runtime.epfd",
 ];
 
+/// Runtime functions the opt-in uprobes attach to (see [`super::uprobes`]).
+pub const UPROBE_FUNCTIONS: &[&str] = &["runtime.casgstatus", "runtime.gopark"];
+
+/// Where a function's code is, and its first bytes (enough to decode its prologue).
+#[derive(Debug, Clone)]
+pub struct FunctionCode {
+    /// Stated (link-time) address.
+    pub addr: u64,
+    /// Offset of its first byte in the executable file (what a uprobe is attached by).
+    pub file_offset: u64,
+    pub head: Vec<u8>,
+}
+
 /// What parkscope knows about a Go executable before looking at any process running it.
 #[derive(Debug, Clone)]
 pub struct GoBinary {
@@ -35,6 +48,8 @@ pub struct GoBinary {
     pub position_independent: bool,
     /// Lowest stated address of a loadable segment (to compute the slide of a PIE).
     pub first_load_vaddr: u64,
+    /// The [`UPROBE_FUNCTIONS`] found in the symbol table.
+    pub functions: HashMap<&'static str, FunctionCode>,
 }
 
 /// The DWARF-derived layout of one binary, cached on disk by its Go build id: walking the
@@ -111,11 +126,15 @@ impl GoBinary {
             buildinfo::parse(bytes).map_err(|reason| GoError::Binary { path: display.to_owned(), reason })?;
 
         let mut globals = HashMap::new();
+        let mut functions = HashMap::new();
         for sym in file.symbols() {
-            if let Ok(name) = sym.name()
-                && let Some(g) = GLOBALS.iter().find(|g| **g == name)
-            {
+            let Ok(name) = sym.name() else { continue };
+            if let Some(g) = GLOBALS.iter().find(|g| **g == name) {
                 globals.insert(*g, (sym.address(), sym.size()));
+            } else if let Some(f) = UPROBE_FUNCTIONS.iter().find(|f| **f == name)
+                && let Some(code) = function_code(file, &sym)
+            {
+                functions.insert(*f, code);
             }
         }
         if file.symbols().next().is_none() {
@@ -162,7 +181,13 @@ impl GoBinary {
             globals,
             position_independent: file.kind() == object::ObjectKind::Dynamic,
             first_load_vaddr,
+            functions,
         })
+    }
+
+    /// The function named `name` in [`UPROBE_FUNCTIONS`], if the binary has it.
+    pub fn function(&self, name: &str) -> Option<&FunctionCode> {
+        self.functions.get(name)
     }
 
     /// The layout from this binary's DWARF alone (for checking the repo's tables against it).
@@ -174,4 +199,21 @@ impl GoBinary {
         }
         dwarf::layout(&file).map(Some)
     }
+}
+
+/// The file offset and first bytes of a function symbol's code.
+fn function_code(file: &object::File<'_>, sym: &object::Symbol<'_, '_>) -> Option<FunctionCode> {
+    /// Longer than any stack-growth check plus the `push %rbp` after it.
+    const HEAD: u64 = 48;
+    let section = file.section_by_index(sym.section_index()?).ok()?;
+    let (file_start, _) = section.file_range()?;
+    let rel = sym.address().checked_sub(section.address())?;
+    let data = section.data().ok()?;
+    let start = usize::try_from(rel).ok()?;
+    let end = (start + HEAD as usize).min(data.len());
+    Some(FunctionCode {
+        addr: sym.address(),
+        file_offset: file_start + rel,
+        head: data.get(start..end)?.to_vec(),
+    })
 }

@@ -10,14 +10,16 @@ mod memory;
 mod netpoll;
 pub mod pclntab;
 mod runtime;
+pub mod uprobes;
 
 use std::io;
 
-pub use binary::GoBinary;
+pub use binary::{FunctionCode, GoBinary, UPROBE_FUNCTIONS};
 pub use buildinfo::BuildInfo;
 pub use layout::{Layout, LayoutSource, SchedtraceStyle, schedtrace_style};
 pub use pclntab::{GoExecutable, GoLocation, Pclntab, PclntabError, PclntabVersion};
 pub use runtime::{GStatus, GoProcess, GoroutineState, MState, PState, PollMode, RuntimeState, SchedState};
+pub use uprobes::{FrameSetup, GoUprobePlan, UprobePoint, frame_setup};
 
 use crate::stacks::StackError;
 

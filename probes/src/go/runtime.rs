@@ -225,6 +225,12 @@ impl GoProcess {
         &self.binary.buildinfo.version
     }
 
+    /// The status a runtime status value (as in `g.atomicstatus`, scan bit included or not)
+    /// stands for in this runtime.
+    pub fn status_of_value(&self, value: u32) -> Option<GStatus> {
+        self.status_of.get(&i64::from(value & !self.scan_bit)).copied()
+    }
+
     /// `waitReason.String()` as the runtime defines it, for any status.
     pub fn wait_reason_text(&self, w: u8) -> &str {
         self.wait_reasons.get(usize::from(w)).map_or("unknown wait reason", String::as_str)

@@ -10,12 +10,12 @@ use std::collections::{HashMap, HashSet};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
-    programs::BtfTracePoint,
+    programs::{BtfTracePoint, UProbe, uprobe::UProbeScope},
 };
 pub use block_events::BlockEventStream;
 use parkscope_common::{
-    COUNTER_SLOTS, Counter, InFlightSyscall, LastWake, MAX_SYSCALL_NR, OffCpuKey, OffCpuStart, OffCpuTotal,
-    SyscallStats, SyscallStatsKey, global, map, program, syscalls,
+    COUNTER_SLOTS, Counter, GoGState, GoWaitKey, GoWaitTotal, InFlightSyscall, LastWake, MAX_SYSCALL_NR,
+    OffCpuKey, OffCpuStart, OffCpuTotal, SyscallStats, SyscallStatsKey, global, map, program, syscalls,
 };
 
 /// What went wrong while loading, attaching or reading probes.
@@ -95,6 +95,12 @@ pub struct KernelCounters {
     /// Off-CPU intervals completed, and those whose stacks were captured (profiling mode).
     pub offcpu_intervals: u64,
     pub offcpu_captured: u64,
+    /// Go uprobes: goroutine status changes seen, changes not recorded for lack of room,
+    /// intervals lost from the profile totals, g reads that failed.
+    pub go_transitions: u64,
+    pub go_states_full: u64,
+    pub go_wait_totals_full: u64,
+    pub go_read_failed: u64,
 }
 
 impl KernelCounters {
@@ -105,6 +111,8 @@ impl KernelCounters {
             + self.block_events_dropped
             + self.off_cpu_full
             + self.off_cpu_totals_full
+            + self.go_states_full
+            + self.go_wait_totals_full
     }
 }
 
@@ -218,6 +226,63 @@ impl KernelProbes {
         prog.load(tp, btf).map_err(|source| KernelError::Program { program: name, source })?;
         prog.attach().map_err(|source| KernelError::Program { program: name, source })?;
         Ok(())
+    }
+
+    /// Attaches the opt-in Go uprobes (casgstatus; with `park_stacks` also gopark) to the
+    /// target only. `aggregate_from` (profiles) sums completed intervals into GO_WAIT_TOTALS,
+    /// counting those that began before attach from that instant (the window start).
+    pub fn attach_go_uprobes(
+        &mut self,
+        plan: &crate::go::GoUprobePlan,
+        park_stacks: bool,
+        aggregate_from: Option<u64>,
+    ) -> Result<(), KernelError> {
+        let mut config = plan.config;
+        config.aggregate = u32::from(aggregate_from.is_some());
+        config.window_start_ns = aggregate_from.unwrap_or(0);
+        let name = map::GO_CONFIG;
+        let m = self.ebpf.map_mut(name).ok_or(KernelError::Missing { kind: "map", name })?;
+        let mut arr: Array<&mut MapData, parkscope_common::GoProbeConfig> =
+            Array::try_from(m).map_err(|source| KernelError::Map { map: name, source })?;
+        arr.set(0, &config, 0).map_err(|source| KernelError::Map { map: name, source })?;
+        let pid = std::num::NonZeroU32::new(self.config.tgid)
+            .ok_or(KernelError::Missing { kind: "target", name: "pid 0" })?;
+        // gopark first: its stacks are consumed by casgstatus, never the other way round.
+        if park_stacks {
+            self.attach_uprobe(program::GO_GOPARK, &plan.exe, plan.gopark.file_offset, pid)?;
+        }
+        self.attach_uprobe(program::GO_CASGSTATUS, &plan.exe, plan.casgstatus.file_offset, pid)
+    }
+
+    fn attach_uprobe(
+        &mut self,
+        name: &'static str,
+        exe: &std::path::Path,
+        file_offset: u64,
+        pid: std::num::NonZeroU32,
+    ) -> Result<(), KernelError> {
+        let prog: &mut UProbe = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(KernelError::Missing { kind: "program", name })?
+            .try_into()
+            .map_err(|source| KernelError::Program { program: name, source })?;
+        prog.load().map_err(|source| KernelError::Program { program: name, source })?;
+        // OneProcess: the kernel filters by process too (the programs also check the tgid,
+        // as a uprobe on a file is hit by every process that maps it).
+        prog.attach([file_offset], exe, UProbeScope::OneProcess(pid))
+            .map_err(|source| KernelError::Program { program: name, source })?;
+        Ok(())
+    }
+
+    /// Each tracked goroutine's status since its last change (Go uprobes), by g address.
+    pub fn go_states(&self) -> Result<HashMap<u64, GoGState>, KernelError> {
+        self.read_hash(map::GO_GSTATES)
+    }
+
+    /// Completed goroutine intervals per (goid, status, wait reason, parking stack).
+    pub fn go_wait_totals(&self) -> Result<HashMap<GoWaitKey, GoWaitTotal>, KernelError> {
+        self.read_hash(map::GO_WAIT_TOTALS)
     }
 
     pub fn config(&self) -> &ProbeConfig {
@@ -379,6 +444,10 @@ impl KernelProbes {
             stack_capture_failed: at(Counter::StackCaptureFailed),
             offcpu_intervals: at(Counter::OffCpuIntervals),
             offcpu_captured: at(Counter::OffCpuCaptured),
+            go_transitions: at(Counter::GoTransitions),
+            go_states_full: at(Counter::GoStatesFull),
+            go_wait_totals_full: at(Counter::GoWaitTotalsFull),
+            go_read_failed: at(Counter::GoReadFailed),
         })
     }
 
