@@ -14,7 +14,7 @@ Exit codes:
   5    the target exited during the run (what was collected is still printed)
   6    not traceable (a kernel thread; or a kernel without BTF, or older than 5.18)
   7    a Go program whose runtime cannot be read (stripped with -s -w, unknown Go release)
-  8    --goroutines on a process that is not a Go program
+  8    --goroutines or --go-uprobes on a process that is not a Go program
   130  interrupted (Ctrl-C/SIGTERM) before the run finished (partial results printed)";
 
 /// Which threads of a live process are blocked, where, on what, for how long.

@@ -90,6 +90,7 @@ struct GoBuild {
 const GO_BUILDS: &[GoBuild] = &[
     GoBuild { prog: "httpserver", suffix: "", ldflags: "", cgo: None },
     GoBuild { prog: "loadgen", suffix: "", ldflags: "", cgo: None },
+    GoBuild { prog: "chanpingpong", suffix: "", ldflags: "", cgo: Some(false) },
     GoBuild { prog: "parked", suffix: "", ldflags: "", cgo: Some(false) },
     GoBuild { prog: "parked", suffix: "-w", ldflags: "-w", cgo: Some(false) },
     GoBuild { prog: "parked", suffix: "-sw", ldflags: "-s -w", cgo: Some(false) },

@@ -5,6 +5,7 @@
 mod bench;
 mod bench_common;
 mod bench_go;
+mod bench_go_uprobes;
 mod bench_profile;
 mod examples;
 mod setup;
@@ -34,6 +35,8 @@ enum Task {
     Bench(bench::BenchArgs),
     /// Time a goroutine snapshot of a Go process with 100,000 parked goroutines (Go 1.27, 1.19)
     BenchGo(bench_go::BenchGoArgs),
+    /// Measure what the opt-in Go uprobes (--go-uprobes) cost a channel-heavy and a netpoll-heavy Go program
+    BenchGoUprobes(bench_go_uprobes::BenchGoUprobesArgs),
     /// Measure what `parkscope profile` costs (off-CPU vs bpftrace offcputime; server throughput)
     BenchProfile(bench_profile::BenchProfileArgs),
 }
@@ -56,6 +59,11 @@ fn main() -> Result<()> {
             setup::run()?;
             examples::build()?;
             bench::run(args)
+        }
+        Task::BenchGoUprobes(args) => {
+            setup::run()?;
+            examples::build()?;
+            bench_go_uprobes::run(args)
         }
         Task::BenchProfile(args) => {
             setup::run()?;

@@ -1,0 +1,3 @@
+module parkscope.example/chanpingpong
+
+go 1.19
