@@ -279,9 +279,16 @@ fn sample_one(
     let stat = task.stat().map_err(|e| procfs_error(pid, &task_path(pid, tid, "stat"), e))?;
     let status = task.status().map_err(|e| procfs_error(pid, &task_path(pid, tid, "status"), e))?;
 
-    let syscall_path = task_path(pid, tid, "syscall");
-    let syscall = SyscallSite::parse(&read_text(pid, &syscall_path)?)
-        .map_err(|what| parse_error(&syscall_path, what))?;
+    // /proc/TID/syscall of a thread that is not running makes the kernel wait until it is off
+    // CPU in that state (wait_task_inactive), which for a thread that flips between running
+    // and sleeping hundreds of thousands of times a second can take as long as it keeps doing
+    // so. A thread stat shows running has no syscall to report anyway: skip the read.
+    let syscall = if ProcState::from_char(stat.state) == ProcState::Running {
+        SyscallSite::Running
+    } else {
+        let syscall_path = task_path(pid, tid, "syscall");
+        SyscallSite::parse(&read_text(pid, &syscall_path)?).map_err(|what| parse_error(&syscall_path, what))?
+    };
 
     // wchan is best effort: it hides behind a ptrace-read check, and a thread stays worth
     // reporting without it.
