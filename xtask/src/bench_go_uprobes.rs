@@ -56,7 +56,8 @@ enum Mode {
     ProfileUprobes,
 }
 
-const MODES: [Mode; 5] = [Mode::Bare, Mode::Snapshot, Mode::SnapshotUprobes, Mode::Profile, Mode::ProfileUprobes];
+const MODES: [Mode; 5] =
+    [Mode::Bare, Mode::Snapshot, Mode::SnapshotUprobes, Mode::Profile, Mode::ProfileUprobes];
 
 impl Mode {
     fn label(self) -> &'static str {
@@ -136,7 +137,8 @@ fn stop(tracer: Option<Tracer>) -> Result<Option<f64>> {
     if !matches!(code, Some(0 | 130 | 5)) {
         bail!("parkscope exited with {code:?}");
     }
-    let out: String = t.stdout.take().map(|rx| rx.into_iter().collect::<Vec<_>>().join("\n")).unwrap_or_default();
+    let out: String =
+        t.stdout.take().map(|rx| rx.into_iter().collect::<Vec<_>>().join("\n")).unwrap_or_default();
     if out.trim().is_empty() {
         return Ok(None);
     }

@@ -184,7 +184,7 @@ impl GoroutineTimes {
     /// Needs the reads kept ([`Self::keeping_reads`]); `go` translates the runtime's values.
     pub fn use_exact(
         &mut self,
-        go: &GoProcess,
+        go: &dyn RuntimeValues,
         exact: &ExactGoWaits,
         window_start_ns: u64,
         window_end_ns: u64,
@@ -207,12 +207,12 @@ impl GoroutineTimes {
             }
         };
         let mut credit = |goid: u64, status: u32, reason: u32, pcs: Vec<u64>, ns: u64| {
-            let Some(status) = go.status_of_value(status) else { return };
+            let Some(status) = go.status(status) else { return };
             if matches!(status, GStatus::Running | GStatus::Syscall | GStatus::Dead) || ns == 0 {
                 return;
             }
             let wait_reason = (status == GStatus::Waiting && reason != NO_WAIT_REASON)
-                .then(|| go.wait_reason_text(reason as u8).to_owned())
+                .then(|| go.wait_reason(reason as u8))
                 .filter(|r| !r.is_empty());
             let netpoll = netpoll_of(goid, wait_reason.as_deref());
             *waits.entry(GoroutineWait { goid, status, wait_reason, netpoll, pcs }).or_default() += ns;
@@ -278,6 +278,22 @@ impl GoroutineTimes {
                 *self.waits.entry(w).or_default() += span;
             }
         }
+    }
+}
+
+/// How a runtime's raw values read: status numbers and wait reasons differ between releases.
+pub trait RuntimeValues {
+    fn status(&self, value: u32) -> Option<GStatus>;
+    fn wait_reason(&self, value: u8) -> String;
+}
+
+impl RuntimeValues for GoProcess {
+    fn status(&self, value: u32) -> Option<GStatus> {
+        self.status_of_value(value)
+    }
+
+    fn wait_reason(&self, value: u8) -> String {
+        self.wait_reason_text(value).to_owned()
     }
 }
 
@@ -349,6 +365,8 @@ impl GoSampler {
 
 #[cfg(test)]
 mod tests {
+    use parkscope_probes::go::GoroutineState;
+
     use super::*;
 
     fn wait(goid: u64, reason: &str) -> GoroutineWait {
@@ -372,6 +390,158 @@ mod tests {
         assert_eq!(t.waits[&wait(7, "chan receive")], 1_000);
         assert_eq!(t.reads, 5);
         assert_eq!(t.max_gap_ns, 590);
+    }
+
+    /// Go 1.27's numbering: idle 0, runnable 1, running 2, syscall 3, waiting 4, dead 6.
+    struct Go127;
+    impl RuntimeValues for Go127 {
+        fn status(&self, value: u32) -> Option<GStatus> {
+            Some(match value {
+                0 => GStatus::Idle,
+                1 => GStatus::Runnable,
+                2 => GStatus::Running,
+                3 => GStatus::Syscall,
+                4 => GStatus::Waiting,
+                6 => GStatus::Dead,
+                _ => return None,
+            })
+        }
+        fn wait_reason(&self, value: u8) -> String {
+            ["", "chan receive", "sleep"][usize::from(value)].to_owned()
+        }
+    }
+
+    fn g(addr: u64, goid: u64, status: GStatus, wait_reason: Option<&str>, pcs: &[u64]) -> GoroutineState {
+        GoroutineState {
+            addr,
+            goid,
+            status,
+            raw_status: 0,
+            waitreason: 0,
+            wait_reason: wait_reason.map(str::to_owned),
+            waitsince: 0,
+            m: 0,
+            m_id: None,
+            tid: None,
+            cgo: false,
+            startpc: 0,
+            gopc: 0,
+            parent_goid: None,
+            pcs: pcs.to_vec(),
+            netpoll: None,
+            lockedm_id: None,
+        }
+    }
+
+    fn read(at: u64, goroutines: Vec<GoroutineState>) -> RuntimeState {
+        RuntimeState {
+            nanotime: at,
+            sched: parkscope_probes::go::SchedState {
+                gomaxprocs: 2,
+                npidle: 0,
+                mcount: 0,
+                nmspinning: 0,
+                needspinning: None,
+                nmidle: 0,
+                runqsize: 0,
+                gcwaiting: 0,
+                nmidlelocked: 0,
+                stopwait: 0,
+                sysmonwait: 0,
+            },
+            ps: vec![],
+            ms: vec![],
+            goroutines,
+            dead: 0,
+            inconsistent: 0,
+            epfd: -1,
+        }
+    }
+
+    #[test]
+    fn exact_waits_credit_completed_open_and_unchanged_goroutines() {
+        let (start, end) = (1_000, 11_000);
+        let mut t = GoroutineTimes::new("go1.27.3".into(), start).keeping_reads();
+        // Goroutine 5 sleeps throughout; 7 is parked on a channel at the first read and woken
+        // (its pre-attach wait is closed by the kernel); 9 parks mid-window, still parked.
+        t.add_read(&read(
+            1_010,
+            vec![
+                g(0x50, 5, GStatus::Waiting, Some("sleep"), &[0x5000, 0x5001]),
+                g(0x70, 7, GStatus::Waiting, Some("chan receive"), &[0x7000]),
+                g(0x90, 9, GStatus::Running, None, &[]),
+            ],
+        ));
+        t.add_read(&read(
+            10_990,
+            vec![
+                g(0x50, 5, GStatus::Waiting, Some("sleep"), &[0x5000, 0x5001]),
+                g(0x70, 7, GStatus::Running, None, &[]),
+                g(0x90, 9, GStatus::Waiting, Some("chan receive"), &[0x9000]),
+            ],
+        ));
+        t.finish(end);
+        let pre = GoWaitKey {
+            goid: 7,
+            status: 4,
+            wait_reason: 1,
+            user_stack_id: PRE_ATTACH_STACK,
+            _pad: 0,
+            park_caller: 0,
+        };
+        let open = GoGState {
+            since_ns: 4_000,
+            goid: 9,
+            status: 4,
+            wait_reason: 1,
+            user_stack_id: 3,
+            transitions: 2,
+            park_caller: 0x9100,
+        };
+        let exact = ExactGoWaits {
+            totals: HashMap::from([(pre, GoWaitTotal { total_ns: 2_500, count: 1 })]),
+            open: HashMap::from([(0x90, open), (0x70, GoGState { status: 2, ..open })]),
+            stacks: HashMap::from([(3, vec![0x9000, 0x9200])]),
+            transitions: 5,
+            dropped: 0,
+        };
+        t.use_exact(&Go127, &exact, start, end);
+        let by_goid = |goid: u64| -> Vec<(&GoroutineWait, u64)> {
+            t.waits.iter().filter(|(w, _)| w.goid == goid).map(|(w, &ns)| (w, ns)).collect()
+        };
+        // Unchanged all window: the whole window, with the first read's stack.
+        let five = by_goid(5);
+        assert_eq!(five.len(), 1);
+        assert_eq!(five[0].1, 10_000);
+        assert_eq!(five[0].0.pcs, vec![0x5000, 0x5001]);
+        // The interval from before attach: the kernel's total, the first read's stack.
+        let seven = by_goid(7);
+        assert_eq!(seven.len(), 1, "{seven:?}");
+        assert_eq!((seven[0].1, &seven[0].0.pcs), (2_500, &vec![0x7000]));
+        assert_eq!(seven[0].0.wait_reason.as_deref(), Some("chan receive"));
+        // Still parked: since its park, under gopark's stack with gopark's caller put back.
+        let nine = by_goid(9);
+        assert_eq!(nine.len(), 1);
+        assert_eq!(nine[0].1, 7_000);
+        assert_eq!(nine[0].0.pcs, vec![0x9000, 0x9100, 0x9200]);
+        assert_eq!(t.exact, Some(ExactSummary { transitions: 5, intervals: 1, dropped: 0 }));
+    }
+
+    #[test]
+    fn lost_changes_claim_no_unchanged_goroutines() {
+        let mut t = GoroutineTimes::new(String::new(), 0).keeping_reads();
+        t.add_read(&read(10, vec![g(0x50, 5, GStatus::Waiting, Some("sleep"), &[1])]));
+        t.add_read(&read(90, vec![g(0x50, 5, GStatus::Waiting, Some("sleep"), &[1])]));
+        let exact = ExactGoWaits { dropped: 1, ..ExactGoWaits::default() };
+        t.use_exact(&Go127, &exact, 0, 100);
+        assert!(t.waits.is_empty(), "{:?}", t.waits);
+    }
+
+    #[test]
+    fn the_callers_frame_goes_back_only_when_missing() {
+        assert_eq!(with_caller(&[1, 3], 2), vec![1, 2, 3]);
+        assert_eq!(with_caller(&[1, 2, 3], 2), vec![1, 2, 3]);
+        assert_eq!(with_caller(&[1, 3], 0), vec![1, 3]);
     }
 
     #[test]

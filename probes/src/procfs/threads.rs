@@ -287,7 +287,8 @@ fn sample_one(
         SyscallSite::Running
     } else {
         let syscall_path = task_path(pid, tid, "syscall");
-        SyscallSite::parse(&read_text(pid, &syscall_path)?).map_err(|what| parse_error(&syscall_path, what))?
+        SyscallSite::parse(&read_text(pid, &syscall_path)?)
+            .map_err(|what| parse_error(&syscall_path, what))?
     };
 
     // wchan is best effort: it hides behind a ptrace-read check, and a thread stays worth
