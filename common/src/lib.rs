@@ -19,6 +19,10 @@ pub mod program {
     pub const SCHED_WAKING: &str = "parkscope_sched_waking";
     /// On `sched_exit_tp` (end of `__schedule`, in the context of the task switched in).
     pub const SCHED_EXIT: &str = "parkscope_sched_exit";
+
+    // --- CPU profiling (per-CPU cpu-clock sampling) ---
+    /// perf_event program run by one cpu-clock sampling event per CPU.
+    pub const CPU_SAMPLE: &str = "parkscope_cpu_sample";
 }
 
 /// Names of the BPF maps (the Rust static names in ebpf/).
@@ -47,6 +51,12 @@ pub mod map {
     pub const OFFCPU_TOTALS: &str = "OFFCPU_TOTALS";
     /// Per-CPU array of u64 counters indexed by [`crate::Counter`].
     pub const COUNTERS: &str = "COUNTERS";
+
+    // --- CPU profiling (per-CPU cpu-clock sampling) ---
+    /// [`crate::CpuSampleKey`] -> u64: cpu-clock samples that hit a target thread, counted in
+    /// kernel per (thread, user stack, kernel stack). The stacks are in [`STACKS`] (no other
+    /// program of a CPU profile uses that map).
+    pub const CPU_SAMPLES: &str = "CPU_SAMPLES";
 }
 
 /// Names of the read-only globals userspace sets with `EbpfLoader::override_global`.
@@ -288,9 +298,35 @@ pub enum Counter {
     /// Off-CPU intervals completed (profiling mode), and those whose stacks were captured.
     OffCpuIntervals = 9,
     OffCpuCaptured = 10,
+
+    // 11..=19 are left for the uprobe programs.
+
+    // --- CPU profiling (per-CPU cpu-clock sampling) ---
+    /// cpu-clock samples that hit a target thread (every sample is counted here, whether or
+    /// not it found room in [`map::CPU_SAMPLES`]).
+    CpuSamples = 20,
+    /// Samples lost because [`map::CPU_SAMPLES`] was full.
+    CpuSampleKeysFull = 21,
 }
 /// Number of [`Counter`] slots.
-pub const COUNTER_SLOTS: u32 = 11;
+pub const COUNTER_SLOTS: u32 = 22;
+
+// --- CPU profiling (per-CPU cpu-clock sampling) ---
+
+/// Capacity of [`map::CPU_SAMPLES`]: distinct (thread, user stack, kernel stack) triples.
+pub const MAX_CPU_SAMPLE_KEYS: u32 = 16_384;
+
+/// Key of the in-kernel CPU sample counts ([`map::CPU_SAMPLES`]): one per thread and pair of
+/// stacks. `kernel_stack_id` is [`NO_STACK`] for samples that hit user mode (there is no
+/// kernel stack then), and either id is [`NO_STACK`] when its capture failed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CpuSampleKey {
+    pub tid: u32,
+    pub user_stack_id: i32,
+    pub kernel_stack_id: i32,
+}
+const _: () = assert!(core::mem::size_of::<CpuSampleKey>() == 12);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -304,6 +340,8 @@ mod pod {
     unsafe impl aya::Pod for super::BlockEvent {}
     unsafe impl aya::Pod for super::OffCpuKey {}
     unsafe impl aya::Pod for super::OffCpuTotal {}
+    // CPU profiling.
+    unsafe impl aya::Pod for super::CpuSampleKey {}
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 
 mod block_events;
 pub mod btf;
+// CPU profiling.
+mod cpu_profile;
 
 use std::collections::{HashMap, HashSet};
 
@@ -13,6 +15,7 @@ use aya::{
     programs::BtfTracePoint,
 };
 pub use block_events::BlockEventStream;
+pub use cpu_profile::{CpuSamples, CpuStackKey, CpuStackTotal, sample_period_ns};
 use parkscope_common::{
     COUNTER_SLOTS, Counter, InFlightSyscall, LastWake, MAX_SYSCALL_NR, OffCpuKey, OffCpuStart, OffCpuTotal,
     SyscallStats, SyscallStatsKey, global, map, program, syscalls,
@@ -43,6 +46,8 @@ pub enum KernelError {
     Reactor(#[source] std::io::Error),
     #[error("eBPF object has no {kind} named {name}")]
     Missing { kind: &'static str, name: &'static str },
+    #[error("cannot list the online CPUs: {detail}")]
+    OnlineCpus { detail: String },
 }
 
 /// Which groups of programs to attach. Each command asks only for what it uses, so the target
@@ -69,6 +74,11 @@ pub struct ProbeSelection {
     pub stacks_at_switch_out: bool,
     /// With `offcpu_profile`: also the waker's stacks at each wakeup (two more stack walks).
     pub waker_stacks: bool,
+    /// CPU profiling: one cpu-clock sampling event per online CPU at `cpu_frequency_hz`,
+    /// counted in kernel per (thread, user stack, kernel stack) for the target's threads only.
+    pub cpu_profile: bool,
+    /// With `cpu_profile`: samples per second per CPU (fixed period 1e9/frequency ns).
+    pub cpu_frequency_hz: u64,
 }
 
 /// Load-time settings.
@@ -95,6 +105,9 @@ pub struct KernelCounters {
     /// Off-CPU intervals completed, and those whose stacks were captured (profiling mode).
     pub offcpu_intervals: u64,
     pub offcpu_captured: u64,
+    /// CPU profiling: samples of the target, and those lost to a full count map.
+    pub cpu_samples: u64,
+    pub cpu_sample_keys_full: u64,
 }
 
 impl KernelCounters {
@@ -105,6 +118,7 @@ impl KernelCounters {
             + self.block_events_dropped
             + self.off_cpu_full
             + self.off_cpu_totals_full
+            + self.cpu_sample_keys_full
     }
 }
 
@@ -114,6 +128,8 @@ pub struct KernelProbes {
     config: ProbeConfig,
     /// The off-CPU stack sampling period in effect (0 = every interval has its stacks).
     stack_sample_ns: u64,
+    /// CPU profiling: CPUs with a sampling event.
+    cpus_sampled: usize,
 }
 
 impl std::fmt::Debug for KernelProbes {
@@ -189,7 +205,7 @@ impl KernelProbes {
 
         fill_arg_kinds(&mut ebpf)?;
         let stack_sample_ns = if at_switch_out { 0 } else { sel.offcpu_sample_ns };
-        let mut probes = KernelProbes { ebpf, config, stack_sample_ns };
+        let mut probes = KernelProbes { ebpf, config, stack_sample_ns, cpus_sampled: 0 };
         if config.selection.syscalls {
             // tp_btf: the verifier checks the programs' pt_regs loads against the kernel's BTF.
             let btf = vmlinux_btf()?;
@@ -204,6 +220,9 @@ impl KernelProbes {
         }
         if sel.offcpu_profile && !at_switch_out {
             probes.attach_btf(program::SCHED_EXIT, "sched_exit_tp", &vmlinux_btf()?)?;
+        }
+        if sel.cpu_profile {
+            probes.cpus_sampled = cpu_profile::attach_per_cpu(&mut probes.ebpf, sel.cpu_frequency_hz)?;
         }
         Ok(probes)
     }
@@ -379,6 +398,8 @@ impl KernelProbes {
             stack_capture_failed: at(Counter::StackCaptureFailed),
             offcpu_intervals: at(Counter::OffCpuIntervals),
             offcpu_captured: at(Counter::OffCpuCaptured),
+            cpu_samples: at(Counter::CpuSamples),
+            cpu_sample_keys_full: at(Counter::CpuSampleKeysFull),
         })
     }
 
