@@ -5,8 +5,8 @@
 //! (including the per-CPU sampling events of CPU profiles), reading /proc and the maps,
 //! unwinding, symbolising and encoding run on tokio's blocking pool; CPU samples are counted in
 //! kernel and read once at the end, and a Go target's runtime is read by a sampler on the
-//! blocking pool (profile::goroutines). Ctrl-C or the target's exit
-//! ends the window early: what was collected is still written, and the exit code says so.
+//! blocking pool (profile::goroutines). Ctrl-C or the target's exit ends the window early: what
+//! was collected is still written, and the exit code says so.
 
 use std::{
     collections::HashMap,
