@@ -113,7 +113,8 @@ pub struct ProfileArgs {
     pub pid: u32,
 
     /// offcpu: where threads wait (time off CPU per stack, syscall, fd and waker); cpu: where
-    /// they run (perf cpu-clock sampling with user and kernel stacks).
+    /// they run (cpu-clock sampling on every CPU, filtered to the target in kernel, with user and
+    /// kernel stacks).
     #[arg(long, value_enum, default_value = "offcpu")]
     pub kind: ProfileKindArg,
 
@@ -121,7 +122,8 @@ pub struct ProfileArgs {
     #[arg(short, long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
 
-    /// Samples per second per thread for --kind cpu.
+    /// Samples per second per CPU for --kind cpu (each sample stands for 1/frequency s of CPU
+    /// time of the thread it hit).
     #[arg(long, default_value_t = 99)]
     pub frequency: u64,
 

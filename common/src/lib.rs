@@ -23,6 +23,10 @@ pub mod program {
     pub const GO_CASGSTATUS: &str = "parkscope_go_casgstatus";
     /// Uprobe on the Go runtime's `gopark` (opt-in, profiles): the parking goroutine's stack.
     pub const GO_GOPARK: &str = "parkscope_go_gopark";
+
+    // --- CPU profiling (per-CPU cpu-clock sampling) ---
+    /// perf_event program run by one cpu-clock sampling event per CPU.
+    pub const CPU_SAMPLE: &str = "parkscope_cpu_sample";
 }
 
 /// Names of the BPF maps (the Rust static names in ebpf/).
@@ -63,6 +67,12 @@ pub mod map {
     /// [`crate::GoWaitKey`] -> [`crate::GoWaitTotal`]: completed goroutine intervals per state
     /// (profiles with Go uprobes).
     pub const GO_WAIT_TOTALS: &str = "GO_WAIT_TOTALS";
+
+    // --- CPU profiling (per-CPU cpu-clock sampling) ---
+    /// [`crate::CpuSampleKey`] -> u64: cpu-clock samples that hit a target thread, counted in
+    /// kernel per (thread, user stack, kernel stack). The stacks are in [`STACKS`] (no other
+    /// program of a CPU profile uses that map).
+    pub const CPU_SAMPLES: &str = "CPU_SAMPLES";
 }
 
 /// Names of the read-only globals userspace sets with `EbpfLoader::override_global`.
@@ -317,9 +327,17 @@ pub enum Counter {
     GoWaitTotalsFull = 13,
     /// Reads of a g struct (goid, waitreason) that failed in the uprobe.
     GoReadFailed = 14,
+    // 15..=19 are free.
+
+    // --- CPU profiling (per-CPU cpu-clock sampling) ---
+    /// cpu-clock samples that hit a target thread (every sample is counted here, whether or
+    /// not it found room in [`map::CPU_SAMPLES`]).
+    CpuSamples = 20,
+    /// Samples lost because [`map::CPU_SAMPLES`] was full.
+    CpuSampleKeysFull = 21,
 }
 /// Number of [`Counter`] slots.
-pub const COUNTER_SLOTS: u32 = 15;
+pub const COUNTER_SLOTS: u32 = 22;
 
 /// [`GoGState::wait_reason`] when the goroutine is not waiting.
 pub const NO_WAIT_REASON: u32 = u32::MAX;
@@ -414,6 +432,23 @@ pub struct GoWaitTotal {
 }
 const _: () = assert!(core::mem::size_of::<GoWaitTotal>() == 16);
 
+// --- CPU profiling (per-CPU cpu-clock sampling) ---
+
+/// Capacity of [`map::CPU_SAMPLES`]: distinct (thread, user stack, kernel stack) triples.
+pub const MAX_CPU_SAMPLE_KEYS: u32 = 16_384;
+
+/// Key of the in-kernel CPU sample counts ([`map::CPU_SAMPLES`]): one per thread and pair of
+/// stacks. `kernel_stack_id` is [`NO_STACK`] for samples that hit user mode (there is no
+/// kernel stack then), and either id is [`NO_STACK`] when its capture failed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CpuSampleKey {
+    pub tid: u32,
+    pub user_stack_id: i32,
+    pub kernel_stack_id: i32,
+}
+const _: () = assert!(core::mem::size_of::<CpuSampleKey>() == 12);
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: all of these are #[repr(C)], contain only integers, and have no implicit padding
@@ -431,6 +466,8 @@ mod pod {
     unsafe impl aya::Pod for super::GoParkStack {}
     unsafe impl aya::Pod for super::GoWaitKey {}
     unsafe impl aya::Pod for super::GoWaitTotal {}
+    // CPU profiling.
+    unsafe impl aya::Pod for super::CpuSampleKey {}
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@ use parkscope_common::{
     MAX_STATS_KEYS, MAX_SYSCALL_NR, MAX_THREADS, OffCpuKey, OffCpuStart, OffCpuTotal, SyscallStats,
     SyscallStatsKey,
 };
+// CPU profiling.
+use parkscope_common::{CpuSampleKey, MAX_CPU_SAMPLE_KEYS};
 
 /// BPF_F_NO_PREALLOC (uapi/linux/bpf.h): entries are allocated as the map fills. The Go maps
 /// are sized for hundreds of thousands of goroutines that most targets never have.
@@ -77,3 +79,10 @@ pub fn count(counter: Counter) {
         unsafe { *slot += 1 };
     }
 }
+
+// --- CPU profiling (per-CPU cpu-clock sampling) ---
+
+/// Samples per (thread, stacks). Plain hash, not LRU: a profile must not silently lose old
+/// samples; a full map is counted (CpuSampleKeysFull).
+#[map]
+pub static CPU_SAMPLES: HashMap<CpuSampleKey, u64> = HashMap::with_max_entries(MAX_CPU_SAMPLE_KEYS, 0);

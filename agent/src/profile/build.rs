@@ -1,7 +1,8 @@
-//! Turning raw stacks (addresses from the kernel or perf, frame names from /proc) into a
-//! [`Profile`]'s frame table and merged samples. Symbolisation happens once per profile, over
-//! the distinct addresses of all stacks, through probes::stacks (blazesym: ELF/DWARF/Go symbols
-//! for user code, kallsyms for the kernel). Synchronous and file-bound: run it off the reactor.
+//! Turning raw stacks (addresses from the kernel's stack maps or unwound over /proc, frame names
+//! from /proc) into a [`Profile`]'s frame table and merged samples. Symbolisation happens once
+//! per profile, over the distinct addresses of all stacks, through probes::stacks (blazesym:
+//! ELF/DWARF/Go symbols for user code, kallsyms for the kernel). Synchronous and file-bound:
+//! run it off the reactor.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 

@@ -1,10 +1,11 @@
-//! The CPU profile of one window, from perf cpu-clock samples (probes::perf): one sample per
-//! distinct (thread, kernel callchain, user callchain), valued in samples and in CPU
-//! nanoseconds (the sum of the samples' cpu-clock periods), labelled with thread name and tid.
+//! The CPU profile of one window, from the per-CPU cpu-clock samples the kernel counted for the
+//! target (probes::kernel::CpuSamples): one sample per distinct (thread, kernel stack, user
+//! stack), valued in samples and in CPU nanoseconds (samples x the fixed sampling period, which
+//! is what each cpu-clock sample stands for), labelled with thread name and tid.
 
 use std::collections::HashMap;
 
-use parkscope_probes::{perf::CpuSamples, stacks::ModuleMapping};
+use parkscope_probes::{kernel::CpuSamples, stacks::ModuleMapping};
 
 use super::{
     FoldedValue, LabelValue, Profile, ProfileKind, ValueType,
@@ -51,16 +52,28 @@ pub fn build(input: CpuInput) -> Profile {
     let s = &input.samples;
     let mut comments = vec![
         format!(
-            "parkscope CPU profile of pid {} ({}): cpu-clock at {} Hz per thread, {:.3} s, {total} samples",
+            "parkscope CPU profile of pid {} ({}): cpu-clock at {} Hz on each of {} CPUs (period {} ns), \
+             {:.3} s, {total} samples",
             input.pid,
             input.comm,
             input.frequency_hz,
+            s.cpus,
+            s.period_ns,
             input.duration_ns as f64 / 1e9
         ),
         format!("{} threads sampled", s.threads_sampled),
     ];
     if s.lost > 0 {
-        comments.push(format!("warning: the kernel lost {} samples (ring buffers full)", s.lost));
+        comments.push(format!(
+            "warning: {} of {} samples lost (the kernel's sample count map was full)",
+            s.lost, s.samples_seen
+        ));
+    }
+    if s.stack_failures > 0 {
+        comments.push(format!(
+            "warning: {} stack captures failed (stack map full or collisions): those samples lack that part of their stack",
+            s.stack_failures
+        ));
     }
     if let Some(why) = &input.cut_short {
         comments.push(format!("window cut short: {why}"));
@@ -73,7 +86,7 @@ pub fn build(input: CpuInput) -> Profile {
         default_sample_type: Some("cpu"),
         folded_value: FoldedValue { index: 0, also: None, divisor: 1, unit: "samples" },
         period_type: SAMPLE_TYPES[1],
-        period: (1_000_000_000 / input.frequency_hz.max(1)) as i64,
+        period: s.period_ns as i64,
         time_nanos: input.time_nanos,
         duration_nanos: input.duration_ns as i64,
         frames,

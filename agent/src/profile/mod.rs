@@ -1,7 +1,8 @@
 //! Profiles as the agent builds them before encoding: a table of named frames and a list of
 //! samples, each a stack (indices into the table, innermost first) + labels + one value per
 //! sample type. The collectors (off-CPU from the kernel's totals and, for Go targets, goroutines
-//! from the Go runtime; CPU from perf samples) fill it; pprof, folded and SVG encoders only read it.
+//! from the Go runtime; CPU from the per-CPU cpu-clock samples the kernel counted) fill it;
+//! pprof, folded and SVG encoders only read it.
 
 pub mod build;
 pub mod cpu;

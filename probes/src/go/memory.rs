@@ -2,9 +2,22 @@
 //! goroutines one pread at a time would cost a syscall each, while one process_vm_readv takes
 //! up to 1024 ranges. Nothing is stopped, so every read may race with the runtime; addresses are
 //! checked against the readable mappings first, and a failed range is "unknown", never data.
+//!
+//! The mappings can be kept from one read to the next ([`Memory::reuse`]): /proc/PID/maps was
+//! the largest single cost of a profile's periodic goroutine reads (38% of the agent's CPU on
+//! a loaded server, and it takes the target's mmap lock). A stale list is safe both ways: a
+//! range unmapped since fails in process_vm_readv like any racing unmap (unknown, never data),
+//! and an address outside the list re-reads the maps once before it is refused. Addresses
+//! refused after a re-read are remembered until the next re-read, so that a pointer that is
+//! never valid (the netpoller's epoll set holds one that is not a pollDesc) does not cost a
+//! re-read every time.
 
-use std::io;
-use std::ops::Range;
+use std::{
+    cell::{Cell, RefCell},
+    collections::HashSet,
+    io,
+    ops::Range,
+};
 
 use crate::stacks::maps;
 
@@ -13,26 +26,72 @@ use super::GoError;
 /// The kernel's limit on ranges per process_vm_readv call (UIO_MAXIOV).
 const MAX_IOV: usize = 1024;
 
-/// A target's address space: its pid and the readable ranges at the time of opening.
+/// A target's address space: its pid and the readable ranges at the time of opening (or of
+/// the last re-read, see [`Memory::reuse`]).
 pub struct Memory {
     pid: u32,
+    known: RefCell<Mappings>,
+    /// The maps were read during this Memory's life: a miss is then final.
+    fresh: Cell<bool>,
+}
+
+/// What one [`Memory`] learnt of the address space, for the next one ([`Memory::reuse`]).
+#[derive(Debug, Default, Clone)]
+pub struct Mappings {
+    /// Readable ranges, sorted, as of the last read of /proc/PID/maps.
     readable: Vec<Range<u64>>,
+    /// Start addresses refused since that read, even though it was read after them.
+    misses: HashSet<u64>,
 }
 
 impl Memory {
     pub fn open(pid: u32) -> Result<Memory, GoError> {
-        let maps = maps::read_maps(pid).map_err(|e| GoError::from_stack(pid, e))?;
-        let mut readable: Vec<Range<u64>> =
-            maps.iter().filter(|m| m.readable).map(|m| m.range.clone()).collect();
-        readable.sort_by_key(|r| r.start);
-        Ok(Memory { pid, readable })
+        let readable = readable_ranges(pid)?;
+        Ok(Memory { pid, known: Mappings { readable, misses: HashSet::new() }.into(), fresh: true.into() })
     }
 
-    /// Whether `[addr, addr+len)` lies inside one readable mapping.
+    /// A Memory over what an earlier one learnt (from [`Memory::into_mappings`]), without
+    /// reading /proc/PID/maps; they are re-read the first time an address falls outside the
+    /// known ranges and is not a known miss. Nothing known: read at once.
+    pub fn reuse(pid: u32, known: Mappings) -> Result<Memory, GoError> {
+        if known.readable.is_empty() {
+            return Memory::open(pid);
+        }
+        Ok(Memory { pid, known: known.into(), fresh: false.into() })
+    }
+
+    /// What this Memory knows of the address space, for [`Memory::reuse`].
+    pub fn into_mappings(self) -> Mappings {
+        self.known.into_inner()
+    }
+
+    /// Whether `[addr, addr+len)` lies inside one readable mapping. With reused mappings, a
+    /// new miss re-reads the maps once (the target may have mapped more since).
     pub fn is_readable(&self, addr: u64, len: u64) -> bool {
         let Some(end) = addr.checked_add(len) else { return false };
-        let idx = self.readable.partition_point(|r| r.start <= addr);
-        idx > 0 && self.readable[idx - 1].end >= end
+        let inside = |ranges: &[Range<u64>]| {
+            let idx = ranges.partition_point(|r| r.start <= addr);
+            idx > 0 && ranges[idx - 1].end >= end
+        };
+        let mut known = self.known.borrow_mut();
+        if inside(&known.readable) {
+            return true;
+        }
+        if known.misses.contains(&addr) {
+            return false;
+        }
+        if !self.fresh.replace(true) {
+            match readable_ranges(self.pid) {
+                Ok(ranges) => *known = Mappings { readable: ranges, misses: HashSet::new() },
+                // The process is gone: the reads will say so.
+                Err(_) => return false,
+            }
+            if inside(&known.readable) {
+                return true;
+            }
+        }
+        known.misses.insert(addr);
+        false
     }
 
     /// Reads one range; `Err` if it is unmapped now or the process is gone.
@@ -121,6 +180,14 @@ impl Memory {
     }
 }
 
+/// The readable ranges of `pid`'s address space, sorted.
+fn readable_ranges(pid: u32) -> Result<Vec<Range<u64>>, GoError> {
+    let maps = maps::read_maps(pid).map_err(|e| GoError::from_stack(pid, e))?;
+    let mut readable: Vec<Range<u64>> = maps.iter().filter(|m| m.readable).map(|m| m.range.clone()).collect();
+    readable.sort_by_key(|r| r.start);
+    Ok(readable)
+}
+
 /// Little-endian integer of `size` bytes (1, 2, 4 or 8) at `off` in `buf`; 0 when out of range.
 pub fn uint_at(buf: &[u8], off: u64, size: u64) -> u64 {
     let (Ok(off), Ok(size)) = (usize::try_from(off), usize::try_from(size)) else { return 0 };
@@ -160,6 +227,25 @@ mod tests {
         assert_eq!(ba, a);
         assert_eq!(bb, b);
         assert!(mem.read_u64(0).is_err());
+    }
+
+    /// Reused ranges that miss a mapping made since re-read the maps, once.
+    #[test]
+    fn reused_ranges_find_a_new_mapping() {
+        let mut known = Memory::open(std::process::id()).unwrap().into_mappings();
+        let fresh = vec![0x5au8; 1 << 20];
+        let at = fresh.as_ptr() as u64;
+        // A list that lacks the new buffer's mapping (as if read before it existed).
+        known.readable.retain(|r| !r.contains(&at));
+        let mem = Memory::reuse(std::process::id(), known).unwrap();
+        let mut buf = [0u8; 16];
+        mem.read(at, &mut buf).unwrap();
+        assert_eq!(buf, [0x5a; 16]);
+        // Refused after the one re-read, as before, and remembered as a miss.
+        assert!(mem.read_u64(8).is_err());
+        let known = mem.into_mappings();
+        assert!(known.misses.contains(&8));
+        assert!(known.readable.iter().any(|r| r.contains(&at)));
     }
 
     #[test]

@@ -175,6 +175,9 @@ pub struct GoProcess {
     wait_reasons: Vec<String>,
     status_of: HashMap<i64, GStatus>,
     scan_bit: u32,
+    /// What the last [`GoProcess::read`] learnt of the address space: reused by the next one,
+    /// so that periodic reads do not parse /proc/PID/maps each time (see memory.rs).
+    mappings: std::sync::Mutex<super::memory::Mappings>,
 }
 
 impl GoProcess {
@@ -196,6 +199,7 @@ impl GoProcess {
             wait_reasons: Vec::new(),
             status_of: HashMap::new(),
             scan_bit: 0,
+            mappings: Default::default(),
         };
         this.wait_reasons = this.read_wait_reasons(&mem)?;
         let l = &this.binary.layout;
@@ -260,15 +264,22 @@ impl GoProcess {
 
     /// Reads the scheduler, Ps, Ms and goroutines once.
     pub fn read(&self, stacks: bool) -> Result<RuntimeState, GoError> {
-        let mem = Memory::open(self.pid)?;
+        let known = std::mem::take(&mut *self.mappings.lock().unwrap_or_else(|p| p.into_inner()));
+        let mem = Memory::reuse(self.pid, known)?;
+        let state = self.read_with(&mem, stacks);
+        *self.mappings.lock().unwrap_or_else(|p| p.into_inner()) = mem.into_mappings();
+        state
+    }
+
+    fn read_with(&self, mem: &Memory, stacks: bool) -> Result<RuntimeState, GoError> {
         let nanotime = crate::kernel::monotonic_now_ns();
         let l = &self.binary.layout;
-        let sched = self.read_sched(&mem)?;
-        let ms = self.read_ms(&mem)?;
+        let sched = self.read_sched(mem)?;
+        let ms = self.read_ms(mem)?;
         let by_addr: HashMap<u64, &MState> = ms.iter().map(|m| (m.addr, m)).collect();
-        let ps = self.read_ps(&mem, &by_addr)?;
+        let ps = self.read_ps(mem, &by_addr)?;
         let epfd = sign_extend(mem.read_u64(self.global("runtime.epfd"))?, 4) as i32;
-        let (gptrs, gbufs) = self.read_allgs(&mem)?;
+        let (gptrs, gbufs) = self.read_allgs(mem)?;
         let gsize = l.size("runtime.g");
 
         let mut goroutines = Vec::with_capacity(gptrs.len());
@@ -324,9 +335,9 @@ impl GoProcess {
             });
         }
         if stacks {
-            self.unwind_all(&mem, &gbufs, &gptrs, &mut goroutines)?;
+            self.unwind_all(mem, &gbufs, &gptrs, &mut goroutines)?;
         }
-        let parked = netpoll::parked_on_fds(self.pid, &mem, l, epfd)?;
+        let parked = netpoll::parked_on_fds(self.pid, mem, l, epfd)?;
         for g in &mut goroutines {
             g.netpoll = parked.get(&g.addr).copied();
         }

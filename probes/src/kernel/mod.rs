@@ -4,6 +4,8 @@
 
 mod block_events;
 pub mod btf;
+// CPU profiling.
+mod cpu_profile;
 
 use std::collections::{HashMap, HashSet};
 
@@ -13,6 +15,7 @@ use aya::{
     programs::{BtfTracePoint, UProbe, uprobe::UProbeScope},
 };
 pub use block_events::BlockEventStream;
+pub use cpu_profile::{CpuSamples, CpuStackKey, CpuStackTotal, sample_period_ns};
 use parkscope_common::{
     COUNTER_SLOTS, Counter, GoGState, GoWaitKey, GoWaitTotal, InFlightSyscall, LastWake, MAX_SYSCALL_NR,
     OffCpuKey, OffCpuStart, OffCpuTotal, SyscallStats, SyscallStatsKey, global, map, program, syscalls,
@@ -43,6 +46,8 @@ pub enum KernelError {
     Reactor(#[source] std::io::Error),
     #[error("eBPF object has no {kind} named {name}")]
     Missing { kind: &'static str, name: &'static str },
+    #[error("cannot list the online CPUs: {detail}")]
+    OnlineCpus { detail: String },
 }
 
 /// Which groups of programs to attach. Each command asks only for what it uses, so the target
@@ -69,6 +74,11 @@ pub struct ProbeSelection {
     pub stacks_at_switch_out: bool,
     /// With `offcpu_profile`: also the waker's stacks at each wakeup (two more stack walks).
     pub waker_stacks: bool,
+    /// CPU profiling: one cpu-clock sampling event per online CPU at `cpu_frequency_hz`,
+    /// counted in kernel per (thread, user stack, kernel stack) for the target's threads only.
+    pub cpu_profile: bool,
+    /// With `cpu_profile`: samples per second per CPU (fixed period 1e9/frequency ns).
+    pub cpu_frequency_hz: u64,
 }
 
 /// Load-time settings.
@@ -101,6 +111,9 @@ pub struct KernelCounters {
     pub go_states_full: u64,
     pub go_wait_totals_full: u64,
     pub go_read_failed: u64,
+    /// CPU profiling: samples of the target, and those lost to a full count map.
+    pub cpu_samples: u64,
+    pub cpu_sample_keys_full: u64,
 }
 
 impl KernelCounters {
@@ -113,6 +126,7 @@ impl KernelCounters {
             + self.off_cpu_totals_full
             + self.go_states_full
             + self.go_wait_totals_full
+            + self.cpu_sample_keys_full
     }
 }
 
@@ -122,6 +136,8 @@ pub struct KernelProbes {
     config: ProbeConfig,
     /// The off-CPU stack sampling period in effect (0 = every interval has its stacks).
     stack_sample_ns: u64,
+    /// CPU profiling: CPUs with a sampling event.
+    cpus_sampled: usize,
 }
 
 impl std::fmt::Debug for KernelProbes {
@@ -197,7 +213,7 @@ impl KernelProbes {
 
         fill_arg_kinds(&mut ebpf)?;
         let stack_sample_ns = if at_switch_out { 0 } else { sel.offcpu_sample_ns };
-        let mut probes = KernelProbes { ebpf, config, stack_sample_ns };
+        let mut probes = KernelProbes { ebpf, config, stack_sample_ns, cpus_sampled: 0 };
         if config.selection.syscalls {
             // tp_btf: the verifier checks the programs' pt_regs loads against the kernel's BTF.
             let btf = vmlinux_btf()?;
@@ -212,6 +228,9 @@ impl KernelProbes {
         }
         if sel.offcpu_profile && !at_switch_out {
             probes.attach_btf(program::SCHED_EXIT, "sched_exit_tp", &vmlinux_btf()?)?;
+        }
+        if sel.cpu_profile {
+            probes.cpus_sampled = cpu_profile::attach_per_cpu(&mut probes.ebpf, sel.cpu_frequency_hz)?;
         }
         Ok(probes)
     }
@@ -448,6 +467,8 @@ impl KernelProbes {
             go_states_full: at(Counter::GoStatesFull),
             go_wait_totals_full: at(Counter::GoWaitTotalsFull),
             go_read_failed: at(Counter::GoReadFailed),
+            cpu_samples: at(Counter::CpuSamples),
+            cpu_sample_keys_full: at(Counter::CpuSampleKeysFull),
         })
     }
 
