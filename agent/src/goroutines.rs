@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use parkscope_common::GoGState;
 use parkscope_probes::{
     go::{GStatus, GoProcess, GoroutineState, LayoutSource, RuntimeState},
+    kernel::KernelCounters,
     procfs::fds::FdTable,
     stacks::{Frame, Symbolizer},
 };
@@ -67,9 +68,16 @@ pub struct GoTiming {
     pub states: HashMap<u64, GoGState>,
     /// CLOCK_MONOTONIC when the uprobes were attached.
     pub attached_ns: u64,
+    /// The kernel's counters, read with the slots.
+    pub counters: KernelCounters,
+}
+
+impl GoTiming {
     /// The kernel could not record some changes (map full): a goroutine without a slot may
     /// then have changed after all, so no lower bound is claimed for it.
-    pub lossy: bool,
+    fn lossy(&self) -> bool {
+        self.counters.go_states_full > 0
+    }
 }
 
 /// How long a goroutine has been in its status, from the uprobes' slot for it.
@@ -116,7 +124,7 @@ fn status_time(
         _ if g.status == GStatus::Syscall => syscall_time(),
         // No change since attach (or a slot from a previous life of this g, which it left
         // through a change the probe would have seen): in this status for the whole window.
-        _ if !timing.lossy => StatusTime {
+        _ if !timing.lossy() => StatusTime {
             ns: Some(read_ns.saturating_sub(timing.attached_ns)),
             exact: false,
             transitions: Some(0),

@@ -233,6 +233,9 @@ impl Observer {
         }
         let mut goroutines = Vec::new();
         let mut runtime = None;
+        // The kernel's counters: as read with the other maps, or, with the Go uprobes, as read
+        // with their slots after the runtime (the uprobes keep counting meanwhile).
+        let mut counters = facts.counters;
         if opts.goroutines
             && let GoTarget::Go(go) = &self.go
         {
@@ -240,7 +243,10 @@ impl Observer {
                 Ok(rt) => {
                     // The slots are read after the memory: a change in between shows as a
                     // status mismatch (not exact), never as a stale exact time.
-                    let timing = self.go_timing(facts.counters);
+                    let timing = self.go_timing();
+                    if let Some(t) = &timing {
+                        counters = t.counters;
+                    }
                     let (views, rv) = crate::goroutines::join(
                         go,
                         &rt,
@@ -263,14 +269,10 @@ impl Observer {
         let mut summary = Summary::count(&threads);
         summary.goroutines = goroutines.len();
         summary.goroutines_waiting = goroutines.iter().filter(|g| g.status == "waiting").count();
-        if self.go_uprobes_at_ns.is_some() {
-            let counters = self.probes.as_ref().and_then(|p| p.counters().ok()).unwrap_or(facts.counters);
-            summary.go_transitions = Some(counters.go_transitions);
-            summary.dropped_events = counters.dropped();
-        }
+        summary.go_transitions = self.go_uprobes_at_ns.map(|_| counters.go_transitions);
         summary.window_ns = window_ns;
-        summary.dropped_events = facts.counters.dropped();
-        summary.syscalls_traced = facts.counters.syscalls_entered;
+        summary.dropped_events = counters.dropped();
+        summary.syscalls_traced = counters.syscalls_entered;
         summary.long_call_threshold_ns = self.long_call_threshold_ns;
         Ok(ProcessView {
             pid,
@@ -283,16 +285,16 @@ impl Observer {
         })
     }
 
-    /// The Go uprobes' slots, when they are attached.
-    fn go_timing(&self, counters: KernelCounters) -> Option<crate::goroutines::GoTiming> {
+    /// The Go uprobes' slots and the kernel's counters as of now, when the uprobes are attached.
+    fn go_timing(&self) -> Option<crate::goroutines::GoTiming> {
         let attached_ns = self.go_uprobes_at_ns?;
         let probes = self.probes.as_ref()?;
         let states = probes
             .go_states()
             .map_err(|e| tracing::warn!("reading the Go uprobes' goroutine states: {e}"))
             .ok()?;
-        let now = probes.counters().unwrap_or(counters);
-        Some(crate::goroutines::GoTiming { states, attached_ns, lossy: now.go_states_full > 0 })
+        let counters = probes.counters().ok()?;
+        Some(crate::goroutines::GoTiming { states, attached_ns, counters })
     }
 
     fn long_calls_of(&self, tid: u32, now: u64) -> Vec<LongCall> {
