@@ -4,6 +4,7 @@
 use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
+    programs::tracing::StackIdContext,
 };
 use parkscope_common::{
     BLOCK_EVENTS_BYTES, COUNTER_SLOTS, Counter, GoGState, GoParkStack, GoProbeConfig, GoWaitKey, GoWaitTotal,
@@ -12,7 +13,7 @@ use parkscope_common::{
     SyscallStatsKey,
 };
 // CPU profiling.
-use parkscope_common::{CpuSampleKey, MAX_CPU_SAMPLE_KEYS};
+use parkscope_common::{CpuSampleKey, MAX_CPU_SAMPLE_KEYS, NO_STACK};
 
 /// BPF_F_NO_PREALLOC (uapi/linux/bpf.h): entries are allocated as the map fills. The Go maps
 /// are sized for hundreds of thousands of goroutines that most targets never have.
@@ -46,6 +47,29 @@ pub static SWITCH_IN_NS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 #[map]
 pub static STACKS: StackTrace = StackTrace::with_max_entries(MAX_STACKS, 0);
+
+/// Which of the current task's stacks [`stack_id`] takes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Stack {
+    User,
+    Kernel,
+}
+
+/// The id in [`STACKS`] of the current task's user or kernel stack, or [`NO_STACK`] when the
+/// capture failed (counted in [`Counter::StackCaptureFailed`]).
+#[inline(always)]
+pub fn stack_id<C: StackIdContext>(ctx: &C, which: Stack) -> i32 {
+    /// BPF_F_USER_STACK (uapi/linux/bpf.h).
+    const BPF_F_USER_STACK: u64 = 1 << 8;
+    let flags = if which == Stack::User { BPF_F_USER_STACK } else { 0 };
+    match ctx.get_stackid(&STACKS, flags) {
+        Ok(id) => id as i32,
+        Err(_) => {
+            count(Counter::StackCaptureFailed);
+            NO_STACK
+        }
+    }
+}
 
 /// Plain hash, not LRU: a profile must not silently lose old intervals; a full map is counted.
 #[map]

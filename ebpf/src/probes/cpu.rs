@@ -14,15 +14,14 @@
 //! The events use a fixed period (userspace sets sample_period = 1e9/frequency ns of
 //! cpu-clock), so every counted sample stands for exactly that much CPU time.
 
-use aya_ebpf::{macros::perf_event, programs::PerfEventContext, programs::tracing::StackIdContext};
+use aya_ebpf::{macros::perf_event, programs::PerfEventContext};
 use parkscope_common::{Counter, CpuSampleKey, NO_STACK};
 
 use crate::{
     globals::current_target_thread,
-    maps::{CPU_SAMPLES, STACKS, count},
+    maps::{CPU_SAMPLES, Stack, count, stack_id},
 };
 
-const BPF_F_USER_STACK: u64 = 1 << 8;
 /// The low two bits of the saved `cs` are the privilege level the CPU was interrupted in:
 /// 3 = user mode (x86_64 `user_mode(regs)`).
 const USER_RPL: u64 = 3;
@@ -40,18 +39,11 @@ fn try_cpu_sample(ctx: &PerfEventContext) -> Result<(), i32> {
     count(Counter::CpuSamples);
     // The registers the tick interrupted: a direct context load the verifier allows.
     let cs = unsafe { (*ctx.ctx).regs.cs };
-    let capture = |flags: u64| match ctx.get_stackid(&STACKS, flags) {
-        Ok(id) => id as i32,
-        Err(_) => {
-            count(Counter::StackCaptureFailed);
-            NO_STACK
-        }
-    };
     // A tick in user mode has no kernel stack (the walk would fail with EFAULT): skip it, and
     // do not count that as a failure. From kernel mode, the user stack is walked from the
     // registers saved at kernel entry.
-    let kernel_stack_id = if cs & 3 == USER_RPL { NO_STACK } else { capture(0) };
-    let user_stack_id = capture(BPF_F_USER_STACK);
+    let kernel_stack_id = if cs & 3 == USER_RPL { NO_STACK } else { stack_id(ctx, Stack::Kernel) };
+    let user_stack_id = stack_id(ctx, Stack::User);
     let key = CpuSampleKey { tid, user_stack_id, kernel_stack_id };
     // The key holds the tid, and a thread runs on one CPU at a time, so no other CPU updates
     // the same value concurrently: a plain add is enough.

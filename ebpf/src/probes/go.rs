@@ -14,14 +14,15 @@
 //! The state machine, per g address in GO_GSTATES: a change closes the previous interval (and,
 //! when aggregating, adds it to GO_WAIT_TOTALS under goid, status, wait reason and parking
 //! stack) and opens the next. A goroutine without a slot has not changed since attach: its
-//! first change closes an interval that began at the window start, in the status it leaves. Running and syscall are one state (the runtime's own latency
-//! tracking treats them so, and newer runtimes switch between them with a bare CAS that no
-//! probe sees); copystack is a pause inside running and is ignored; dead frees the slot.
+//! first change closes an interval that began at the window start, in the status it leaves.
+//! Running and syscall are one state (the runtime's own latency tracking treats them so, and
+//! newer runtimes switch between them with a bare CAS that no probe sees); copystack is a
+//! pause inside running and is ignored; dead frees the slot.
 
 use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, bpf_probe_read_user},
     macros::uprobe,
-    programs::{ProbeContext, tracing::StackIdContext},
+    programs::ProbeContext,
 };
 use parkscope_common::{
     Counter, GoGState, GoParkStack, GoProbeConfig, GoWaitKey, GoWaitTotal, NO_STACK, NO_WAIT_REASON,
@@ -30,10 +31,9 @@ use parkscope_common::{
 
 use crate::{
     globals::current_target_thread,
-    maps::{GO_CONFIG, GO_GSTATES, GO_PARK_STACK, GO_WAIT_TOTALS, STACKS, count},
+    maps::{GO_CONFIG, GO_GSTATES, GO_PARK_STACK, GO_WAIT_TOTALS, Stack, count, stack_id},
 };
 
-const BPF_F_USER_STACK: u64 = 1 << 8;
 /// BPF_NOEXIST (uapi/linux/bpf.h).
 const BPF_NOEXIST: u64 = 1;
 
@@ -186,23 +186,23 @@ fn add_interval(goid: u64, prev: &GoGState, delta: u64) {
         _pad: 0,
         park_caller: prev.park_caller,
     };
-    if let Some(t) = GO_WAIT_TOTALS.get_ptr_mut(&key) {
-        unsafe {
-            (*t).total_ns += delta;
-            (*t).count += 1;
+    let add_to_existing = || match GO_WAIT_TOTALS.get_ptr_mut(&key) {
+        Some(t) => {
+            unsafe {
+                (*t).total_ns += delta;
+                (*t).count += 1;
+            }
+            true
         }
+        None => false,
+    };
+    if add_to_existing() {
         return;
     }
     let total = GoWaitTotal { total_ns: delta, count: 1 };
-    if GO_WAIT_TOTALS.insert(&key, &total, BPF_NOEXIST).is_err() {
-        // Another CPU may have created the key meanwhile; add to it then.
-        match GO_WAIT_TOTALS.get_ptr_mut(&key) {
-            Some(t) => unsafe {
-                (*t).total_ns += delta;
-                (*t).count += 1;
-            },
-            None => count(Counter::GoWaitTotalsFull),
-        }
+    // Another CPU may have created the key meanwhile: add to it then.
+    if GO_WAIT_TOTALS.insert(&key, &total, BPF_NOEXIST).is_err() && !add_to_existing() {
+        count(Counter::GoWaitTotalsFull);
     }
 }
 
@@ -211,13 +211,10 @@ fn add_interval(goid: u64, prev: &GoGState, delta: u64) {
 /// frame-pointer walk misses gopark's caller; its return address is on top of the stack.
 fn try_gopark(ctx: &ProbeContext) -> Result<(), i64> {
     let Some(tid) = current_target_thread() else { return Ok(()) };
-    let user_stack_id = match ctx.get_stackid(&STACKS, BPF_F_USER_STACK) {
-        Ok(id) => id as i32,
-        Err(_) => {
-            count(Counter::StackCaptureFailed);
-            return Ok(());
-        }
-    };
+    let user_stack_id = stack_id(ctx, Stack::User);
+    if user_stack_id == NO_STACK {
+        return Ok(());
+    }
     let sp = unsafe { (*ctx.regs).rsp } as *const u64;
     let caller = unsafe { bpf_probe_read_user(sp) }.unwrap_or(0);
     let _ = GO_PARK_STACK.insert(&tid, &GoParkStack { user_stack_id, _pad: 0, caller }, 0);

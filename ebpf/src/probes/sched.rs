@@ -36,24 +36,15 @@ use crate::{
         track_offcpu, waker_stacks,
     },
     maps::{
-        CPU_CURRENT, IN_FLIGHT, LAST_WAKE, OFFCPU_START, OFFCPU_TOTALS, STACKS, SWITCH_IN_NS,
-        SYSCALL_ARG_KIND, count,
+        CPU_CURRENT, IN_FLIGHT, LAST_WAKE, OFFCPU_START, OFFCPU_TOTALS, SWITCH_IN_NS, SYSCALL_ARG_KIND,
+        Stack, count, stack_id,
     },
 };
-
-const BPF_F_USER_STACK: u64 = 1 << 8;
 
 /// (user, kernel) stack ids of the current task, [`NO_STACK`] where the capture failed.
 #[inline(always)]
 fn current_stacks<C: EbpfContext + StackIdContext>(ctx: &C) -> (i32, i32) {
-    let capture = |flags: u64| match ctx.get_stackid(&STACKS, flags) {
-        Ok(id) => id as i32,
-        Err(_) => {
-            count(Counter::StackCaptureFailed);
-            NO_STACK
-        }
-    };
-    (capture(BPF_F_USER_STACK), capture(0))
+    (stack_id(ctx, Stack::User), stack_id(ctx, Stack::Kernel))
 }
 
 /// `task->pid` of a BTF-typed task pointer (a tp_btf argument): a direct load. The offset is
