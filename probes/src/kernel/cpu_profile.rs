@@ -71,11 +71,7 @@ pub fn sample_period_ns(frequency_hz: u64) -> u64 {
 /// number of CPUs. The links live in `ebpf`: dropping it closes the events.
 pub(super) fn attach_per_cpu(ebpf: &mut Ebpf, frequency_hz: u64) -> Result<usize, KernelError> {
     let name = program::CPU_SAMPLE;
-    let prog: &mut PerfEvent = ebpf
-        .program_mut(name)
-        .ok_or(KernelError::Missing { kind: "program", name })?
-        .try_into()
-        .map_err(|source| KernelError::Program { program: name, source })?;
+    let prog: &mut PerfEvent = super::program_as(ebpf, name)?;
     prog.load().map_err(|source| KernelError::Program { program: name, source })?;
     let cpus = aya::util::online_cpus()
         .map_err(|(path, e)| KernelError::OnlineCpus { detail: format!("{path}: {e}") })?;

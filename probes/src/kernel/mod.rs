@@ -236,12 +236,7 @@ impl KernelProbes {
     }
 
     fn attach_btf(&mut self, name: &'static str, tp: &str, btf: &aya::Btf) -> Result<(), KernelError> {
-        let prog: &mut BtfTracePoint = self
-            .ebpf
-            .program_mut(name)
-            .ok_or(KernelError::Missing { kind: "program", name })?
-            .try_into()
-            .map_err(|source| KernelError::Program { program: name, source })?;
+        let prog: &mut BtfTracePoint = program_as(&mut self.ebpf, name)?;
         prog.load(tp, btf).map_err(|source| KernelError::Program { program: name, source })?;
         prog.attach().map_err(|source| KernelError::Program { program: name, source })?;
         Ok(())
@@ -280,12 +275,7 @@ impl KernelProbes {
         file_offset: u64,
         pid: std::num::NonZeroU32,
     ) -> Result<(), KernelError> {
-        let prog: &mut UProbe = self
-            .ebpf
-            .program_mut(name)
-            .ok_or(KernelError::Missing { kind: "program", name })?
-            .try_into()
-            .map_err(|source| KernelError::Program { program: name, source })?;
+        let prog: &mut UProbe = program_as(&mut self.ebpf, name)?;
         prog.load().map_err(|source| KernelError::Program { program: name, source })?;
         // OneProcess: the kernel filters by process too (the programs also check the tgid,
         // as a uprobe on a file is hit by every process that maps it).
@@ -482,6 +472,17 @@ impl KernelProbes {
                 .and_then(BlockEventStream::new),
         )
     }
+}
+
+/// Program `name` of the loaded object, as its program type `P`.
+fn program_as<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P, KernelError>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or(KernelError::Missing { kind: "program", name })?
+        .try_into()
+        .map_err(|source| KernelError::Program { program: name, source })
 }
 
 /// The running kernel's BTF as aya needs it to load tp_btf programs.
