@@ -463,6 +463,10 @@ impl LiveParkscope {
         LiveParkscope { child, stderr, log }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits for it to end: (exit code, stdout, its whole stderr).
     pub fn finish(mut self) -> (i32, String, String) {
         let mut stdout = String::new();
