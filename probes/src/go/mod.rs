@@ -3,7 +3,7 @@
 //! goroutine, M, P and the scheduler from the live process's memory without stopping it.
 
 mod binary;
-mod buildinfo;
+pub mod buildinfo;
 mod dwarf;
 pub mod layout;
 mod memory;
