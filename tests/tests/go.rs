@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use parkscope_tests::{GoTarget, run_parkscope};
+use parkscope_tests::{GoTarget, assert_goroutines_match_dump, dump_label, run_parkscope};
 use serde_json::Value;
 
 const GO_VERSIONS: [&str; 2] = ["go1.19", "go1.27"];
@@ -23,29 +23,8 @@ fn snapshot(pid: u32, extra: &[&str]) -> Value {
     out.json()
 }
 
-/// The HTTP connection that fetched the dump has goroutines of its own that come and go, and
-/// the server's accept loop is woken by that very fetch (the dump may catch it runnable while
-/// the snapshot, a moment later, finds it back in IO wait): the measurement disturbs them.
-fn transient_in_dump(reason: &str, block: &str) -> bool {
-    reason == "running"
-        || block.contains("net/http.(*conn")
-        || block.contains("net/http.(*connReader")
-        || block.contains("net/http.(*Server).Serve")
-}
-
-fn transient_ours(g: &Value) -> bool {
-    let s = |k: &str| g[k].as_str().unwrap_or_default().to_owned();
-    let in_stack = |p: &str| {
-        g["stack"].as_array().is_some_and(|st| st.iter().any(|f| f.as_str().unwrap_or("").contains(p)))
-    };
-    ["net/http.(*conn", "net/http.(*connReader", "net/http.(*Server).Serve"]
-        .iter()
-        .any(|p| s("start").contains(p) || s("created_by").contains(p) || in_stack(p))
-}
-
-/// How the runtime's dump labels a goroutine: its wait reason while waiting, else its status.
 fn label(g: &Value) -> String {
-    g["wait_reason"].as_str().unwrap_or_else(|| g["status"].as_str().unwrap()).to_owned()
+    dump_label(g)
 }
 
 fn check_goroutines_match_dump(bin: &str) {
@@ -55,30 +34,8 @@ fn check_goroutines_match_dump(bin: &str) {
     assert_eq!(snap["runtime"]["kind"], "go");
     let version = t.info["go"].as_str().unwrap();
     assert_eq!(snap["runtime"]["version"], version);
-    let ours: BTreeMap<u64, &Value> = snap["goroutines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|g| !transient_ours(g))
-        .map(|g| (g["goid"].as_u64().unwrap(), g))
-        .collect();
     // Every goroutine of the runtime's dump, one for one, with the same wait reason.
-    for (goid, (reason, block)) in &dump {
-        if transient_in_dump(reason, block) {
-            continue;
-        }
-        let g = ours
-            .get(goid)
-            .unwrap_or_else(|| panic!("{bin}: goroutine {goid} [{reason}] missing; ours: {ours:#?}"));
-        assert_eq!(&label(g), reason, "{bin}: goroutine {goid}: {g:#}\ndump:\n{block}");
-    }
-    // Ours has nothing else but the runtime's system goroutines, which the dump leaves out.
-    for (goid, g) in &ours {
-        if !dump.contains_key(goid) {
-            let start = g["start"].as_str().unwrap();
-            assert!(start.starts_with("runtime.") && start != "runtime.main", "{bin}: extra goroutine {g:#}");
-        }
-    }
+    let ours = assert_goroutines_match_dump(bin, &dump, &snap);
     // The known population, by wait reason (Go 1.19 calls a contended sync.Mutex "semacquire").
     let count = |r: &str| {
         ours.values().filter(|g| label(g) == r && g["start"].as_str().unwrap().starts_with("main.")).count()
