@@ -157,7 +157,13 @@ pub struct GoTarget {
 impl GoTarget {
     /// Starts `bin` from examples/bin and waits until it says every goroutine is parked.
     pub fn start(bin: &str, args: &[&str], env: &[(&str, &str)], capture_stderr: bool) -> GoTarget {
-        let mut cmd = Command::new(example_bin(bin));
+        Self::start_at(&example_bin(bin), args, env, capture_stderr)
+    }
+
+    /// Like [`GoTarget::start`] for a binary anywhere (e.g. a modified copy of an example).
+    pub fn start_at(bin: &Path, args: &[&str], env: &[(&str, &str)], capture_stderr: bool) -> GoTarget {
+        let bin = bin.display();
+        let mut cmd = Command::new(bin.to_string());
         cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped());
         cmd.stderr(if capture_stderr { Stdio::piped() } else { Stdio::inherit() });
         for (k, v) in env {
