@@ -280,3 +280,124 @@ fn go_schedtrace_attaches_no_probes_unless_threads() {
         }
     }
 }
+
+/// One goroutine group of the snapshot table: its header count, the goids it lists, the stack
+/// printed for it.
+#[derive(Debug)]
+struct TableGroup {
+    count: usize,
+    goids: Vec<u64>,
+    stack: Vec<String>,
+}
+
+fn table_groups(table: &str) -> Vec<TableGroup> {
+    let mut groups: Vec<TableGroup> = Vec::new();
+    let goroutines = table.find("\ngoroutines: ").expect("a goroutine section");
+    for line in table[goroutines..].lines() {
+        let trimmed = line.trim_start();
+        if let Some((count, rest)) = trimmed.split_once(" x [")
+            && let Ok(count) = count.parse::<usize>()
+        {
+            let ids = rest.rsplit_once("  goroutines ").expect("goroutine ids in the header").1;
+            let goids = ids.split(' ').filter(|w| !w.starts_with('+')).map(|w| w.parse().unwrap()).collect();
+            groups.push(TableGroup { count, goids, stack: Vec::new() });
+        } else if line.starts_with("         ")
+            && !trimmed.starts_with("goroutine ")
+            && !trimmed.starts_with("started at ")
+            && !trimmed.starts_with("... ")
+            && let Some(g) = groups.last_mut()
+        {
+            g.stack.push(trimmed.to_owned());
+        } else if line.starts_with("tid ") {
+            break;
+        }
+    }
+    groups
+}
+
+/// The function names of a stack printed by parkscope ("name+0x1c (module) at file:line").
+fn functions(stack: &[String]) -> Vec<String> {
+    stack.iter().map(|f| f.split('+').next().unwrap().to_owned()).collect()
+}
+
+/// The runtime's `goroutine?debug=1` dump: (count, function names of its `#` lines) per stack.
+fn debug1_groups(addr: &str) -> Vec<(usize, Vec<String>)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET /debug/pprof/goroutine?debug=1 HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.split("\n\n")
+        .filter_map(|block| {
+            let mut lines = block.lines().skip_while(|l| !l.contains(" @ 0x"));
+            let count = lines.next()?.split(' ').next()?.parse().ok()?;
+            let funcs = lines.filter_map(|l| {
+                l.strip_prefix("#\t")?.split('\t').nth(1)?.split('+').next().map(str::to_owned)
+            });
+            Some((count, funcs.collect()))
+        })
+        .collect()
+}
+
+#[test]
+fn table_groups_goroutines_by_identical_stack() {
+    const MANY: usize = 500;
+    let t = GoTarget::start("parked-go1.27", &["-n", "2", "-many", &MANY.to_string()], &[], false);
+    let pid = t.pid.to_string();
+    let json = snapshot(t.pid, &["--window", "0"]);
+    let out = run_parkscope(&["snapshot", "-p", &pid, "--window", "0"]);
+    out.assert_code(0);
+    let groups = table_groups(&out.stdout);
+    let by_goid: BTreeMap<u64, &Value> =
+        json["goroutines"].as_array().unwrap().iter().map(|g| (g["goid"].as_u64().unwrap(), g)).collect();
+
+    // Every goroutine listed under a group has the stack printed for it (first frames), and
+    // the header counts exactly the goroutines with that stack (the same target, read twice:
+    // the parked ones do not move).
+    for g in &groups {
+        for goid in &g.goids {
+            let Some(ours) = by_goid.get(goid) else { continue };
+            let stack: Vec<String> =
+                ours["stack"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_owned()).collect();
+            assert_eq!(stack[..g.stack.len().min(stack.len())], g.stack[..], "goroutine {goid} in {g:#?}");
+        }
+    }
+    let many = groups
+        .iter()
+        .find(|g| g.stack.iter().any(|f| f.starts_with("main.parkedMany+")))
+        .unwrap_or_else(|| panic!("no parkedMany group:\n{out}"));
+    assert_eq!(many.count, MANY, "{many:#?}");
+    assert!(!many.stack.iter().any(|f| f.starts_with("main.main+")), "{many:#?}");
+    let main = groups.iter().find(|g| g.goids.contains(&1)).expect("main's group");
+    assert!(main.stack.iter().any(|f| f.starts_with("main.main+")), "{main:#?}");
+    assert!(!main.stack.iter().any(|f| f.starts_with("main.parkedMany+")), "{main:#?}");
+
+    // The runtime's own grouping agrees: each of its stacks through our example's functions is
+    // one group of ours with the same count and the same functions. The dump hides runtime.*
+    // frames and lists inlined calls as frames of their own, which our stacks fold into their
+    // caller, and hides the wrappers of `go` statements (main.main.gowrap2); for a goroutine
+    // in a syscall it starts where the goroutine entered it, while ours is its thread's stack,
+    // from the kernel entry: ours without those must be the dump's in order from the first
+    // frame the dump has, ending in the same function.
+    let is_subsequence = |ours: &[String], theirs: &[String]| {
+        let mut rest = theirs.iter();
+        ours.iter().all(|f| rest.any(|t| t == f))
+    };
+    for (count, funcs) in debug1_groups(t.info["pprof"].as_str().unwrap()) {
+        // It shows runtime.main under main.main: runtime frames are compared on neither side.
+        let funcs: Vec<String> = funcs.into_iter().filter(|f| !f.starts_with("runtime.")).collect();
+        if !funcs.iter().any(|f| f.starts_with("main.")) || funcs.iter().any(|f| f.starts_with("net/http.")) {
+            continue;
+        }
+        let matching = groups.iter().find(|g| {
+            let ours: Vec<String> = functions(&g.stack)
+                .into_iter()
+                .filter(|f| !f.starts_with("runtime.") && !f.contains(".gowrap"))
+                .skip_while(|f| !funcs.contains(f))
+                .collect();
+            ours.last() == funcs.last() && is_subsequence(&ours, &funcs)
+        });
+        let g = matching.unwrap_or_else(|| panic!("no group with {funcs:?}:\n{out}"));
+        assert_eq!(g.count, count, "{funcs:?}: {g:#?}");
+    }
+}
