@@ -85,6 +85,21 @@ fn go_target_in_its_own_namespaces_is_read_in_host_tids() {
     let idle = ns_roles.iter().filter(|(r, _)| ["idle_m", "netpoller", "sysmon"].contains(&r.as_str()));
     assert_eq!(snap["summary"]["runtime_idle"].as_u64(), Some(idle.map(|(_, n)| *n as u64).sum()));
 
+    // A profile labels samples with host tids, and the runtime's roles reach it through them.
+    let dir = std::env::temp_dir().join(format!("parkscope-ns-profile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pb = dir.join("off.pb.gz").to_str().unwrap().to_owned();
+    let prof = run_parkscope(&["profile", "-p", &t.pid.to_string(), "--duration", "1s", "-o", &pb]);
+    prof.assert_code(0);
+    let tags = parkscope_tests::pprof(&["-tags", &pb]);
+    let _ = std::fs::remove_dir_all(&dir);
+    for role in ["idle_m", "netpoller", "sysmon"] {
+        assert!(tags.contains(role), "no {role} label:\n{tags}");
+    }
+    for tid in &tasks {
+        assert!(tags.contains(&tid.to_string()), "tid {tid} missing from the profile:\n{tags}");
+    }
+
     // The table names host tids for goroutines on threads too.
     let table = run_parkscope(&["snapshot", "-p", &t.pid.to_string(), "--window", "0"]);
     table.assert_code(0);

@@ -135,8 +135,7 @@ fn render_goroutines(out: &mut String, view: &ProcessView, rt: &RuntimeView) {
     if let Some(err) = &rt.error {
         let _ = writeln!(
             out,
-            "\ngoroutines: not read: {} {} {}: {err} (the threads above are complete)",
-            rt.kind,
+            "\ngoroutines: not read ({} {}): {err}; the threads above are complete",
             rt.version,
             rt.module.as_deref().unwrap_or("?"),
         );
