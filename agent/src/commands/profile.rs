@@ -201,6 +201,17 @@ pub async fn run(args: ProfileArgs) -> Result<i32, Failure> {
         Some(s) => s.finish().await,
         None => None,
     };
+    // Found at attach but never read since: as unreadable as a runtime not found.
+    if let Some((times, _)) = &go_times
+        && times.reads == 0
+        && times.failed_reads > 0
+    {
+        go_unreadable = Some(Failure::new(
+            code::GO_UNREADABLE,
+            format!("all {} reads of the Go runtime during the window failed", times.failed_reads),
+            "run with -vv to see why each read failed, or pass --no-go for the threads only",
+        ));
+    }
     let kind = args.kind;
     let freq = args.frequency;
     let why = cut_short.clone();
