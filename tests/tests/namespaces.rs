@@ -73,11 +73,15 @@ fn go_target_in_its_own_namespaces_is_read_in_host_tids() {
     let host = GoTarget::start("parked-go1.27", &["-n", "2"], &[], false);
     let host_roles = roles(&snapshot_json(host.pid));
     let ns_roles = roles(&snap);
-    assert_eq!(
-        ns_roles.keys().collect::<Vec<_>>(),
-        host_roles.keys().collect::<Vec<_>>(),
-        "host {host_roles:?}"
-    );
+    // (A spinning M, role "runtime", may come and go on either side.)
+    for role in
+        host_roles.keys().filter(|r| ["idle_m", "netpoller", "sysmon", "goroutine"].contains(&r.as_str()))
+    {
+        assert!(
+            ns_roles.contains_key(role),
+            "{role} on the host ({host_roles:?}), not in namespaces ({ns_roles:?})"
+        );
+    }
     assert!(!ns_roles.contains_key("none"), "{ns_roles:?}");
     assert_eq!(ns_roles.get("netpoller"), Some(&1), "{ns_roles:?}");
     assert_eq!(ns_roles.get("sysmon"), Some(&1), "{ns_roles:?}");
