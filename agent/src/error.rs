@@ -110,7 +110,7 @@ impl From<GoError> for Failure {
             GoError::Stripped { .. } => Failure::new(
                 code::GO_UNREADABLE,
                 e.to_string(),
-                "rebuild without -s (-ldflags=-w alone still works), or pass --no-go for the thread view only",
+                "this Go runtime's code is not laid out as parkscope expects; rebuild without -s (-ldflags=-w keeps the symbol table), or pass --no-go for the thread view only",
             ),
             GoError::UnknownLayout { .. } => Failure::new(
                 code::GO_UNREADABLE,

@@ -229,6 +229,34 @@ impl Pclntab {
         Some(GoLocation { function, entry, file, line: u32::try_from(line).ok() })
     }
 
+    /// The address ranges (entry to the next function's entry) of the functions named in
+    /// `names`, in the same order; one pass over the functab.
+    pub fn functions_named(&self, names: &[&str]) -> Vec<Option<Range<u64>>> {
+        let mut found: Vec<Option<Range<u64>>> = vec![None; names.len()];
+        let mut left = names.len();
+        for i in 0..self.nfunc {
+            if left == 0 {
+                break;
+            }
+            let Some(func) = self.func_record(i) else { continue };
+            let Some(name) = self.name(func) else { continue };
+            let Some(slot) = names.iter().position(|n| *n == name) else { continue };
+            if found[slot].is_some() {
+                continue;
+            }
+            let range = (|| {
+                let entry = self.text_start.checked_add(u64::from(read_u32(&self.data, func)?))?;
+                let end = self.text_start.checked_add(u64::from(self.functab_entry(i + 1)?))?;
+                (end > entry).then_some(entry..end)
+            })();
+            if range.is_some() {
+                found[slot] = range;
+                left -= 1;
+            }
+        }
+        found
+    }
+
     /// Entry offset (from the text start) of functab slot `i` (`i == nfunc` is the end).
     fn functab_entry(&self, i: usize) -> Option<u32> {
         read_u32(&self.data, self.pclntable.checked_add(i.checked_mul(8)?)?)
@@ -408,6 +436,20 @@ impl GoExecutable {
             .iter()
             .find(|l| offset >= l.offset && offset - l.offset < l.filesz)
             .map(|l| l.vaddr + (offset - l.offset))
+    }
+
+    /// The file offset of link-time address `vaddr` and how many file bytes follow it in its
+    /// loadable segment.
+    pub fn file_range_of(&self, vaddr: u64) -> Option<(u64, u64)> {
+        self.loads
+            .iter()
+            .find(|l| vaddr >= l.vaddr && vaddr - l.vaddr < l.filesz)
+            .and_then(|l| Some((l.offset.checked_add(vaddr - l.vaddr)?, l.filesz - (vaddr - l.vaddr))))
+    }
+
+    /// The file offset of link-time address `vaddr`, if a loadable segment maps it from the file.
+    pub fn file_offset_of(&self, vaddr: u64) -> Option<u64> {
+        self.file_range_of(vaddr).map(|(off, _)| off)
     }
 
     /// See [`Pclntab::lookup`]; an abbreviated name (see `full_names`) is given whole when the
