@@ -113,19 +113,31 @@ fn build(go: &Path, tag: &str, prog: &str, variant: &(&str, &str, bool)) -> Path
     out
 }
 
-/// What the symbol table says: globals (address, size) and uprobe functions (address, offset).
-fn from_symtab(data: &[u8]) -> locate::Located {
-    let file = object::File::parse(data).unwrap();
+/// What the symbol table of `with_symtab` says: globals (address, size) and uprobe functions
+/// (address, file offset), translated into `target`'s addresses: the `-s -w` build of the same
+/// program may have its sections a few bytes further on (the recorded ldflags are longer), so
+/// each symbol keeps its offset within its section, whose size must be the same in both.
+fn from_symtab(with_symtab: &[u8], target: &[u8]) -> locate::Located {
+    let file = object::File::parse(with_symtab).unwrap();
+    let other = object::File::parse(target).unwrap();
+    // (address, file offset) in `target` of the byte at `addr` of `section` in `file`.
+    let translate = |section: &object::Section<'_, '_>, addr: u64| -> (u64, u64) {
+        let name = section.name().unwrap();
+        let there = other.section_by_name(name).unwrap_or_else(|| panic!("no {name} in the other build"));
+        assert_eq!(there.size(), section.size(), "{name} differs in size between the builds");
+        let rel = addr - section.address();
+        (there.address() + rel, there.file_range().map_or(0, |(off, _)| off + rel))
+    };
     let mut truth = locate::Located::default();
     for sym in file.symbols() {
         let Ok(name) = sym.name() else { continue };
+        let Some(index) = sym.section_index() else { continue };
+        let section = file.section_by_index(index).unwrap();
         if let Some(g) = GLOBALS.iter().find(|g| **g == name) {
             let size = if *g == "runtime.sched" { 0 } else { sym.size() };
-            truth.globals.insert(g, (sym.address(), size));
+            truth.globals.insert(g, (translate(&section, sym.address()).0, size));
         } else if let Some(f) = UPROBE_FUNCTIONS.iter().find(|f| **f == name) {
-            let section = file.section_by_index(sym.section_index().unwrap()).unwrap();
-            let offset = section.file_range().unwrap().0 + (sym.address() - section.address());
-            truth.functions.insert(f, (sym.address(), offset));
+            truth.functions.insert(f, translate(&section, sym.address()));
         }
     }
     assert_eq!(truth.globals.len(), GLOBALS.len(), "the -w build's symbol table lacks a global");
@@ -147,9 +159,14 @@ fn located_globals_equal_the_symbol_table_for_every_release() {
                 let stripped = build(&go, &tag, prog, &pair[1]);
                 let w = std::fs::read(&with_symtab).unwrap();
                 let sw = std::fs::read(&stripped).unwrap();
-                assert!(has_symtab(&w) && !has_symtab(&sw), "{} / {}", with_symtab.display(), stripped.display());
-                let truth = from_symtab(&w);
+                assert!(
+                    has_symtab(&w) && !has_symtab(&sw),
+                    "{} / {}",
+                    with_symtab.display(),
+                    stripped.display()
+                );
                 for (path, data) in [(&with_symtab, &w), (&stripped, &sw)] {
+                    let truth = from_symtab(&w, data);
                     let t = Instant::now();
                     let located = locate::globals(data).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                     let took = t.elapsed();
@@ -187,7 +204,7 @@ fn stripped_builds_open_with_located_globals_and_cache_them() {
         for pair in VARIANTS.chunks(2) {
             let w = build(&go, &tag, "parked", &pair[0]);
             let sw = build(&go, &tag, "parked", &pair[1]);
-            let truth = from_symtab(&std::fs::read(&w).unwrap());
+            let truth = from_symtab(&std::fs::read(&w).unwrap(), &std::fs::read(&sw).unwrap());
             let t = Instant::now();
             let cold = GoBinary::open(&sw, "parked-sw").unwrap();
             let cold_took = t.elapsed();

@@ -109,10 +109,12 @@ impl BuildCache {
             let words: Vec<&str> = line.split_ascii_whitespace().collect();
             let num = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok();
             match words.as_slice() {
-                ["global", name, addr, size] => match (GLOBALS.iter().find(|g| *g == name), num(addr), num(size)) {
-                    (Some(g), Some(a), Some(s)) => drop(located.globals.insert(g, (a, s))),
-                    _ => ok = false,
-                },
+                ["global", name, addr, size] => {
+                    match (GLOBALS.iter().find(|g| *g == name), num(addr), num(size)) {
+                        (Some(g), Some(a), Some(s)) => drop(located.globals.insert(g, (a, s))),
+                        _ => ok = false,
+                    }
+                }
                 ["function", name, addr, off] => {
                     match (UPROBE_FUNCTIONS.iter().find(|f| *f == name), num(addr), num(off)) {
                         (Some(f), Some(a), Some(o)) => drop(located.functions.insert(f, (a, o))),

@@ -144,7 +144,8 @@ impl<'a> Image<'a> {
     /// Decodes the runtime function `name`.
     fn scan(&self, name: &'static str) -> Result<Scan, LocateError> {
         let range = self.functions.get(name).ok_or(LocateError::MissingFunction(name))?;
-        let (off, available) = self.exe.file_range_of(range.start).ok_or(LocateError::MissingFunction(name))?;
+        let (off, available) =
+            self.exe.file_range_of(range.start).ok_or(LocateError::MissingFunction(name))?;
         // A functab end past the segment (a lying table) is cut to what the file holds.
         let len = range.end.saturating_sub(range.start).min(available).min(MAX_FUNCTION_BYTES as u64);
         let code = usize::try_from(off)
@@ -207,7 +208,8 @@ fn allp(image: &Image<'_>) -> Result<(u64, u64), LocateError> {
     const G: &str = "runtime.allp";
     let writer = image.scan("runtime.procresize")?;
     let reader = image.scan("runtime.retake")?;
-    let candidates = slice_headers(&writer).into_iter().filter(|&a| reader.reads(a, 8) && reader.reads(a + 8, 8));
+    let candidates =
+        slice_headers(&writer).into_iter().filter(|&a| reader.reads(a, 8) && reader.reads(a + 8, 8));
     Ok((single(G, "slice header procresize writes and retake reads", candidates.collect())?, 24))
 }
 
@@ -217,7 +219,8 @@ fn allgs(image: &Image<'_>) -> Result<(u64, u64), LocateError> {
     const G: &str = "runtime.allgs";
     let writer = image.scan("runtime.allgadd")?;
     let reader = image.scan("runtime.forEachG")?;
-    let candidates = slice_headers(&writer).into_iter().filter(|&a| reader.reads(a, 8) && reader.reads(a + 8, 8));
+    let candidates =
+        slice_headers(&writer).into_iter().filter(|&a| reader.reads(a, 8) && reader.reads(a + 8, 8));
     Ok((single(G, "slice header allgadd writes and forEachG reads", candidates.collect())?, 24))
 }
 
@@ -273,7 +276,8 @@ fn wait_reason_strings(image: &Image<'_>) -> Result<(u64, u64), LocateError> {
     let headers = image
         .bytes_at(table, (n * 16) as usize)
         .ok_or_else(|| not_found(G, format!("{n} string headers at {table:#x} are not in the file")))?;
-    let len_of = |i: usize| u64::from_le_bytes(headers[i * 16 + 8..i * 16 + 16].try_into().unwrap_or_default());
+    let len_of =
+        |i: usize| u64::from_le_bytes(headers[i * 16 + 8..i * 16 + 16].try_into().unwrap_or_default());
     let plausible = len_of(0) == 0 && (1..n as usize).all(|i| (1..=128).contains(&len_of(i)));
     if !plausible {
         return Err(not_found(G, format!("the {n} entries at {table:#x} are not wait reason strings")));
@@ -286,7 +290,8 @@ fn wait_reason_strings(image: &Image<'_>) -> Result<(u64, u64), LocateError> {
 fn epfd(image: &Image<'_>) -> Result<(u64, u64), LocateError> {
     const G: &str = "runtime.epfd";
     let code = image.scan("runtime.netpollinit")?;
-    let Some(first) = code.refs.iter().find(|r| r.access == Access::Write && r.width == 4 && !r.indexed) else {
+    let Some(first) = code.refs.iter().find(|r| r.access == Access::Write && r.width == 4 && !r.indexed)
+    else {
         return Err(not_found(G, "netpollinit makes no 32-bit store"));
     };
     if !code.reads(first.addr, 4) {
@@ -408,7 +413,10 @@ pub fn scan(code: &[u8], ip: u64) -> Scan {
             && insn.op0_kind() == OpKind::Register
             && matches!(
                 insn.op1_kind(),
-                OpKind::Immediate8 | OpKind::Immediate32 | OpKind::Immediate8to32 | OpKind::Immediate8to64
+                OpKind::Immediate8
+                    | OpKind::Immediate32
+                    | OpKind::Immediate8to32
+                    | OpKind::Immediate8to64
                     | OpKind::Immediate32to64
             )
         {
@@ -482,7 +490,8 @@ fn gpr_any(reg: Register) -> Option<usize> {
 /// Updates what is known of the registers after `insn`.
 fn track(insn: &Instruction, regs: &mut [Option<u64>; 16]) {
     let mnemonic = insn.mnemonic();
-    let reg_op = |i: u32| (insn.op_count() > i && insn.op_kind(i) == OpKind::Register).then(|| insn.op_register(i));
+    let reg_op =
+        |i: u32| (insn.op_count() > i && insn.op_kind(i) == OpKind::Register).then(|| insn.op_register(i));
     match mnemonic {
         Mnemonic::Lea => {
             if let Some(dst) = reg_op(0).and_then(gpr_any) {
@@ -501,10 +510,18 @@ fn track(insn: &Instruction, regs: &mut [Option<u64>; 16]) {
             }
         }
         // Only read their operands.
-        Mnemonic::Cmp | Mnemonic::Test | Mnemonic::Bt | Mnemonic::Nop | Mnemonic::Push | Mnemonic::Prefetchnta
+        Mnemonic::Cmp
+        | Mnemonic::Test
+        | Mnemonic::Bt
+        | Mnemonic::Nop
+        | Mnemonic::Push
+        | Mnemonic::Prefetchnta
         | Mnemonic::Prefetcht0 => {}
         // Conditional branches: what is known holds on both paths (targets are reset anyway).
-        _ if insn.op_count() == 1 && insn.op0_kind() == OpKind::NearBranch64 && mnemonic != Mnemonic::Call => {
+        _ if insn.op_count() == 1
+            && insn.op0_kind() == OpKind::NearBranch64
+            && mnemonic != Mnemonic::Call =>
+        {
             if mnemonic == Mnemonic::Jmp {
                 *regs = [None; 16];
             }

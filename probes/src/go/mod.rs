@@ -31,7 +31,9 @@ pub enum GoError {
     NotGo { pid: u32, path: String },
     /// No symbol table (`-ldflags="-s -w"`), and the runtime's variables could not be located
     /// in its code either (see [`locate`]).
-    #[error("{path} ({version}) has no symbol table, and locating the runtime's variables in its code failed: {missing}")]
+    #[error(
+        "{path} ({version}) has no symbol table, and locating the runtime's variables in its code failed: {missing}"
+    )]
     Stripped { path: String, version: String, missing: String },
     #[error("the runtime layout of {version} is unknown: no {missing}")]
     UnknownLayout { version: String, missing: String },

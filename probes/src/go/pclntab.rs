@@ -390,18 +390,22 @@ impl GoExecutable {
         }
         let sections = header.sections(endian, data).map_err(not_elf)?;
         // PIE builds put it in relro.
-        let Some(pcln_section) = [b".gopclntab".as_slice(), b".data.rel.ro.gopclntab"]
+        let named = [b".gopclntab".as_slice(), b".data.rel.ro.gopclntab"]
             .iter()
-            .find_map(|name| sections.section_by_name(endian, name).map(|(_, s)| s))
-        else {
-            return Ok(None);
+            .find_map(|name| sections.section_by_name(endian, name).map(|(_, s)| s));
+        let (mut pclntab, pcln_addr) = match named {
+            Some(pcln_section) => {
+                if pcln_section.sh_flags(endian).contains(elf::SHF_COMPRESSED) {
+                    return Err(PclntabError::Malformed("the section is compressed"));
+                }
+                let bytes = pcln_section.data(endian, data).map_err(not_elf)?.to_vec();
+                (Pclntab::parse(bytes, 0)?, pcln_section.sh_addr(endian))
+            }
+            None => match unnamed_pclntab(&sections, endian, data) {
+                Some(found) => found,
+                None => return Ok(None),
+            },
         };
-        if pcln_section.sh_flags(endian).contains(elf::SHF_COMPRESSED) {
-            return Err(PclntabError::Malformed("the section is compressed"));
-        }
-        let bytes = pcln_section.data(endian, data).map_err(not_elf)?.to_vec();
-        let pcln_addr = pcln_section.sh_addr(endian);
-        let mut pclntab = Pclntab::parse(bytes, 0)?;
 
         let loads = header
             .program_headers(endian, data)
@@ -485,6 +489,39 @@ fn bracketed_functions<'d, R: ReadRef<'d>>(
             Some((sym.st_value(endian), std::str::from_utf8(name).ok()?.to_owned()))
         })
         .collect()
+}
+
+/// The pclntab of a PIE linked by the system linker (cgo), which merges it into `.data.rel.ro`
+/// without a section of its own: found by its header's magic (at a word boundary), accepted only
+/// when it parses and a `runtime.firstmoduledata` record points to it (see [`moduledata_text`]),
+/// so a stray magic is not taken. With its link-time address.
+fn unnamed_pclntab<'d, R: ReadRef<'d>>(
+    sections: &SectionTable<'d, elf::FileHeader64<Endianness>, R>,
+    endian: Endianness,
+    data: R,
+) -> Option<(Pclntab, u64)> {
+    let (_, section) = sections.section_by_name(endian, b".data.rel.ro")?;
+    let bytes = section.data(endian, data).ok()?;
+    let addr = section.sh_addr(endian);
+    // Magic, two zero pad bytes, pc quantum 1, pointer size 8.
+    let heads = [GO118_MAGIC, GO120_MAGIC].map(|m| {
+        let mut h = [0u8; 8];
+        h[..4].copy_from_slice(&m.to_le_bytes());
+        h[6] = 1;
+        h[7] = 8;
+        h
+    });
+    for at in (0..bytes.len().saturating_sub(8)).step_by(8) {
+        if !heads.iter().any(|h| bytes[at..at + 8] == *h) {
+            continue;
+        }
+        let Ok(pclntab) = Pclntab::parse(bytes[at..].to_vec(), 0) else { continue };
+        let pcln_addr = addr.checked_add(at as u64)?;
+        if moduledata_text(sections, endian, data, &pclntab, pcln_addr).is_some() {
+            return Some((pclntab, pcln_addr));
+        }
+    }
+    None
 }
 
 /// `moduledata.text` of `runtime.firstmoduledata`, which begins with a pointer to the pclntab
