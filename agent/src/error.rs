@@ -16,8 +16,8 @@ pub mod code {
     pub const TARGET_EXITED: i32 = 5;
     /// The pid is a kernel thread (or otherwise has no user space to trace).
     pub const NOT_TRACEABLE: i32 = 6;
-    /// A Go program whose runtime cannot be read: stripped of its symbols (`-ldflags="-s -w"`)
-    /// or a Go release whose runtime layout is unknown.
+    /// A Go program whose runtime cannot be read: a Go release whose runtime layout is unknown,
+    /// or a stripped binary (`-ldflags="-s -w"`) whose runtime variables could not be located.
     pub const GO_UNREADABLE: i32 = 7;
     /// Go detail was asked for (`--goroutines`) but the target is not a Go program.
     pub const NOT_GO: i32 = 8;
