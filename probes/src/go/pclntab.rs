@@ -511,9 +511,17 @@ fn unnamed_pclntab<'d, R: ReadRef<'d>>(
         h[7] = 8;
         h
     });
+    // Each try copies the rest of the section and scans for the module record: a section full
+    // of fake headers must not make that quadratic.
+    const MAX_TRIES: usize = 8;
+    let mut tries = 0;
     for at in (0..bytes.len().saturating_sub(8)).step_by(8) {
         if !heads.iter().any(|h| bytes[at..at + 8] == *h) {
             continue;
+        }
+        tries += 1;
+        if tries > MAX_TRIES {
+            break;
         }
         let Ok(pclntab) = Pclntab::parse(bytes[at..].to_vec(), 0) else { continue };
         let pcln_addr = addr.checked_add(at as u64)?;
