@@ -87,7 +87,7 @@ pub fn globals(file: &[u8]) -> Result<Located, LocateError> {
     Ok(located)
 }
 
-type Rule = fn(&Image<'_>) -> Result<(u64, u64), LocateError>;
+type Rule = fn(&dyn Program) -> Result<(u64, u64), LocateError>;
 
 /// One rule per global, in [`GLOBALS`] order.
 const RULES: &[(&str, Rule)] = &[
@@ -116,6 +116,14 @@ const CODE_FUNCTIONS: &[&str] = &[
     "runtime.netpollinit",
 ];
 
+/// What the rules read: decoded runtime functions by name, file bytes by address.
+trait Program {
+    /// Decodes the runtime function `name`.
+    fn scan(&self, name: &'static str) -> Result<Scan, LocateError>;
+    /// `len` bytes of the file at link-time address `addr`, if the file holds them all.
+    fn bytes_at(&self, addr: u64, len: usize) -> Option<&[u8]>;
+}
+
 /// The executable's bytes with its pclntab: function code by name, data by address.
 struct Image<'a> {
     file: &'a [u8],
@@ -130,9 +138,10 @@ impl<'a> Image<'a> {
         let functions = wanted.into_iter().zip(found).filter_map(|(n, r)| Some((n, r?))).collect();
         Image { file, exe, functions }
     }
+}
 
-    /// `len` bytes of the file at link-time address `addr`, if the file holds them all.
-    fn bytes_at(&self, addr: u64, len: usize) -> Option<&'a [u8]> {
+impl Program for Image<'_> {
+    fn bytes_at(&self, addr: u64, len: usize) -> Option<&[u8]> {
         let (off, available) = self.exe.file_range_of(addr)?;
         if (len as u64) > available {
             return None;
@@ -141,7 +150,6 @@ impl<'a> Image<'a> {
         self.file.get(off..off.checked_add(len)?)
     }
 
-    /// Decodes the runtime function `name`.
     fn scan(&self, name: &'static str) -> Result<Scan, LocateError> {
         let range = self.functions.get(name).ok_or(LocateError::MissingFunction(name))?;
         let (off, available) =
@@ -174,7 +182,7 @@ fn single(global: &'static str, what: &str, mut candidates: Vec<u64>) -> Result<
 /// `sched.goidgen` is the first field of `runtime.schedt` in every release, and `newproc1`
 /// refills a P's goid cache with `sched.goidgen.Add(_GoidCacheBatch)`: a 64-bit locked add.
 /// `GOMAXPROCS` takes `sched.lock` (24 or 32 bytes further on, depending on the release).
-fn sched(image: &Image<'_>) -> Result<(u64, u64), LocateError> {
+fn sched(image: &dyn Program) -> Result<(u64, u64), LocateError> {
     const G: &str = "runtime.sched";
     let newproc1 = image.scan("runtime.newproc1")?;
     let gomaxprocs = image.scan("runtime.GOMAXPROCS")?;
@@ -188,7 +196,7 @@ fn sched(image: &Image<'_>) -> Result<(u64, u64), LocateError> {
 
 /// `GOMAXPROCS` reads `gomaxprocs` (32 bits) under `sched.lock`; `procresize` ends with
 /// `atomic.Store(&gomaxprocs, nprocs)`.
-fn gomaxprocs(image: &Image<'_>) -> Result<(u64, u64), LocateError> {
+fn gomaxprocs(image: &dyn Program) -> Result<(u64, u64), LocateError> {
     const G: &str = "runtime.gomaxprocs";
     let reads: HashSet<u64> = image
         .scan("runtime.GOMAXPROCS")?
@@ -204,7 +212,7 @@ fn gomaxprocs(image: &Image<'_>) -> Result<(u64, u64), LocateError> {
 
 /// `procresize` grows `allp` (`allp = append(allp[:cap(allp)], ...)`, `allp = allp[:nprocs]`),
 /// writing the three words of its slice header; `retake` loops over it (pointer and len).
-fn allp(image: &Image<'_>) -> Result<(u64, u64), LocateError> {
+fn allp(image: &dyn Program) -> Result<(u64, u64), LocateError> {
     const G: &str = "runtime.allp";
     let writer = image.scan("runtime.procresize")?;
     let reader = image.scan("runtime.retake")?;
@@ -215,7 +223,7 @@ fn allp(image: &Image<'_>) -> Result<(u64, u64), LocateError> {
 
 /// `allgadd` does `allgs = append(allgs, gp)`, writing the slice header; `forEachG` ranges
 /// over it.
-fn allgs(image: &Image<'_>) -> Result<(u64, u64), LocateError> {
+fn allgs(image: &dyn Program) -> Result<(u64, u64), LocateError> {
     const G: &str = "runtime.allgs";
     let writer = image.scan("runtime.allgadd")?;
     let reader = image.scan("runtime.forEachG")?;
@@ -227,7 +235,7 @@ fn allgs(image: &Image<'_>) -> Result<(u64, u64), LocateError> {
 /// `allgadd` ends with `atomicstorep(&allgptr, &allgs[0])` then `atomic.Storeuintptr(&allglen,
 /// len(allgs))`: its last atomic store is to `allglen`, which `forEachGRace` (through
 /// `atomicAllG`) loads.
-fn allglen(image: &Image<'_>) -> Result<(u64, u64), LocateError> {
+fn allglen(image: &dyn Program) -> Result<(u64, u64), LocateError> {
     const G: &str = "runtime.allglen";
     let writer = image.scan("runtime.allgadd")?;
     let reader = image.scan("runtime.forEachGRace")?;
@@ -241,7 +249,7 @@ fn allglen(image: &Image<'_>) -> Result<(u64, u64), LocateError> {
 
 /// `mcommoninit` links the new M in: `mp.alllink = allm` (a load) then
 /// `atomicstorep(&allm, mp)` (an atomic store); `schedtrace` walks the list from `allm`.
-fn allm(image: &Image<'_>) -> Result<(u64, u64), LocateError> {
+fn allm(image: &dyn Program) -> Result<(u64, u64), LocateError> {
     const G: &str = "runtime.allm";
     let init = image.scan("runtime.mcommoninit")?;
     let trace = image.scan("runtime.schedtrace")?;
@@ -257,7 +265,7 @@ fn allm(image: &Image<'_>) -> Result<(u64, u64), LocateError> {
 /// `waitReason.String` is `if w >= waitReason(len(waitReasonStrings)) { return "unknown wait
 /// reason" }; return waitReasonStrings[w]`: the bound of its first compare is the table's
 /// length, and the table is the base of its indexed load.
-fn wait_reason_strings(image: &Image<'_>) -> Result<(u64, u64), LocateError> {
+fn wait_reason_strings(image: &dyn Program) -> Result<(u64, u64), LocateError> {
     const G: &str = "runtime.waitReasonStrings";
     let code = image.scan("runtime.waitReason.String")?;
     let Some(&n) = code.bounds.first() else {
@@ -287,7 +295,7 @@ fn wait_reason_strings(image: &Image<'_>) -> Result<(u64, u64), LocateError> {
 
 /// `netpollinit` starts with `epfd = epollcreate1(...)` (the first 32-bit store) and then
 /// uses it; `epfd` is declared `= -1`, so the file holds that initial value.
-fn epfd(image: &Image<'_>) -> Result<(u64, u64), LocateError> {
+fn epfd(image: &dyn Program) -> Result<(u64, u64), LocateError> {
     const G: &str = "runtime.epfd";
     let code = image.scan("runtime.netpollinit")?;
     let Some(first) = code.refs.iter().find(|r| r.access == Access::Write && r.width == 4 && !r.indexed)
@@ -679,6 +687,263 @@ mod tests {
         let _ = scan(&[0x66; 100], IP);
         let big = vec![0x90; MAX_FUNCTION_BYTES * 4];
         assert!(scan(&big, IP).refs.is_empty());
+    }
+
+    /// A tiny x86-64 assembler for the few forms the rules look at, RIP-relative displacements
+    /// computed from where each instruction ends. Registers by number (0 = rax ... 7 = rdi,
+    /// 8.. = r8..).
+    struct Asm {
+        ip: u64,
+        code: Vec<u8>,
+    }
+
+    impl Asm {
+        fn new(ip: u64) -> Asm {
+            Asm { ip, code: Vec::new() }
+        }
+        fn rex(w: bool, reg: u8, base: u8) -> u8 {
+            0x40 | (u8::from(w) << 3) | ((reg >> 3) << 2) | (base >> 3)
+        }
+        /// `op reg, disp32(%rip)` with an optional REX.W (`w`).
+        fn rip_op(mut self, prefix: &[u8], w: bool, op: &[u8], reg: u8, target: u64) -> Asm {
+            self.code.extend(prefix);
+            if w || reg >= 8 {
+                self.code.push(Self::rex(w, reg, 0));
+            }
+            self.code.extend(op);
+            self.code.push(0x05 | ((reg & 7) << 3));
+            let end = self.ip + self.code.len() as u64 + 4;
+            self.code.extend(rip(end, target));
+            self
+        }
+        /// `op reg, (base)` (base is not rsp/rbp/r12/r13).
+        fn base_op(mut self, prefix: &[u8], w: bool, op: &[u8], reg: u8, base: u8) -> Asm {
+            self.code.extend(prefix);
+            if w || reg >= 8 || base >= 8 {
+                self.code.push(Self::rex(w, reg, base));
+            }
+            self.code.extend(op);
+            self.code.push(((reg & 7) << 3) | (base & 7));
+            self
+        }
+        fn lea(self, reg: u8, target: u64) -> Asm {
+            self.rip_op(&[], true, &[0x8d], reg, target)
+        }
+        fn load64(self, reg: u8, target: u64) -> Asm {
+            self.rip_op(&[], true, &[0x8b], reg, target)
+        }
+        fn store64(self, reg: u8, target: u64) -> Asm {
+            self.rip_op(&[], true, &[0x89], reg, target)
+        }
+        fn load32(self, reg: u8, target: u64) -> Asm {
+            self.rip_op(&[], false, &[0x8b], reg, target)
+        }
+        fn store32(self, reg: u8, target: u64) -> Asm {
+            self.rip_op(&[], false, &[0x89], reg, target)
+        }
+        fn xchg64(self, reg: u8, base: u8) -> Asm {
+            self.base_op(&[], true, &[0x87], reg, base)
+        }
+        fn xchg32(self, reg: u8, base: u8) -> Asm {
+            self.base_op(&[], false, &[0x87], reg, base)
+        }
+        fn lock_xadd64(self, reg: u8, base: u8) -> Asm {
+            self.base_op(&[0xf0], true, &[0x0f, 0xc1], reg, base)
+        }
+        fn call(mut self) -> Asm {
+            self.code.extend([0xe8, 0, 0, 0, 0]);
+            self
+        }
+        fn ret(mut self) -> Asm {
+            self.code.push(0xc3);
+            self
+        }
+    }
+
+    /// Functions (each at its own address) and data, as a [`Program`].
+    #[derive(Default)]
+    struct Fake {
+        functions: HashMap<&'static str, (u64, Vec<u8>)>,
+        data: Vec<(u64, Vec<u8>)>,
+    }
+
+    impl Fake {
+        fn with(mut self, name: &'static str, asm: Asm) -> Fake {
+            self.functions.insert(name, (asm.ip, asm.code));
+            self
+        }
+        fn data(mut self, addr: u64, bytes: Vec<u8>) -> Fake {
+            self.data.push((addr, bytes));
+            self
+        }
+    }
+
+    impl Program for Fake {
+        fn scan(&self, name: &'static str) -> Result<Scan, LocateError> {
+            let (ip, code) = self.functions.get(name).ok_or(LocateError::MissingFunction(name))?;
+            Ok(scan(code, *ip))
+        }
+        fn bytes_at(&self, addr: u64, len: usize) -> Option<&[u8]> {
+            self.data.iter().find_map(|(a, d)| {
+                let start = usize::try_from(addr.checked_sub(*a)?).ok()?;
+                d.get(start..start.checked_add(len)?)
+            })
+        }
+    }
+
+    const F1: u64 = 0x41_0000;
+    const F2: u64 = 0x42_0000;
+    const RAX: u8 = 0;
+    const RCX: u8 = 1;
+    const RDX: u8 = 2;
+    const RBX: u8 = 3;
+    const RSI: u8 = 6;
+    const R10: u8 = 10;
+    const R11: u8 = 11;
+
+    fn err_of(r: Result<(u64, u64), LocateError>) -> String {
+        r.expect_err("the rule must fail").to_string()
+    }
+
+    #[test]
+    fn sched_is_the_goid_counter_next_to_the_lock_gomaxprocs_takes() {
+        let s = 0xb1_2c40;
+        let newproc1 = |extra: Option<u64>| {
+            let mut a = Asm::new(F1).lea(R11, s).lock_xadd64(R10, R11);
+            if let Some(other) = extra {
+                a = a.lea(RCX, other).lock_xadd64(RDX, RCX);
+            }
+            a.ret()
+        };
+        let gomaxprocs = |lock: u64| Asm::new(F2).lea(RAX, lock).call().ret();
+        let p = Fake::default()
+            .with("runtime.newproc1", newproc1(None))
+            .with("runtime.GOMAXPROCS", gomaxprocs(s + 0x20));
+        assert_eq!(sched(&p).unwrap(), (s, 0));
+        // The lock is not near the counter.
+        let p = Fake::default()
+            .with("runtime.newproc1", newproc1(None))
+            .with("runtime.GOMAXPROCS", gomaxprocs(s + 0x1000));
+        assert!(err_of(sched(&p)).contains("runtime.sched was not found: no "));
+        // Two counters near the lock: ambiguous, refused.
+        let p = Fake::default()
+            .with("runtime.newproc1", newproc1(Some(s + 8)))
+            .with("runtime.GOMAXPROCS", gomaxprocs(s + 0x20));
+        assert!(err_of(sched(&p)).contains("2 candidates"));
+        // A function missing from the pclntab.
+        let p = Fake::default().with("runtime.newproc1", newproc1(None));
+        assert!(matches!(sched(&p), Err(LocateError::MissingFunction("runtime.GOMAXPROCS"))));
+    }
+
+    #[test]
+    fn gomaxprocs_is_read_by_gomaxprocs_and_stored_atomically_by_procresize() {
+        let g = 0xb3_1320;
+        let p = Fake::default()
+            .with("runtime.GOMAXPROCS", Asm::new(F1).load32(RCX, g + 8).load32(RCX, g).ret())
+            .with("runtime.procresize", Asm::new(F2).lea(RSI, g).xchg32(RAX, RSI).ret());
+        assert_eq!(gomaxprocs(&p).unwrap(), (g, 4));
+        // A 64-bit store is not gomaxprocs.
+        let p = Fake::default()
+            .with("runtime.GOMAXPROCS", Asm::new(F1).load32(RCX, g).ret())
+            .with("runtime.procresize", Asm::new(F2).lea(RSI, g).xchg64(RAX, RSI).ret());
+        assert!(err_of(gomaxprocs(&p)).contains("runtime.gomaxprocs"));
+    }
+
+    #[test]
+    fn slices_are_headers_written_whole_and_read_elsewhere() {
+        let a = 0xb0_f080;
+        let writer =
+            |base: u64| Asm::new(F1).store64(RSI, base + 8).store64(RDX, base + 16).store64(RAX, base).ret();
+        let reader = |len: bool| {
+            let asm = Asm::new(F2).load64(RBX, a);
+            if len { asm.load64(RCX, a + 8).ret() } else { asm.ret() }
+        };
+        let p = Fake::default().with("runtime.procresize", writer(a)).with("runtime.retake", reader(true));
+        assert_eq!(allp(&p).unwrap(), (a, 24));
+        let p = Fake::default().with("runtime.allgadd", writer(a)).with("runtime.forEachG", reader(true));
+        assert_eq!(allgs(&p).unwrap(), (a, 24));
+        // The reader does not read the len: not confirmed.
+        let p = Fake::default().with("runtime.procresize", writer(a)).with("runtime.retake", reader(false));
+        assert!(err_of(allp(&p)).contains("runtime.allp was not found"));
+        // Only two words written: not a slice header.
+        let p = Fake::default()
+            .with("runtime.allgadd", Asm::new(F1).store64(RSI, a + 8).store64(RAX, a).ret())
+            .with("runtime.forEachG", reader(true));
+        assert!(err_of(allgs(&p)).contains("runtime.allgs was not found"));
+    }
+
+    #[test]
+    fn allglen_is_the_last_atomic_store_of_allgadd() {
+        let (allgptr, len) = (0xb0_e478, 0xb3_1488);
+        let allgadd = Asm::new(F1).lea(RCX, allgptr).xchg64(RBX, RCX).lea(RDX, len).xchg64(RCX, RDX).ret();
+        let p = Fake::default()
+            .with("runtime.allgadd", allgadd)
+            .with("runtime.forEachGRace", Asm::new(F2).load64(RCX, len).load64(RBX, allgptr).ret());
+        assert_eq!(allglen(&p).unwrap(), (len, 8));
+        let allgadd = Asm::new(F1).lea(RCX, allgptr).xchg64(RBX, RCX).lea(RDX, len).xchg64(RCX, RDX).ret();
+        let p = Fake::default()
+            .with("runtime.allgadd", allgadd)
+            .with("runtime.forEachGRace", Asm::new(F2).load64(RBX, allgptr).ret());
+        assert!(err_of(allglen(&p)).contains("forEachGRace"));
+    }
+
+    #[test]
+    fn allm_is_loaded_and_swapped_by_mcommoninit() {
+        let m = 0xb0_e4a8;
+        let init = Asm::new(F1).load64(RCX, m).lea(RCX, m).xchg64(RBX, RCX).load64(RAX, m + 0x100).ret();
+        let p = Fake::default()
+            .with("runtime.mcommoninit", init)
+            .with("runtime.schedtrace", Asm::new(F2).load64(RCX, m).ret());
+        assert_eq!(allm(&p).unwrap(), (m, 8));
+        let init = Asm::new(F1).load64(RCX, m).ret();
+        let p = Fake::default()
+            .with("runtime.mcommoninit", init)
+            .with("runtime.schedtrace", Asm::new(F2).load64(RCX, m).ret());
+        assert!(err_of(allm(&p)).contains("runtime.allm"));
+    }
+
+    fn string_headers(lens: &[u64]) -> Vec<u8> {
+        lens.iter().flat_map(|&l| [0x75_0000u64.to_le_bytes(), l.to_le_bytes()]).flatten().collect()
+    }
+
+    #[test]
+    fn wait_reason_strings_come_with_their_length() {
+        let table = 0xb0_9340;
+        let mut lens = vec![0u64];
+        lens.extend((1..0x2f).map(|i| 5 + i % 20));
+        let p = Fake::default()
+            .with("runtime.waitReason.String", Asm { ip: IP, code: wait_reason_string(table) })
+            .data(table, string_headers(&lens));
+        assert_eq!(wait_reason_strings(&p).unwrap(), (table, 0x2f * 16));
+        // Entries that are not short strings (here: a length of 4096) are refused.
+        lens[7] = 4096;
+        let p = Fake::default()
+            .with("runtime.waitReason.String", Asm { ip: IP, code: wait_reason_string(table) })
+            .data(table, string_headers(&lens));
+        assert!(err_of(wait_reason_strings(&p)).contains("are not wait reason strings"));
+        // The table not in the file (e.g. in .bss) is refused.
+        let p = Fake::default()
+            .with("runtime.waitReason.String", Asm { ip: IP, code: wait_reason_string(table) });
+        assert!(err_of(wait_reason_strings(&p)).contains("not in the file"));
+        // A bound beyond a uint8.
+        let mut code = wait_reason_string(table);
+        code[1] = 0x00;
+        let p = Fake::default().with("runtime.waitReason.String", Asm { ip: IP, code });
+        assert!(err_of(wait_reason_strings(&p)).contains("not a uint8 bound"));
+    }
+
+    #[test]
+    fn epfd_is_netpollinits_first_store_and_starts_as_minus_one() {
+        let e = 0xab_f6b0;
+        let init = || Asm::new(F1).store32(RAX, e).load32(RBX, e).store32(RAX, e + 0x100).ret();
+        let p = Fake::default().with("runtime.netpollinit", init()).data(e, vec![0xff; 4]);
+        assert_eq!(epfd(&p).unwrap(), (e, 4));
+        let p = Fake::default().with("runtime.netpollinit", init()).data(e, vec![0; 4]);
+        assert!(err_of(epfd(&p)).contains("does not start as -1"));
+        let p = Fake::default()
+            .with("runtime.netpollinit", Asm::new(F1).store32(RAX, e).ret())
+            .data(e, vec![0xff; 4]);
+        assert!(err_of(epfd(&p)).contains("read back"));
     }
 
     #[test]
