@@ -113,6 +113,34 @@ fn build(go: &Path, tag: &str, prog: &str, variant: &(&str, &str, bool)) -> Path
     out
 }
 
+/// Builds every program, release and variant once per test process, two at a time (the
+/// first run in a fresh checkout links 64 binaries); later calls to [`build`] find them fresh.
+fn build_all() {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let mut jobs = Vec::new();
+        for (tag, go) in releases() {
+            for prog in ["parked", "parkedcgo"] {
+                for variant in VARIANTS {
+                    jobs.push((go.clone(), tag.clone(), prog, variant));
+                }
+            }
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    while let Some((go, tag, prog, variant)) =
+                        jobs.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                    {
+                        build(go, tag, prog, variant);
+                    }
+                });
+            }
+        });
+    });
+}
+
 /// What the symbol table of `with_symtab` says: globals (address, size) and uprobe functions
 /// (address, file offset), translated into `target`'s addresses: the `-s -w` build of the same
 /// program may have its sections a few bytes further on (the recorded ldflags are longer), so
@@ -151,6 +179,7 @@ fn has_symtab(data: &[u8]) -> bool {
 
 #[test]
 fn located_globals_equal_the_symbol_table_for_every_release() {
+    build_all();
     let mut checked = 0;
     for (tag, go) in releases() {
         for prog in ["parked", "parkedcgo"] {
@@ -192,6 +221,7 @@ fn located_globals_equal_the_symbol_table_for_every_release() {
 /// the layout from the release's table, the uprobe functions from the pclntab.
 #[test]
 fn stripped_builds_open_with_located_globals_and_cache_them() {
+    build_all();
     let cache = std::env::temp_dir().join(format!("parkscope-locate-cache-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&cache);
     // SAFETY: set before any thread of this test reads the environment; the other test of this
@@ -233,6 +263,7 @@ fn stripped_builds_open_with_located_globals_and_cache_them() {
 /// Not a Go binary, or Go with the code a rule reads destroyed: specific errors, no panic.
 #[test]
 fn damaged_binaries_give_errors_naming_what_was_not_found() {
+    build_all();
     let Some((tag, go)) = releases().into_iter().last() else { return };
     let sw = std::fs::read(build(&go, &tag, "parked", &VARIANTS[1])).unwrap();
     let err = locate::globals(&std::fs::read("/proc/self/exe").unwrap()).unwrap_err();
