@@ -401,10 +401,14 @@ impl GoExecutable {
                 let bytes = pcln_section.data(endian, data).map_err(not_elf)?.to_vec();
                 (Pclntab::parse(bytes, 0)?, pcln_section.sh_addr(endian))
             }
-            None => match unnamed_pclntab(&sections, endian, data) {
-                Some(found) => found,
-                None => return Ok(None),
-            },
+            // Only a Go binary is searched (a non-Go library asked about must stay cheap).
+            None if sections.section_by_name(endian, b".go.buildinfo").is_some() => {
+                match unnamed_pclntab(&sections, endian, data) {
+                    Some(found) => found,
+                    None => return Ok(None),
+                }
+            }
+            None => return Ok(None),
         };
 
         let loads = header
