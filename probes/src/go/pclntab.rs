@@ -691,6 +691,22 @@ mod tests {
     }
 
     #[test]
+    fn finds_functions_by_name() {
+        let t = Pclntab::parse(sample(GO120_MAGIC), TEXT).unwrap();
+        let found = t.functions_named(&["main.second", "main.missing", "main.first"]);
+        assert_eq!(found, vec![Some(TEXT + 0x40..TEXT + 0x60), None, Some(TEXT + 0x10..TEXT + 0x40)]);
+        // Corrupted records give no range, never a panic.
+        let full = sample(GO120_MAGIC);
+        for i in 0..full.len() {
+            let mut data = full.clone();
+            data[i] = 0xff;
+            if let Ok(t) = Pclntab::parse(data, TEXT) {
+                let _ = t.functions_named(&["main.first", "main.second"]);
+            }
+        }
+    }
+
+    #[test]
     fn rejects_other_versions() {
         let mut data = sample(GO120_MAGIC);
         data[..4].copy_from_slice(&0xffff_fffau32.to_le_bytes());
