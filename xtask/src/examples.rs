@@ -85,8 +85,8 @@ struct GoBuild {
 }
 
 /// The Go builds, each made with Go 1.27 and Go 1.19. `parked` also comes without DWARF (`-w`,
-/// read through the repo's layout tables) and without symbols (`-s -w`, which parkscope must
-/// refuse with a specific error).
+/// read through the repo's layout tables) and without symbols (`-s -w`, whose runtime variables
+/// parkscope locates in the code).
 const GO_BUILDS: &[GoBuild] = &[
     GoBuild { prog: "httpserver", suffix: "", ldflags: "", cgo: None },
     GoBuild { prog: "loadgen", suffix: "", ldflags: "", cgo: None },
