@@ -146,7 +146,8 @@ fn test_go_matrix() -> Result<()> {
     util::run(
         std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .current_dir(util::root())
-            .args(["test", "-p", "parkscope-tests", "--test", "go_matrix", "--", "--test-threads=1"])
+            .args(["test", "-p", "parkscope-tests", "--test", "go_matrix", "--"])
+            .args(["--include-ignored", "--test-threads=1"])
             .env("PARKSCOPE_GO_MATRIX", "full"),
     )
 }

@@ -1,0 +1,270 @@
+//! Checks of parkscope's Go view against the target's own runtime, shared by tests/tests/go.rs
+//! (Go 1.19 and 1.27) and tests/tests/go_matrix.rs (every release x build variant): goroutines
+//! one for one against `goroutine?debug=2`, netpoll fds against the target's sockets, cgo calls
+//! against the target's pipes, schedtrace against GODEBUG=schedtrace of the same process.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
+
+use serde_json::Value;
+
+use crate::{GoTarget, run_parkscope};
+
+/// `parkscope snapshot -p PID --json EXTRA...`, which must succeed.
+pub fn snapshot(pid: u32, extra: &[&str]) -> Value {
+    let pid = pid.to_string();
+    let mut args = vec!["snapshot", "-p", &pid, "--json"];
+    args.extend_from_slice(extra);
+    let out = run_parkscope(&args);
+    out.assert_code(0);
+    out.json()
+}
+
+/// The HTTP connection that fetched the dump has goroutines of its own that come and go, and
+/// the server's accept loop is woken by that very fetch (the dump may catch it runnable while
+/// the snapshot, a moment later, finds it back in IO wait): the measurement disturbs them.
+fn transient_in_dump(reason: &str, block: &str) -> bool {
+    reason == "running"
+        || block.contains("net/http.(*conn")
+        || block.contains("net/http.(*connReader")
+        || block.contains("net/http.(*Server).Serve")
+}
+
+fn transient_ours(g: &Value) -> bool {
+    let s = |k: &str| g[k].as_str().unwrap_or_default().to_owned();
+    let in_stack = |p: &str| {
+        g["stack"].as_array().is_some_and(|st| st.iter().any(|f| f.as_str().unwrap_or("").contains(p)))
+    };
+    ["net/http.(*conn", "net/http.(*connReader", "net/http.(*Server).Serve"]
+        .iter()
+        .any(|p| s("start").contains(p) || s("created_by").contains(p) || in_stack(p))
+}
+
+/// How the runtime's dump labels a goroutine: its wait reason while waiting, else its status.
+pub fn label(g: &Value) -> String {
+    g["wait_reason"].as_str().unwrap_or_else(|| g["status"].as_str().unwrap()).to_owned()
+}
+
+/// Snapshots `t` and checks its goroutines against the runtime's own dump taken just before:
+/// every goroutine of the dump, one for one, with the same wait reason, and nothing else but
+/// the runtime's system goroutines (which the dump leaves out). Returns the snapshot and our
+/// goroutines by goid (the transient HTTP ones left out).
+pub fn check_against_dump(bin: &str, t: &GoTarget) -> (Value, BTreeMap<u64, Value>) {
+    let dump = t.pprof_dump();
+    let snap = snapshot(t.pid, &["--window", "0"]);
+    assert_eq!(snap["runtime"]["kind"], "go");
+    let version = t.info["go"].as_str().unwrap();
+    assert_eq!(snap["runtime"]["version"], version);
+    let ours: BTreeMap<u64, Value> = snap["goroutines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| !transient_ours(g))
+        .map(|g| (g["goid"].as_u64().unwrap(), g.clone()))
+        .collect();
+    for (goid, (reason, block)) in &dump {
+        if transient_in_dump(reason, block) {
+            continue;
+        }
+        let g = ours
+            .get(goid)
+            .unwrap_or_else(|| panic!("{bin}: goroutine {goid} [{reason}] missing; ours: {ours:#?}"));
+        assert_eq!(&label(g), reason, "{bin}: goroutine {goid}: {g:#}\ndump:\n{block}");
+    }
+    for (goid, g) in &ours {
+        if !dump.contains_key(goid) {
+            let start = g["start"].as_str().unwrap();
+            assert!(start.starts_with("runtime.") && start != "runtime.main", "{bin}: extra goroutine {g:#}");
+        }
+    }
+    (snap, ours)
+}
+
+/// Every goroutine in IO wait is parked on one of the target's own TCP sockets (the kernel's
+/// /proc/PID/fd says socket), for reading; returns those fds.
+pub fn check_netpoll_fds_are_sockets(bin: &str, pid: u32, ours: &BTreeMap<u64, Value>) -> BTreeSet<i64> {
+    let mut fds = BTreeSet::new();
+    for g in ours.values().filter(|g| g["wait_reason"] == "IO wait") {
+        let fd = g["netpoll"]["fd"].as_i64().unwrap_or_else(|| panic!("{bin}: IO wait without fd: {g:#}"));
+        let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).unwrap();
+        assert!(link.to_string_lossy().starts_with("socket:["), "{bin}: fd {fd} is {}", link.display());
+        assert_eq!(g["netpoll"]["mode"], "read", "{bin}: {g:#}");
+        assert!(g["netpoll"]["fd_desc"].as_str().unwrap().starts_with("tcp 127.0.0.1:"), "{bin}: {g:#}");
+        fds.insert(fd);
+    }
+    fds
+}
+
+/// The whole check of examples/go/parked (`bin` in examples/bin): the dump one for one, the
+/// known population by wait reason, netpoll fds equal to the target's reading sockets, the raw
+/// read(2) goroutine on its thread, idle Ms not counted as blocked.
+pub fn check_goroutines_match_dump(bin: &str) {
+    let t = GoTarget::start(bin, &["-n", "3"], &[], false);
+    let (snap, ours) = check_against_dump(bin, &t);
+    // The known population, by wait reason (Go 1.19 calls a contended sync.Mutex "semacquire").
+    let count = |r: &str| {
+        ours.values().filter(|g| label(g) == r && g["start"].as_str().unwrap().starts_with("main.")).count()
+    };
+    for r in ["chan receive", "chan send", "select", "sleep"] {
+        assert_eq!(count(r), 3, "{bin}: {r}");
+    }
+    assert_eq!(count("sync.Mutex.Lock") + count("semacquire"), 3, "{bin}: mutex waiters");
+    // A parked goroutine's stack reaches its own function.
+    let sleeper = ours.values().find(|g| g["start"] == "main.parkedSleep").unwrap();
+    assert!(
+        sleeper["stack"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f.as_str().unwrap().starts_with("main.parkedSleep")),
+        "{sleeper:#}"
+    );
+    assert_eq!(sleeper["created_by"], "main.main");
+
+    // Netpoll: the IO-wait goroutines wait on exactly the target's own reading sockets (plus the
+    // pprof listener), for reading.
+    let read_fds: BTreeSet<i64> =
+        t.info["tcp_read_fds"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    check_netpoll_fds_are_sockets(bin, t.pid, &ours);
+    let polled: BTreeSet<i64> = ours
+        .values()
+        .filter(|g| {
+            g["wait_reason"] == "IO wait"
+                && g["stack"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|f| f.as_str().unwrap().starts_with("main.parkedTCPRead"))
+        })
+        .filter_map(|g| g["netpoll"]["fd"].as_i64())
+        .collect();
+    assert_eq!(polled, read_fds, "{bin}");
+    // The raw read(2) goroutine holds its thread in the syscall; the thread shows the goroutine.
+    let pipe_fd = t.info["pipe_fd"].as_i64().unwrap();
+    let reader = ours
+        .values()
+        .find(|g| g["status"] == "syscall" && g["syscall"]["fd"].as_i64() == Some(pipe_fd))
+        .unwrap_or_else(|| panic!("{bin}: no goroutine in read on the pipe"));
+    assert_eq!(reader["syscall"]["name"], "read");
+    assert_eq!(reader["cgo"], false);
+    let tid = reader["tid"].as_u64().unwrap();
+    let thread =
+        snap["threads"].as_array().unwrap().iter().find(|th| th["tid"].as_u64() == Some(tid)).unwrap();
+    assert_eq!(thread["goroutine"], reader["goid"]);
+    assert_eq!(thread["role"], "goroutine");
+    // Idle Ms and the netpoller are not counted as blocked threads.
+    let roles: Vec<&str> =
+        snap["threads"].as_array().unwrap().iter().filter_map(|t| t["role"].as_str()).collect();
+    assert!(roles.contains(&"idle_m"), "{bin}: {roles:?}");
+    let blocked = snap["summary"]["blocked"].as_u64().unwrap();
+    let idle = snap["summary"]["runtime_idle"].as_u64().unwrap();
+    assert!(
+        idle >= 1 && blocked + idle <= snap["summary"]["threads"].as_u64().unwrap(),
+        "{:#}",
+        snap["summary"]
+    );
+}
+
+/// examples/go/parkedcgo with `n` goroutines blocked in C: the dump one for one, netpoll fds on
+/// the target's sockets, and exactly `n` goroutines marked cgo, each in read(2) on one of the
+/// target's pipes. With `c_symbols` (the binary has a symbol table) each names its C function.
+pub fn check_cgo_calls(bin: &str, n: usize, c_symbols: bool) {
+    let t = GoTarget::start(bin, &["-n", &n.to_string()], &[], false);
+    let (snap, ours) = check_against_dump(bin, &t);
+    check_netpoll_fds_are_sockets(bin, t.pid, &ours);
+    let cgo: Vec<&Value> = snap["goroutines"].as_array().unwrap().iter().filter(|g| g["cgo"] == true).collect();
+    assert_eq!(cgo.len(), n, "{bin}: {:#}", snap["goroutines"]);
+    let fds: BTreeSet<i64> = t.info["pipe_fds"].as_array().unwrap().iter().map(|f| f.as_i64().unwrap()).collect();
+    for g in cgo {
+        assert_eq!(g["status"], "syscall", "{bin}: {g:#}");
+        if c_symbols {
+            assert_eq!(g["c_function"], "parkscope_c_block", "{bin}: {g:#}");
+        }
+        assert_eq!(g["syscall"]["name"], "read", "{bin}: {g:#}");
+        assert!(fds.contains(&g["syscall"]["fd"].as_i64().unwrap()), "{bin}: {g:#}");
+    }
+}
+
+fn field_of(text: &str, k: &str) -> i64 {
+    let at = text.find(&format!(" {k}=")).unwrap_or_else(|| panic!("{k} in {text}")) + k.len() + 2;
+    text[at..].split(' ').next().unwrap().parse().unwrap()
+}
+
+/// Same fields in the same order with the same punctuation and spacing; each number (of any
+/// width) becomes `9`, since the values move between the two reads.
+fn shape(line: &str) -> String {
+    let after_time = line.split_once(": ").map_or(line, |(_, rest)| rest);
+    let mut out = String::with_capacity(after_time.len());
+    let mut in_number = false;
+    for c in after_time.chars() {
+        if !c.is_ascii_digit() {
+            out.push(c);
+        } else if !in_number {
+            out.push('9');
+        }
+        in_number = c.is_ascii_digit();
+    }
+    out
+}
+
+/// `parkscope schedtrace` of `bin` (started with GODEBUG=schedtrace) prints the lines the
+/// target's runtime prints: the same shape, the same gomaxprocs, threads within 2 (Ms come and
+/// go between the two reads); `--detail` has one line per P and the Ms and Gs.
+pub fn check_schedtrace_matches_godebug(bin: &str) {
+    let t = GoTarget::start(bin, &["-n", "2"], &[("GODEBUG", "schedtrace=200")], true);
+    let pid = t.pid.to_string();
+    let out = run_parkscope(&["schedtrace", "-p", &pid, "--interval", "300ms", "--count", "2"]);
+    out.assert_code(0);
+    let theirs: Vec<String> = {
+        let rx = t.stderr.as_ref().unwrap();
+        let mut v = Vec::new();
+        while let Ok(l) = rx.recv_timeout(Duration::from_millis(500)) {
+            if l.starts_with("SCHED ") {
+                v.push(l);
+            }
+            if v.len() >= 3 {
+                break;
+            }
+        }
+        v
+    };
+    let theirs = theirs.last().unwrap_or_else(|| panic!("{bin}: no GODEBUG output"));
+    let ours_lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(ours_lines.len(), 2, "{bin}: {out}");
+    for ours in ours_lines {
+        assert_eq!(shape(ours), shape(theirs), "{bin}:\nours:   {ours}\ntheirs: {theirs}");
+        assert_eq!(field_of(ours, "gomaxprocs"), field_of(theirs, "gomaxprocs"), "{bin}");
+        assert!(
+            (field_of(ours, "threads") - field_of(theirs, "threads")).abs() <= 2,
+            "{bin}:\n{ours}\n{theirs}"
+        );
+    }
+    let detail = run_parkscope(&["schedtrace", "-p", &pid, "--interval", "200ms", "--count", "1", "--detail"]);
+    detail.assert_code(0);
+    let gmp = |p: &str| detail.stdout.lines().filter(|l| l.trim_start().starts_with(p)).count();
+    assert_eq!(gmp("P"), field_of(&detail.stdout, "gomaxprocs") as usize, "{bin}: {detail}");
+    assert!(gmp("M") >= 2 && gmp("G") >= 10, "{bin}: {detail}");
+    assert!(detail.stdout.contains("(chan receive) m="), "{bin}: {detail}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shape;
+
+    #[test]
+    fn shape_keeps_names_punctuation_and_spacing_only() {
+        let go127 = "SCHED 1004ms: gomaxprocs=2 idleprocs=2 threads=10 spinningthreads=0 needspinning=0 \
+                     idlethreads=3 runqueue=0 [ 0 0 ] schedticks=[ 9 19 ]";
+        let go119 = "SCHED 1004ms: gomaxprocs=2 idleprocs=2 threads=9 spinningthreads=0 idlethreads=3 \
+                     runqueue=0 [0 0]";
+        assert_eq!(
+            shape(go127),
+            "gomaxprocs=9 idleprocs=9 threads=9 spinningthreads=9 needspinning=9 idlethreads=9 runqueue=9 \
+             [ 9 9 ] schedticks=[ 9 9 ]"
+        );
+        assert_eq!(shape(go119), "gomaxprocs=9 idleprocs=9 threads=9 spinningthreads=9 idlethreads=9 runqueue=9 [9 9]");
+        assert_ne!(shape(go119), shape(&go119.replace("[0 0]", "[ 0 0 ]")));
+    }
+}
