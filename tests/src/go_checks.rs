@@ -217,30 +217,26 @@ pub fn check_schedtrace_matches_godebug(bin: &str) {
     let pid = t.pid.to_string();
     let out = run_parkscope(&["schedtrace", "-p", &pid, "--interval", "300ms", "--count", "2"]);
     out.assert_code(0);
-    let theirs: Vec<String> = {
-        let rx = t.stderr.as_ref().unwrap();
-        let mut v = Vec::new();
-        while let Ok(l) = rx.recv_timeout(Duration::from_millis(500)) {
-            if l.starts_with("SCHED ") {
-                v.push(l);
-            }
-            if v.len() >= 3 {
-                break;
-            }
+    // The runtime's line printed right after our last read (every 200 ms): the lines queued
+    // before it are older (threads still being made early in a cgo target's life).
+    let rx = t.stderr.as_ref().unwrap();
+    while rx.try_recv().is_ok() {}
+    let theirs = loop {
+        match rx.recv_timeout(Duration::from_secs(2)) {
+            Ok(l) if l.starts_with("SCHED ") => break l,
+            Ok(_) => {}
+            Err(e) => panic!("{bin}: no GODEBUG output ({e})"),
         }
-        v
     };
-    let theirs = theirs.last().unwrap_or_else(|| panic!("{bin}: no GODEBUG output"));
+    let theirs = theirs.as_str();
     let ours_lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(ours_lines.len(), 2, "{bin}: {out}");
-    for ours in ours_lines {
+    for ours in &ours_lines {
         assert_eq!(shape(ours), shape(theirs), "{bin}:\nours:   {ours}\ntheirs: {theirs}");
         assert_eq!(field_of(ours, "gomaxprocs"), field_of(theirs, "gomaxprocs"), "{bin}");
-        assert!(
-            (field_of(ours, "threads") - field_of(theirs, "threads")).abs() <= 2,
-            "{bin}:\n{ours}\n{theirs}"
-        );
     }
+    let last = ours_lines[1];
+    assert!((field_of(last, "threads") - field_of(theirs, "threads")).abs() <= 2, "{bin}:\n{last}\n{theirs}");
     let detail = run_parkscope(&["schedtrace", "-p", &pid, "--interval", "200ms", "--count", "1", "--detail"]);
     detail.assert_code(0);
     let gmp = |p: &str| detail.stdout.lines().filter(|l| l.trim_start().starts_with(p)).count();
