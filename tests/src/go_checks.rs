@@ -174,9 +174,11 @@ pub fn check_cgo_calls(bin: &str, n: usize, c_symbols: bool) {
     let t = GoTarget::start(bin, &["-n", &n.to_string()], &[], false);
     let (snap, ours) = check_against_dump(bin, &t);
     check_netpoll_fds_are_sockets(bin, t.pid, &ours);
-    let cgo: Vec<&Value> = snap["goroutines"].as_array().unwrap().iter().filter(|g| g["cgo"] == true).collect();
+    let cgo: Vec<&Value> =
+        snap["goroutines"].as_array().unwrap().iter().filter(|g| g["cgo"] == true).collect();
     assert_eq!(cgo.len(), n, "{bin}: {:#}", snap["goroutines"]);
-    let fds: BTreeSet<i64> = t.info["pipe_fds"].as_array().unwrap().iter().map(|f| f.as_i64().unwrap()).collect();
+    let fds: BTreeSet<i64> =
+        t.info["pipe_fds"].as_array().unwrap().iter().map(|f| f.as_i64().unwrap()).collect();
     for g in cgo {
         assert_eq!(g["status"], "syscall", "{bin}: {g:#}");
         if c_symbols {
@@ -237,7 +239,8 @@ pub fn check_schedtrace_matches_godebug(bin: &str) {
     }
     let last = ours_lines[1];
     assert!((field_of(last, "threads") - field_of(theirs, "threads")).abs() <= 2, "{bin}:\n{last}\n{theirs}");
-    let detail = run_parkscope(&["schedtrace", "-p", &pid, "--interval", "200ms", "--count", "1", "--detail"]);
+    let detail =
+        run_parkscope(&["schedtrace", "-p", &pid, "--interval", "200ms", "--count", "1", "--detail"]);
     detail.assert_code(0);
     let gmp = |p: &str| detail.stdout.lines().filter(|l| l.trim_start().starts_with(p)).count();
     assert_eq!(gmp("P"), field_of(&detail.stdout, "gomaxprocs") as usize, "{bin}: {detail}");
@@ -260,7 +263,10 @@ mod tests {
             "gomaxprocs=9 idleprocs=9 threads=9 spinningthreads=9 needspinning=9 idlethreads=9 runqueue=9 \
              [ 9 9 ] schedticks=[ 9 9 ]"
         );
-        assert_eq!(shape(go119), "gomaxprocs=9 idleprocs=9 threads=9 spinningthreads=9 idlethreads=9 runqueue=9 [9 9]");
+        assert_eq!(
+            shape(go119),
+            "gomaxprocs=9 idleprocs=9 threads=9 spinningthreads=9 idlethreads=9 runqueue=9 [9 9]"
+        );
         assert_ne!(shape(go119), shape(&go119.replace("[0 0]", "[ 0 0 ]")));
     }
 }

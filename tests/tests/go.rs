@@ -2,12 +2,7 @@
 //! and parkedcgo). Ground truth is the target's own runtime: its goroutine dump
 //! (net/http/pprof `goroutine?debug=2`) and its GODEBUG=schedtrace lines.
 
-use std::{
-    collections::BTreeSet,
-    process::Command,
-    thread,
-    time::Duration,
-};
+use std::{collections::BTreeSet, process::Command, thread, time::Duration};
 
 use parkscope_tests::{
     GoTarget,
