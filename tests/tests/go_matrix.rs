@@ -1,8 +1,9 @@
 //! The Go release matrix: every Go release that has a layout table (probes/src/go/layouts/,
 //! 1.19 and 1.21..1.27) x every build variant of examples/go/parked and parkedcgo, each checked
 //! against the target's own runtime: goroutines and wait reasons one for one against its
-//! `goroutine?debug=2` dump, netpoll fds against its sockets, cgo calls against its pipes, and
-//! `parkscope schedtrace` against GODEBUG=schedtrace of the same process.
+//! `goroutine?debug=2` dump, netpoll fds against its sockets, cgo calls against its pipes,
+//! `parkscope schedtrace` against GODEBUG=schedtrace of the same process, and `--go-uprobes`
+//! park times against the target's own clock.
 //!
 //! The suite (`cargo xtask test`) runs a representative part: every release's plain build
 //! (DWARF) and the `-w` build (layout table) of three releases. `cargo xtask test-go-matrix`
@@ -14,7 +15,10 @@ use std::path::Path;
 
 use parkscope_tests::{
     GoTarget,
-    go_checks::{check_cgo_calls, check_goroutines_match_dump, check_schedtrace_matches_godebug, snapshot},
+    go_checks::{
+        check_cgo_calls, check_go_uprobes_time_a_park, check_goroutines_match_dump,
+        check_schedtrace_matches_godebug, snapshot,
+    },
     workspace_root,
 };
 
@@ -131,5 +135,19 @@ fn stripped_builds() {
         check_parked(&parked);
         let cgo = format!("parkedcgo-{r}-sw");
         check_parkedcgo(&cgo, has_symtab(&cgo));
+    }
+}
+
+/// `--go-uprobes` (a uprobe on casgstatus placed from each release's own code, the g offsets
+/// from its layout) times a park exactly, in plain, table-read and position-independent builds.
+#[test]
+#[ignore = "full matrix: cargo xtask test-go-matrix"]
+fn go_uprobes_every_release() {
+    for r in releases() {
+        for suffix in ["", "-w", "-pie"] {
+            let bin = format!("parked-{r}{suffix}");
+            eprintln!("matrix: {bin} --go-uprobes");
+            check_go_uprobes_time_a_park(&bin);
+        }
     }
 }
