@@ -332,6 +332,80 @@ pub fn check_schedtrace_matches_godebug(bin: &str) {
     assert_eq!(gmp("P"), field_of(&detail.stdout, "gomaxprocs") as usize, "{bin}: {detail}");
     assert!(gmp("M") >= 2 && gmp("G") >= 10, "{bin}: {detail}");
     assert!(detail.stdout.contains("(chan receive) m="), "{bin}: {detail}");
+    check_scheddetail_matches_godebug(bin, &detail.stdout);
+}
+
+/// The `key=` names of a line, in order (`SCHED 9ms: gomaxprocs=2 ...` -> `gomaxprocs= ...`).
+fn keys(line: &str) -> Vec<&str> {
+    line.split_whitespace().filter_map(|w| w.find('=').map(|i| &w[..=i])).collect()
+}
+
+/// How a detail block writes its values: booleans, and an absent M, P or G id as `nil` or
+/// a negative number.
+fn value_kinds(block: &str) -> BTreeSet<&'static str> {
+    const IDS: [&str; 5] = ["m", "p", "curg", "lockedg", "lockedm"];
+    block
+        .split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .filter_map(|(k, v)| match v {
+            "true" | "false" => Some("bool"),
+            "nil" if IDS.contains(&k) => Some("nil id"),
+            v if v.starts_with('-') && IDS.contains(&k) => Some("negative id"),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `--detail` against GODEBUG=schedtrace,scheddetail=1 of another process of the same build:
+/// the same keys on the SCHED line and the first P, M and G lines, flags written as booleans
+/// (or numbers) alike, and an absent id written as `nil` (or `-1`) alike.
+fn check_scheddetail_matches_godebug(bin: &str, ours: &str) {
+    let t = GoTarget::start(bin, &["-n", "2"], &[("GODEBUG", "schedtrace=200,scheddetail=1")], true);
+    let rx = t.stderr.as_ref().unwrap();
+    // Past the blocks printed while the target started up; then one whole block, from a SCHED
+    // line up to the next one.
+    while rx.try_recv().is_ok() {}
+    let mut theirs = String::new();
+    let mut started = false;
+    loop {
+        let l =
+            rx.recv_timeout(Duration::from_secs(2)).unwrap_or_else(|e| panic!("{bin}: scheddetail ({e})"));
+        if l.starts_with("SCHED ") {
+            if started {
+                break;
+            }
+            started = true;
+        }
+        if started {
+            theirs.push_str(&l);
+            theirs.push('\n');
+        }
+    }
+    let first = |text: &str, prefix: &str| -> String {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(prefix))
+            .unwrap_or_else(|| panic!("{bin}: no {prefix} line in\n{text}"))
+            .to_owned()
+    };
+    for prefix in ["SCHED", "P", "M", "G"] {
+        let (o, t) = (first(ours, prefix), first(&theirs, prefix));
+        assert_eq!(keys(&o), keys(&t), "{bin} {prefix}:\nours:   {o}\ntheirs: {t}");
+    }
+    let (o, t) = (first(ours, "SCHED"), first(&theirs, "SCHED"));
+    assert_eq!(
+        value_kinds(&o).contains("bool"),
+        value_kinds(&t).contains("bool"),
+        "{bin}:\nours:   {o}\ntheirs: {t}"
+    );
+    // Absent ids: Ms without a P exist in both (the idle ones), so both write one.
+    let (o, t) = (value_kinds(ours), value_kinds(&theirs));
+    for kind in ["nil id", "negative id"] {
+        assert_eq!(
+            o.contains(kind),
+            t.contains(kind),
+            "{bin}: {kind} ids:\nours:\n{ours}\ntheirs:\n{theirs}"
+        );
+    }
 }
 
 #[cfg(test)]
