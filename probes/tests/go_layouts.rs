@@ -50,6 +50,22 @@ fn dwarf_less_builds_use_the_table() {
     }
 }
 
+/// An externally linked `-w` build can keep the DWARF of its C objects (Go 1.19's linker does):
+/// that DWARF has no Go unit, so the layout comes from the table.
+#[test]
+fn c_only_dwarf_is_not_go_dwarf() {
+    for release in ["go1.19", "go1.27"] {
+        let bin = example(&format!("parkedcgo-{release}-w"));
+        assert_eq!(GoBinary::dwarf_layout(&bin).unwrap(), None, "{release}");
+        let w = GoBinary::open(&bin, "parkedcgo-w").unwrap();
+        assert_eq!(w.layout.source, LayoutSource::Table(release.to_owned()));
+    }
+    // The case that matters is real: the Go 1.19 build does carry (C) DWARF.
+    let go119 = std::fs::read(example("parkedcgo-go1.19-w")).unwrap();
+    let file = object::File::parse(&*go119).unwrap();
+    assert!(object::Object::section_by_name(&file, ".debug_info").is_some());
+}
+
 #[test]
 fn fully_stripped_builds_use_the_table_and_located_globals() {
     for release in layout::table_releases() {

@@ -1,5 +1,5 @@
-//! Where the opt-in Go uprobes go, checked against objdump's disassembly of real builds (Go 1.19
-//! and Go 1.27, with and without DWARF): the probed instruction must start exactly at an
+//! Where the opt-in Go uprobes go, checked against objdump's disassembly of real builds (every
+//! release with a layout table; Go 1.19 and 1.27 also without DWARF): the probed instruction must start exactly at an
 //! instruction boundary, be the frame setup (`push %rbp`, or `sub $N,%rsp` in runtimes before
 //! Go 1.21), and everything before it must be the stack-growth check. A probe one byte off
 //! would corrupt the target's code. Needs the example builds (`cargo xtask examples`).
@@ -9,7 +9,7 @@ use std::{
     process::Command,
 };
 
-use parkscope_probes::go::{GoBinary, UPROBE_FUNCTIONS, frame_setup};
+use parkscope_probes::go::{GoBinary, UPROBE_FUNCTIONS, frame_setup, layout};
 
 fn example(name: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
@@ -42,7 +42,12 @@ fn disassemble(bin: &Path, addr: u64, len: u64) -> Vec<(u64, String)> {
 #[test]
 fn probes_sit_on_the_frame_setup_past_the_stack_check() {
     let mut checked = 0;
-    for bin in ["parked-go1.19", "parked-go1.27", "parked-go1.19-w", "parked-go1.27-w", "httpserver-go1.27"] {
+    let bins: Vec<String> = layout::table_releases()
+        .map(|r| format!("parked-{r}"))
+        .chain(["parked-go1.19-w", "parked-go1.27-w", "httpserver-go1.27"].map(String::from))
+        .collect();
+    for bin in &bins {
+        let bin = bin.as_str();
         let path = example(bin);
         let go = GoBinary::open(&path, bin).unwrap_or_else(|e| panic!("{bin}: {e}"));
         let modern = !go.buildinfo.version.starts_with("go1.19");
@@ -76,5 +81,6 @@ fn probes_sit_on_the_frame_setup_past_the_stack_check() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 10);
+    assert_eq!(checked, bins.len() * UPROBE_FUNCTIONS.len());
+    assert!(bins.len() >= 11, "{bins:?}");
 }

@@ -16,6 +16,8 @@ use std::{
 
 use serde_json::Value;
 
+pub mod go_checks;
+
 const BUILD_HINT: &str = "run `cargo xtask test` (builds the binary and examples)";
 
 /// How long one parkscope run may take before it is killed and the test fails.

@@ -2,106 +2,16 @@
 //! and parkedcgo). Ground truth is the target's own runtime: its goroutine dump
 //! (net/http/pprof `goroutine?debug=2`) and its GODEBUG=schedtrace lines.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    process::Command,
-    thread,
-    time::Duration,
-};
+use std::{collections::BTreeSet, process::Command, thread, time::Duration};
 
-use parkscope_tests::{GoTarget, assert_goroutines_match_dump, dump_label, run_parkscope};
+use parkscope_tests::{
+    GoTarget,
+    go_checks::{check_goroutines_match_dump, check_schedtrace_matches_godebug, snapshot},
+    run_parkscope,
+};
 use serde_json::Value;
 
 const GO_VERSIONS: [&str; 2] = ["go1.19", "go1.27"];
-
-fn snapshot(pid: u32, extra: &[&str]) -> Value {
-    let pid = pid.to_string();
-    let mut args = vec!["snapshot", "-p", &pid, "--json"];
-    args.extend_from_slice(extra);
-    let out = run_parkscope(&args);
-    out.assert_code(0);
-    out.json()
-}
-
-fn label(g: &Value) -> String {
-    dump_label(g)
-}
-
-fn check_goroutines_match_dump(bin: &str) {
-    let t = GoTarget::start(bin, &["-n", "3"], &[], false);
-    let dump = t.pprof_dump();
-    let snap = snapshot(t.pid, &["--window", "0"]);
-    assert_eq!(snap["runtime"]["kind"], "go");
-    let version = t.info["go"].as_str().unwrap();
-    assert_eq!(snap["runtime"]["version"], version);
-    // Every goroutine of the runtime's dump, one for one, with the same wait reason.
-    let ours = assert_goroutines_match_dump(bin, &dump, &snap);
-    // The known population, by wait reason (Go 1.19 calls a contended sync.Mutex "semacquire").
-    let count = |r: &str| {
-        ours.values().filter(|g| label(g) == r && g["start"].as_str().unwrap().starts_with("main.")).count()
-    };
-    for r in ["chan receive", "chan send", "select", "sleep"] {
-        assert_eq!(count(r), 3, "{bin}: {r}");
-    }
-    assert_eq!(count("sync.Mutex.Lock") + count("semacquire"), 3, "{bin}: mutex waiters");
-    // A parked goroutine's stack reaches its own function.
-    let sleeper = ours.values().find(|g| g["start"] == "main.parkedSleep").unwrap();
-    assert!(
-        sleeper["stack"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|f| f.as_str().unwrap().starts_with("main.parkedSleep")),
-        "{sleeper:#}"
-    );
-    assert_eq!(sleeper["created_by"], "main.main");
-
-    // Netpoll: the IO-wait goroutines wait on exactly the target's own reading sockets (plus the
-    // pprof listener), for reading.
-    let read_fds: BTreeSet<i64> =
-        t.info["tcp_read_fds"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
-    let polled: BTreeSet<i64> = ours
-        .values()
-        .filter(|g| {
-            g["wait_reason"] == "IO wait"
-                && g["stack"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|f| f.as_str().unwrap().starts_with("main.parkedTCPRead"))
-        })
-        .filter_map(|g| g["netpoll"]["fd"].as_i64())
-        .collect();
-    assert_eq!(polled, read_fds, "{bin}");
-    for g in ours.values().filter(|g| g["wait_reason"] == "IO wait") {
-        assert_eq!(g["netpoll"]["mode"], "read", "{g:#}");
-        assert!(g["netpoll"]["fd_desc"].as_str().unwrap().starts_with("tcp 127.0.0.1:"), "{g:#}");
-    }
-    // The raw read(2) goroutine holds its thread in the syscall; the thread shows the goroutine.
-    let pipe_fd = t.info["pipe_fd"].as_i64().unwrap();
-    let reader = ours
-        .values()
-        .find(|g| g["status"] == "syscall" && g["syscall"]["fd"].as_i64() == Some(pipe_fd))
-        .unwrap_or_else(|| panic!("{bin}: no goroutine in read on the pipe"));
-    assert_eq!(reader["syscall"]["name"], "read");
-    assert_eq!(reader["cgo"], false);
-    let tid = reader["tid"].as_u64().unwrap();
-    let thread =
-        snap["threads"].as_array().unwrap().iter().find(|th| th["tid"].as_u64() == Some(tid)).unwrap();
-    assert_eq!(thread["goroutine"], reader["goid"]);
-    assert_eq!(thread["role"], "goroutine");
-    // Idle Ms and the netpoller are not counted as blocked threads.
-    let roles: Vec<&str> =
-        snap["threads"].as_array().unwrap().iter().filter_map(|t| t["role"].as_str()).collect();
-    assert!(roles.contains(&"idle_m"), "{bin}: {roles:?}");
-    let blocked = snap["summary"]["blocked"].as_u64().unwrap();
-    let idle = snap["summary"]["runtime_idle"].as_u64().unwrap();
-    assert!(
-        idle >= 1 && blocked + idle <= snap["summary"]["threads"].as_u64().unwrap(),
-        "{:#}",
-        snap["summary"]
-    );
-}
 
 #[test]
 fn goroutines_match_the_runtimes_own_dump() {
@@ -166,62 +76,8 @@ fn cgo_calls_are_marked_with_their_c_function() {
 #[test]
 fn schedtrace_prints_the_runtimes_own_format() {
     for v in GO_VERSIONS.iter().flat_map(|v| [v.to_string(), format!("{v}-sw")]) {
-        let t = GoTarget::start(&format!("parked-{v}"), &["-n", "2"], &[("GODEBUG", "schedtrace=200")], true);
-        let pid = t.pid.to_string();
-        let out = run_parkscope(&["schedtrace", "-p", &pid, "--interval", "300ms", "--count", "2"]);
-        out.assert_code(0);
-        let theirs: Vec<String> = {
-            let rx = t.stderr.as_ref().unwrap();
-            let mut v = Vec::new();
-            while let Ok(l) = rx.recv_timeout(Duration::from_millis(500)) {
-                if l.starts_with("SCHED ") {
-                    v.push(l);
-                }
-                if v.len() >= 3 {
-                    break;
-                }
-            }
-            v
-        };
-        let theirs = theirs.last().unwrap_or_else(|| panic!("{v}: no GODEBUG output"));
-        for ours in out.stdout.lines() {
-            // Same fields in the same order with the same punctuation; numbers may differ.
-            let shape = |l: &str| -> String {
-                l.split_once(": ")
-                    .unwrap()
-                    .1
-                    .chars()
-                    .map(|c| if c.is_ascii_digit() { '9' } else { c })
-                    .collect::<String>()
-                    .split(' ')
-                    .map(|w| w.trim_start_matches('9').to_owned())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            };
-            let squash = |s: String| {
-                s.split_whitespace().filter(|w| *w != "9" && !w.is_empty()).collect::<Vec<_>>().join(" ")
-            };
-            assert_eq!(squash(shape(ours)), squash(shape(theirs)), "{v}:\nours:   {ours}\ntheirs: {theirs}");
-            let field = |l: &str, k: &str| -> i64 {
-                let at = l.find(&format!(" {k}=")).unwrap_or_else(|| panic!("{k} in {l}")) + k.len() + 2;
-                l[at..].split(' ').next().unwrap().parse().unwrap()
-            };
-            assert_eq!(field(ours, "gomaxprocs"), field(theirs, "gomaxprocs"), "{v}");
-            assert!((field(ours, "threads") - field(theirs, "threads")).abs() <= 2, "{v}:\n{ours}\n{theirs}");
-        }
-        let detail =
-            run_parkscope(&["schedtrace", "-p", &pid, "--interval", "200ms", "--count", "1", "--detail"]);
-        detail.assert_code(0);
-        let gmp = |p: &str| detail.stdout.lines().filter(|l| l.trim_start().starts_with(p)).count();
-        assert_eq!(gmp("P"), field_of(&detail.stdout, "gomaxprocs") as usize, "{detail}");
-        assert!(gmp("M") >= 2 && gmp("G") >= 10, "{detail}");
-        assert!(detail.stdout.contains("(chan receive) m="), "{detail}");
+        check_schedtrace_matches_godebug(&format!("parked-{v}"));
     }
-}
-
-fn field_of(text: &str, k: &str) -> i64 {
-    let at = text.find(&format!(" {k}=")).unwrap() + k.len() + 2;
-    text[at..].split(' ').next().unwrap().parse().unwrap()
 }
 
 #[test]

