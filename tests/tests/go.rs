@@ -2,7 +2,12 @@
 //! and parkedcgo). Ground truth is the target's own runtime: its goroutine dump
 //! (net/http/pprof `goroutine?debug=2`) and its GODEBUG=schedtrace lines.
 
-use std::{collections::BTreeSet, process::Command, thread, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    process::Command,
+    thread,
+    time::Duration,
+};
 
 use parkscope_tests::{
     GoTarget,
