@@ -189,7 +189,11 @@ impl Symbolizer {
                 self.named.clear();
             }
             for ((i, off), named) in wanted.into_iter().zip(named) {
-                self.named.insert((id, off), named.clone());
+                // A batch bigger than the whole cache (a profile's addresses) is named, but
+                // only what fits is kept.
+                if self.named.len() < MAX_NAMED {
+                    self.named.insert((id, off), named.clone());
+                }
                 frames[i] = Some(frame_of(addrs[i], is_return(i), named, module_of(space, addrs[i])));
             }
         }
