@@ -3,7 +3,9 @@
 //! release binary is timed, process start to JSON written, with the default window (1 s, two
 //! views) and with `--window 0` (one view), and each output is checked: every thread of the
 //! target is listed in read on the target's pipe, with a user stack naming its blocking
-//! function. Figures are medians over rounds; docs/performance.md has those of a real run.
+//! function. Figures are medians over rounds, wall time and parkscope's CPU time (user+sys, from
+//! getrusage of reaped children: on a shared machine the wall time mostly measures the load);
+//! docs/performance.md has those of a real run.
 
 use std::{
     collections::HashMap,
@@ -53,18 +55,21 @@ pub fn run(args: BenchThreadsArgs) -> Result<()> {
         }
     };
     println!("load average before: {}", loadavg());
-    println!("| threads | mode | median s | min s | s per 1k threads |");
-    println!("|---|---|---|---|---|");
+    println!("| threads | mode | median s | min s | s per 1k threads | CPU s (user+sys) |");
+    println!("|---|---|---|---|---|---|");
     for &n in &args.threads {
         let target = start(n)?;
         for (mode, extra) in [("window 1s (default)", None), ("--window 0", Some("--window=0"))] {
             let mut times = Vec::new();
+            let mut cpu = Vec::new();
             for _ in 0..args.rounds.max(1) {
+                let cpu_before = children_cpu_s();
                 let started = Instant::now();
                 let mut cmd = Command::new(&bin);
                 cmd.args(["snapshot", "--json", "-p", &target.pid.to_string()]).args(extra);
                 let out = cmd.stderr(Stdio::inherit()).output().context("running parkscope snapshot")?;
                 let secs = started.elapsed().as_secs_f64();
+                cpu.push(children_cpu_s() - cpu_before);
                 if !out.status.success() {
                     bail!("parkscope snapshot of {n} threads failed with {}", out.status);
                 }
@@ -73,7 +78,8 @@ pub fn run(args: BenchThreadsArgs) -> Result<()> {
             }
             let min = times.iter().copied().fold(f64::INFINITY, f64::min);
             let med = median(&times);
-            println!("| {n} | {mode} | {med:.2} | {min:.2} | {:.3} |", med / (f64::from(n) / 1000.0));
+            let per_1k = med / (f64::from(n) / 1000.0);
+            println!("| {n} | {mode} | {med:.2} | {min:.2} | {per_1k:.3} | {:.2} |", median(&cpu));
         }
         drop(target.proc);
     }
@@ -129,6 +135,18 @@ fn check(target: &Target, json: &[u8]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// User plus system CPU seconds of this process's reaped children so far: the difference
+/// around one run is that run's CPU, which a loaded machine inflates far less than wall time.
+fn children_cpu_s() -> f64 {
+    // SAFETY: getrusage only writes the struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } != 0 {
+        return f64::NAN;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 fn loadavg() -> String {
