@@ -2,7 +2,6 @@
 //! registers the kernel reports (no ptrace stop), and naming addresses as functions, modules and
 //! source lines.
 
-pub(crate) mod maps;
 mod memory;
 pub mod modules;
 mod objects;
@@ -14,6 +13,10 @@ mod live_tests;
 
 use std::io;
 use std::sync::Arc;
+
+/// The target's map is parsed in procfs/ with the rest of /proc; stacks and the Go reader use it
+/// under this name.
+pub(crate) use crate::procfs::maps;
 
 pub use maps::AddressSpace;
 pub use modules::{ModuleMapping, executable_mappings, kernel_build_id};
@@ -87,7 +90,7 @@ pub enum StackError {
 
 impl StackError {
     /// Maps an I/O error on a /proc/PID file to the cause a user can act on.
-    fn from_proc_io(pid: u32, path: &str, error: io::Error) -> Self {
+    pub(crate) fn from_proc_io(pid: u32, path: &str, error: io::Error) -> Self {
         match error.kind() {
             // ESRCH shows up when the process dies between open and read.
             io::ErrorKind::NotFound => Self::NoSuchProcess { pid },

@@ -5,7 +5,7 @@
 
 use std::ops::Range;
 
-use super::StackError;
+use crate::stacks::StackError;
 
 /// One line of /proc/PID/maps.
 #[derive(Debug, Clone, PartialEq, Eq)]
