@@ -183,15 +183,19 @@ impl Symbolizer {
         }
         for (id, (path, wanted)) in by_file {
             let offsets: Vec<u64> = wanted.iter().map(|&(_, off)| off).collect();
-            let mut named = self.blaze.elf_offsets(path, offsets);
+            let reply = self.blaze.elf_offsets(path, offsets);
+            // Only answers are remembered: a failure (the file vanished with its process) may
+            // not repeat for the next process mapping the same file.
+            let remember = reply.is_some();
+            let mut named = reply.unwrap_or_default();
             named.resize(wanted.len(), None);
-            if self.named.len() + wanted.len() > MAX_NAMED {
+            if remember && self.named.len() + wanted.len() > MAX_NAMED {
                 self.named.clear();
             }
             for ((i, off), named) in wanted.into_iter().zip(named) {
                 // A batch bigger than the whole cache (a profile's addresses) is named, but
                 // only what fits is kept.
-                if self.named.len() < MAX_NAMED {
+                if remember && self.named.len() < MAX_NAMED {
                     self.named.insert((id, off), named.clone());
                 }
                 frames[i] = Some(frame_of(addrs[i], is_return(i), named, module_of(space, addrs[i])));
@@ -200,10 +204,8 @@ impl Symbolizer {
         if !in_process.is_empty() {
             // Not cached: anonymous code (JIT, perf maps) changes under the same address.
             let lookups: Vec<u64> = in_process.iter().map(|&i| lookup(is_return(i), addrs[i])).collect();
-            let mut named = match NonZeroU32::new(pid) {
-                Some(nz) => self.blaze.process(nz, lookups),
-                None => Vec::new(),
-            };
+            let mut named =
+                NonZeroU32::new(pid).and_then(|nz| self.blaze.process(nz, lookups)).unwrap_or_default();
             named.resize(in_process.len(), None);
             for (i, named) in in_process.into_iter().zip(named) {
                 frames[i] = Some(frame_of(addrs[i], is_return(i), named, module_of(space, addrs[i])));
@@ -292,7 +294,7 @@ impl Symbolizer {
 
     fn kernel_frames(&mut self, addrs: &[u64], is_return: impl Fn(usize) -> bool) -> Vec<Frame> {
         let lookups: Vec<u64> = addrs.iter().enumerate().map(|(i, &a)| lookup(is_return(i), a)).collect();
-        let mut named = self.blaze.kernel(lookups);
+        let mut named = self.blaze.kernel(lookups).unwrap_or_default();
         named.resize(addrs.len(), None);
         addrs
             .iter()
@@ -325,7 +327,7 @@ impl Symbolizer {
         let rest: Vec<usize> = (0..offsets.len()).filter(|&i| frames[i].is_none()).collect();
         if !rest.is_empty() {
             let lookups: Vec<u64> = rest.iter().map(|&i| lookup(ret(i), offsets[i])).collect();
-            let mut named = self.blaze.elf_offsets(path.to_path_buf(), lookups);
+            let mut named = self.blaze.elf_offsets(path.to_path_buf(), lookups).unwrap_or_default();
             named.resize(rest.len(), None);
             for (i, n) in rest.into_iter().zip(named) {
                 frames[i] = Some(frame_of(offsets[i], ret(i), n, Some(module.clone())));

@@ -31,8 +31,9 @@ enum Request {
     Kernel { addrs: Vec<u64> },
 }
 
-/// One name per address asked about (in order), or an empty list when blazesym failed.
-type Reply = Vec<Option<Named>>;
+/// One name per address asked about (in order); `None` when blazesym failed as a whole (file
+/// gone or unreadable, thread died), which callers must not remember as "no name here".
+pub(super) type Reply = Option<Vec<Option<Named>>>;
 
 /// The handle on the thread; started on first use.
 #[derive(Default)]
@@ -67,7 +68,7 @@ impl Blaze {
                 .map_err(|e| tracing::debug!(error = %e, "cannot start the symbolizer thread"))
                 .ok();
         }
-        let Some(worker) = &self.worker else { return Vec::new() };
+        let Some(worker) = &self.worker else { return None };
         let reply = worker.requests.send(request).ok().and_then(|()| worker.replies.recv().ok());
         match reply {
             Some(reply) => reply,
@@ -76,7 +77,7 @@ impl Blaze {
                 // next time.
                 tracing::debug!("the symbolizer thread ended; restarting it on the next lookup");
                 self.worker = None;
-                Vec::new()
+                None
             }
         }
     }
@@ -165,11 +166,11 @@ impl State {
             }
         };
         match result {
-            Ok(results) => results.into_iter().map(|r| Symbolized::into_sym(r).map(named)).collect(),
+            Ok(results) => Some(results.into_iter().map(|r| Symbolized::into_sym(r).map(named)).collect()),
             Err(e) => {
                 // Failure names nothing rather than failing the whole stack.
                 tracing::debug!(error = %e, "symbolization failed");
-                Vec::new()
+                None
             }
         }
     }
