@@ -49,9 +49,9 @@ impl fmt::Display for Frame {
 
 /// Reusable symbolizer, meant to live as long as the agent (it is `Send`, so an observer that
 /// moves between threads keeps it across views). What it keeps, each bounded:
-/// - the name of every address it resolved in a file-backed mapping, by (file identity, file
-///   offset): the same code in every thread, view and process costs one lookup
-///   ([`MAX_NAMED`] entries, dropped wholesale beyond);
+/// - the name of every address it resolved in a file-backed mapping, by (mapping, file
+///   offset): the same code in every thread and view costs one lookup ([`MAX_NAMED`] entries,
+///   dropped wholesale beyond);
 /// - the pclntabs of Go executables, per file ([`MAX_GO_EXECUTABLES`]);
 /// - blazesym's parsed ELF/DWARF and kallsyms, on blazesym's own thread ([`blaze::Blaze`]).
 pub struct Symbolizer {
@@ -59,8 +59,8 @@ pub struct Symbolizer {
     /// Each executable file mapping seen, by identity: its pclntab, or `None` when it has none
     /// (not Go, unreadable, malformed), so each file is opened at most once.
     go: HashMap<ObjectKey, Option<Arc<GoExecutable>>>,
-    /// Small ids for the files `named` refers to, so its keys are cheap to hash and copy.
-    object_ids: HashMap<ObjectKey, u32>,
+    /// Small ids for the mappings `named` refers to, so its keys are cheap to hash and copy.
+    object_ids: HashMap<MappingKey, u32>,
     /// Names by (object id, file offset of the looked-up address); `None`: blazesym named
     /// nothing there.
     named: HashMap<(u32, u64), Option<Named>>,
@@ -69,7 +69,7 @@ pub struct Symbolizer {
 /// Names kept per address at most; beyond, the cache starts over (a long run over many
 /// processes stays bounded, and one process's hot code is re-learnt in one view).
 const MAX_NAMED: usize = 1 << 16;
-/// Files with an id at most; beyond, ids and names start over.
+/// Mappings with an id at most; beyond, ids and names start over.
 const MAX_OBJECT_IDS: usize = 4096;
 /// Go executables' pclntabs kept at most (each can be tens of MB); beyond, they start over.
 const MAX_GO_EXECUTABLES: usize = 32;
@@ -87,6 +87,18 @@ impl ObjectKey {
     fn of(m: &Mapping) -> Self {
         Self { dev: m.dev.clone(), inode: m.inode, path: m.path.clone() }
     }
+}
+
+/// One file mapping of one process, which `named` keys names by. Not the file alone: a file
+/// rewritten in place keeps its device, inode and path, and a process started from it later
+/// must not get the old build's names; while this mapping exists its code cannot change.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct MappingKey {
+    pid: u32,
+    start: u64,
+    end: u64,
+    offset: u64,
+    file: ObjectKey,
 }
 
 /// What symbolisation says about one looked-up address, independent of where it is mapped.
@@ -171,7 +183,7 @@ impl Symbolizer {
                 continue;
             };
             let file_offset = (at - m.range.start).saturating_add(m.offset);
-            let id = self.object_id(m);
+            let id = self.object_id(pid, m);
             match self.named.get(&(id, file_offset)) {
                 Some(named) => frames[i] = Some(frame_of(addr, ret, named.clone(), module_of(space, addr))),
                 None => by_file
@@ -218,10 +230,16 @@ impl Symbolizer {
             .collect()
     }
 
-    /// The small id of the file `m` maps; ids and the names keyed by them start over when too
-    /// many files were seen.
-    fn object_id(&mut self, m: &Mapping) -> u32 {
-        let key = ObjectKey::of(m);
+    /// The small id of mapping `m` of process `pid`; ids and the names keyed by them start over
+    /// when too many mappings were seen.
+    fn object_id(&mut self, pid: u32, m: &Mapping) -> u32 {
+        let key = MappingKey {
+            pid,
+            start: m.range.start,
+            end: m.range.end,
+            offset: m.offset,
+            file: ObjectKey::of(m),
+        };
         if let Some(&id) = self.object_ids.get(&key) {
             return id;
         }
