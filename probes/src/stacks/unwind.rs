@@ -121,10 +121,6 @@ impl UserUnwinder {
         &self.space
     }
 
-    pub fn pid(&self) -> u32 {
-        self.pid
-    }
-
     /// Return addresses, innermost first (first element = pc), at most `max_frames`.
     ///
     /// Never fails: a stack that cannot be unwound further simply ends, so the caller always
