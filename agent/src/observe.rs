@@ -17,7 +17,7 @@ use parkscope_probes::{
         process::TargetProcess,
         threads::{ProcState, SyscallSite, ThreadSample, read_kernel_stack, read_threads},
     },
-    stacks::{Symbolizer, UserUnwinder},
+    stacks::ThreadStacks,
 };
 
 use crate::error::Failure;
@@ -78,6 +78,9 @@ pub struct Observer {
     go: GoTarget,
     /// CLOCK_MONOTONIC when the Go uprobes were attached, if they are.
     go_uprobes_at_ns: Option<u64>,
+    /// User stacks: the unwinder's parsed objects and the symbolizer's caches, kept across
+    /// views (the map itself is read once per view).
+    stacks: ThreadStacks,
 }
 
 /// Everything the eBPF maps say at one instant.
@@ -98,6 +101,7 @@ impl Observer {
     pub fn new(target: TargetProcess, probes: Option<KernelProbes>) -> Self {
         let long_call_threshold_ns = probes.as_ref().and_then(|p| p.config().block_event_min_ns);
         Self {
+            stacks: ThreadStacks::new(target.pid),
             target,
             probes,
             attached_at_ns: monotonic_now_ns(),
@@ -237,22 +241,21 @@ impl Observer {
         let fds = if opts.fd_descriptions { FdTable::read(pid).ok() } else { None };
         let window_ns = if self.probes.is_some() { now.saturating_sub(self.attached_at_ns) } else { 0 };
 
-        // Made per view: the target's mappings change, and blazesym's symbolizer is not Send,
-        // so it cannot live in the Observer that moves between tokio's blocking threads.
-        let mut unwinder = if opts.stacks { UserUnwinder::new(pid).ok() } else { None };
-        let mut symbolizer = opts.stacks.then(Symbolizer::new);
+        // The map is read once for the whole view, after the thread list: every thread's unwind
+        // and symbolisation share it (per thread it cost threads x mappings).
+        if opts.stacks {
+            self.stacks.begin_view();
+        }
         let mut threads = Vec::with_capacity(samples.len());
         for s in &samples {
             let mut view = self.thread_view(s, &facts, fds.as_ref(), now, window_ns);
             view.long_calls = self.long_calls_of(s.tid, now);
             if opts.stacks && view.state.is_blocked() {
                 view.kernel_stack = read_kernel_stack(pid, s.tid);
-                if let (SyscallSite::In { sp, pc, nr, .. }, Some(u), Some(sym)) =
-                    (&s.syscall, unwinder.as_mut(), symbolizer.as_mut())
-                {
+                if let SyscallSite::In { sp, pc, nr, .. } = &s.syscall {
                     let bp = facts.in_flight.get(&s.tid).filter(|f| f.nr == *nr).map(|f| f.user_bp);
-                    let addrs = u.unwind(*pc, *sp, bp, MAX_USER_FRAMES);
-                    view.user_stack = sym.user(pid, &addrs).iter().map(ToString::to_string).collect();
+                    let frames = self.stacks.user_stack(*pc, *sp, bp, MAX_USER_FRAMES);
+                    view.user_stack = frames.iter().map(ToString::to_string).collect();
                 }
             }
             threads.push(view);

@@ -35,7 +35,7 @@ pub fn build(which: GoBuilds) -> Result<()> {
     let root = util::root();
     let bin = bin_dir();
     std::fs::create_dir_all(&bin)?;
-    for name in ["blocker", "pingpong", "spinners", "splitsleep"] {
+    for name in ["blocker", "pingpong", "spinners", "splitsleep", "manythreads"] {
         let src = root.join(format!("examples/c/{name}.c"));
         let out = bin.join(name);
         if newer_than(&out, std::slice::from_ref(&src)) {

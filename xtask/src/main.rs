@@ -8,6 +8,7 @@ mod bench_common;
 mod bench_go;
 mod bench_go_uprobes;
 mod bench_profile;
+mod bench_threads;
 mod demo;
 mod examples;
 mod setup;
@@ -48,6 +49,8 @@ enum Task {
     BenchGoUprobes(bench_go_uprobes::BenchGoUprobesArgs),
     /// Measure what `parkscope profile` costs (off-CPU vs bpftrace offcputime; server throughput)
     BenchProfile(bench_profile::BenchProfileArgs),
+    /// Time `snapshot --json` with stacks of a C process with 1k..10k threads blocked in read()
+    BenchThreads(bench_threads::BenchThreadsArgs),
 }
 
 fn main() -> Result<()> {
@@ -79,6 +82,11 @@ fn main() -> Result<()> {
             setup::run()?;
             examples::build(examples::GoBuilds::Suite)?;
             bench_profile::run(args)
+        }
+        Task::BenchThreads(args) => {
+            setup::run()?;
+            examples::build()?;
+            bench_threads::run(args)
         }
     }
 }

@@ -1,10 +1,12 @@
 //! What /proc says about a target process: whether it is a traceable user process (`process`),
 //! what each of its threads is doing right now (`threads`), what its file descriptors are
-//! (`fds`), and which /proc thread ids its own pid namespace's ids stand for (`pidns`).
+//! (`fds`), and which /proc thread ids its own pid namespace's ids stand for (`pidns`), and
+//! its address space (`maps`, read once per view for stacks).
 //! Everything here is a synchronous read of /proc; callers on an async reactor should run it on
 //! a blocking thread.
 
 pub mod fds;
+pub mod maps;
 pub mod pidns;
 pub mod process;
 mod rq_clock;

@@ -125,6 +125,22 @@ fn check_blocked_stack(flags: &[&str], tag: &str) {
 
     // A second unwind reuses the loaded modules and must agree.
     assert_eq!(unwinder.unwind(pc, sp, None, 64), addrs);
+
+    // The per-view path (one reading of the map per view, CFI and names cached across views)
+    // names the same frames, the second time from its caches.
+    let mut stacks = super::ThreadStacks::new(pid);
+    for view in 0..2 {
+        stacks.begin_view();
+        assert_eq!(stacks.user_stack(pc, sp, None, 64), frames, "view {view}");
+    }
+}
+
+#[test]
+fn stacks_caches_can_move_between_threads() {
+    // The observer keeps them across views while moving between tokio's blocking threads.
+    fn assert_send<T: Send>() {}
+    assert_send::<super::ThreadStacks>();
+    assert_send::<Symbolizer>();
 }
 
 #[test]

@@ -6,15 +6,13 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::num::NonZeroU32;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use blazesym::symbolize::source::{Kernel, Process, Source};
-use blazesym::symbolize::{Input, Sym, Symbolized};
-use blazesym::{MaybeDefault, Pid};
-
-use super::maps::{self, Mapping};
+use super::maps::{AddressSpace, Mapping};
 use crate::go::GoExecutable;
+
+mod blaze;
 
 /// One named stack frame. `addr` is the address as unwound (a return address for all but the
 /// innermost frame); `function` and `offset` describe that address within its symbol.
@@ -49,15 +47,32 @@ impl fmt::Display for Frame {
     }
 }
 
-/// Reusable symbolizer: blazesym caches parsed objects and kallsyms between calls, and the
-/// pclntabs of Go executables are kept per file, so one instance should live as long as the
-/// agent.
+/// Reusable symbolizer, meant to live as long as the agent (it is `Send`, so an observer that
+/// moves between threads keeps it across views). What it keeps, each bounded:
+/// - the name of every address it resolved in a file-backed mapping, by (mapping, file
+///   offset): the same code in every thread and view costs one lookup ([`MAX_NAMED`] entries,
+///   dropped wholesale beyond);
+/// - the pclntabs of Go executables, per file ([`MAX_GO_EXECUTABLES`]);
+/// - blazesym's parsed ELF/DWARF and kallsyms, on blazesym's own thread ([`blaze::Blaze`]).
 pub struct Symbolizer {
-    inner: blazesym::symbolize::Symbolizer,
+    blaze: blaze::Blaze,
     /// Each executable file mapping seen, by identity: its pclntab, or `None` when it has none
     /// (not Go, unreadable, malformed), so each file is opened at most once.
     go: HashMap<ObjectKey, Option<Arc<GoExecutable>>>,
+    /// Small ids for the mappings `named` refers to, so its keys are cheap to hash and copy.
+    object_ids: HashMap<MappingKey, u32>,
+    /// Names by (object id, file offset of the looked-up address); `None`: blazesym named
+    /// nothing there.
+    named: HashMap<(u32, u64), Option<Named>>,
 }
+
+/// Names kept per address at most; beyond, the cache starts over (a long run over many
+/// processes stays bounded, and one process's hot code is re-learnt in one view).
+const MAX_NAMED: usize = 1 << 16;
+/// Mappings with an id at most; beyond, ids and names start over.
+const MAX_OBJECT_IDS: usize = 4096;
+/// Go executables' pclntabs kept at most (each can be tens of MB); beyond, they start over.
+const MAX_GO_EXECUTABLES: usize = 32;
 
 /// Identifies a mapped file: device and inode say which file it is even when paths differ or the
 /// file was replaced under the same path; the path (or the device and inode alone) would not.
@@ -68,6 +83,35 @@ struct ObjectKey {
     path: String,
 }
 
+impl ObjectKey {
+    fn of(m: &Mapping) -> Self {
+        Self { dev: m.dev.clone(), inode: m.inode, path: m.path.clone() }
+    }
+}
+
+/// One file mapping of one process, which `named` keys names by. Not the file alone: a file
+/// rewritten in place keeps its device, inode and path, and a process started from it later
+/// must not get the old build's names; while this mapping exists its code cannot change.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct MappingKey {
+    pid: u32,
+    start: u64,
+    end: u64,
+    offset: u64,
+    file: ObjectKey,
+}
+
+/// What symbolisation says about one looked-up address, independent of where it is mapped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Named {
+    pub function: String,
+    /// Offset of the looked-up address from the start of `function`.
+    pub offset: u64,
+    pub file_line: Option<String>,
+    /// The object blazesym says it read, for frames the map does not name.
+    pub module: Option<String>,
+}
+
 impl Default for Symbolizer {
     fn default() -> Self {
         Self::new()
@@ -76,25 +120,31 @@ impl Default for Symbolizer {
 
 impl Symbolizer {
     pub fn new() -> Self {
-        let inner = blazesym::symbolize::Symbolizer::builder()
-            .enable_code_info(true)
-            .enable_inlined_fns(true)
-            .enable_demangling(true)
-            .build();
-        Self { inner, go: HashMap::new() }
+        Self {
+            blaze: blaze::Blaze::default(),
+            go: HashMap::new(),
+            object_ids: HashMap::new(),
+            named: HashMap::new(),
+        }
     }
 
     /// Names addresses of process `pid`, in order, one frame per address. The first address is
-    /// taken as an instruction pointer, the rest as return addresses.
+    /// taken as an instruction pointer, the rest as return addresses. Reads the process's map;
+    /// for many stacks of one process, read it once and use [`Symbolizer::user_in`].
     pub fn user(&mut self, pid: u32, addrs: &[u64]) -> Vec<Frame> {
-        self.user_frames(pid, addrs, first_is_ip)
+        let space = space_or_empty(pid);
+        self.user_frames(&space, addrs, first_is_ip)
+    }
+
+    /// Like [`Symbolizer::user`], against a map already read (a view's [`AddressSpace`]).
+    pub fn user_in(&mut self, space: &AddressSpace, addrs: &[u64]) -> Vec<Frame> {
+        self.user_frames(space, addrs, first_is_ip)
     }
 
     /// Names kernel addresses (from kallsyms), in order, one frame per address. The first
     /// address is taken as an instruction pointer, the rest as return addresses.
     pub fn kernel(&mut self, addrs: &[u64]) -> Vec<Frame> {
-        let symbolized = self.symbolize(&kernel_source(), addrs, first_is_ip);
-        build_frames(addrs, symbolized, first_is_ip, |_| None)
+        self.kernel_frames(addrs, first_is_ip)
     }
 
     /// Like [`Symbolizer::user`] for many stacks at once (a profile's distinct addresses):
@@ -102,57 +152,125 @@ impl Symbolizer {
     /// instruction pointer. One pass over the target's maps for the whole batch.
     pub fn user_batch(&mut self, pid: u32, addrs: &[u64], is_return: &[bool]) -> Vec<Frame> {
         let ret = |i: usize| is_return.get(i).copied().unwrap_or(true);
-        self.user_frames(pid, addrs, ret)
+        let space = space_or_empty(pid);
+        self.user_frames(&space, addrs, ret)
     }
 
-    /// Names user addresses: those in a Go executable from its pclntab, the rest (and any the
-    /// pclntab cannot name) through blazesym.
-    fn user_frames(&mut self, pid: u32, addrs: &[u64], is_return: impl Fn(usize) -> bool) -> Vec<Frame> {
-        // Module names for frames blazesym cannot name come from the map; a process that is
-        // gone just yields frames without modules.
-        let maps = maps::read_maps(pid).unwrap_or_default();
-        let mut frames: Vec<Option<Frame>> = addrs
-            .iter()
-            .enumerate()
-            .map(|(i, &addr)| self.go_frame_in_process(pid, &maps, addr, is_return(i)))
-            .collect();
-        let rest: Vec<usize> = (0..addrs.len()).filter(|&i| frames[i].is_none()).collect();
-        if !rest.is_empty() {
-            let rest_addrs: Vec<u64> = rest.iter().map(|&i| addrs[i]).collect();
-            let rest_ret = |j: usize| is_return(rest[j]);
-            let symbolized = match NonZeroU32::new(pid) {
-                Some(nz) => {
-                    let src = Source::Process(Process::new(Pid::Pid(nz)));
-                    self.symbolize(&src, &rest_addrs, rest_ret)
-                }
-                None => Vec::new(),
-            };
-            let named = build_frames(&rest_addrs, symbolized, rest_ret, |addr| module_of(&maps, addr));
-            for (i, frame) in rest.into_iter().zip(named) {
+    /// Names user addresses: those in a Go executable from its pclntab, those in other files
+    /// from the cache or (once per file offset) from the file through blazesym, the rest (vDSO,
+    /// anonymous code) through blazesym's view of the process.
+    fn user_frames(
+        &mut self,
+        space: &AddressSpace,
+        addrs: &[u64],
+        is_return: impl Fn(usize) -> bool,
+    ) -> Vec<Frame> {
+        let pid = space.pid();
+        let mut frames: Vec<Option<Frame>> = vec![None; addrs.len()];
+        // Addresses to ask blazesym about: per file (its id, the path to open it by, and the
+        // (index, file offset) pairs), and those outside any file.
+        let mut by_file: HashMap<u32, (PathBuf, Vec<(usize, u64)>)> = HashMap::new();
+        let mut in_process: Vec<usize> = Vec::new();
+        for (i, &addr) in addrs.iter().enumerate() {
+            let ret = is_return(i);
+            if let Some(frame) = self.go_frame_in_process(space, addr, ret) {
                 frames[i] = Some(frame);
+                continue;
+            }
+            let at = lookup(ret, addr);
+            let Some(m) = space.find(at).filter(|m| m.is_file()) else {
+                in_process.push(i);
+                continue;
+            };
+            let file_offset = (at - m.range.start).saturating_add(m.offset);
+            let id = self.object_id(pid, m);
+            match self.named.get(&(id, file_offset)) {
+                Some(named) => frames[i] = Some(frame_of(addr, ret, named.clone(), module_of(space, addr))),
+                None => by_file
+                    .entry(id)
+                    .or_insert_with(|| (file_path(pid, m), Vec::new()))
+                    .1
+                    .push((i, file_offset)),
             }
         }
-        frames.into_iter().flatten().collect()
+        for (id, (path, wanted)) in by_file {
+            let offsets: Vec<u64> = wanted.iter().map(|&(_, off)| off).collect();
+            let reply = self.blaze.elf_offsets(path, offsets);
+            // Only answers are remembered: a failure (the file vanished with its process) may
+            // not repeat for the next process mapping the same file.
+            let remember = reply.is_some();
+            let mut named = reply.unwrap_or_default();
+            named.resize(wanted.len(), None);
+            if remember && self.named.len() + wanted.len() > MAX_NAMED {
+                self.named.clear();
+            }
+            for ((i, off), named) in wanted.into_iter().zip(named) {
+                // A batch bigger than the whole cache (a profile's addresses) is named, but
+                // only what fits is kept.
+                if remember && self.named.len() < MAX_NAMED {
+                    self.named.insert((id, off), named.clone());
+                }
+                frames[i] = Some(frame_of(addrs[i], is_return(i), named, module_of(space, addrs[i])));
+            }
+        }
+        if !in_process.is_empty() {
+            // Not cached: anonymous code (JIT, perf maps) changes under the same address.
+            let lookups: Vec<u64> = in_process.iter().map(|&i| lookup(is_return(i), addrs[i])).collect();
+            let mut named =
+                NonZeroU32::new(pid).and_then(|nz| self.blaze.process(nz, lookups)).unwrap_or_default();
+            named.resize(in_process.len(), None);
+            for (i, named) in in_process.into_iter().zip(named) {
+                frames[i] = Some(frame_of(addrs[i], is_return(i), named, module_of(space, addrs[i])));
+            }
+        }
+        frames
+            .into_iter()
+            .zip(addrs)
+            .map(|(f, &addr)| f.unwrap_or_else(|| frame_of(addr, false, None, None)))
+            .collect()
     }
 
-    /// The frame of `addr` of process `pid` from the pclntab of the Go executable it lies in, if
-    /// it does and the pclntab names it.
-    fn go_frame_in_process(
-        &mut self,
-        pid: u32,
-        maps: &[Mapping],
-        addr: u64,
-        is_return: bool,
-    ) -> Option<Frame> {
-        let m = &maps[maps::find(maps, addr)?];
+    /// The small id of mapping `m` of process `pid`; ids and the names keyed by them start over
+    /// when too many mappings were seen.
+    fn object_id(&mut self, pid: u32, m: &Mapping) -> u32 {
+        let key = MappingKey {
+            pid,
+            start: m.range.start,
+            end: m.range.end,
+            offset: m.offset,
+            file: ObjectKey::of(m),
+        };
+        if let Some(&id) = self.object_ids.get(&key) {
+            return id;
+        }
+        if self.object_ids.len() >= MAX_OBJECT_IDS {
+            self.object_ids.clear();
+            self.named.clear();
+        }
+        let id = u32::try_from(self.object_ids.len()).unwrap_or(u32::MAX);
+        self.object_ids.insert(key, id);
+        id
+    }
+
+    /// The frame of `addr` of the process whose map is `space` from the pclntab of the Go
+    /// executable it lies in, if it does and the pclntab names it.
+    fn go_frame_in_process(&mut self, space: &AddressSpace, addr: u64, is_return: bool) -> Option<Frame> {
+        let pid = space.pid();
+        let m = space.find(addr)?;
         if !m.executable || !m.is_file() {
             return None;
         }
-        let key = ObjectKey { dev: m.dev.clone(), inode: m.inode, path: m.path.clone() };
-        // The file as the target maps it (also when deleted or in another mount namespace).
-        let mapped = format!("/proc/{pid}/map_files/{:x}-{:x}", m.range.start, m.range.end);
-        let rooted = format!("/proc/{pid}/root{}", m.path);
-        let exe = self.go_executable(key, &[Path::new(&mapped), Path::new(&rooted), Path::new(&m.path)])?;
+        let key = ObjectKey::of(m);
+        let exe = match self.go.get(&key) {
+            Some(known) => known.clone()?,
+            None => {
+                // The file as the target maps it (also when deleted or in another mount
+                // namespace).
+                let mapped = format!("/proc/{pid}/map_files/{:x}-{:x}", m.range.start, m.range.end);
+                let rooted = format!("/proc/{pid}/root{}", m.path);
+                self.go_executable(key, &[Path::new(&mapped), Path::new(&rooted), Path::new(&m.path)])?
+            }
+        };
         // The mapping's file offset, through the program headers, gives the link-time address;
         // this is the same for PIE (loaded at a slide) and non-PIE builds.
         let vaddr = exe.vaddr_of_offset((addr - m.range.start).checked_add(m.offset)?)?;
@@ -179,6 +297,9 @@ impl Symbolizer {
                 }
             }
         }
+        if self.go.len() >= MAX_GO_EXECUTABLES {
+            self.go.clear();
+        }
         self.go.insert(key, found.clone());
         found
     }
@@ -186,8 +307,19 @@ impl Symbolizer {
     /// Like [`Symbolizer::kernel`] for many stacks at once; see [`Symbolizer::user_batch`].
     pub fn kernel_batch(&mut self, addrs: &[u64], is_return: &[bool]) -> Vec<Frame> {
         let ret = |i: usize| is_return.get(i).copied().unwrap_or(true);
-        let symbolized = self.symbolize(&kernel_source(), addrs, ret);
-        build_frames(addrs, symbolized, ret, |_| None)
+        self.kernel_frames(addrs, ret)
+    }
+
+    fn kernel_frames(&mut self, addrs: &[u64], is_return: impl Fn(usize) -> bool) -> Vec<Frame> {
+        let lookups: Vec<u64> = addrs.iter().enumerate().map(|(i, &a)| lookup(is_return(i), a)).collect();
+        let mut named = self.blaze.kernel(lookups).unwrap_or_default();
+        named.resize(addrs.len(), None);
+        addrs
+            .iter()
+            .zip(named)
+            .enumerate()
+            .map(|(i, (&addr, n))| frame_of(addr, is_return(i), n, None))
+            .collect()
     }
 
     /// Names addresses of an object file that is no longer mapped anywhere we can see (its
@@ -212,48 +344,29 @@ impl Symbolizer {
             .collect();
         let rest: Vec<usize> = (0..offsets.len()).filter(|&i| frames[i].is_none()).collect();
         if !rest.is_empty() {
-            let rest_offsets: Vec<u64> = rest.iter().map(|&i| offsets[i]).collect();
-            let rest_ret = |j: usize| ret(rest[j]);
-            let lookups: Vec<u64> =
-                rest_offsets.iter().enumerate().map(|(j, &a)| lookup(rest_ret(j), a)).collect();
-            let src = Source::Elf(blazesym::symbolize::source::Elf::new(path));
-            let symbolized = match self.inner.symbolize(&src, Input::FileOffset(&lookups)) {
-                Ok(results) => {
-                    results.into_iter().map(|r| Symbolized::into_sym(r).map(Sym::into_owned)).collect()
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, path = %path.display(), "symbolization by file offset failed");
-                    Vec::new()
-                }
-            };
-            let named = build_frames(&rest_offsets, symbolized, rest_ret, |_| Some(module.clone()));
-            for (i, frame) in rest.into_iter().zip(named) {
-                frames[i] = Some(frame);
+            let lookups: Vec<u64> = rest.iter().map(|&i| lookup(ret(i), offsets[i])).collect();
+            let mut named = self.blaze.elf_offsets(path.to_path_buf(), lookups).unwrap_or_default();
+            named.resize(rest.len(), None);
+            for (i, n) in rest.into_iter().zip(named) {
+                frames[i] = Some(frame_of(offsets[i], ret(i), n, Some(module.clone())));
             }
         }
         frames.into_iter().flatten().collect()
     }
+}
 
-    /// Symbolizes the call sites: a return address points at the instruction after the call,
-    /// which may already belong to the next function (or next line), so it is looked up at
-    /// addr-1. Failure names nothing rather than failing the whole stack.
-    fn symbolize(
-        &self,
-        src: &Source<'_>,
-        addrs: &[u64],
-        is_return: impl Fn(usize) -> bool,
-    ) -> Vec<Option<Sym<'static>>> {
-        let lookups: Vec<u64> = addrs.iter().enumerate().map(|(i, &a)| lookup(is_return(i), a)).collect();
-        match self.inner.symbolize(src, Input::AbsAddr(&lookups)) {
-            Ok(results) => {
-                results.into_iter().map(|r| Symbolized::into_sym(r).map(Sym::into_owned)).collect()
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "symbolization failed");
-                Vec::new()
-            }
-        }
-    }
+/// The map of `pid`, or an empty one for a process that is gone (its frames then just have no
+/// modules and blazesym names what it still can).
+fn space_or_empty(pid: u32) -> AddressSpace {
+    AddressSpace::read(pid).unwrap_or_else(|_| AddressSpace::from_parts(pid, Vec::new()))
+}
+
+/// The path to open the file a mapping of `pid` maps: /proc/PID/map_files names exactly the
+/// inode the target mapped, even across mount namespaces or after deletion; else the path
+/// under the target's root.
+fn file_path(pid: u32, m: &Mapping) -> PathBuf {
+    let mapped = PathBuf::from(format!("/proc/{pid}/map_files/{:x}-{:x}", m.range.start, m.range.end));
+    if mapped.exists() { mapped } else { PathBuf::from(format!("/proc/{pid}/root{}", m.path)) }
 }
 
 /// A stack as unwound: the first address is where the thread is, the rest are return addresses.
@@ -265,47 +378,21 @@ fn lookup(is_return: bool, addr: u64) -> u64 {
     if is_return { addr.saturating_sub(1) } else { addr }
 }
 
-fn kernel_source() -> Source<'static> {
-    Source::Kernel(Kernel {
-        // kallsyms always matches the running kernel; a vmlinux found on disk might not,
-        // and parsing one costs seconds.
-        vmlinux: MaybeDefault::None,
-        ..Kernel::default()
-    })
-}
-
-fn build_frames(
-    addrs: &[u64],
-    mut syms: Vec<Option<Sym<'static>>>,
-    is_return: impl Fn(usize) -> bool,
-    module_of: impl Fn(u64) -> Option<String>,
-) -> Vec<Frame> {
-    syms.resize(addrs.len(), None);
-    addrs
-        .iter()
-        .zip(syms)
-        .enumerate()
-        .map(|(i, (&addr, sym))| {
-            let module = module_of(addr).or_else(|| {
-                sym.as_ref().and_then(|s| s.module.as_ref()).map(|m| m.to_string_lossy().into_owned())
-            });
-            let Some(sym) = sym else {
-                return Frame { addr, function: None, offset: 0, module, file_line: None };
-            };
-            // blazesym's offset is relative to the address it looked up; report it for the
-            // address we were given.
-            let offset = sym.offset as u64 + (addr - lookup(is_return(i), addr));
-            // With inlining, the symbol is the real (outer) function, which `offset` refers to,
-            // while the innermost inlined function's location is the instruction's true line.
-            let code_info =
-                sym.inlined.last().and_then(|f| f.code_info.as_ref()).or(sym.code_info.as_deref());
-            let file_line = code_info.map(|ci| match ci.line {
-                Some(line) => format!("{}:{line}", ci.file.to_string_lossy()),
-                None => ci.file.to_string_lossy().into_owned(),
-            });
-            Frame { addr, function: Some(sym.name.into_owned()), offset, module, file_line }
-        })
-        .collect()
+/// The frame of `addr` from what symbolisation said about its looked-up address. `module` (the
+/// map's name for the object) wins over blazesym's.
+fn frame_of(addr: u64, is_return: bool, named: Option<Named>, module: Option<String>) -> Frame {
+    let Some(named) = named else {
+        return Frame { addr, function: None, offset: 0, module, file_line: None };
+    };
+    // The offset is relative to the address looked up; report it for the address we were given.
+    let offset = named.offset + (addr - lookup(is_return, addr));
+    Frame {
+        addr,
+        function: Some(named.function),
+        offset,
+        module: module.or(named.module),
+        file_line: named.file_line,
+    }
 }
 
 /// The frame of `addr` (at link-time address `vaddr` in `exe`) as the pclntab names it, in the
@@ -330,8 +417,8 @@ fn go_frame(exe: &GoExecutable, addr: u64, vaddr: u64, is_return: bool, module: 
     })
 }
 
-fn module_of(maps: &[Mapping], addr: u64) -> Option<String> {
-    let m = &maps[maps::find(maps, addr)?];
+fn module_of(space: &AddressSpace, addr: u64) -> Option<String> {
+    let m = space.find(addr)?;
     (!m.path.is_empty()).then(|| m.path.clone())
 }
 

@@ -3,12 +3,13 @@
 //! memory map and code. Nothing here guesses: a frame that cannot be verified ends the stack.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{FrameAddress, Unwinder};
 
 use super::StackError;
-use super::maps::{self, Mapping};
+use super::maps::{AddressSpace, Mapping};
 use super::memory::{PageCache, RemoteMemory, StackReader};
 use super::objects::{self, FunctionStarts, ObjectPlacement, SectionData};
 
@@ -20,11 +21,21 @@ const FRAME_RECORD_SEARCH: u64 = 64 << 10;
 const CODE_CACHE_PAGES: usize = 1024;
 
 /// Unwinds user stacks of one process. Keeps the parsed memory map and, per object, the unwind
-/// sections loaded on first use, so repeated unwinds of the same process stay cheap.
+/// sections loaded on first use, so repeated unwinds of the same process stay cheap: objects
+/// survive map changes that leave them in place, so an unwinder kept across views parses each
+/// object's CFI once. Its memory is bounded by the target's own mappings (one slot per mapped
+/// object, dropped when the object goes away) and [`CODE_CACHE_PAGES`].
 pub struct UserUnwinder {
     pid: u32,
     mem: RemoteMemory,
-    maps: Vec<Mapping>,
+    space: Arc<AddressSpace>,
+    /// The map was handed in for a view ([`UserUnwinder::use_space`]): it was read after the
+    /// view's thread list, so every listed thread's stack and every library it runs is in it,
+    /// and a miss re-reads the map at most once per view, not once per thread (which was
+    /// threads x mappings again).
+    view_space: bool,
+    /// A re-read already happened since the last [`UserUnwinder::use_space`].
+    refreshed_in_view: bool,
     /// Executable objects, sorted by span start; loaded lazily.
     objects: Vec<ObjectSlot>,
     unwinder: UnwinderX86_64<SectionData>,
@@ -67,19 +78,47 @@ struct Cursor {
 impl UserUnwinder {
     /// Reads /proc/PID/maps and opens the process memory. Objects are loaded on first use.
     pub fn new(pid: u32) -> Result<Self, StackError> {
-        let maps = maps::read_maps(pid)?;
-        let mem = RemoteMemory::open(pid)?;
-        let mut this = Self {
+        let space = AddressSpace::read(pid)?;
+        let mut this = Self::open(pid)?;
+        this.install_maps(Arc::new(space));
+        Ok(this)
+    }
+
+    /// An unwinder for the process whose map `space` is, sharing that reading of the map.
+    pub fn with_space(space: Arc<AddressSpace>) -> Result<Self, StackError> {
+        let mut this = Self::open(space.pid())?;
+        this.use_space(space);
+        Ok(this)
+    }
+
+    fn open(pid: u32) -> Result<Self, StackError> {
+        Ok(Self {
             pid,
-            mem,
-            maps: Vec::new(),
+            mem: RemoteMemory::open(pid)?,
+            space: Arc::new(AddressSpace::from_parts(pid, Vec::new())),
+            view_space: false,
+            refreshed_in_view: false,
             objects: Vec::new(),
             unwinder: UnwinderX86_64::new(),
             cache: CacheX86_64::new(),
             code: PageCache::default(),
-        };
-        this.install_maps(maps);
-        Ok(this)
+        })
+    }
+
+    /// Starts a view: unwinds use `space` (read once for the view, after its thread list) and
+    /// re-read the map at most once until the next call. Objects already loaded and still
+    /// mapped where they were are kept. `space` must be of this unwinder's process.
+    pub fn use_space(&mut self, space: Arc<AddressSpace>) {
+        debug_assert_eq!(space.pid(), self.pid);
+        self.install_maps(space);
+        self.view_space = true;
+        self.refreshed_in_view = false;
+    }
+
+    /// The map unwinds currently use (the view's, or a re-read of it after a miss): symbolise
+    /// the addresses they return against this one.
+    pub fn space(&self) -> &Arc<AddressSpace> {
+        &self.space
     }
 
     /// Return addresses, innermost first (first element = pc), at most `max_frames`.
@@ -335,12 +374,12 @@ impl UserUnwinder {
     }
 
     fn stack_bounds(&self, sp: u64) -> Option<Range<u64>> {
-        let m = &self.maps[maps::find(&self.maps, sp)?];
+        let m = self.space.find(sp)?;
         (m.readable && m.writable).then(|| m.range.clone())
     }
 
     fn is_executable(&self, addr: u64) -> bool {
-        maps::find(&self.maps, addr).is_some_and(|i| self.maps[i].executable)
+        self.space.find(addr).is_some_and(|m| m.executable)
     }
 
     /// Like `is_executable`, but a miss re-reads the map once per walk: a library loaded after
@@ -399,17 +438,26 @@ impl UserUnwinder {
     }
 
     fn refresh_maps(&mut self) {
-        match maps::read_maps(self.pid) {
-            Ok(maps) => self.install_maps(maps),
+        if self.view_space {
+            if self.refreshed_in_view {
+                return;
+            }
+            self.refreshed_in_view = true;
+        }
+        match AddressSpace::read(self.pid) {
+            Ok(space) => self.install_maps(Arc::new(space)),
             Err(e) => tracing::debug!(pid = self.pid, error = %e, "could not re-read memory map"),
         }
     }
 
     /// Replaces the map, keeping already-loaded objects whose placement did not change and
     /// dropping framehop modules of objects that went away or moved.
-    fn install_maps(&mut self, maps: Vec<Mapping>) {
+    fn install_maps(&mut self, space: Arc<AddressSpace>) {
+        if Arc::ptr_eq(&space, &self.space) {
+            return;
+        }
         let mut old: Vec<ObjectSlot> = std::mem::take(&mut self.objects);
-        let mut fresh = group_objects(&maps);
+        let mut fresh = group_objects(space.mappings());
         for slot in &mut fresh {
             if let Some(pos) =
                 old.iter().position(|o| o.exec_span == slot.exec_span && o.exec_mapping == slot.exec_mapping)
@@ -422,11 +470,16 @@ impl UserUnwinder {
                 self.unwinder.remove_module(gone.exec_span.start);
             }
         }
-        if !self.maps.is_empty() && self.maps != maps {
+        // Code pages stay valid while the executable mappings stay; thread stacks coming and
+        // going (most of the map of a many-threaded process) do not touch them.
+        let executable = |s: &AddressSpace| -> Vec<Mapping> {
+            s.mappings().iter().filter(|m| m.executable).cloned().collect()
+        };
+        if !self.space.is_empty() && executable(&self.space) != executable(&space) {
             self.code.clear();
         }
         self.objects = fresh;
-        self.maps = maps;
+        self.space = space;
     }
 }
 
@@ -570,7 +623,7 @@ mod tests {
 7000-8000 rwxp 00000000 00:00 0
 9000-a000 r-xp 00000000 00:00 0 [vdso]
 ";
-        let maps = maps::parse_maps(text).unwrap();
+        let maps = super::super::maps::parse_maps(text).unwrap();
         let slots = group_objects(&maps);
         let spans: Vec<_> =
             slots.iter().map(|s| (s.name.as_str(), s.exec_span.clone(), s.in_memory)).collect();

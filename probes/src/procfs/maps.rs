@@ -1,9 +1,11 @@
 //! The target's address space as /proc/PID/maps describes it: which ranges are code, which are
-//! stacks, and which file (or vDSO) backs each range.
+//! stacks, and which file (or vDSO) backs each range. A process with thousands of threads has
+//! thousands of mappings (every thread stack is one, plus its guard page), so the map is read once
+//! per view into an [`AddressSpace`] that every thread's unwind and symbolisation share.
 
 use std::ops::Range;
 
-use super::StackError;
+use crate::stacks::StackError;
 
 /// One line of /proc/PID/maps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +32,49 @@ impl Mapping {
     /// File-backed mappings have a non-zero inode; `[vdso]` and friends have inode 0.
     pub fn is_file(&self) -> bool {
         self.inode != 0 && self.path.starts_with('/')
+    }
+}
+
+/// One reading of a process's /proc/PID/maps, sorted by address: the snapshot of its address
+/// space that a view's unwinds and symbolisation share (reading it per thread made a view cost
+/// threads x mappings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressSpace {
+    pid: u32,
+    maps: Vec<Mapping>,
+}
+
+impl AddressSpace {
+    /// Reads and parses /proc/PID/maps once.
+    pub fn read(pid: u32) -> Result<Self, StackError> {
+        Ok(Self { pid, maps: read_maps(pid)? })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Number of mappings.
+    pub fn len(&self) -> usize {
+        self.maps.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.maps.is_empty()
+    }
+
+    pub(crate) fn mappings(&self) -> &[Mapping] {
+        &self.maps
+    }
+
+    /// The mapping containing `addr`.
+    pub(crate) fn find(&self, addr: u64) -> Option<&Mapping> {
+        find(&self.maps, addr).map(|i| &self.maps[i])
+    }
+
+    pub(crate) fn from_parts(pid: u32, mut maps: Vec<Mapping>) -> Self {
+        maps.sort_by_key(|m| m.range.start);
+        Self { pid, maps }
     }
 }
 
