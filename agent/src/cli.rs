@@ -79,6 +79,13 @@ pub struct SnapshotArgs {
     /// default, and the goroutine view needs none of it.
     #[arg(long, conflicts_with = "no_go")]
     pub go_uprobes: bool,
+
+    /// Also trace every syscall of the target (raw sys_enter/sys_exit) for the window, for
+    /// the per-call detail: each thread's `completed` histograms and its `long_calls`. Costs
+    /// every syscall of the target ~0.3-0.5 us and every syscall of other processes tens of
+    /// ns (docs/performance.md); blocked threads need none of it.
+    #[arg(long)]
+    pub syscalls: bool,
 }
 
 #[derive(Debug, Args)]
@@ -157,9 +164,9 @@ pub struct ProfileArgs {
     #[arg(long)]
     pub waker_stacks: bool,
 
-    /// --kind offcpu: also trace the target's syscalls, so each wait is labelled with its fd
-    /// and what the fd is. Costs every syscall of the target; without it the syscall label
-    /// comes from the kernel stack.
+    /// --kind offcpu: also label each wait with its fd and what the fd is. The fd is read
+    /// from the thread's saved registers when it goes off CPU (no syscall probes); the
+    /// description costs a read of the target's fd table at the end.
     #[arg(long)]
     pub fd_labels: bool,
 
