@@ -109,8 +109,8 @@ pub mod global {
     /// u32: byte offset of `thread_info.flags` in `struct task_struct` (x86_64 keeps
     /// thread_info first in the task), from the kernel's BTF.
     pub const TASK_TIF_OFF: &str = "TASK_TIF_OFF";
-    /// u32: the bit of `TIF_NEED_FPU_LOAD` in those flags (14 before Linux 6.19's generic TIF
-    /// bits, 19 since): set at every context switch, cleared only on the way back to user
+    /// u32: the bit of `TIF_NEED_FPU_LOAD` in those flags (14 before x86's generic TIF bits of
+    /// Linux 6.18, 19 since): set at every context switch, cleared only on the way back to user
     /// mode, so at a switch-out it says "has not returned to user mode since its last switch".
     pub const TIF_NEED_FPU_LOAD_BIT: &str = "TIF_NEED_FPU_LOAD_BIT";
 }

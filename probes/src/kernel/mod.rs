@@ -232,20 +232,24 @@ impl KernelProbes {
         fill_arg_kinds(&mut ebpf)?;
         let stack_sample_ns = if at_switch_out { 0 } else { sel.offcpu_sample_ns };
         let mut probes = KernelProbes { ebpf, config, stack_sample_ns, cpus_sampled: 0 };
-        if config.selection.syscalls {
-            // tp_btf: the verifier checks the programs' pt_regs loads against the kernel's BTF.
-            let btf = vmlinux_btf()?;
-            probes.attach_btf(program::SYS_ENTER, "sys_enter", &btf)?;
-            probes.attach_btf(program::SYS_EXIT, "sys_exit", &btf)?;
-        }
-        if sel.switches || sel.blocks || sel.wakeups || sel.offcpu_profile {
-            probes.attach_btf(program::SCHED_SWITCH, "sched_switch", &vmlinux_btf()?)?;
-        }
-        if sel.wakeups || sel.offcpu_profile {
-            probes.attach_btf(program::SCHED_WAKING, "sched_waking", &vmlinux_btf()?)?;
-        }
-        if sel.offcpu_profile && !at_switch_out {
-            probes.attach_btf(program::SCHED_EXIT, "sched_exit_tp", &vmlinux_btf()?)?;
+        // Parsed once for every tp_btf program (a parse is most of attaching).
+        let needs_btf = sel.syscalls || sel.switches || sel.blocks || sel.wakeups || sel.offcpu_profile;
+        let btf = if needs_btf { Some(vmlinux_btf()?) } else { None };
+        if let Some(btf) = &btf {
+            if sel.syscalls {
+                // tp_btf: the verifier checks the programs' pt_regs loads against the kernel's BTF.
+                probes.attach_btf(program::SYS_ENTER, "sys_enter", btf)?;
+                probes.attach_btf(program::SYS_EXIT, "sys_exit", btf)?;
+            }
+            if sel.switches || sel.blocks || sel.wakeups || sel.offcpu_profile {
+                probes.attach_btf(program::SCHED_SWITCH, "sched_switch", btf)?;
+            }
+            if sel.wakeups || sel.offcpu_profile {
+                probes.attach_btf(program::SCHED_WAKING, "sched_waking", btf)?;
+            }
+            if sel.offcpu_profile && !at_switch_out {
+                probes.attach_btf(program::SCHED_EXIT, "sched_exit_tp", btf)?;
+            }
         }
         if sel.cpu_profile {
             probes.cpus_sampled = cpu_profile::attach_per_cpu(&mut probes.ebpf, sel.cpu_frequency_hz)?;
@@ -578,13 +582,14 @@ fn kernel_release() -> String {
 }
 
 /// TIF_NEED_FPU_LOAD's bit number on x86_64 (arch/x86/include/asm/thread_info.h): 14 until
-/// Linux 6.19 moved x86 to the generic TIF bits, where the architecture's bits start at 16 and
-/// it is 19. Not in BTF (a #define), hence the version; a test checks the behaviour it implies
-/// (a thread that wakes and sleeps again inside one call is one block, a repeated call is not).
+/// x86 moved to the generic TIF bits (Linux 6.18; the architecture's bits start at 16 there
+/// and it is 19; observed on 6.18.44: a switched thread has bits 0 and 19 set). Not in BTF (a
+/// #define), hence the version; tests/tests/blocks.rs checks the behaviour it implies (a
+/// thread that wakes and sleeps again inside one call is one block, a repeated call is not).
 fn tif_need_fpu_load_bit(release: &str) -> u32 {
     let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
     let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    if (major, minor) >= (6, 19) { 19 } else { 14 }
+    if (major, minor) >= (6, 18) { 19 } else { 14 }
 }
 
 /// Tells the kernel side which syscalls take an fd first, so histograms are keyed by fd only
@@ -616,7 +621,8 @@ pub fn monotonic_now_ns() -> u64 {
 mod tests {
     #[test]
     fn tif_bit_follows_the_generic_tif_switch() {
-        assert_eq!(super::tif_need_fpu_load_bit("6.18.44-fc-v1098"), 14);
+        assert_eq!(super::tif_need_fpu_load_bit("6.18.44-fc-v1098"), 19);
+        assert_eq!(super::tif_need_fpu_load_bit("6.17.9"), 14);
         assert_eq!(super::tif_need_fpu_load_bit("5.15.0-91-generic"), 14);
         assert_eq!(super::tif_need_fpu_load_bit("6.19.0"), 19);
         assert_eq!(super::tif_need_fpu_load_bit("7.0.1-arch1"), 19);
