@@ -461,7 +461,6 @@ impl Observer {
             .and_then(|m| m.get(&s.tid))
             .is_some_and(|(n, a)| *n == nr && a == args);
         let proc_bound = s.off_cpu_ns;
-        tracing::debug!(tid = s.tid, nr, ?args, sp, pc, asleep_at_attach, block = ?facts.blocks.get(&s.tid), "block");
         let window_bound = |ok: bool| {
             let w = (ok && facts.counters.thread_blocks_full == 0).then_some(window_ns);
             (None, w.into_iter().chain(proc_bound).max())

@@ -1,5 +1,8 @@
 //! sched_switch, sched_waking and sched_exit_tp (tp_btf): which task is on each CPU (running vs
-//! runnable), and when the commands that need it switch it on (TRACK_OFFCPU), which target
+//! runnable); with TRACK_BLOCKS, what each target thread is blocked in, read at the switch from
+//! its saved user registers (the syscall and its arguments, one block per call from its first
+//! sleep: see `block_switch_out`), so blocking costs the target per block, not per syscall;
+//! and when the commands that need it switch it on (TRACK_OFFCPU), which target
 //! threads are off CPU right now and who woke them last. In off-CPU profiling mode the
 //! intervals are summed in kernel per (thread, stacks, waker, syscall), offcputime/offwaketime's
 //! pattern, with one difference: the interval is closed, and its stacks taken, at sched_exit_tp
