@@ -416,8 +416,11 @@ impl Observer {
                 }
             }
         };
-        let waker_tid =
-            if facts.wakeups_attached { facts.wakes.get(&s.tid).map(|w| w.waker_tid) } else { None };
+        let waker_tid = match (facts.wakeups_attached, facts.blocks_attached) {
+            (true, true) => facts.blocks.get(&s.tid).filter(|b| b.wake_ns != 0).map(|b| b.waker_tid),
+            (true, false) => facts.wakes.get(&s.tid).map(|w| w.waker_tid),
+            _ => None,
+        };
         SyscallView {
             nr,
             name: syscalls::display_name(nr).to_string(),

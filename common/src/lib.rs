@@ -185,9 +185,12 @@ pub struct ThreadBlock {
     pub sleeps: u32,
     /// [`BLOCK_CALL_BEFORE_ATTACH`] or 0.
     pub flags: u32,
-    pub _pad: u32,
+    /// The task running when the thread was last woken while off CPU (sched_waking, snapshot's
+    /// blocks mode), and when; 0 = no wakeup seen since attach.
+    pub waker_tid: u32,
+    pub wake_ns: u64,
 }
-const _: () = assert!(core::mem::size_of::<ThreadBlock>() == 112);
+const _: () = assert!(core::mem::size_of::<ThreadBlock>() == 120);
 
 /// Key of the completed-syscall histograms: one per thread, syscall and fd (fd is -1 for
 /// syscalls whose first argument is not an fd).

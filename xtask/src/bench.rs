@@ -575,10 +575,15 @@ fn bpf_stats(ctx: &Ctx, mode: Mode) -> Result<Vec<ProgStats>> {
             "--start-delay-ms",
             &START_DELAY.as_millis().to_string(),
         ]);
+        let started = Instant::now();
         let pp = Proc::spawn(&mut cmd, "pingpong")?;
         let tracer = Tracer::start(ctx, mode, pp.pid())?.context("a tracer mode")?;
-        let _ = pp.finish()?;
+        // Read while pingpong still runs: parkscope detaches (closing its programs) as soon
+        // as its target exits.
+        let near_end = START_DELAY + Duration::from_secs(ctx.seconds) - Duration::from_millis(500);
+        thread::sleep(near_end.saturating_sub(started.elapsed()));
         let stats = prog_stats(tracer.proc.pid())?;
+        let _ = pp.finish()?;
         tracer.stop()?;
         Ok(stats)
     })();

@@ -462,7 +462,23 @@ pub fn parkscope_sched_waking(ctx: BtfTracePointContext) -> i32 {
 
 fn try_sched_waking(ctx: &BtfTracePointContext) -> Result<(), i32> {
     let wakee_task: *const u8 = ctx.arg(0);
+    // One load dismisses the wakeups of every other process (no map lookup for them).
+    if task_tgid(wakee_task) != target_tgid() {
+        return Ok(());
+    }
     let wakee = task_pid(wakee_task);
+    if track_blocks() && !track_offcpu() {
+        // Blocks mode (snapshot): the waker goes into the wakee's own slot, in place, if the
+        // slot says it is off CPU; no per-wakeup insert into LAST_WAKE.
+        if let Some(slot) = THREAD_BLOCKS.get_ptr_mut(&wakee) {
+            let b = unsafe { &mut *slot };
+            if b.off_ns > b.on_ns {
+                b.waker_tid = bpf_get_current_pid_tgid() as u32;
+                b.wake_ns = unsafe { bpf_ktime_get_ns() };
+            }
+        }
+        return Ok(());
+    }
     // Only target threads have slots; in profiling mode a slot with start_ns == 0 is a thread
     // on CPU (a spurious or racing wakeup), which has no interval to attribute.
     match unsafe { OFFCPU_START.get(&wakee) } {

@@ -66,7 +66,8 @@ pub struct ProbeSelection {
     /// sched_switch, light: which target threads are on a CPU at an instant (running vs
     /// runnable), for one per-CPU array store per context switch.
     pub switches: bool,
-    /// sched_waking plus per-thread off-CPU starts: who last woke each thread.
+    /// sched_waking: who last woke each thread (in its THREAD_BLOCKS slot with `blocks`, else
+    /// with per-thread off-CPU starts and LAST_WAKE).
     pub wakeups: bool,
     /// Off-CPU profiling (implies wakeups): in-kernel totals per (thread, stacks, waker,
     /// syscall), stacks taken at switch-in and sampled by off-CPU time (see
@@ -202,7 +203,9 @@ impl KernelProbes {
         let stacks_at_switch_out = u8::from(at_switch_out);
         let min_ns = config.block_event_min_ns.unwrap_or(u64::MAX);
         let offcpu_profile = u8::from(sel.offcpu_profile);
-        let track_offcpu = u8::from(sel.wakeups || sel.offcpu_profile);
+        // With blocks, wakeups are recorded in the thread's block slot (no per-switch
+        // OFFCPU_START insert and delete, no per-wakeup LAST_WAKE insert).
+        let track_offcpu = u8::from((sel.wakeups && !sel.blocks) || sel.offcpu_profile);
         let waker_stacks = u8::from(sel.offcpu_profile && sel.waker_stacks);
         let sample_ns = sel.offcpu_sample_ns;
         let track_blocks = u8::from(sel.blocks);
