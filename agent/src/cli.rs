@@ -108,7 +108,7 @@ pub struct SchedtraceArgs {
     pub detail: bool,
 
     /// On a Go process, print the thread-level lines (threads by state and syscall class, from
-    /// the eBPF syscall probes) instead of the runtime's GODEBUG lines, which need no probes.
+    /// the eBPF context-switch probe) instead of the runtime's GODEBUG lines, which need no probes.
     #[arg(long)]
     pub threads: bool,
 }

@@ -59,7 +59,7 @@ enum GoTarget {
 pub struct Observer {
     pub target: TargetProcess,
     probes: Option<KernelProbes>,
-    /// CLOCK_MONOTONIC when the syscall probes began recording.
+    /// CLOCK_MONOTONIC when the probes began recording.
     attached_at_ns: u64,
     /// Long calls streamed from the kernel so far, per thread, oldest first.
     long_calls: HashMap<u32, Vec<BlockEvent>>,
