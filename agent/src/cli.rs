@@ -80,6 +80,13 @@ pub struct SnapshotArgs {
     /// default, and the goroutine view needs none of it.
     #[arg(long, conflicts_with = "no_go")]
     pub go_uprobes: bool,
+
+    /// Also trace every syscall of the target (raw sys_enter/sys_exit) for the window, for
+    /// the per-call detail: each thread's `completed` histograms and its `long_calls`. Costs
+    /// every syscall of the target ~0.3-0.5 us and every syscall of other processes tens of
+    /// ns (docs/performance.md); blocked threads need none of it.
+    #[arg(long)]
+    pub syscalls: bool,
 }
 
 #[derive(Debug, Args)]
@@ -102,7 +109,7 @@ pub struct SchedtraceArgs {
     pub detail: bool,
 
     /// On a Go process, print the thread-level lines (threads by state and syscall class, from
-    /// the eBPF syscall probes) instead of the runtime's GODEBUG lines, which need no probes.
+    /// the eBPF context-switch probe) instead of the runtime's GODEBUG lines, which need no probes.
     #[arg(long)]
     pub threads: bool,
 }
@@ -158,9 +165,9 @@ pub struct ProfileArgs {
     #[arg(long)]
     pub waker_stacks: bool,
 
-    /// --kind offcpu: also trace the target's syscalls, so each wait is labelled with its fd
-    /// and what the fd is. Costs every syscall of the target; without it the syscall label
-    /// comes from the kernel stack.
+    /// --kind offcpu: also label each wait with its fd and what the fd is. The fd is read
+    /// from the thread's saved registers when it goes off CPU (no syscall probes); the
+    /// description costs a read of the target's fd table at the end.
     #[arg(long)]
     pub fd_labels: bool,
 

@@ -6,7 +6,8 @@
 use std::collections::{HashMap, HashSet};
 
 use parkscope_common::{
-    ArgKind, BlockEvent, InFlightSyscall, LastWake, SyscallStats, SyscallStatsKey, syscalls,
+    ArgKind, BLOCK_CALL_BEFORE_ATTACH, BlockEvent, InFlightSyscall, LastWake, SyscallStats, SyscallStatsKey,
+    ThreadBlock, syscalls,
 };
 use parkscope_probes::{
     go::{GoError, GoProcess, RuntimeState},
@@ -70,7 +71,7 @@ pub struct GoUnreadable {
 pub struct Observer {
     pub target: TargetProcess,
     probes: Option<KernelProbes>,
-    /// CLOCK_MONOTONIC when the syscall probes began recording.
+    /// CLOCK_MONOTONIC when the probes began recording.
     attached_at_ns: u64,
     /// Long calls streamed from the kernel so far, per thread, oldest first.
     long_calls: HashMap<u32, Vec<BlockEvent>>,
@@ -81,18 +82,25 @@ pub struct Observer {
     /// User stacks: the unwinder's parsed objects and the symbolizer's caches, kept across
     /// views (the map itself is read once per view).
     stacks: ThreadStacks,
+    /// The calls /proc showed threads asleep in at the first view after attach (tid -> nr,
+    /// args): what a block the kernel saw no switch of, or one that began before attach,
+    /// is checked against before it is given the window as a lower bound.
+    asleep_at_attach: Option<HashMap<u32, (u32, [u64; 6])>>,
 }
 
 /// Everything the eBPF maps say at one instant.
 #[derive(Default)]
 struct KernelFacts {
     in_flight: HashMap<u32, InFlightSyscall>,
+    /// Each thread's blocking call as seen at its context switches (empty without `blocks`).
+    blocks: HashMap<u32, ThreadBlock>,
     /// Target threads on a CPU as of each CPU's last switch (empty without `switches`).
     on_cpu: HashSet<u32>,
     wakes: HashMap<u32, LastWake>,
     stats: HashMap<SyscallStatsKey, SyscallStats>,
     counters: KernelCounters,
     syscalls_attached: bool,
+    blocks_attached: bool,
     switches_attached: bool,
     wakeups_attached: bool,
 }
@@ -109,6 +117,7 @@ impl Observer {
             long_call_threshold_ns,
             go: GoTarget::NotLooked,
             go_uprobes_at_ns: None,
+            asleep_at_attach: None,
         }
     }
 
@@ -117,6 +126,7 @@ impl Observer {
         self.long_call_threshold_ns = probes.config().block_event_min_ns;
         self.probes = Some(probes);
         self.attached_at_ns = monotonic_now_ns();
+        self.asleep_at_attach = None;
     }
 
     /// Looks for a Go runtime in the target: `Ok(true)` when found and readable, `Ok(false)` for
@@ -209,11 +219,20 @@ impl Observer {
                 warn("in-flight syscalls", &e);
                 HashMap::new()
             }),
+            blocks: if sel.blocks {
+                p.thread_blocks().unwrap_or_else(|e| {
+                    warn("blocks", &e);
+                    HashMap::new()
+                })
+            } else {
+                HashMap::new()
+            },
             on_cpu: p.on_cpu().unwrap_or_default(),
             wakes: p.last_wakes().unwrap_or_default(),
             stats: if opts.completed_calls { p.syscall_stats().unwrap_or_default() } else { HashMap::new() },
             counters: p.counters().unwrap_or_default(),
             syscalls_attached: sel.syscalls,
+            blocks_attached: sel.blocks,
             switches_attached: sel.switches,
             wakeups_attached: sel.wakeups,
         }
@@ -234,9 +253,13 @@ impl Observer {
                 tracing::warn!("freeing in-flight slots of exited threads: {e}");
             }
         }
-        // Read the maps after /proc: a call seen in /proc is then either in IN_FLIGHT or began
-        // before attach (or was dropped, which the counters tell).
+        // Read the maps after /proc: a thread /proc shows asleep in a call has then either
+        // been seen going to sleep by the kernel, or has not been switched since attach (or
+        // was dropped, which the counters tell).
         let facts = self.kernel_facts(opts);
+        if self.probes.is_some() && self.asleep_at_attach.is_none() {
+            self.asleep_at_attach = Some(asleep_in_calls(&samples));
+        }
         let now = monotonic_now_ns();
         let fds = if opts.fd_descriptions { FdTable::read(pid).ok() } else { None };
         let window_ns = if self.probes.is_some() { now.saturating_sub(self.attached_at_ns) } else { 0 };
@@ -253,7 +276,12 @@ impl Observer {
             if opts.stacks && view.state.is_blocked() {
                 view.kernel_stack = read_kernel_stack(pid, s.tid);
                 if let SyscallSite::In { sp, pc, nr, .. } = &s.syscall {
-                    let bp = facts.in_flight.get(&s.tid).filter(|f| f.nr == *nr).map(|f| f.user_bp);
+                    let bp = match facts.blocks.get(&s.tid) {
+                        Some(b) if b.since_ns != 0 && b.nr == *nr as i32 && b.user_sp == *sp => {
+                            Some(b.user_bp)
+                        }
+                        _ => facts.in_flight.get(&s.tid).filter(|f| f.nr == *nr).map(|f| f.user_bp),
+                    };
                     let frames = self.stacks.user_stack(*pc, *sp, bp, MAX_USER_FRAMES);
                     view.user_stack = frames.iter().map(ToString::to_string).collect();
                 }
@@ -406,21 +434,29 @@ impl Observer {
         let fd_desc = fd.and_then(|fd| fds.and_then(|t| t.describe(fd)));
         let futex_addr = (kind == ArgKind::FutexAddr).then(|| format!("{:#x}", args[0]));
 
-        let entered = facts.in_flight.get(&s.tid).filter(|f| f.nr == nr);
-        let (blocked_ns, blocked_at_least_ns) = match entered {
-            Some(f) => (Some(now.saturating_sub(f.enter_ns)), None),
-            None => {
-                // Not entered while we watched. If no entry was dropped, the call began before
-                // attach, so it has lasted at least the whole window; the scheduler's record of
-                // when the thread last ran is a second lower bound (see procfs::threads).
-                let window_bound =
-                    (facts.syscalls_attached && facts.counters.in_flight_full == 0).then_some(window_ns);
-                let bound = window_bound.into_iter().chain(s.off_cpu_ns).max();
-                (None, bound)
+        let (blocked_ns, blocked_at_least_ns) = if facts.blocks_attached {
+            self.block_time(s, nr, args, facts, now, window_ns)
+        } else {
+            let entered = facts.in_flight.get(&s.tid).filter(|f| f.nr == nr);
+            match entered {
+                Some(f) => (Some(now.saturating_sub(f.enter_ns)), None),
+                None => {
+                    // Not entered while we watched. If no entry was dropped, the call began
+                    // before attach, so it has lasted at least the whole window; the
+                    // scheduler's record of when the thread last ran is a second lower bound
+                    // (see procfs::threads).
+                    let window_bound =
+                        (facts.syscalls_attached && facts.counters.in_flight_full == 0).then_some(window_ns);
+                    let bound = window_bound.into_iter().chain(s.off_cpu_ns).max();
+                    (None, bound)
+                }
             }
         };
-        let waker_tid =
-            if facts.wakeups_attached { facts.wakes.get(&s.tid).map(|w| w.waker_tid) } else { None };
+        let waker_tid = match (facts.wakeups_attached, facts.blocks_attached) {
+            (true, true) => facts.blocks.get(&s.tid).filter(|b| b.wake_ns != 0).map(|b| b.waker_tid),
+            (true, false) => facts.wakes.get(&s.tid).map(|w| w.waker_tid),
+            _ => None,
+        };
         SyscallView {
             nr,
             name: syscalls::display_name(nr).to_string(),
@@ -434,6 +470,72 @@ impl Observer {
             args: args.map(|a| format!("{a:#x}")),
         }
     }
+}
+
+impl Observer {
+    /// (exact, lower bound) of how long a thread /proc shows asleep in call `nr` has been
+    /// blocked in it, from the blocks the kernel attributed at the context switch.
+    ///
+    /// Exact when the kernel saw the thread go to sleep in this very call (same number,
+    /// arguments, user ip and sp as /proc shows) and it is off CPU still: the time since its
+    /// first sleep in the call. A thread the kernel has no slot for has not been switched since
+    /// attach; if /proc showed it asleep in the same call then, it has been for the whole
+    /// window. Otherwise only the scheduler's own lower bound from /proc is claimed.
+    fn block_time(
+        &self,
+        s: &ThreadSample,
+        nr: u32,
+        args: &[u64; 6],
+        facts: &KernelFacts,
+        now: u64,
+        window_ns: u64,
+    ) -> (Option<u64>, Option<u64>) {
+        let (sp, pc) = match &s.syscall {
+            SyscallSite::In { sp, pc, .. } => (*sp, *pc),
+            _ => (0, 0),
+        };
+        let asleep_at_attach = self
+            .asleep_at_attach
+            .as_ref()
+            .and_then(|m| m.get(&s.tid))
+            .is_some_and(|(n, a)| *n == nr && a == args);
+        let proc_bound = s.off_cpu_ns;
+        let window_bound = |ok: bool| {
+            let w = (ok && facts.counters.thread_blocks_full == 0).then_some(window_ns);
+            (None, w.into_iter().chain(proc_bound).max())
+        };
+        match facts.blocks.get(&s.tid) {
+            None => window_bound(asleep_at_attach),
+            Some(b)
+                if b.since_ns != 0
+                    && b.nr == nr as i32
+                    && &b.args == args
+                    && b.user_sp == sp
+                    && b.user_ip == pc
+                    && b.off_ns > b.on_ns =>
+            {
+                if b.flags & BLOCK_CALL_BEFORE_ATTACH != 0 && asleep_at_attach {
+                    // Asleep in this call at attach, woke inside it and slept again.
+                    window_bound(true)
+                } else {
+                    (Some(now.saturating_sub(b.since_ns)), None)
+                }
+            }
+            Some(_) => (None, proc_bound),
+        }
+    }
+}
+
+/// The calls /proc shows threads asleep in.
+fn asleep_in_calls(samples: &[ThreadSample]) -> HashMap<u32, (u32, [u64; 6])> {
+    samples
+        .iter()
+        .filter(|s| matches!(s.state, ProcState::Sleeping | ProcState::DiskSleep | ProcState::Idle))
+        .filter_map(|s| match &s.syscall {
+            SyscallSite::In { nr, args, .. } => Some((s.tid, (*nr, *args))),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The thread's completed calls from the in-kernel histograms, most total time first.

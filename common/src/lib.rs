@@ -47,6 +47,10 @@ pub mod map {
     pub const LAST_WAKE: &str = "LAST_WAKE";
     /// Ring buffer of [`crate::BlockEvent`]: syscalls that blocked at least `BLOCK_EVENT_MIN_NS`.
     pub const BLOCK_EVENTS: &str = "BLOCK_EVENTS";
+    /// tid -> [`crate::ThreadBlock`]: the blocking syscall of each target thread as seen at
+    /// its context switches (the default path; no syscall probes). One slot per thread,
+    /// updated in place; userspace removes the slots of threads that have exited.
+    pub const THREAD_BLOCKS: &str = "THREAD_BLOCKS";
     /// Per-CPU u32: the tid that sched_switch last put on each CPU (running vs runnable).
     pub const CPU_CURRENT: &str = "CPU_CURRENT";
     /// Stack traces (user and kernel) captured by the off-CPU profiler, by id.
@@ -97,6 +101,18 @@ pub mod global {
     pub const STACKS_AT_SWITCH_OUT: &str = "STACKS_AT_SWITCH_OUT";
     /// u32: byte offset of `pid` in `struct task_struct`, from the running kernel's BTF.
     pub const TASK_PID_OFF: &str = "TASK_PID_OFF";
+    /// u32: byte offset of `tgid` in `struct task_struct` (switch-ins of other processes are
+    /// dismissed with one load instead of a map lookup).
+    pub const TASK_TGID_OFF: &str = "TASK_TGID_OFF";
+    /// u8: 1 = attribute blocking at the context switch into [`crate::map::THREAD_BLOCKS`].
+    pub const TRACK_BLOCKS: &str = "TRACK_BLOCKS";
+    /// u32: byte offset of `thread_info.flags` in `struct task_struct` (x86_64 keeps
+    /// thread_info first in the task), from the kernel's BTF.
+    pub const TASK_TIF_OFF: &str = "TASK_TIF_OFF";
+    /// u32: the bit of `TIF_NEED_FPU_LOAD` in those flags (14 before x86's generic TIF bits of
+    /// Linux 6.18, 19 since): set at every context switch, cleared only on the way back to user
+    /// mode, so at a switch-out it says "has not returned to user mode since its last switch".
+    pub const TIF_NEED_FPU_LOAD_BIT: &str = "TIF_NEED_FPU_LOAD_BIT";
 }
 
 /// Capacity of the per-thread maps: more live threads than this in one target and the excess
@@ -138,6 +154,43 @@ pub struct InFlightSyscall {
     pub _pad: u32,
 }
 const _: () = assert!(core::mem::size_of::<InFlightSyscall>() == 32);
+
+/// [`ThreadBlock::flags`]: the first context switch seen of this thread was a switch-in, and it
+/// went to sleep in this call without returning to user mode first: the call began before
+/// attach (userspace knows from its first /proc read whether the thread was asleep in it then).
+pub const BLOCK_CALL_BEFORE_ATTACH: u32 = 1;
+
+/// What a target thread is blocked in, as seen at its context switches (sched_switch reads the
+/// sleeping thread's saved user registers; no syscall probe). `since_ns` is the thread's first
+/// sleep in the call: a thread that wakes inside the call and sleeps again without returning
+/// to user mode (and with the same registers) is one block, not two.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadBlock {
+    /// When the thread first went to sleep in the call it is in; 0 = no open block (running,
+    /// preempted, or asleep outside a syscall).
+    pub since_ns: u64,
+    /// The thread's last switch-out and switch-in (any kind), 0 = none seen since attach. A
+    /// thread with `off_ns > on_ns` is off CPU now.
+    pub off_ns: u64,
+    pub on_ns: u64,
+    /// The call's six arguments (di, si, dx, r10, r8, r9) and user ip, sp, bp.
+    pub args: [u64; 6],
+    pub user_ip: u64,
+    pub user_sp: u64,
+    pub user_bp: u64,
+    /// The syscall number, or -1.
+    pub nr: i32,
+    /// Times the thread went to sleep in this block (1 + sleeps after waking inside the call).
+    pub sleeps: u32,
+    /// [`BLOCK_CALL_BEFORE_ATTACH`] or 0.
+    pub flags: u32,
+    /// The task running when the thread was last woken while off CPU (sched_waking, snapshot's
+    /// blocks mode), and when; 0 = no wakeup seen since attach.
+    pub waker_tid: u32,
+    pub wake_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<ThreadBlock>() == 120);
 
 /// Key of the completed-syscall histograms: one per thread, syscall and fd (fd is -1 for
 /// syscalls whose first argument is not an fd).
@@ -327,7 +380,14 @@ pub enum Counter {
     GoWaitTotalsFull = 13,
     /// Reads of a g struct (goid, waitreason) that failed in the uprobe.
     GoReadFailed = 14,
-    // 15..=19 are free.
+    /// Target threads not tracked because [`map::THREAD_BLOCKS`] was full.
+    ThreadBlocksFull = 15,
+    /// Switch-outs of target threads that went to sleep inside a syscall.
+    SleepsInSyscall = 16,
+    /// Of those, sleeps counted as part of the block already open (the thread woke and slept
+    /// again without leaving the call).
+    ResleepsInCall = 17,
+    // 18..=19 are free.
 
     // --- CPU profiling (per-CPU cpu-clock sampling) ---
     /// cpu-clock samples that hit a target thread (every sample is counted here, whether or
@@ -454,6 +514,7 @@ mod pod {
     // SAFETY: all of these are #[repr(C)], contain only integers, and have no implicit padding
     // (the size assertions above pin their layout).
     unsafe impl aya::Pod for super::InFlightSyscall {}
+    unsafe impl aya::Pod for super::ThreadBlock {}
     unsafe impl aya::Pod for super::SyscallStatsKey {}
     unsafe impl aya::Pod for super::SyscallStats {}
     unsafe impl aya::Pod for super::OffCpuStart {}

@@ -36,6 +36,22 @@ static STACKS_AT_SWITCH_OUT: u8 = 0;
 #[unsafe(no_mangle)]
 static TASK_PID_OFF: u32 = 0;
 
+/// Byte offset of `tgid` in `struct task_struct` (kernel BTF).
+#[unsafe(no_mangle)]
+static TASK_TGID_OFF: u32 = 0;
+
+/// 1 = attribute blocking at the context switch (THREAD_BLOCKS).
+#[unsafe(no_mangle)]
+static TRACK_BLOCKS: u8 = 0;
+
+/// Byte offset of `thread_info.flags` in `struct task_struct` (kernel BTF).
+#[unsafe(no_mangle)]
+static TASK_TIF_OFF: u32 = 0;
+
+/// Bit number of TIF_NEED_FPU_LOAD in those flags on the running kernel.
+#[unsafe(no_mangle)]
+static TIF_NEED_FPU_LOAD_BIT: u32 = 14;
+
 // Volatile reads: without them the compiler folds the initial values into the code and the
 // loader's overrides would have no effect.
 #[inline(always)]
@@ -69,6 +85,23 @@ pub fn stacks_at_switch_out() -> bool {
 #[inline(always)]
 pub fn task_pid_off() -> usize {
     unsafe { core::ptr::read_volatile(&TASK_PID_OFF) as usize }
+}
+
+#[inline(always)]
+pub fn task_tgid_off() -> usize {
+    unsafe { core::ptr::read_volatile(&TASK_TGID_OFF) as usize }
+}
+#[inline(always)]
+pub fn track_blocks() -> bool {
+    unsafe { core::ptr::read_volatile(&TRACK_BLOCKS) != 0 }
+}
+#[inline(always)]
+pub fn task_tif_off() -> usize {
+    unsafe { core::ptr::read_volatile(&TASK_TIF_OFF) as usize }
+}
+#[inline(always)]
+pub fn tif_need_fpu_load() -> u64 {
+    1u64 << (unsafe { core::ptr::read_volatile(&TIF_NEED_FPU_LOAD_BIT) } & 63)
 }
 
 /// The current task's (tgid, tid) if it belongs to the target, else None.

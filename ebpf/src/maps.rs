@@ -10,7 +10,7 @@ use parkscope_common::{
     BLOCK_EVENTS_BYTES, COUNTER_SLOTS, Counter, GoGState, GoParkStack, GoProbeConfig, GoWaitKey, GoWaitTotal,
     InFlightSyscall, LastWake, MAX_GO_GOROUTINES, MAX_GO_WAIT_KEYS, MAX_OFFCPU_KEYS, MAX_STACKS,
     MAX_STATS_KEYS, MAX_SYSCALL_NR, MAX_THREADS, OffCpuKey, OffCpuStart, OffCpuTotal, SyscallStats,
-    SyscallStatsKey,
+    SyscallStatsKey, ThreadBlock,
 };
 // CPU profiling.
 use parkscope_common::{CpuSampleKey, MAX_CPU_SAMPLE_KEYS, NO_STACK};
@@ -21,6 +21,10 @@ const BPF_F_NO_PREALLOC: u32 = 1;
 
 #[map]
 pub static IN_FLIGHT: HashMap<u32, InFlightSyscall> = HashMap::with_max_entries(MAX_THREADS, 0);
+
+/// The blocking call of each target thread, attributed at its context switches.
+#[map]
+pub static THREAD_BLOCKS: HashMap<u32, ThreadBlock> = HashMap::with_max_entries(MAX_THREADS, 0);
 
 #[map]
 pub static SYSCALL_STATS: LruHashMap<SyscallStatsKey, SyscallStats> =

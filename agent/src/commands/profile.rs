@@ -137,9 +137,8 @@ pub async fn run(args: ProfileArgs) -> Result<i32, Failure> {
     let collector = match args.kind {
         ProfileKindArg::Offcpu => {
             let selection = ProbeSelection {
-                // The syscall probes tax every syscall of the target, and the kernel stack
-                // already names the call: they run only when fd labels are asked for.
-                syscalls: args.fd_labels,
+                // No syscall probes: sched_switch reads the call and its fd from the thread's
+                // saved registers as it goes off CPU, so fd labels cost nothing per syscall.
                 switches: true,
                 wakeups: true,
                 offcpu_profile: true,
@@ -149,6 +148,7 @@ pub async fn run(args: ProfileArgs) -> Result<i32, Failure> {
                 ..Default::default()
             };
             let mut run = start_offcpu(pid, selection).await?;
+            run.fd_labels = args.fd_labels;
             if args.go_uprobes
                 && let Some(g) = go
             {
@@ -353,7 +353,7 @@ fn seed_blocked_threads(
         seeds,
         window_start_ns,
         waker_stacks: selection.waker_stacks,
-        fd_labels: selection.syscalls,
+        fd_labels: false,
         go_uprobes: false,
     })
 }

@@ -52,7 +52,8 @@ pub async fn run(args: SchedtraceArgs) -> Result<i32, Failure> {
         }
     };
     if go_style.is_none() {
-        let selection = ProbeSelection { syscalls: true, switches: true, ..Default::default() };
+        // Blocks attributed at the switch: the target pays per context switch, not per syscall.
+        let selection = ProbeSelection { blocks: true, switches: true, ..Default::default() };
         observer.set_probes(attach(args.pid, selection, None).await?);
     }
     let started = Instant::now();

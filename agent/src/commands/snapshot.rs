@@ -26,7 +26,7 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
     let mut opts = ObserveOptions {
         stacks: !args.no_stacks,
         goroutines: false,
-        completed_calls: true,
+        completed_calls: args.syscalls,
         fd_descriptions: true,
     };
 
@@ -40,10 +40,16 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
     let probes = if args.window.is_zero() {
         None
     } else {
-        // Syscalls for exact times, switches for runnable-vs-running, wakeups for the waker.
-        let selection =
-            ProbeSelection { syscalls: true, switches: true, wakeups: true, ..Default::default() };
-        Some(attach(args.pid, selection, Some(LONG_CALL_NS)).await?)
+        // Blocks at the switch for exact times, switches for runnable-vs-running, wakeups for
+        // the waker; the syscall probes (per-call histograms, long calls) only with --syscalls.
+        let selection = ProbeSelection {
+            blocks: true,
+            syscalls: args.syscalls,
+            switches: true,
+            wakeups: true,
+            ..Default::default()
+        };
+        Some(attach(args.pid, selection, args.syscalls.then_some(LONG_CALL_NS)).await?)
     };
     let mut observer = Observer::new(target, probes);
     if !args.no_go {

@@ -23,8 +23,9 @@
 //! it overlaps the threads' time (a parked goroutine's M is idle or runs another goroutine).
 //! Every sample carries `kind=thread` or `kind=goroutine` for pprof's tag filters.
 //!
-//! Labels: `syscall` from the syscall probes when they ran (`--fd-labels`, which also gives
-//! `fd`), else from the kernel stack (super::ksyscall); `role` (and `goid`) of Go runtime
+//! Labels: `syscall` (and, with `--fd-labels`, `fd`) from the saved user registers sched_switch
+//! reads as the thread goes off CPU, else (not in a syscall then, or blocked since before
+//! attach without a /proc entry) from the kernel stack (super::ksyscall); `role` (and `goid`) of Go runtime
 //! threads from crate::roles, with the Go reader's Ms when it ran.
 
 use std::collections::{HashMap, HashSet};
@@ -587,7 +588,7 @@ fn comments(input: &OffCpuInput, duration: u64) -> Vec<String> {
         );
     }
     if !input.fd_labels {
-        out.push("syscall labels from kernel stacks; no fd labels (use --fd-labels)".to_owned());
+        out.push("no fd labels (use --fd-labels)".to_owned());
     }
     match input.go.as_ref().map(|go| (go, go.exact)) {
         Some((go, Some(exact))) => out.push(format!(

@@ -1,5 +1,8 @@
 //! sched_switch, sched_waking and sched_exit_tp (tp_btf): which task is on each CPU (running vs
-//! runnable), and when the commands that need it switch it on (TRACK_OFFCPU), which target
+//! runnable); with TRACK_BLOCKS, what each target thread is blocked in, read at the switch from
+//! its saved user registers (the syscall and its arguments, one block per call from its first
+//! sleep: see `block_switch_out`), so blocking costs the target per block, not per syscall;
+//! and when the commands that need it switch it on (TRACK_OFFCPU), which target
 //! threads are off CPU right now and who woke them last. In off-CPU profiling mode the
 //! intervals are summed in kernel per (thread, stacks, waker, syscall), offcputime/offwaketime's
 //! pattern, with one difference: the interval is closed, and its stacks taken, at sched_exit_tp
@@ -22,22 +25,24 @@
 
 use aya_ebpf::{
     EbpfContext,
-    helpers::{bpf_get_current_pid_tgid, bpf_get_prandom_u32, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_pid_tgid, bpf_get_prandom_u32, bpf_ktime_get_ns, generated::bpf_task_pt_regs},
     macros::btf_tracepoint,
     programs::{BtfTracePointContext, tracing::StackIdContext},
 };
 use parkscope_common::{
-    ArgKind, COUNT_ONE, Counter, LastWake, NO_STACK, OffCpuKey, OffCpuStart, OffCpuTotal, PRE_ATTACH_STACK,
+    ArgKind, BLOCK_CALL_BEFORE_ATTACH, COUNT_ONE, Counter, LastWake, MAX_SYSCALL_NR, NO_STACK, OffCpuKey,
+    OffCpuStart, OffCpuTotal, PRE_ATTACH_STACK, ThreadBlock,
 };
 
 use crate::{
     globals::{
-        current_target_thread, offcpu_profile, offcpu_sample_ns, stacks_at_switch_out, task_pid_off,
-        track_offcpu, waker_stacks,
+        current_target_thread, offcpu_profile, offcpu_sample_ns, stacks_at_switch_out, target_tgid,
+        task_pid_off, task_tgid_off, task_tif_off, tif_need_fpu_load, track_blocks, track_offcpu,
+        waker_stacks,
     },
     maps::{
-        CPU_CURRENT, IN_FLIGHT, LAST_WAKE, OFFCPU_START, OFFCPU_TOTALS, SWITCH_IN_NS, SYSCALL_ARG_KIND,
-        Stack, count, stack_id,
+        CPU_CURRENT, LAST_WAKE, OFFCPU_START, OFFCPU_TOTALS, SWITCH_IN_NS, SYSCALL_ARG_KIND, Stack,
+        THREAD_BLOCKS, count, stack_id,
     },
 };
 
@@ -70,7 +75,8 @@ fn try_sched_switch(ctx: &BtfTracePointContext) -> Result<(), i32> {
     if let Some(slot) = CPU_CURRENT.get_ptr_mut(0) {
         unsafe { *slot = next };
     }
-    if !track_offcpu() {
+    let blocks = track_blocks();
+    if !track_offcpu() && !blocks {
         return Ok(());
     }
     let now = unsafe { bpf_ktime_get_ns() };
@@ -84,28 +90,46 @@ fn try_sched_switch(ctx: &BtfTracePointContext) -> Result<(), i32> {
     // Switch-out: "current" is still prev, so the tgid filter applies directly.
     if let Some(tid) = current_target_thread() {
         count(Counter::SwitchesOut);
+        let prev_task: *const u8 = ctx.arg(1);
         // prev_state is an unsigned int argument; the upper half of the register is undefined.
         let prev_state: u64 = ctx.arg::<u64>(3) & 0xffff_ffff;
-        let (nr, arg0) = match unsafe { IN_FLIGHT.get(&tid) } {
-            Some(call) if call.enter_ns != 0 => (call.nr as i32, call.arg0),
-            _ => (-1, 0),
-        };
-        if offcpu_profile() {
-            let stacks = if stacks_at_switch_out() { current_stacks(ctx) } else { (NO_STACK, NO_STACK) };
-            switch_out_in_place(tid, now, prev_state, nr, arg0, stacks);
-        } else {
-            let start = OffCpuStart { start_ns: now, prev_state, nr, arg0, ..Default::default() };
-            if OFFCPU_START.insert(&tid, &start, 0).is_err() {
-                count(Counter::OffCpuFull);
+        // A preempted task stays runnable whatever its state word says (it may have set a
+        // sleep state and been preempted before calling schedule()).
+        let preempt = ctx.arg::<u64>(0) & 0xff != 0;
+        let regs = UserRegs::of(prev_task);
+        let call = regs.syscall_nr();
+        if blocks {
+            block_switch_out(tid, prev_task, &regs, call, !preempt && prev_state != 0, now);
+        }
+        if track_offcpu() {
+            let (nr, arg0) = match call {
+                Some(nr) => (nr, regs.args[0]),
+                None => (-1, 0),
+            };
+            if offcpu_profile() {
+                let stacks = if stacks_at_switch_out() { current_stacks(ctx) } else { (NO_STACK, NO_STACK) };
+                switch_out_in_place(tid, now, prev_state, nr, arg0, stacks);
+            } else {
+                let start = OffCpuStart { start_ns: now, prev_state, nr, arg0, ..Default::default() };
+                if OFFCPU_START.insert(&tid, &start, 0).is_err() {
+                    count(Counter::OffCpuFull);
+                }
             }
         }
     }
-    // Switch-in: next is not current, but only target threads are ever in OFFCPU_START. In
-    // profiling mode sched_exit_tp closes the interval instead, in the woken thread's own
-    // context, where its stacks can be taken; unless the kernel lacks that tracepoint.
-    if next == 0 {
+    // Switch-in: next is not current; one load of its tgid dismisses every other process, so
+    // they pay no map lookup here.
+    if next == 0 || task_tgid(next_task) != target_tgid() {
         return Ok(());
     }
+    if blocks {
+        block_switch_in(next, now);
+    }
+    if !track_offcpu() {
+        return Ok(());
+    }
+    // In profiling mode sched_exit_tp closes the interval instead, in the woken thread's own
+    // context, where its stacks can be taken; unless the kernel lacks that tracepoint.
     if !offcpu_profile() {
         if unsafe { OFFCPU_START.get(&next) }.is_some() {
             let _ = OFFCPU_START.remove(&next);
@@ -122,6 +146,160 @@ fn try_sched_switch(ctx: &BtfTracePointContext) -> Result<(), i32> {
         }
     }
     Ok(())
+}
+
+/// Offsets in x86_64 `struct pt_regs` (arch/x86/include/asm/ptrace.h), stable kernel ABI.
+mod pt_regs {
+    pub const BP: usize = 4 * 8;
+    pub const R10: usize = 7 * 8;
+    pub const R9: usize = 8 * 8;
+    pub const R8: usize = 9 * 8;
+    pub const AX: usize = 10 * 8;
+    pub const DX: usize = 12 * 8;
+    pub const SI: usize = 13 * 8;
+    pub const DI: usize = 14 * 8;
+    pub const ORIG_AX: usize = 15 * 8;
+    pub const IP: usize = 16 * 8;
+    pub const SP: usize = 19 * 8;
+}
+
+/// -ENOSYS: what the syscall entry code stores in `pt_regs.ax` until the call returns.
+const ENOSYS_IN_AX: i64 = -38;
+
+/// A switched-out task's saved user registers (the `pt_regs` at the top of its kernel stack,
+/// written when it last entered the kernel from user mode).
+struct UserRegs {
+    orig_ax: u64,
+    ax: u64,
+    args: [u64; 6],
+    ip: u64,
+    sp: u64,
+    bp: u64,
+}
+
+impl UserRegs {
+    /// `bpf_task_pt_regs` returns a BTF-typed `struct pt_regs *`, so the fields are direct
+    /// loads the verifier checks against the kernel's BTF.
+    #[inline(always)]
+    fn of(task: *const u8) -> UserRegs {
+        let regs = unsafe { bpf_task_pt_regs(task as *mut _) } as *const u8;
+        let reg = |off: usize| unsafe { core::ptr::read_volatile(regs.add(off) as *const u64) };
+        UserRegs {
+            orig_ax: reg(pt_regs::ORIG_AX),
+            ax: reg(pt_regs::AX),
+            args: [
+                reg(pt_regs::DI),
+                reg(pt_regs::SI),
+                reg(pt_regs::DX),
+                reg(pt_regs::R10),
+                reg(pt_regs::R8),
+                reg(pt_regs::R9),
+            ],
+            ip: reg(pt_regs::IP),
+            sp: reg(pt_regs::SP),
+            bp: reg(pt_regs::BP),
+        }
+    }
+
+    /// The syscall the task is in, if it entered the kernel through one. `orig_ax` alone does
+    /// not say so: an exception (a page fault) stores its error code there and an interrupt
+    /// its negated vector. The syscall entry code stores -ENOSYS in `ax`, which holds until
+    /// the call returns, while an exception or interrupt saves the user's own rax there (which
+    /// could only be -ENOSYS by coincidence; /proc's syscall file, checked by the view, uses
+    /// the same registers and tells the same story).
+    #[inline(always)]
+    fn syscall_nr(&self) -> Option<i32> {
+        if self.ax as i64 == ENOSYS_IN_AX && self.orig_ax < MAX_SYSCALL_NR as u64 {
+            Some(self.orig_ax as i32)
+        } else {
+            None
+        }
+    }
+}
+
+/// `task->tgid` of a BTF-typed task pointer (see [`task_pid`]).
+#[inline(always)]
+fn task_tgid(task: *const u8) -> u32 {
+    unsafe { core::ptr::read_volatile(task.add(task_tgid_off()) as *const i32) as u32 }
+}
+
+/// Whether the switched-out task has not returned to user mode since its previous context
+/// switch: TIF_NEED_FPU_LOAD is set on a task at every context switch (its FPU registers were
+/// saved) and cleared only on the way back to user mode, when they are restored. A syscall
+/// can end only by returning to user mode, so a thread with the flag set is still in the call
+/// it was in at its last switch. (Kernel code that uses the FPU, kernel_fpu_begin, sets it
+/// too: a new call from the same site with the same arguments that did so before sleeping
+/// would be taken for the same call. Kernel threads and io_uring workers never have it
+/// cleared by a return to user mode; they make no syscalls of their own.)
+#[inline(always)]
+fn stayed_in_kernel(task: *const u8) -> bool {
+    let flags = unsafe { core::ptr::read_volatile(task.add(task_tif_off()) as *const u64) };
+    flags & tif_need_fpu_load() != 0
+}
+
+/// The blocking bookkeeping of a target thread leaving the CPU: opens a block at its first
+/// sleep in a syscall, keeps it across sleeps inside the same call, closes it once the
+/// thread has returned to user mode.
+#[inline(always)]
+fn block_switch_out(tid: u32, task: *const u8, regs: &UserRegs, call: Option<i32>, sleeping: bool, now: u64) {
+    let Some(slot) = block_slot(tid) else { return };
+    let stayed = stayed_in_kernel(task);
+    let b = unsafe { &mut *slot };
+    if !stayed {
+        // Back in user mode since its last switch: whatever call it was blocked in is over.
+        b.since_ns = 0;
+    }
+    if sleeping && let Some(nr) = call {
+        count(Counter::SleepsInSyscall);
+        let same_call = b.since_ns != 0
+            && b.nr == nr
+            && b.args == regs.args
+            && b.user_ip == regs.ip
+            && b.user_sp == regs.sp;
+        if stayed && same_call {
+            // Woke inside the call and sleeps again without having left it: one block.
+            b.sleeps = b.sleeps.wrapping_add(1);
+            count(Counter::ResleepsInCall);
+        } else {
+            // The first switch seen of this thread was a switch-in and it has not been back
+            // in user mode since: the call began before attach.
+            b.flags = if stayed && b.off_ns == 0 && b.on_ns != 0 { BLOCK_CALL_BEFORE_ATTACH } else { 0 };
+            b.nr = nr;
+            b.args = regs.args;
+            b.user_ip = regs.ip;
+            b.user_sp = regs.sp;
+            b.user_bp = regs.bp;
+            b.sleeps = 1;
+            b.since_ns = now;
+        }
+    } else if sleeping {
+        // Asleep outside a syscall (a page fault from user mode): not a blocking call.
+        b.since_ns = 0;
+    }
+    b.off_ns = now;
+}
+
+#[inline(always)]
+fn block_switch_in(tid: u32, now: u64) {
+    if let Some(slot) = block_slot(tid) {
+        unsafe { (*slot).on_ns = now };
+    }
+}
+
+/// The thread's slot, made on first sight (slots stay between switches: one lookup per switch
+/// instead of an insert and a delete). A thread without a slot has not been switched out or
+/// in since attach, which userspace relies on.
+#[inline(always)]
+fn block_slot(tid: u32) -> Option<*mut ThreadBlock> {
+    if let Some(slot) = THREAD_BLOCKS.get_ptr_mut(&tid) {
+        return Some(slot);
+    }
+    let fresh = ThreadBlock { nr: -1, ..Default::default() };
+    if THREAD_BLOCKS.insert(&tid, &fresh, 0).is_err() {
+        count(Counter::ThreadBlocksFull);
+        return None;
+    }
+    THREAD_BLOCKS.get_ptr_mut(&tid)
 }
 
 /// Marks the slot's thread on CPU and adds the interval to its exact total.
@@ -284,7 +462,23 @@ pub fn parkscope_sched_waking(ctx: BtfTracePointContext) -> i32 {
 
 fn try_sched_waking(ctx: &BtfTracePointContext) -> Result<(), i32> {
     let wakee_task: *const u8 = ctx.arg(0);
+    // One load dismisses the wakeups of every other process (no map lookup for them).
+    if task_tgid(wakee_task) != target_tgid() {
+        return Ok(());
+    }
     let wakee = task_pid(wakee_task);
+    if track_blocks() && !track_offcpu() {
+        // Blocks mode (snapshot): the waker goes into the wakee's own slot, in place, if the
+        // slot says it is off CPU; no per-wakeup insert into LAST_WAKE.
+        if let Some(slot) = THREAD_BLOCKS.get_ptr_mut(&wakee) {
+            let b = unsafe { &mut *slot };
+            if b.off_ns > b.on_ns {
+                b.waker_tid = bpf_get_current_pid_tgid() as u32;
+                b.wake_ns = unsafe { bpf_ktime_get_ns() };
+            }
+        }
+        return Ok(());
+    }
     // Only target threads have slots; in profiling mode a slot with start_ns == 0 is a thread
     // on CPU (a spurious or racing wakeup), which has no interval to attribute.
     match unsafe { OFFCPU_START.get(&wakee) } {

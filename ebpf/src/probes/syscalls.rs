@@ -1,5 +1,8 @@
 //! raw_syscalls sys_enter / sys_exit as BTF-enabled raw tracepoints (tp_btf): one pair covers
 //! every syscall, and the saved registers are read by direct loads instead of helper calls.
+//! Opt-in (`snapshot --syscalls`): blocked threads are attributed at the context switch
+//! (probes/sched.rs) at a cost per block; this pair gives the per-call detail (exact
+//! histograms of completed calls, long calls) at a cost on every syscall.
 //!
 //! Why raw tracepoints and not per-syscall ones: the issue asks for every syscall (the "other"
 //! class by name), which per-syscall tracepoints would need ~370 attachments for, and measured

@@ -18,7 +18,8 @@ pub use block_events::BlockEventStream;
 pub use cpu_profile::{CpuSamples, CpuStackKey, CpuStackTotal, sample_period_ns};
 use parkscope_common::{
     COUNTER_SLOTS, Counter, GoGState, GoWaitKey, GoWaitTotal, InFlightSyscall, LastWake, MAX_SYSCALL_NR,
-    OffCpuKey, OffCpuStart, OffCpuTotal, SyscallStats, SyscallStatsKey, global, map, program, syscalls,
+    OffCpuKey, OffCpuStart, OffCpuTotal, SyscallStats, SyscallStatsKey, ThreadBlock, global, map, program,
+    syscalls,
 };
 
 /// What went wrong while loading, attaching or reading probes.
@@ -56,10 +57,17 @@ pub enum KernelError {
 pub struct ProbeSelection {
     /// raw_syscalls sys_enter/sys_exit: in-flight calls and per-(thread, syscall, fd) histograms.
     pub syscalls: bool,
+    /// Blocking attributed at the context switch (the default path of snapshot and schedtrace):
+    /// sched_switch reads a target thread's syscall and arguments from its saved user
+    /// registers when it goes to sleep, and keeps per thread the call and when the block began
+    /// (THREAD_BLOCKS). Costs the target per switch, not per syscall, and other processes
+    /// one tgid load per switch.
+    pub blocks: bool,
     /// sched_switch, light: which target threads are on a CPU at an instant (running vs
     /// runnable), for one per-CPU array store per context switch.
     pub switches: bool,
-    /// sched_waking plus per-thread off-CPU starts: who last woke each thread.
+    /// sched_waking: who last woke each thread (in its THREAD_BLOCKS slot with `blocks`, else
+    /// with per-thread off-CPU starts and LAST_WAKE).
     pub wakeups: bool,
     /// Off-CPU profiling (implies wakeups): in-kernel totals per (thread, stacks, waker,
     /// syscall), stacks taken at switch-in and sampled by off-CPU time (see
@@ -114,6 +122,11 @@ pub struct KernelCounters {
     /// CPU profiling: samples of the target, and those lost to a full count map.
     pub cpu_samples: u64,
     pub cpu_sample_keys_full: u64,
+    /// Blocks at the switch: threads not tracked for lack of room, sleeps inside syscalls,
+    /// and those counted as part of the block already open (woke and slept again in the call).
+    pub thread_blocks_full: u64,
+    pub sleeps_in_syscall: u64,
+    pub resleeps_in_call: u64,
 }
 
 impl KernelCounters {
@@ -127,6 +140,7 @@ impl KernelCounters {
             + self.go_states_full
             + self.go_wait_totals_full
             + self.cpu_sample_keys_full
+            + self.thread_blocks_full
     }
 }
 
@@ -189,9 +203,12 @@ impl KernelProbes {
         let stacks_at_switch_out = u8::from(at_switch_out);
         let min_ns = config.block_event_min_ns.unwrap_or(u64::MAX);
         let offcpu_profile = u8::from(sel.offcpu_profile);
-        let track_offcpu = u8::from(sel.wakeups || sel.offcpu_profile);
+        // With blocks, wakeups are recorded in the thread's block slot (no per-switch
+        // OFFCPU_START insert and delete, no per-wakeup LAST_WAKE insert).
+        let track_offcpu = u8::from((sel.wakeups && !sel.blocks) || sel.offcpu_profile);
         let waker_stacks = u8::from(sel.offcpu_profile && sel.waker_stacks);
         let sample_ns = sel.offcpu_sample_ns;
+        let track_blocks = u8::from(sel.blocks);
 
         let mut ebpf = EbpfLoader::new()
             .override_global(global::TARGET_TGID, &config.tgid, true)
@@ -202,6 +219,10 @@ impl KernelProbes {
             .override_global(global::OFFCPU_SAMPLE_NS, &sample_ns, true)
             .override_global(global::STACKS_AT_SWITCH_OUT, &stacks_at_switch_out, true)
             .override_global(global::TASK_PID_OFF, &task_pid_off, true)
+            .override_global(global::TASK_TGID_OFF, &layout.task_tgid_off, true)
+            .override_global(global::TASK_TIF_OFF, &layout.task_tif_off, true)
+            .override_global(global::TIF_NEED_FPU_LOAD_BIT, &layout.tif_need_fpu_load_bit, true)
+            .override_global(global::TRACK_BLOCKS, &track_blocks, true)
             .load(object)
             .map_err(|e| {
                 if is_eperm(&e) {
@@ -214,20 +235,24 @@ impl KernelProbes {
         fill_arg_kinds(&mut ebpf)?;
         let stack_sample_ns = if at_switch_out { 0 } else { sel.offcpu_sample_ns };
         let mut probes = KernelProbes { ebpf, config, stack_sample_ns, cpus_sampled: 0 };
-        if config.selection.syscalls {
-            // tp_btf: the verifier checks the programs' pt_regs loads against the kernel's BTF.
-            let btf = vmlinux_btf()?;
-            probes.attach_btf(program::SYS_ENTER, "sys_enter", &btf)?;
-            probes.attach_btf(program::SYS_EXIT, "sys_exit", &btf)?;
-        }
-        if sel.switches || sel.wakeups || sel.offcpu_profile {
-            probes.attach_btf(program::SCHED_SWITCH, "sched_switch", &vmlinux_btf()?)?;
-        }
-        if sel.wakeups || sel.offcpu_profile {
-            probes.attach_btf(program::SCHED_WAKING, "sched_waking", &vmlinux_btf()?)?;
-        }
-        if sel.offcpu_profile && !at_switch_out {
-            probes.attach_btf(program::SCHED_EXIT, "sched_exit_tp", &vmlinux_btf()?)?;
+        // Parsed once for every tp_btf program (a parse is most of attaching).
+        let needs_btf = sel.syscalls || sel.switches || sel.blocks || sel.wakeups || sel.offcpu_profile;
+        let btf = if needs_btf { Some(vmlinux_btf()?) } else { None };
+        if let Some(btf) = &btf {
+            if sel.syscalls {
+                // tp_btf: the verifier checks the programs' pt_regs loads against the kernel's BTF.
+                probes.attach_btf(program::SYS_ENTER, "sys_enter", btf)?;
+                probes.attach_btf(program::SYS_EXIT, "sys_exit", btf)?;
+            }
+            if sel.switches || sel.blocks || sel.wakeups || sel.offcpu_profile {
+                probes.attach_btf(program::SCHED_SWITCH, "sched_switch", btf)?;
+            }
+            if sel.wakeups || sel.offcpu_profile {
+                probes.attach_btf(program::SCHED_WAKING, "sched_waking", btf)?;
+            }
+            if sel.offcpu_profile && !at_switch_out {
+                probes.attach_btf(program::SCHED_EXIT, "sched_exit_tp", btf)?;
+            }
         }
         if sel.cpu_profile {
             probes.cpus_sampled = cpu_profile::attach_per_cpu(&mut probes.ebpf, sel.cpu_frequency_hz)?;
@@ -329,14 +354,25 @@ impl KernelProbes {
         Ok(calls)
     }
 
-    /// Frees the in-flight slots of threads that have exited. The kernel side keeps one slot
+    /// Frees the per-thread slots (in-flight calls, blocks) of threads that have exited. The kernel side keeps one slot
     /// per thread (updated in place), so without this a target that churns threads would fill
     /// the map. `live` is a recent listing of /proc/PID/task; a slot is removed only if its
     /// thread is also gone now, so a thread born after the listing keeps its slot.
     pub fn prune_exited_threads(&mut self, live: &HashSet<u32>) -> Result<usize, KernelError> {
-        let name = map::IN_FLIGHT;
+        let mut pruned = self.prune_map::<InFlightSyscall>(map::IN_FLIGHT, live)?;
+        if self.config.selection.blocks {
+            pruned += self.prune_map::<ThreadBlock>(map::THREAD_BLOCKS, live)?;
+        }
+        Ok(pruned)
+    }
+
+    fn prune_map<V: aya::Pod>(
+        &mut self,
+        name: &'static str,
+        live: &HashSet<u32>,
+    ) -> Result<usize, KernelError> {
         let m = self.ebpf.map_mut(name).ok_or(KernelError::Missing { kind: "map", name })?;
-        let mut slots: BpfHashMap<&mut MapData, u32, InFlightSyscall> =
+        let mut slots: BpfHashMap<&mut MapData, u32, V> =
             BpfHashMap::try_from(m).map_err(|source| KernelError::Map { map: name, source })?;
         let task_dir = format!("/proc/{}/task", self.config.tgid);
         let dead: Vec<u32> = slots
@@ -350,6 +386,13 @@ impl KernelProbes {
             let _ = slots.remove(tid);
         }
         Ok(dead.len())
+    }
+
+    /// Each target thread's blocking call as seen at its context switches (needs `blocks`).
+    /// A thread without an entry has not been switched out or in since attach (unless
+    /// [`KernelCounters::thread_blocks_full`] is non-zero).
+    pub fn thread_blocks(&self) -> Result<HashMap<u32, ThreadBlock>, KernelError> {
+        self.read_hash(map::THREAD_BLOCKS)
     }
 
     /// The tids on a CPU as of each CPU's last context switch (needs `switches`).
@@ -459,6 +502,9 @@ impl KernelProbes {
             go_read_failed: at(Counter::GoReadFailed),
             cpu_samples: at(Counter::CpuSamples),
             cpu_sample_keys_full: at(Counter::CpuSampleKeysFull),
+            thread_blocks_full: at(Counter::ThreadBlocksFull),
+            sleeps_in_syscall: at(Counter::SleepsInSyscall),
+            resleeps_in_call: at(Counter::ResleepsInCall),
         })
     }
 
@@ -494,6 +540,10 @@ fn vmlinux_btf() -> Result<aya::Btf, KernelError> {
 /// What the sched programs need to know about the running kernel.
 struct SchedLayout {
     task_pid_off: u32,
+    task_tgid_off: u32,
+    /// `thread_info.flags` within `task_struct`, and TIF_NEED_FPU_LOAD's bit there.
+    task_tif_off: u32,
+    tif_need_fpu_load_bit: u32,
     /// The bare sched_exit_tp tracepoint exists (Linux >= 6.16).
     has_sched_exit: bool,
 }
@@ -517,7 +567,32 @@ fn sched_layout() -> Result<SchedLayout, KernelError> {
     }
     // The program reads no argument of sched_exit_tp, so any prototype will do.
     let has_sched_exit = btf.typedef_proto_params("btf_trace_sched_exit_tp").is_ok();
-    Ok(SchedLayout { task_pid_off: btf.member_offset("task_struct", "pid").map_err(err)?, has_sched_exit })
+    // x86_64 keeps thread_info inside task_struct (CONFIG_THREAD_INFO_IN_TASK).
+    let task_tif_off = btf.member_offset("task_struct", "thread_info").map_err(err)?
+        + btf.member_offset("thread_info", "flags").map_err(err)?;
+    Ok(SchedLayout {
+        task_pid_off: btf.member_offset("task_struct", "pid").map_err(err)?,
+        task_tgid_off: btf.member_offset("task_struct", "tgid").map_err(err)?,
+        task_tif_off,
+        tif_need_fpu_load_bit: tif_need_fpu_load_bit(&kernel_release()),
+        has_sched_exit,
+    })
+}
+
+/// The running kernel's release (`uname -r`), from /proc.
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned()
+}
+
+/// TIF_NEED_FPU_LOAD's bit number on x86_64 (arch/x86/include/asm/thread_info.h): 14 until
+/// x86 moved to the generic TIF bits (Linux 6.18; the architecture's bits start at 16 there
+/// and it is 19; observed on 6.18.44: a switched thread has bits 0 and 19 set). Not in BTF (a
+/// #define), hence the version; tests/tests/blocks.rs checks the behaviour it implies (a
+/// thread that wakes and sleeps again inside one call is one block, a repeated call is not).
+fn tif_need_fpu_load_bit(release: &str) -> u32 {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if (major, minor) >= (6, 18) { 19 } else { 14 }
 }
 
 /// Tells the kernel side which syscalls take an fd first, so histograms are keyed by fd only
@@ -543,4 +618,16 @@ pub fn monotonic_now_ns() -> u64 {
     // SAFETY: valid pointer to a timespec; CLOCK_MONOTONIC always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tif_bit_follows_the_generic_tif_switch() {
+        assert_eq!(super::tif_need_fpu_load_bit("6.18.44-fc-v1098"), 19);
+        assert_eq!(super::tif_need_fpu_load_bit("6.17.9"), 14);
+        assert_eq!(super::tif_need_fpu_load_bit("5.15.0-91-generic"), 14);
+        assert_eq!(super::tif_need_fpu_load_bit("6.19.0"), 19);
+        assert_eq!(super::tif_need_fpu_load_bit("7.0.1-arch1"), 19);
+    }
 }
