@@ -85,7 +85,7 @@ fn main() -> Result<()> {
         }
         Task::BenchThreads(args) => {
             setup::run()?;
-            examples::build()?;
+            examples::build(examples::GoBuilds::Suite)?;
             bench_threads::run(args)
         }
     }
