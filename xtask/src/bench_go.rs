@@ -1,6 +1,7 @@
 //! `cargo xtask bench-go`: (1) how long a whole goroutine snapshot of a Go process with 100,000
-//! parked goroutines takes (examples/go/parked -many), for each supported Go release, with and
-//! without stacks: wall time of the real release binary, process start to JSON written; and
+//! parked goroutines takes (examples/go/parked -many), for Go 1.27 and 1.19, plain (DWARF) and
+//! stripped (`-s -w`) builds alternating, with and without stacks: wall time of the real
+//! release binary, process start to JSON written; and
 //! (2) what a netpoll-heavy Go server keeps of its throughput while a full goroutine snapshot
 //! (with stacks) is taken every second, alternating bare and snapshotted runs.
 
@@ -38,51 +39,78 @@ pub fn run(args: BenchGoArgs) -> Result<()> {
     util::step("building parkscope (release)");
     util::cargo(&["build", "--release", "-p", "parkscope"])?;
     let bin = util::root().join("target/release/parkscope");
-    println!("| Go | goroutines | mode | min | median |");
-    println!("|---|---|---|---|---|");
+    println!("| Go | build | goroutines | mode | min | median |");
+    println!("|---|---|---|---|---|---|");
+    // The plain build (DWARF: layout and globals from the binary) and the `-s -w` one (no
+    // symbols: globals located in its code, layout from the release's table) of each release
+    // run side by side, their snapshots alternating, so both see the same machine.
     for release in ["go1.27", "go1.19"] {
-        let exe = examples::bin_dir().join(format!("parked-{release}"));
-        let many = args.goroutines.to_string();
-        // Guarded: an early error below still kills the 100k-goroutine target.
-        let mut target = Proc::spawn(
-            Command::new(&exe).args(["-n", "3", "-many", &many]).stdout(Stdio::piped()),
-            &format!("parked-{release}"),
-        )?;
-        let stdout = target.child.stdout.take().context("stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let pid = loop {
-            let Some(line) = lines.next() else { bail!("{} exited before it was ready", exe.display()) };
-            let v: serde_json::Value = serde_json::from_str(&line?)?;
-            if v["ready"] == true {
-                break v["pid"].as_u64().context("pid")?.to_string();
-            }
-        };
+        let builds = [("DWARF", format!("parked-{release}")), ("-s -w", format!("parked-{release}-sw"))];
+        let targets: Vec<(&str, Proc, String)> = builds
+            .iter()
+            .map(|(build, name)| {
+                let (target, pid) = start_parked(name, args.goroutines)?;
+                Ok((*build, target, pid))
+            })
+            .collect::<Result<_>>()?;
         for (mode, extra) in [("with stacks", None), ("--no-stacks", Some("--no-stacks"))] {
-            let mut times = Vec::new();
-            let mut listed = 0;
+            let mut times = vec![Vec::new(); targets.len()];
+            let mut listed = vec![0; targets.len()];
             for _ in 0..args.runs {
-                let mut cmd = Command::new(&bin);
-                cmd.args(["snapshot", "-p", &pid, "--window", "0", "--json"]);
-                cmd.args(extra);
-                let started = Instant::now();
-                let out = cmd.output().context("running parkscope")?;
-                times.push(started.elapsed());
-                if !out.status.success() {
-                    bail!("parkscope failed: {}", String::from_utf8_lossy(&out.stderr));
+                for (i, (_, _, pid)) in targets.iter().enumerate() {
+                    let mut cmd = Command::new(&bin);
+                    cmd.args(["snapshot", "-p", pid, "--window", "0", "--json"]);
+                    cmd.args(extra);
+                    let started = Instant::now();
+                    let out = cmd.output().context("running parkscope")?;
+                    times[i].push(started.elapsed());
+                    if !out.status.success() {
+                        bail!("parkscope failed: {}", String::from_utf8_lossy(&out.stderr));
+                    }
+                    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+                    listed[i] = v["goroutines"].as_array().map_or(0, Vec::len);
                 }
-                let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-                listed = v["goroutines"].as_array().map_or(0, Vec::len);
             }
-            if listed < args.goroutines as usize {
-                bail!("{release}: only {listed} goroutines listed, expected at least {}", args.goroutines);
+            for (i, (build, _, _)) in targets.iter().enumerate() {
+                if listed[i] < args.goroutines as usize {
+                    bail!(
+                        "{release} {build}: only {} goroutines listed, expected at least {}",
+                        listed[i],
+                        args.goroutines
+                    );
+                }
+                let t = &mut times[i];
+                t.sort();
+                let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1e3);
+                println!(
+                    "| {release} | {build} | {} | {mode} | {} | {} |",
+                    listed[i],
+                    ms(t[0]),
+                    ms(t[t.len() / 2])
+                );
             }
-            times.sort();
-            let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1e3);
-            println!("| {release} | {listed} | {mode} | {} | {} |", ms(times[0]), ms(times[times.len() / 2]));
         }
-        drop(target);
     }
     server_throughput(&bin, &args)
+}
+
+/// Starts examples/bin/`name` with `goroutines` extra parked goroutines; its pid once ready. The
+/// guard kills the target on an early error.
+fn start_parked(name: &str, goroutines: u32) -> Result<(Proc, String)> {
+    let exe = examples::bin_dir().join(name);
+    let many = goroutines.to_string();
+    let mut target =
+        Proc::spawn(Command::new(&exe).args(["-n", "3", "-many", &many]).stdout(Stdio::piped()), name)?;
+    let stdout = target.child.stdout.take().context("stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let pid = loop {
+        let Some(line) = lines.next() else { bail!("{} exited before it was ready", exe.display()) };
+        let v: serde_json::Value = serde_json::from_str(&line?)?;
+        if v["ready"] == true {
+            break v["pid"].as_u64().context("pid")?.to_string();
+        }
+    };
+    Ok((target, pid))
 }
 
 /// httpserver-go1.27 driven by loadgen-go1.27 (16 keep-alive connections: every request is a
