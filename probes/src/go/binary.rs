@@ -115,10 +115,18 @@ impl GoBinary {
         let bin_err = |reason: String| GoError::Binary { path: display.to_owned(), reason };
         let data = std::fs::read(path).map_err(|e| bin_err(e.to_string()))?;
         let file = object::File::parse(&*data).map_err(|e| bin_err(e.to_string()))?;
-        Self::from_object(&file, display)
+        Self::from_object(&file, display, true)
     }
 
-    fn from_object(file: &object::File<'_>, display: &str) -> Result<GoBinary, GoError> {
+    /// Like [`GoBinary::open`] for a file already in memory, without the on-disk layout cache
+    /// (nothing is read or written but `data`: what the fuzz targets exercise).
+    pub fn from_bytes(data: &[u8], display: &str) -> Result<GoBinary, GoError> {
+        let file = object::File::parse(data)
+            .map_err(|e| GoError::Binary { path: display.to_owned(), reason: e.to_string() })?;
+        Self::from_object(&file, display, false)
+    }
+
+    fn from_object(file: &object::File<'_>, display: &str, use_cache: bool) -> Result<GoBinary, GoError> {
         let not_go = || GoError::NotGo { pid: 0, path: display.to_owned() };
         let section = file.section_by_name(".go.buildinfo").ok_or_else(not_go)?;
         let bytes = section.data().map_err(|_| not_go())?;
@@ -148,7 +156,7 @@ impl GoBinary {
         }
 
         let layout = if dwarf::has_dwarf(file) {
-            let cache = LayoutCache::for_binary(file);
+            let cache = if use_cache { LayoutCache::for_binary(file) } else { None };
             match cache.as_ref().and_then(LayoutCache::load) {
                 Some(l) => l,
                 None => {

@@ -5,6 +5,8 @@
 mod binary;
 mod buildinfo;
 mod dwarf;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod layout;
 mod memory;
 mod netpoll;
