@@ -8,6 +8,7 @@ mod bench_go;
 mod bench_go_uprobes;
 mod bench_profile;
 mod examples;
+mod fuzz;
 mod setup;
 mod util;
 
@@ -39,6 +40,8 @@ enum Task {
     BenchGoUprobes(bench_go_uprobes::BenchGoUprobesArgs),
     /// Measure what `parkscope profile` costs (off-CPU vs bpftrace offcputime; server throughput)
     BenchProfile(bench_profile::BenchProfileArgs),
+    /// Fuzz the parsers of what a Go target controls (cargo-fuzz; ~1M inputs per target)
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() -> Result<()> {
@@ -69,6 +72,11 @@ fn main() -> Result<()> {
             setup::run()?;
             examples::build()?;
             bench_profile::run(args)
+        }
+        Task::Fuzz(args) => {
+            setup::run()?;
+            examples::build()?;
+            fuzz::run(args)
         }
     }
 }
