@@ -45,7 +45,11 @@ fn main() -> std::io::Result<()> {
         }
         real += 1;
     }
-    eprintln!("seeds written to {} ({real} real Go builds read from {})", corpus.display(), examples.display());
+    eprintln!(
+        "seeds written to {} ({real} real Go builds read from {})",
+        corpus.display(),
+        examples.display()
+    );
     Ok(())
 }
 

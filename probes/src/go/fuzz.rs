@@ -14,8 +14,11 @@ use super::memory::ReadMemory;
 use super::runtime::GoProcess;
 use super::{GoError, GoExecutable, Pclntab, netpoll};
 
+/// One harness: runs one input.
+pub type Harness = fn(&[u8]);
+
 /// The fuzz targets: (name, harness).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Harness)] = &[
     ("pclntab", pclntab),
     ("go_executable", go_executable),
     ("buildinfo", buildinfo),
@@ -478,7 +481,8 @@ fn dwarf_sections(layout: &Layout) -> (Vec<u8>, Vec<u8>) {
         }
     }
     let mut abbrev = Vec::new();
-    let abbrevs: [(u16, bool, &[(u16, u16)]); 5] = [
+    type Abbrev = (u16, bool, &'static [(u16, u16)]);
+    let abbrevs: [Abbrev; 5] = [
         (DW_TAG_compile_unit.0, true, &[(DW_AT_name.0, DW_FORM_string.0)]),
         (
             DW_TAG_structure_type.0,
@@ -607,7 +611,7 @@ fn go_elf(go119: bool, with_dwarf: bool) -> Vec<u8> {
     let nfunc = 4u32;
     let magic = if go119 { 0xffff_fff0 } else { 0xffff_fff1 };
     let mut sections: Vec<(&str, u32, u64, Vec<u8>, u32)> = Vec::new(); // name, type, flags, data, link
-    let text = vec![0x55, 0x48, 0x89, 0xe5, 0xc3].repeat(0x60);
+    let text = [0x55, 0x48, 0x89, 0xe5, 0xc3].repeat(0x60);
     sections.push((".text", 1, 6, text, 0));
     sections.push((
         ".note.go.buildid",
@@ -635,7 +639,7 @@ fn go_elf(go119: bool, with_dwarf: bool) -> Vec<u8> {
     let mut file = vec![0u8; 64 + 56];
     let mut placed = Vec::new();
     for (_, _, flags, data, _) in &sections {
-        while file.len() % 16 != 0 {
+        while !file.len().is_multiple_of(16) {
             file.push(0);
         }
         let off = file.len() as u64;
@@ -645,24 +649,17 @@ fn go_elf(go119: bool, with_dwarf: bool) -> Vec<u8> {
     let addr_of =
         |name: &str| sections.iter().zip(&placed).find(|(s, _)| s.0 == name).map_or(0, |(_, p)| p.1);
     let text_addr = addr_of(".text");
-    // runtime.firstmoduledata: pclntab pointer, funcnametab pointer, ftab length, minpc, text.
+    // runtime.firstmoduledata in .noptrdata: pclntab pointer, funcnametab pointer, ftab
+    // length, minpc (the first function, at text + 0x10) and text (the start of .text).
     let pcln_addr = addr_of(".gopclntab");
-    let (nd_index, nd_off) = sections
-        .iter()
-        .zip(&placed)
-        .enumerate()
-        .find(|(_, (s, _))| s.0 == ".noptrdata")
-        .map(|(i, (_, p))| (i, p.0))
-        .unwrap();
-    let md = nd_off as usize + 0x10;
-    let text_start = text_addr - 0x10 + 0x10; // functions start at TEXT+0x10: moduledata.text = .text - 0x10 + 0x10
+    let text_start = text_addr;
+    let md = (addr_of(".noptrdata") - BASE) as usize + 0x10;
     let mut w = |at: usize, v: u64| file[md + at..md + at + 8].copy_from_slice(&v.to_le_bytes());
     w(0, pcln_addr);
     w(8, pcln_addr + 8 + 8 * 8);
     w(8 + 5 * 24 + 8, u64::from(nfunc) + 1);
     w(8 + 6 * 24 + 8, text_start + 0x10);
     w(8 + 6 * 24 + 24, text_start);
-    let _ = nd_index;
     // Symbols: every global in .noptrdata, the uprobe functions and runtime.text in .text.
     let mut strtab = vec![0u8];
     let mut symtab = vec![0u8; 24];
@@ -690,7 +687,7 @@ fn go_elf(go119: bool, with_dwarf: bool) -> Vec<u8> {
     sym("runtime.casgstatus", text_addr + 0x20, 0x40, 1, true);
     sym("runtime.gopark", text_addr + 0x60, 0x40, 1, true);
     sym("main.f0[go.shape.int]", text_start + 0x10, 0x40, 1, true);
-    while file.len() % 8 != 0 {
+    while !file.len().is_multiple_of(8) {
         file.push(0);
     }
     let symtab_off = file.len() as u64;
@@ -707,20 +704,20 @@ fn go_elf(go119: bool, with_dwarf: bool) -> Vec<u8> {
     }
     let shstrtab_off = file.len() as u64;
     file.extend(&shstrtab);
-    while file.len() % 8 != 0 {
+    while !file.len().is_multiple_of(8) {
         file.push(0);
     }
     let shoff = file.len() as u64;
     let nsec = sections.len() + 4;
     let sh = |name: u32,
-                  ty: u32,
-                  flags: u64,
-                  addr: u64,
-                  off: u64,
-                  size: u64,
-                  link: u32,
-                  entsize: u64,
-                  file: &mut Vec<u8>| {
+              ty: u32,
+              flags: u64,
+              addr: u64,
+              off: u64,
+              size: u64,
+              link: u32,
+              entsize: u64,
+              file: &mut Vec<u8>| {
         file.extend(name.to_le_bytes());
         file.extend(ty.to_le_bytes());
         file.extend(flags.to_le_bytes());

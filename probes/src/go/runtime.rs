@@ -663,7 +663,7 @@ fn frame_walk(pc: u64, sp: u64, bp: u64, stack: &[u8]) -> Vec<u64> {
         (off.checked_add(8)? <= stack.len() as u64).then(|| uint_at(stack, off, 8))
     };
     let mut bp = bp;
-    while pcs.len() < MAX_FRAMES && bp >= sp && bp % 8 == 0 {
+    while pcs.len() < MAX_FRAMES && bp >= sp && bp.is_multiple_of(8) {
         let (Some(next_bp), Some(ret)) = (word(bp), bp.checked_add(8).and_then(word)) else { break };
         if ret == 0 {
             break;
