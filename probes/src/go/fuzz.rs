@@ -605,6 +605,12 @@ fn dwarf_sections(layout: &Layout) -> (Vec<u8>, Vec<u8>) {
 /// `.gopclntab`, `runtime.firstmoduledata` in `.noptrdata`, the runtime's symbols, a build id
 /// note and (unless `-w`) DWARF stating a real release's layout.
 fn go_elf(go119: bool, with_dwarf: bool) -> Vec<u8> {
+    go_elf_with(go119, with_dwarf, None)
+}
+
+/// [`go_elf`], with `.debug_info` compressed (SHF_COMPRESSED) and stating `inflated` bytes
+/// when that is given (the payload is not a real zlib stream: only the claim matters).
+fn go_elf_with(go119: bool, with_dwarf: bool, inflated: Option<u64>) -> Vec<u8> {
     const BASE: u64 = 0x40_0000;
     let version = if go119 { "go1.19.13" } else { "go1.27.3" };
     let layout = layout::from_tables(version).expect("the repo's tables parse");
@@ -633,7 +639,18 @@ fn go_elf(go119: bool, with_dwarf: bool) -> Vec<u8> {
     if with_dwarf {
         let (abbrev, info) = dwarf_sections(&layout);
         sections.push((".debug_abbrev", 1, 0, abbrev, 0));
-        sections.push((".debug_info", 1, 0, info, 0));
+        match inflated {
+            None => sections.push((".debug_info", 1, 0, info, 0)),
+            Some(size) => {
+                let mut chdr = Vec::new();
+                chdr.extend(1u32.to_le_bytes()); // ELFCOMPRESS_ZLIB
+                chdr.extend(0u32.to_le_bytes());
+                chdr.extend(size.to_le_bytes());
+                chdr.extend(1u64.to_le_bytes());
+                chdr.extend([0x78, 0x9c, 0x03, 0x00]);
+                sections.push((".debug_info", 1, 0x800, chdr, 0));
+            }
+        }
     }
     // Lay out: header, phdr, then each section (addr = BASE + offset for allocated ones).
     let mut file = vec![0u8; 64 + 56];
@@ -894,6 +911,85 @@ mod tests {
         binary.layout.fields.insert("m.curg".into(), layout::Field { offset: u64::MAX, size: 8 });
         let err = GoProcess::prepare(0, binary, 0, &Image::default()).err().unwrap().to_string();
         assert!(err.contains("m.curg"), "{err}");
+    }
+
+    /// A compressed DWARF section claiming more than MAX_SECTION_SIZE inflated is refused
+    /// before anything is allocated for it.
+    #[test]
+    fn dwarf_bomb_is_refused() {
+        let err = GoBinary::from_bytes(&go_elf_with(false, true, Some(2 << 30)), "bomb").unwrap_err();
+        assert!(err.to_string().contains(".debug_info states 2147483648 bytes"), "{err}");
+    }
+
+    fn process_over(image: &Image) -> GoProcess {
+        GoProcess::prepare(0, image_binary(false).unwrap(), 0, image).unwrap()
+    }
+
+    /// The runtime seed's image with `edit` applied to its regions.
+    fn seed_image(edit: impl FnOnce(&mut BTreeMap<u64, Region>)) -> Image {
+        let (_, mut image) = Image::decode(&runtime_seed(false, true));
+        edit(&mut image.regions);
+        image
+    }
+
+    fn set_word(regions: &mut BTreeMap<u64, Region>, addr: u64, v: u64) {
+        let (&start, region) = regions.range_mut(..=addr).next_back().unwrap();
+        let Region::Bytes(b) = region else { panic!("not a byte region") };
+        let at = (addr - start) as usize;
+        b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    }
+
+    /// An allgs of 3 million readable pointers (1.4 GB of gs at Go 1.27's 456 bytes) is refused
+    /// as inconsistent instead of allocated.
+    #[test]
+    fn huge_allgs_is_refused_not_allocated() {
+        let image = seed_image(|r| {
+            set_word(r, global_addr("runtime.allgs") + 8, 3_000_000);
+            r.insert(ALLGS_ARRAY, Region::Fill { len: 24_000_000, word: G_AT });
+        });
+        let fdinfo = image.fdinfo.clone();
+        let err = process_over(&image).read_with(&image, true, move |_| Ok(fdinfo)).unwrap_err();
+        assert!(err.to_string().contains("allgs length 3000000"), "{err}");
+    }
+
+    /// A cycle in allm (m1.alllink -> m0) ends the walk with each M once.
+    #[test]
+    fn allm_cycle_ends_the_walk() {
+        let layout = layout::from_tables("go1.27.3").unwrap();
+        let alllink = layout.field("m.alllink").offset;
+        let image = seed_image(|r| set_word(r, M_AT + 0x1000 + alllink, M_AT));
+        let fdinfo = image.fdinfo.clone();
+        let state = process_over(&image).read_with(&image, false, move |_| Ok(fdinfo)).unwrap();
+        assert_eq!(state.ms.iter().map(|m| m.id).collect::<Vec<_>>(), [0, 1]);
+    }
+
+    /// A wait reason string stating u64::MAX bytes is read as its first 256.
+    #[test]
+    fn giant_wait_reason_length_is_capped() {
+        let image = seed_image(|r| {
+            set_word(r, global_addr("runtime.waitReasonStrings") + 16, 0x1_0000_0000);
+            set_word(r, global_addr("runtime.waitReasonStrings") + 24, u64::MAX);
+            r.insert(0x1_0000_0000, Region::Fill { len: 1 << 20, word: u64::from_le_bytes(*b"abcdefgh") });
+        });
+        let process = process_over(&image);
+        assert_eq!(process.wait_reason_text(1).len(), 256);
+        assert!(process.wait_reason_text(1).starts_with("abcdefgh"));
+    }
+
+    /// A parked goroutine whose saved frame pointer links to itself or out of its stack gets
+    /// its saved pc and the frames that do hold together, no more.
+    #[test]
+    fn stack_walk_cycles_and_escapes_end() {
+        // 0x180 -> 0x180 (itself).
+        let image = seed_image(|r| set_word(r, STACK_LO + 0x180, STACK_LO + 0x180));
+        let fdinfo = image.fdinfo.clone();
+        let state = process_over(&image).read_with(&image, true, move |_| Ok(fdinfo)).unwrap();
+        assert_eq!(state.goroutines[0].pcs, [0x40_1234, 0x40_1300]);
+        // 0x200 -> far above the stack's end.
+        let image = seed_image(|r| set_word(r, STACK_LO + 0x200, u64::MAX - 7));
+        let fdinfo = image.fdinfo.clone();
+        let state = process_over(&image).read_with(&image, true, move |_| Ok(fdinfo)).unwrap();
+        assert_eq!(state.goroutines[0].pcs, [0x40_1234, 0x40_1300, 0x40_1400]);
     }
 
     /// Every harness over its seeds and a few thousand mutations of them: a panic that comes
