@@ -13,7 +13,8 @@ Exit codes:
   4    not permitted (needs root, or CAP_BPF + CAP_PERFMON; CAP_SYS_PTRACE for other users' /proc)
   5    the target exited during the run (what was collected is still printed)
   6    not traceable (a kernel thread; or a kernel without BTF, or older than 5.18)
-  7    a Go program whose runtime cannot be read (stripped with -s -w, unknown Go release)
+  7    a Go program whose runtime cannot be read (unknown Go release, runtime not located);
+       the thread view is still printed, except with --goroutines or --go-uprobes
   8    --goroutines or --go-uprobes on a process that is not a Go program
   130  interrupted (Ctrl-C/SIGTERM) before the run finished (partial results printed)";
 

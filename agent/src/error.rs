@@ -16,8 +16,10 @@ pub mod code {
     pub const TARGET_EXITED: i32 = 5;
     /// The pid is a kernel thread (or otherwise has no user space to trace).
     pub const NOT_TRACEABLE: i32 = 6;
-    /// A Go program whose runtime cannot be read: stripped of its symbols (`-ldflags="-s -w"`)
-    /// or a Go release whose runtime layout is unknown.
+    /// A Go program whose runtime cannot be read: a Go release whose runtime layout is unknown,
+    /// or a stripped binary (`-ldflags="-s -w"`) whose runtime variables could not be located.
+    /// snapshot, schedtrace and profile still print the thread view (with a warning) and then
+    /// exit with this code.
     pub const GO_UNREADABLE: i32 = 7;
     /// Go detail was asked for (`--goroutines`) but the target is not a Go program.
     pub const NOT_GO: i32 = 8;
@@ -110,7 +112,7 @@ impl From<GoError> for Failure {
             GoError::Stripped { .. } => Failure::new(
                 code::GO_UNREADABLE,
                 e.to_string(),
-                "rebuild without -s (-ldflags=-w alone still works), or pass --no-go for the thread view only",
+                "this Go runtime's code is not laid out as parkscope expects; rebuild without -s (-ldflags=-w keeps the symbol table), or pass --no-go for the thread view only",
             ),
             GoError::UnknownLayout { .. } => Failure::new(
                 code::GO_UNREADABLE,

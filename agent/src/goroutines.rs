@@ -6,13 +6,14 @@ use std::collections::HashMap;
 
 use parkscope_common::GoGState;
 use parkscope_probes::{
-    go::{GStatus, GoProcess, GoroutineState, LayoutSource, RuntimeState},
+    go::{GStatus, GoProcess, GoroutineState, LayoutSource, RuntimeState, buildinfo},
     kernel::KernelCounters,
     procfs::fds::FdTable,
     stacks::{Frame, Symbolizer},
 };
 
 use crate::{
+    error::Failure,
     model::{GoroutineView, NetpollView, RuntimeView, ThreadState, ThreadView},
     roles::{BlockedCall, MEvidence, RoleEvidence, go_thread_role},
 };
@@ -189,20 +190,62 @@ pub fn join(
             goroutine_view(g, rt, &names, thread, fds, stacks, time)
         })
         .collect();
+    let runtime = RuntimeView {
+        gomaxprocs: Some(rt.sched.gomaxprocs),
+        goroutines_dead: Some(rt.dead),
+        goroutines_inconsistent: Some(rt.inconsistent),
+        error: None,
+        hint: None,
+        ..identity(go)
+    };
+    (views, runtime)
+}
+
+/// What the binary says of a Go process whose runtime was found, before any read.
+fn identity(go: &GoProcess) -> RuntimeView {
     let layout = match &go.binary.layout.source {
         LayoutSource::Dwarf => "dwarf".to_owned(),
         LayoutSource::Table(r) => format!("table:{r}"),
     };
-    let runtime = RuntimeView {
+    RuntimeView {
         kind: "go",
         version: go.version().to_owned(),
         module: go.binary.buildinfo.module.clone(),
-        layout,
-        gomaxprocs: rt.sched.gomaxprocs,
-        goroutines_dead: rt.dead,
-        goroutines_inconsistent: rt.inconsistent,
+        layout: Some(layout),
+        gomaxprocs: None,
+        goroutines_dead: None,
+        goroutines_inconsistent: None,
+        error: None,
+        hint: None,
+    }
+}
+
+/// The runtime part of a view of a Go program whose runtime could not be read: attached but a
+/// read failed (`go` given), or not even attached (`go` None: what its build information says).
+/// The thread view stays whole; this says why there is nothing more.
+pub fn unreadable(pid: u32, failure: &Failure, go: Option<&GoProcess>) -> RuntimeView {
+    let hint = failure.hint.clone().unwrap_or_else(|| {
+        "the threads above are complete; report the cause with `parkscope -v` output, or pass --no-go"
+            .to_owned()
+    });
+    let base = match go {
+        Some(go) => identity(go),
+        None => {
+            let info = buildinfo::of_process(pid);
+            RuntimeView {
+                kind: "go",
+                version: info.as_ref().map_or_else(|| "unknown".to_owned(), |i| i.version.clone()),
+                module: info.and_then(|i| i.module),
+                layout: None,
+                gomaxprocs: None,
+                goroutines_dead: None,
+                goroutines_inconsistent: None,
+                error: None,
+                hint: None,
+            }
+        }
     };
-    (views, runtime)
+    RuntimeView { error: Some(failure.cause.clone()), hint: Some(hint), ..base }
 }
 
 fn goroutine_view(

@@ -190,21 +190,37 @@ pub struct GoroutineView {
     pub stack: Vec<String>,
 }
 
-/// The language runtime of the target, when parkscope reads one.
+/// The language runtime of the target, when parkscope finds one. When it cannot be read
+/// (`error` set), only what the binary itself says (kind, version, module) is filled, and the
+/// rest of the view is the thread view alone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RuntimeView {
     /// "go".
     pub kind: &'static str,
-    /// e.g. "go1.27.3".
+    /// e.g. "go1.27.3" (from the binary's build information; "unknown" if even that is unreadable).
     pub version: String,
     pub module: Option<String>,
-    /// Where the struct layouts came from: "dwarf" or "table:go1.27".
-    pub layout: String,
-    pub gomaxprocs: i64,
-    /// Free (dead) goroutine structs, not listed.
-    pub goroutines_dead: usize,
-    /// Entries dropped because they changed while being read.
-    pub goroutines_inconsistent: usize,
+    /// Where the struct layouts came from: "dwarf" or "table:go1.27"; null when none was found.
+    pub layout: Option<String>,
+    /// Null when the runtime could not be read.
+    pub gomaxprocs: Option<i64>,
+    /// Free (dead) goroutine structs, not listed; null when the runtime could not be read.
+    pub goroutines_dead: Option<usize>,
+    /// Entries dropped because they changed while being read; null when not read.
+    pub goroutines_inconsistent: Option<usize>,
+    /// Why the runtime could not be read (one line); null when it was read. Goroutines are then
+    /// not listed and thread roles are unknown.
+    pub error: Option<String>,
+    /// What to do about `error` (printed on stderr, not part of the JSON).
+    #[serde(skip)]
+    pub hint: Option<String>,
+}
+
+impl RuntimeView {
+    /// Whether the goroutines and thread roles of this view come from a read of the runtime.
+    pub fn is_read(&self) -> bool {
+        self.error.is_none()
+    }
 }
 
 /// Counts for the whole process at one instant.

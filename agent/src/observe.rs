@@ -20,9 +20,11 @@ use parkscope_probes::{
     stacks::{Symbolizer, UserUnwinder},
 };
 
+use crate::error::Failure;
 use crate::go_uprobes::GoUprobeError;
 use crate::model::{
-    CompletedCalls, LongCall, ProcessView, Summary, SyscallView, ThreadState, ThreadView, sort_for_display,
+    CompletedCalls, LongCall, ProcessView, RuntimeView, Summary, SyscallView, ThreadState, ThreadView,
+    sort_for_display,
 };
 
 /// Deepest user stack we unwind; deeper stacks are cut (the innermost frames matter most).
@@ -52,6 +54,16 @@ enum GoTarget {
     NotLooked,
     NotGo,
     Go(Box<GoProcess>),
+    /// A Go program whose runtime cannot be read: every view carries this, with the threads.
+    Unreadable(Box<RuntimeView>),
+}
+
+/// Why [`Observer::attach_go`] found no readable runtime in a Go program.
+pub struct GoUnreadable {
+    /// The cause, a hint, and the code `--goroutines` fails with.
+    pub failure: Failure,
+    /// The process went away meanwhile: not a fallback case.
+    pub target_gone: bool,
 }
 
 /// A target plus, optionally, the probes attached to it.
@@ -105,9 +117,11 @@ impl Observer {
 
     /// Looks for a Go runtime in the target: `Ok(true)` when found and readable, `Ok(false)` for
     /// a non-Go program, `Err` for a Go program whose runtime cannot be read (stripped, unknown
-    /// layout). Blocking file work: call it on the blocking pool.
-    pub fn attach_go(&mut self) -> Result<bool, GoError> {
-        match GoProcess::attach(self.target.pid) {
+    /// layout, ...): the views then carry the threads and a runtime part saying why (see
+    /// [`crate::goroutines::unreadable`]). Blocking file work: call it on the blocking pool.
+    pub fn attach_go(&mut self) -> Result<bool, GoUnreadable> {
+        let pid = self.target.pid;
+        match GoProcess::attach(pid) {
             Ok(p) => {
                 tracing::info!(version = p.version(), layout = ?p.binary.layout.source, "Go runtime found");
                 self.go = GoTarget::Go(Box::new(p));
@@ -118,8 +132,11 @@ impl Observer {
                 Ok(false)
             }
             Err(e) => {
-                self.go = GoTarget::NotGo;
-                Err(e)
+                let target_gone = matches!(e, GoError::NoSuchProcess(_) | GoError::Exited(_));
+                let failure = Failure::from(e);
+                let view = crate::goroutines::unreadable(pid, &failure, None);
+                self.go = GoTarget::Unreadable(Box::new(view));
+                Err(GoUnreadable { failure, target_gone })
             }
         }
     }
@@ -140,6 +157,15 @@ impl Observer {
         crate::go_uprobes::attach(probes, go, false, None)?;
         self.go_uprobes_at_ns = Some(monotonic_now_ns());
         Ok(())
+    }
+
+    /// Gives up on a runtime that was found but failed to read (schedtrace: the next views are
+    /// thread views saying why), and returns the cause and hint.
+    pub fn give_up_go(&mut self, err: GoError) -> Failure {
+        let failure = Failure::from(err);
+        let view = crate::goroutines::unreadable(self.target.pid, &failure, self.go_process());
+        self.go = GoTarget::Unreadable(Box::new(view));
+        failure
     }
 
     /// One read of the Go runtime (no stacks), for schedtrace.
@@ -236,6 +262,9 @@ impl Observer {
         // The kernel's counters: as read with the other maps, or, with the Go uprobes, as read
         // with their slots after the runtime (the uprobes keep counting meanwhile).
         let mut counters = facts.counters;
+        if let GoTarget::Unreadable(view) = &self.go {
+            runtime = Some((**view).clone());
+        }
         if opts.goroutines
             && let GoTarget::Go(go) = &self.go
         {
@@ -258,8 +287,12 @@ impl Observer {
                     goroutines = views;
                     runtime = Some(rv);
                 }
-                // The threads are still a true view; a process gone mid-read is noticed below.
-                Err(e) => tracing::warn!("reading the Go runtime: {e}"),
+                // The threads are still a true view, and the runtime part says why it has no
+                // more; a process gone mid-read is noticed below.
+                Err(e) => {
+                    tracing::debug!("reading the Go runtime: {e}");
+                    runtime = Some(crate::goroutines::unreadable(pid, &Failure::from(e), Some(go)));
+                }
             }
             if !self.target.is_alive() {
                 return Err(ProcError::Exited(pid));

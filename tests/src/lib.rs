@@ -157,7 +157,13 @@ pub struct GoTarget {
 impl GoTarget {
     /// Starts `bin` from examples/bin and waits until it says every goroutine is parked.
     pub fn start(bin: &str, args: &[&str], env: &[(&str, &str)], capture_stderr: bool) -> GoTarget {
-        let mut cmd = Command::new(example_bin(bin));
+        Self::start_at(&example_bin(bin), args, env, capture_stderr)
+    }
+
+    /// Like [`GoTarget::start`] for a binary anywhere (e.g. a modified copy of an example).
+    pub fn start_at(bin: &Path, args: &[&str], env: &[(&str, &str)], capture_stderr: bool) -> GoTarget {
+        let bin = bin.display();
+        let mut cmd = Command::new(bin.to_string());
         cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped());
         cmd.stderr(if capture_stderr { Stdio::piped() } else { Stdio::inherit() });
         for (k, v) in env {
@@ -192,22 +198,90 @@ impl GoTarget {
 
     /// The runtime's own dump: goid -> (bracket text's first part, whole block).
     pub fn pprof_dump(&self) -> BTreeMap<u64, (String, String)> {
-        let addr = self.info["pprof"].as_str().unwrap();
-        let mut s = TcpStream::connect(addr).unwrap();
-        write!(s, "GET /debug/pprof/goroutine?debug=2 HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        let body = &text[text.find("\r\n\r\n").expect("HTTP response") + 4..];
-        let mut out = BTreeMap::new();
-        for block in body.split("\n\n").filter(|b| b.starts_with("goroutine ")) {
-            let header = block.lines().next().unwrap();
-            let goid: u64 = header["goroutine ".len()..].split(' ').next().unwrap().parse().unwrap();
-            let inner = &header[header.find('[').unwrap() + 1..header.rfind(']').unwrap()];
-            let reason = inner.split(',').next().unwrap().trim().to_owned();
-            out.insert(goid, (reason, block.to_owned()));
-        }
-        out
+        pprof_dump_at(self.info["pprof"].as_str().unwrap())
     }
+}
+
+/// The goroutine dump (`goroutine?debug=2`) served by net/http/pprof at `addr`: goid ->
+/// (bracket text's first part, whole block).
+pub fn pprof_dump_at(addr: &str) -> BTreeMap<u64, (String, String)> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(s, "GET /debug/pprof/goroutine?debug=2 HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let body = &text[text.find("\r\n\r\n").expect("HTTP response") + 4..];
+    let mut out = BTreeMap::new();
+    for block in body.split("\n\n").filter(|b| b.starts_with("goroutine ")) {
+        let header = block.lines().next().unwrap();
+        let goid: u64 = header["goroutine ".len()..].split(' ').next().unwrap().parse().unwrap();
+        let inner = &header[header.find('[').unwrap() + 1..header.rfind(']').unwrap()];
+        let reason = inner.split(',').next().unwrap().trim().to_owned();
+        out.insert(goid, (reason, block.to_owned()));
+    }
+    out
+}
+
+/// The HTTP connection that fetched a dump has goroutines of its own that come and go, and the
+/// server's accept loop is woken by that very fetch (the dump may catch it runnable while the
+/// snapshot, a moment later, finds it back in IO wait): the measurement disturbs them.
+pub fn transient_in_dump(reason: &str, block: &str) -> bool {
+    reason == "running"
+        || block.contains("net/http.(*conn")
+        || block.contains("net/http.(*connReader")
+        || block.contains("net/http.(*Server).Serve")
+}
+
+/// The same goroutines in parkscope's JSON.
+pub fn transient_ours(g: &Value) -> bool {
+    let s = |k: &str| g[k].as_str().unwrap_or_default().to_owned();
+    let in_stack = |p: &str| {
+        g["stack"].as_array().is_some_and(|st| st.iter().any(|f| f.as_str().unwrap_or("").contains(p)))
+    };
+    ["net/http.(*conn", "net/http.(*connReader", "net/http.(*Server).Serve"]
+        .iter()
+        .any(|p| s("start").contains(p) || s("created_by").contains(p) || in_stack(p))
+}
+
+/// How the runtime's dump labels a goroutine: its wait reason while waiting, else its status.
+pub fn dump_label(g: &Value) -> String {
+    g["wait_reason"].as_str().unwrap_or_else(|| g["status"].as_str().unwrap()).to_owned()
+}
+
+/// Checks a snapshot's goroutines (JSON) against the runtime's own dump taken just before:
+/// every goroutine of the dump, one for one, with the same wait reason, and nothing else but
+/// the runtime's system goroutines (which the dump leaves out). Returns ours by goid, the
+/// dump's transient goroutines left out.
+pub fn assert_goroutines_match_dump<'a>(
+    what: &str,
+    dump: &BTreeMap<u64, (String, String)>,
+    snap: &'a Value,
+) -> BTreeMap<u64, &'a Value> {
+    let ours: BTreeMap<u64, &Value> = snap["goroutines"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{what}: no goroutines in {snap:#}"))
+        .iter()
+        .filter(|g| !transient_ours(g))
+        .map(|g| (g["goid"].as_u64().unwrap(), g))
+        .collect();
+    for (goid, (reason, block)) in dump {
+        if transient_in_dump(reason, block) {
+            continue;
+        }
+        let g = ours
+            .get(goid)
+            .unwrap_or_else(|| panic!("{what}: goroutine {goid} [{reason}] missing; ours: {ours:#?}"));
+        assert_eq!(&dump_label(g), reason, "{what}: goroutine {goid}: {g:#}\ndump:\n{block}");
+    }
+    for (goid, g) in &ours {
+        if !dump.contains_key(goid) {
+            let start = g["start"].as_str().unwrap();
+            assert!(
+                start.starts_with("runtime.") && start != "runtime.main",
+                "{what}: extra goroutine {g:#}"
+            );
+        }
+    }
+    ours
 }
 
 impl Drop for GoTarget {
@@ -478,4 +552,124 @@ impl LiveParkscope {
         let code = status.code().unwrap_or_else(|| panic!("parkscope died by a signal:\n{}", self.log));
         (code, stdout, std::mem::take(&mut self.log))
     }
+}
+
+/// An example running as in a container: in new pid and mount namespaces (`unshare --pid
+/// --mount --fork --mount-proc`), started from a copy of its binary on a tmpfs mounted only
+/// inside that mount namespace, so the path it runs from does not exist on the host, and it
+/// knows itself and its threads by ids (pid 1, ...) that are not /proc's.
+pub struct Contained {
+    /// `unshare`, which waits for the target; killing it kills the target (`--kill-child`).
+    unshare: Child,
+    /// The target's pid as the host (and /proc) knows it.
+    pub pid: u32,
+    /// The path the target runs from, inside its mount namespace (absent on the host).
+    pub inner_path: PathBuf,
+    /// Its stdout lines up to and including the ready line, parsed.
+    pub lines: Vec<Value>,
+    _stdout: mpsc::Receiver<String>,
+    mount_point: PathBuf,
+}
+
+impl Contained {
+    /// Starts examples/bin/`bin` with `args` in its own namespaces and waits for its
+    /// `{"ready":true}` line.
+    pub fn start(bin: &str, args: &[&str]) -> Contained {
+        let unshare = which_unshare();
+        let mount_point = std::env::temp_dir().join(format!(
+            "parkscope-ns-{}-{bin}-{}",
+            std::process::id(),
+            monotonic_ns()
+        ));
+        std::fs::create_dir_all(&mount_point)
+            .unwrap_or_else(|e| panic!("mkdir {}: {e}", mount_point.display()));
+        let source = example_bin(bin);
+        let inner_path = mount_point.join(bin);
+        // $1: the mount point, $2: the binary, the rest: its arguments.
+        let script = r#"mount -t tmpfs parkscope-ns "$1" && cp "$2" "$1/" && bin="$1/$(basename "$2")" && shift 2 && exec "$bin" "$@""#;
+        let mut child = Command::new(unshare)
+            .args(["--pid", "--mount", "--fork", "--mount-proc", "--kill-child", "sh", "-c", script, "sh"])
+            .arg(&mount_point)
+            .arg(&source)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run unshare: {e}"));
+        let out = lines_of(child.stdout.take().expect("stdout is piped"));
+        let mut lines = Vec::new();
+        loop {
+            let line = match out.recv_timeout(MANIFEST_TIMEOUT) {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = child.kill();
+                    let status = child.wait();
+                    panic!(
+                        "{bin} in namespaces gave no ready line ({e}); unshare: {status:?}; so far: {lines:#?}"
+                    )
+                }
+            };
+            let v: Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("{bin} printed {line:?}: {e}"));
+            let ready = v.get("ready").and_then(Value::as_bool) == Some(true);
+            lines.push(v);
+            if ready {
+                break;
+            }
+        }
+        // The target is unshare's only child (the shell exec'd it): its host pid.
+        let children = format!("/proc/{0}/task/{0}/children", child.id());
+        let text = std::fs::read_to_string(&children).unwrap_or_else(|e| panic!("reading {children}: {e}"));
+        let pid: u32 = text
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unshare {} has no child: {text:?}", child.id()));
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("the target's exe link");
+        assert_eq!(exe, inner_path, "unshare's child is not the target");
+        // After the ready line main only has to reach its final wait.
+        thread::sleep(Duration::from_millis(200));
+        Contained { unshare: child, pid, inner_path, lines, _stdout: out, mount_point }
+    }
+
+    /// Its first stdout line (the Go examples' info line).
+    pub fn info(&self) -> &Value {
+        &self.lines[0]
+    }
+
+    /// The /proc (host) tid of the thread the target knows as `ns_tid`, from the NSpid lines of
+    /// /proc/PID/task/*/status (outermost id first, the target's own last).
+    pub fn host_tid(&self, ns_tid: u32) -> Option<u32> {
+        read_tids(self.pid).into_iter().find(|tid| {
+            let path = format!("/proc/{}/task/{tid}/status", self.pid);
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let ids: Vec<u32> = text
+                .lines()
+                .find_map(|l| l.strip_prefix("NSpid:"))
+                .map(|l| l.split_whitespace().filter_map(|v| v.parse().ok()).collect())
+                .unwrap_or_default();
+            ids.len() >= 2 && ids.first() == Some(tid) && ids.last() == Some(&ns_tid)
+        })
+    }
+}
+
+impl Drop for Contained {
+    fn drop(&mut self) {
+        let _ = self.unshare.kill();
+        let _ = self.unshare.wait();
+        // The tmpfs lived in the namespace only; the empty mount point is ours to remove (it may
+        // take a moment until the namespace is gone).
+        let _ = std::fs::remove_dir(&self.mount_point);
+    }
+}
+
+/// util-linux `unshare`: required (the namespace tests fail without it, in CI too).
+fn which_unshare() -> &'static str {
+    for p in ["/usr/bin/unshare", "/bin/unshare", "/usr/sbin/unshare"] {
+        if Path::new(p).is_file() {
+            return p;
+        }
+    }
+    panic!("util-linux `unshare` not found (apt-get install util-linux)")
 }

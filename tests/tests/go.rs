@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use parkscope_tests::{GoTarget, run_parkscope};
+use parkscope_tests::{GoTarget, assert_goroutines_match_dump, dump_label, run_parkscope};
 use serde_json::Value;
 
 const GO_VERSIONS: [&str; 2] = ["go1.19", "go1.27"];
@@ -23,29 +23,8 @@ fn snapshot(pid: u32, extra: &[&str]) -> Value {
     out.json()
 }
 
-/// The HTTP connection that fetched the dump has goroutines of its own that come and go, and
-/// the server's accept loop is woken by that very fetch (the dump may catch it runnable while
-/// the snapshot, a moment later, finds it back in IO wait): the measurement disturbs them.
-fn transient_in_dump(reason: &str, block: &str) -> bool {
-    reason == "running"
-        || block.contains("net/http.(*conn")
-        || block.contains("net/http.(*connReader")
-        || block.contains("net/http.(*Server).Serve")
-}
-
-fn transient_ours(g: &Value) -> bool {
-    let s = |k: &str| g[k].as_str().unwrap_or_default().to_owned();
-    let in_stack = |p: &str| {
-        g["stack"].as_array().is_some_and(|st| st.iter().any(|f| f.as_str().unwrap_or("").contains(p)))
-    };
-    ["net/http.(*conn", "net/http.(*connReader", "net/http.(*Server).Serve"]
-        .iter()
-        .any(|p| s("start").contains(p) || s("created_by").contains(p) || in_stack(p))
-}
-
-/// How the runtime's dump labels a goroutine: its wait reason while waiting, else its status.
 fn label(g: &Value) -> String {
-    g["wait_reason"].as_str().unwrap_or_else(|| g["status"].as_str().unwrap()).to_owned()
+    dump_label(g)
 }
 
 fn check_goroutines_match_dump(bin: &str) {
@@ -55,30 +34,8 @@ fn check_goroutines_match_dump(bin: &str) {
     assert_eq!(snap["runtime"]["kind"], "go");
     let version = t.info["go"].as_str().unwrap();
     assert_eq!(snap["runtime"]["version"], version);
-    let ours: BTreeMap<u64, &Value> = snap["goroutines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|g| !transient_ours(g))
-        .map(|g| (g["goid"].as_u64().unwrap(), g))
-        .collect();
     // Every goroutine of the runtime's dump, one for one, with the same wait reason.
-    for (goid, (reason, block)) in &dump {
-        if transient_in_dump(reason, block) {
-            continue;
-        }
-        let g = ours
-            .get(goid)
-            .unwrap_or_else(|| panic!("{bin}: goroutine {goid} [{reason}] missing; ours: {ours:#?}"));
-        assert_eq!(&label(g), reason, "{bin}: goroutine {goid}: {g:#}\ndump:\n{block}");
-    }
-    // Ours has nothing else but the runtime's system goroutines, which the dump leaves out.
-    for (goid, g) in &ours {
-        if !dump.contains_key(goid) {
-            let start = g["start"].as_str().unwrap();
-            assert!(start.starts_with("runtime.") && start != "runtime.main", "{bin}: extra goroutine {g:#}");
-        }
-    }
+    let ours = assert_goroutines_match_dump(bin, &dump, &snap);
     // The known population, by wait reason (Go 1.19 calls a contended sync.Mutex "semacquire").
     let count = |r: &str| {
         ours.values().filter(|g| label(g) == r && g["start"].as_str().unwrap().starts_with("main.")).count()
@@ -164,16 +121,17 @@ fn dwarf_less_builds_are_read_through_the_layout_table() {
     }
 }
 
+/// `-ldflags="-s -w"` builds (no symbol table, no DWARF): the runtime's globals are located in
+/// its code (probes/src/go/locate.rs), the layout comes from the release's table, and the
+/// goroutines must still match the runtime's own dump.
 #[test]
-fn stripped_builds_and_non_go_targets_get_specific_errors() {
+fn stripped_builds_are_read_and_non_go_targets_get_specific_errors() {
     for v in GO_VERSIONS {
-        let t = GoTarget::start(&format!("parked-{v}-sw"), &["-n", "1"], &[], false);
-        let pid = t.pid.to_string();
-        let out = run_parkscope(&["snapshot", "-p", &pid, "--window", "0"]);
-        out.assert_code(7);
-        assert!(out.stderr.contains("-s -w") && out.stderr.contains("hint:"), "{out}");
-        // --no-go still gives the thread view.
-        run_parkscope(&["snapshot", "-p", &pid, "--window", "0", "--no-go"]).assert_code(0);
+        let bin = format!("parked-{v}-sw");
+        check_goroutines_match_dump(&bin);
+        let t = GoTarget::start(&bin, &["-n", "1"], &[], false);
+        let snap = snapshot(t.pid, &["--window", "0", "--no-stacks"]);
+        assert_eq!(snap["runtime"]["layout"], format!("table:{v}"));
     }
     let blocker = parkscope_tests::Blocker::start(&[]);
     let pid = blocker.pid.to_string();
@@ -204,9 +162,10 @@ fn cgo_calls_are_marked_with_their_c_function() {
     }
 }
 
+/// Plain builds and `-s -w` ones (globals located in the code) alike.
 #[test]
 fn schedtrace_prints_the_runtimes_own_format() {
-    for v in GO_VERSIONS {
+    for v in GO_VERSIONS.iter().flat_map(|v| [v.to_string(), format!("{v}-sw")]) {
         let t = GoTarget::start(&format!("parked-{v}"), &["-n", "2"], &[("GODEBUG", "schedtrace=200")], true);
         let pid = t.pid.to_string();
         let out = run_parkscope(&["schedtrace", "-p", &pid, "--interval", "300ms", "--count", "2"]);
@@ -321,5 +280,126 @@ fn go_schedtrace_attaches_no_probes_unless_threads() {
             assert_eq!(held, 0, "Go-style schedtrace holds {held} eBPF programs");
             assert!(first.contains("gomaxprocs="), "GODEBUG-style line expected: {first}");
         }
+    }
+}
+
+/// One goroutine group of the snapshot table: its header count, the goids it lists, the stack
+/// printed for it.
+#[derive(Debug)]
+struct TableGroup {
+    count: usize,
+    goids: Vec<u64>,
+    stack: Vec<String>,
+}
+
+fn table_groups(table: &str) -> Vec<TableGroup> {
+    let mut groups: Vec<TableGroup> = Vec::new();
+    let goroutines = table.find("\ngoroutines: ").expect("a goroutine section");
+    for line in table[goroutines..].lines() {
+        let trimmed = line.trim_start();
+        if let Some((count, rest)) = trimmed.split_once(" x [")
+            && let Ok(count) = count.parse::<usize>()
+        {
+            let ids = rest.rsplit_once("  goroutines ").expect("goroutine ids in the header").1;
+            let goids = ids.split(' ').filter(|w| !w.starts_with('+')).map(|w| w.parse().unwrap()).collect();
+            groups.push(TableGroup { count, goids, stack: Vec::new() });
+        } else if line.starts_with("         ")
+            && !trimmed.starts_with("goroutine ")
+            && !trimmed.starts_with("started at ")
+            && !trimmed.starts_with("... ")
+            && let Some(g) = groups.last_mut()
+        {
+            g.stack.push(trimmed.to_owned());
+        } else if line.starts_with("tid ") {
+            break;
+        }
+    }
+    groups
+}
+
+/// The function names of a stack printed by parkscope ("name+0x1c (module) at file:line").
+fn functions(stack: &[String]) -> Vec<String> {
+    stack.iter().map(|f| f.split('+').next().unwrap().to_owned()).collect()
+}
+
+/// The runtime's `goroutine?debug=1` dump: (count, function names of its `#` lines) per stack.
+fn debug1_groups(addr: &str) -> Vec<(usize, Vec<String>)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET /debug/pprof/goroutine?debug=1 HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.split("\n\n")
+        .filter_map(|block| {
+            let mut lines = block.lines().skip_while(|l| !l.contains(" @ 0x"));
+            let count = lines.next()?.split(' ').next()?.parse().ok()?;
+            let funcs = lines.filter_map(|l| {
+                l.strip_prefix("#\t")?.split('\t').nth(1)?.split('+').next().map(str::to_owned)
+            });
+            Some((count, funcs.collect()))
+        })
+        .collect()
+}
+
+#[test]
+fn table_groups_goroutines_by_identical_stack() {
+    const MANY: usize = 500;
+    let t = GoTarget::start("parked-go1.27", &["-n", "2", "-many", &MANY.to_string()], &[], false);
+    let pid = t.pid.to_string();
+    let json = snapshot(t.pid, &["--window", "0"]);
+    let out = run_parkscope(&["snapshot", "-p", &pid, "--window", "0"]);
+    out.assert_code(0);
+    let groups = table_groups(&out.stdout);
+    let by_goid: BTreeMap<u64, &Value> =
+        json["goroutines"].as_array().unwrap().iter().map(|g| (g["goid"].as_u64().unwrap(), g)).collect();
+
+    // Every goroutine listed under a group has the stack printed for it (first frames), and
+    // the header counts exactly the goroutines with that stack (the same target, read twice:
+    // the parked ones do not move).
+    for g in &groups {
+        for goid in &g.goids {
+            let Some(ours) = by_goid.get(goid) else { continue };
+            let stack: Vec<String> =
+                ours["stack"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_owned()).collect();
+            assert_eq!(stack[..g.stack.len().min(stack.len())], g.stack[..], "goroutine {goid} in {g:#?}");
+        }
+    }
+    let many = groups
+        .iter()
+        .find(|g| g.stack.iter().any(|f| f.starts_with("main.parkedMany+")))
+        .unwrap_or_else(|| panic!("no parkedMany group:\n{out}"));
+    assert_eq!(many.count, MANY, "{many:#?}");
+    assert!(!many.stack.iter().any(|f| f.starts_with("main.main+")), "{many:#?}");
+    let main = groups.iter().find(|g| g.goids.contains(&1)).expect("main's group");
+    assert!(main.stack.iter().any(|f| f.starts_with("main.main+")), "{main:#?}");
+    assert!(!main.stack.iter().any(|f| f.starts_with("main.parkedMany+")), "{main:#?}");
+
+    // The runtime's own grouping agrees: each of its stacks through our example's functions is
+    // one group of ours with the same count and the same functions. The dump hides runtime.*
+    // frames and lists inlined calls as frames of their own, which our stacks fold into their
+    // caller, and hides the wrappers of `go` statements (main.main.gowrap2); for a goroutine
+    // in a syscall it starts where the goroutine entered it, while ours is its thread's stack,
+    // from the kernel entry: ours without those must be the dump's in order from the first
+    // frame the dump has, ending in the same function.
+    let is_subsequence = |ours: &[String], theirs: &[String]| {
+        let mut rest = theirs.iter();
+        ours.iter().all(|f| rest.any(|t| t == f))
+    };
+    for (count, funcs) in debug1_groups(t.info["pprof"].as_str().unwrap()) {
+        // It shows runtime.main under main.main: runtime frames are compared on neither side.
+        let funcs: Vec<String> = funcs.into_iter().filter(|f| !f.starts_with("runtime.")).collect();
+        if !funcs.iter().any(|f| f.starts_with("main.")) || funcs.iter().any(|f| f.starts_with("net/http.")) {
+            continue;
+        }
+        let matching = groups.iter().find(|g| {
+            let ours: Vec<String> = functions(&g.stack)
+                .into_iter()
+                .filter(|f| !f.starts_with("runtime.") && !f.contains(".gowrap"))
+                .skip_while(|f| !funcs.contains(f))
+                .collect();
+            ours.last() == funcs.last() && is_subsequence(&ours, &funcs)
+        });
+        let g = matching.unwrap_or_else(|| panic!("no group with {funcs:?}:\n{out}"));
+        assert_eq!(g.count, count, "{funcs:?}: {g:#?}");
     }
 }

@@ -94,6 +94,12 @@ fn snapshot_times_a_park_during_the_window_exactly_go127() {
     snapshot_times_a_park_during_the_window_exactly("parked-go1.27");
 }
 
+/// A `-s -w` build: casgstatus and gopark are placed from the pclntab, not the symbol table.
+#[test]
+fn snapshot_times_a_park_during_the_window_exactly_go127_stripped() {
+    snapshot_times_a_park_during_the_window_exactly("parked-go1.27-sw");
+}
+
 #[test]
 fn go_uprobes_bad_inputs_get_specific_errors() {
     // A zero window has nothing to watch.

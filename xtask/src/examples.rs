@@ -85,8 +85,8 @@ struct GoBuild {
 }
 
 /// The Go builds, each made with Go 1.27 and Go 1.19. `parked` also comes without DWARF (`-w`,
-/// read through the repo's layout tables) and without symbols (`-s -w`, which parkscope must
-/// refuse with a specific error).
+/// read through the repo's layout tables) and without symbols (`-s -w`, whose runtime variables
+/// parkscope locates in the code).
 const GO_BUILDS: &[GoBuild] = &[
     GoBuild { prog: "httpserver", suffix: "", ldflags: "", cgo: None },
     GoBuild { prog: "loadgen", suffix: "", ldflags: "", cgo: None },
@@ -123,6 +123,52 @@ impl Blocker {
         }
         let _ = child.kill();
         bail!("blocker exited before it was ready")
+    }
+}
+
+/// A running Go example from examples/bin (parked, parkedcgo): its first stdout line (pprof
+/// address, fds, Go version) once it says every goroutine is parked.
+pub struct GoExample {
+    pub pid: u32,
+    pub info: serde_json::Value,
+    child: Child,
+}
+
+impl GoExample {
+    pub fn start(binary: &str, args: &[&str]) -> Result<GoExample> {
+        let path = bin_dir().join(binary);
+        let mut child = Command::new(&path)
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", path.display()))?;
+        let stdout = child.stdout.take().context("example stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let mut next = || -> Result<serde_json::Value> {
+            let line = lines.next().context("the example exited before it was ready")??;
+            Ok(serde_json::from_str(&line)?)
+        };
+        let parsed = next().and_then(|info| Ok((info, next()?)));
+        match parsed {
+            Ok((info, ready)) if ready.get("ready").is_some() => {
+                Ok(GoExample { pid: child.id(), info, child })
+            }
+            Ok(_) => {
+                let _ = child.kill();
+                bail!("{binary} printed no ready line")
+            }
+            Err(e) => {
+                let _ = child.kill();
+                Err(e.context(format!("waiting for {binary} to park its goroutines")))
+            }
+        }
+    }
+}
+
+impl Drop for GoExample {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

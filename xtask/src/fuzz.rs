@@ -12,7 +12,8 @@ use clap::Args;
 use crate::util;
 
 /// Every target in fuzz/fuzz_targets (the harness names of parkscope_probes::go::fuzz).
-const TARGETS: &[&str] = &["pclntab", "go_executable", "buildinfo", "go_binary", "epoll_fdinfo", "runtime"];
+const TARGETS: &[&str] =
+    &["pclntab", "go_executable", "buildinfo", "go_binary", "epoll_fdinfo", "runtime", "locate"];
 
 #[derive(Debug, Args)]
 pub struct FuzzArgs {

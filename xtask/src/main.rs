@@ -7,6 +7,7 @@ mod bench_common;
 mod bench_go;
 mod bench_go_uprobes;
 mod bench_profile;
+mod demo;
 mod examples;
 mod fuzz;
 mod setup;
@@ -51,7 +52,7 @@ fn main() -> Result<()> {
             setup::run()?;
             examples::build()
         }
-        Task::Demo => demo(),
+        Task::Demo => demo::run(),
         Task::Test => test(),
         Task::BenchGo(args) => {
             setup::run()?;
@@ -79,39 +80,6 @@ fn main() -> Result<()> {
             fuzz::run(args)
         }
     }
-}
-
-fn demo() -> Result<()> {
-    setup::run()?;
-    examples::build()?;
-    util::step("building parkscope (release)");
-    util::cargo(&["build", "--release", "-p", "parkscope"])?;
-    let bin = util::root().join("target/release/parkscope");
-
-    util::step("starting examples/bin/blocker: one thread per kind of blocking");
-    let blocker = examples::Blocker::start(&[])?;
-    println!("blocker pid {} started; its threads:", blocker.pid);
-    for role in &blocker.roles {
-        let name = role["role"].as_str().unwrap_or("?");
-        let what = match role["syscall"].as_str() {
-            Some(call) => format!("blocks in {call}"),
-            None => "spins on CPU (no syscall)".to_owned(),
-        };
-        println!("  tid {:<7} {name:<11} {what}", role["tid"]);
-    }
-
-    util::step(&format!("parkscope snapshot -p {} --window 2s", blocker.pid));
-    util::run_visible(&bin, &["snapshot", "-p", &blocker.pid.to_string(), "--window", "2s"])?;
-
-    util::step(&format!("parkscope schedtrace -p {} --interval 1000ms --count 3", blocker.pid));
-    util::run_visible(
-        &bin,
-        &["schedtrace", "-p", &blocker.pid.to_string(), "--interval", "1000ms", "--count", "3"],
-    )?;
-
-    drop(blocker);
-    util::step("demo done: try `parkscope snapshot -p PID --json` on any process");
-    Ok(())
 }
 
 fn test() -> Result<()> {

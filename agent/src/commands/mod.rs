@@ -49,3 +49,12 @@ pub async fn write_stdout(text: &str) -> Result<(), Failure> {
         Ok(()) => Ok(()),
     }
 }
+
+/// The warning for a Go program whose runtime could not be read: its one-line cause, what is
+/// output instead (`fallback`), and the hint. The command still exits with GO_UNREADABLE.
+pub fn warn_go_unreadable(cause: &str, hint: Option<&str>, fallback: &str) {
+    eprintln!("parkscope: warning: the Go runtime cannot be read: {cause}; {fallback}");
+    if let Some(h) = hint {
+        eprintln!("hint: {h}");
+    }
+}

@@ -106,6 +106,9 @@ pub async fn run(args: ProfileArgs) -> Result<i32, Failure> {
     let mut info = blocking(move || refresh(pid, TargetInfo::default())).await?;
 
     // The Go runtime is looked for before the window starts: its DWARF takes a while to read.
+    // A Go program whose runtime cannot be read is still profiled, by its threads (the profile
+    // and the warning say why, and the exit code is GO_UNREADABLE).
+    let mut go_unreadable: Option<Failure> = None;
     let mut go = if args.go_uprobes {
         // Asked for by name: a target whose runtime cannot be read is an error, not a fallback.
         Some(blocking(move || GoProcess::attach(pid)).await?.map_err(|e| match e {
@@ -117,7 +120,13 @@ pub async fn run(args: ProfileArgs) -> Result<i32, Failure> {
             other => other.into(),
         })?)
     } else if args.kind == ProfileKindArg::Offcpu && !args.no_go {
-        blocking(move || find_go(pid)).await?
+        match blocking(move || find_go(pid)).await? {
+            Ok(go) => go,
+            Err(f) => {
+                go_unreadable = Some(f);
+                None
+            }
+        }
     } else {
         None
     };
@@ -192,6 +201,17 @@ pub async fn run(args: ProfileArgs) -> Result<i32, Failure> {
         Some(s) => s.finish().await,
         None => None,
     };
+    // Found at attach but never read since: as unreadable as a runtime not found.
+    if let Some((times, _)) = &go_times
+        && times.reads == 0
+        && times.failed_reads > 0
+    {
+        go_unreadable = Some(Failure::new(
+            code::GO_UNREADABLE,
+            format!("all {} reads of the Go runtime during the window failed", times.failed_reads),
+            "run with -vv to see why each read failed, or pass --no-go for the threads only",
+        ));
+    }
     let kind = args.kind;
     let freq = args.frequency;
     let why = cut_short.clone();
@@ -220,6 +240,12 @@ pub async fn run(args: ProfileArgs) -> Result<i32, Failure> {
         }
     })
     .await?;
+    let mut profile = profile;
+    if let Some(f) = &go_unreadable {
+        profile
+            .comments
+            .push(format!("threads only, no goroutines: the Go runtime cannot be read: {}", f.cause));
+    }
 
     write_outputs(&args, &profile).await?;
     let samples: usize = profile.samples.len();
@@ -230,26 +256,28 @@ pub async fn run(args: ProfileArgs) -> Result<i32, Failure> {
         elapsed.as_secs_f64(),
         cut_short.as_ref().map_or(String::new(), |w| format!("; window cut short: {w}, partial profile"))
     );
+    if let Some(f) = &go_unreadable {
+        super::warn_go_unreadable(&f.cause, f.hint.as_deref(), "profiled its threads only");
+    }
     Ok(match wake {
+        Wake::Deadline if go_unreadable.is_some() => code::GO_UNREADABLE,
         Wake::Deadline => code::SUCCESS,
         Wake::Interrupted => code::INTERRUPTED,
         Wake::TargetExited => code::TARGET_EXITED,
     })
 }
 
-/// The Go runtime of the target, if it is a Go program whose runtime can be read. A Go program
-/// that cannot be read (stripped, unknown release) is still profiled, by its threads.
-fn find_go(pid: u32) -> Option<GoProcess> {
+/// The Go runtime of the target: None for a non-Go program, `Err` (cause and hint) for a Go
+/// program whose runtime cannot be read (stripped, unknown release, ...), which is then
+/// profiled by its threads.
+fn find_go(pid: u32) -> Result<Option<GoProcess>, Failure> {
     match GoProcess::attach(pid) {
         Ok(go) => {
             tracing::info!(version = go.version(), "Go runtime found: sampling goroutines");
-            Some(go)
+            Ok(Some(go))
         }
-        Err(GoError::NotGo { .. }) => None,
-        Err(e) => {
-            tracing::warn!("goroutines not profiled (threads only): {e}");
-            None
-        }
+        Err(GoError::NotGo { .. }) => Ok(None),
+        Err(e) => Err(Failure::from(e)),
     }
 }
 

@@ -31,16 +31,24 @@ pub async fn run(args: SchedtraceArgs) -> Result<i32, Failure> {
         // Only the --detail lines show what each fd is.
         fd_descriptions: args.detail,
     };
-    // A Go target gets its own runtime's schedtrace lines; anything else the thread-level ones.
-    let go_style = if args.threads {
+    // A Go target gets its own runtime's schedtrace lines; anything else the thread-level ones,
+    // and so does a Go target whose runtime cannot be read (with a warning, and GO_UNREADABLE
+    // as the exit code once done).
+    let mut go_unreadable = false;
+    let mut go_style = if args.threads {
         None
     } else {
         let (found, obs) = blocking(move || (observer.attach_go(), observer)).await?;
         observer = obs;
-        if found? {
-            observer.go_process().map(|g| parkscope_probes::go::schedtrace_style(g.version()))
-        } else {
-            None
+        match found {
+            Ok(true) => observer.go_process().map(|g| parkscope_probes::go::schedtrace_style(g.version())),
+            Ok(false) => None,
+            Err(u) if u.target_gone => return Err(u.failure),
+            Err(u) => {
+                warn_unreadable(&u.failure);
+                go_unreadable = true;
+                None
+            }
         }
     };
     if go_style.is_none() {
@@ -48,6 +56,7 @@ pub async fn run(args: SchedtraceArgs) -> Result<i32, Failure> {
         observer.set_probes(attach(args.pid, selection, None).await?);
     }
     let started = Instant::now();
+    let done = |go_unreadable: bool| if go_unreadable { code::GO_UNREADABLE } else { code::SUCCESS };
 
     let mut printed = 0u64;
     loop {
@@ -56,7 +65,7 @@ pub async fn run(args: SchedtraceArgs) -> Result<i32, Failure> {
         let wait = next.saturating_sub(started.elapsed());
         match session.wait(Some(wait)).await {
             Wake::Deadline => {}
-            Wake::Interrupted => return Ok(code::SUCCESS),
+            Wake::Interrupted => return Ok(done(go_unreadable)),
             Wake::TargetExited => {
                 eprintln!("parkscope: target {} exited", args.pid);
                 return Ok(code::TARGET_EXITED);
@@ -64,25 +73,43 @@ pub async fn run(args: SchedtraceArgs) -> Result<i32, Failure> {
         }
         if let Some(style) = go_style {
             let elapsed_ms = started.elapsed().as_millis() as u64;
-            let (text, obs) = blocking(move || {
-                let text = match observer.go_runtime() {
-                    Some(Ok(rt)) => observer
+            let (read, obs) = blocking(move || {
+                let read = match observer.go_runtime() {
+                    Some(Ok(rt)) => Ok(observer
                         .go_process()
-                        .map(|go| render::goschedtrace::render(go, &rt, elapsed_ms, style, args.detail)),
-                    _ => None,
+                        .map(|go| render::goschedtrace::render(go, &rt, elapsed_ms, style, args.detail))),
+                    Some(Err(e)) => Err(e),
+                    None => Ok(None),
                 };
-                (text, observer)
+                (read, observer)
             })
             .await?;
             observer = obs;
-            let Some(text) = text.filter(|_| observer.target.is_alive()) else {
+            if !observer.target.is_alive() {
                 eprintln!("parkscope: target {} exited", args.pid);
                 return Ok(code::TARGET_EXITED);
+            }
+            let text = match read {
+                Ok(Some(text)) => text,
+                Ok(None) => {
+                    return Err(Failure::new(code::INTERNAL, "the Go runtime vanished", "report this"));
+                }
+                // The runtime stopped making sense (or was never readable past attach): the
+                // threads are still there to trace.
+                Err(e) => {
+                    let failure = observer.give_up_go(e);
+                    warn_unreadable(&failure);
+                    go_unreadable = true;
+                    go_style = None;
+                    let selection = ProbeSelection { syscalls: true, switches: true, ..Default::default() };
+                    observer.set_probes(attach(args.pid, selection, None).await?);
+                    continue;
+                }
             };
             write_stdout(&text).await?;
             printed += 1;
             if args.count.is_some_and(|c| printed >= c) {
-                return Ok(code::SUCCESS);
+                return Ok(done(go_unreadable));
             }
             continue;
         }
@@ -104,7 +131,12 @@ pub async fn run(args: SchedtraceArgs) -> Result<i32, Failure> {
         write_stdout(&text).await?;
         printed += 1;
         if args.count.is_some_and(|c| printed >= c) {
-            return Ok(code::SUCCESS);
+            return Ok(done(go_unreadable));
         }
     }
+}
+
+/// The warning printed once when schedtrace falls back to thread-level lines for a Go target.
+fn warn_unreadable(failure: &Failure) {
+    super::warn_go_unreadable(&failure.cause, failure.hint.as_deref(), "tracing its threads instead");
 }

@@ -49,7 +49,13 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
     if !args.no_go {
         let (found, obs) = blocking(move || (observer.attach_go(), observer)).await?;
         observer = obs;
-        opts.goroutines = found?;
+        opts.goroutines = match found {
+            Ok(found) => found,
+            // Go detail asked for by name fails as it cannot be given; otherwise the thread
+            // view is printed, with the runtime part saying why there is no more (see below).
+            Err(u) if u.target_gone || args.goroutines || args.go_uprobes => return Err(u.failure),
+            Err(_) => false,
+        };
         if args.goroutines && !opts.goroutines {
             return Err(Failure::new(
                 code::NOT_GO,
@@ -106,6 +112,13 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
         }
     };
     print(&final_view, args.json).await?;
+    if let Some(rt) = final_view.runtime.as_ref().filter(|rt| !rt.is_read()) {
+        let cause = rt.error.as_deref().unwrap_or_default();
+        super::warn_go_unreadable(cause, rt.hint.as_deref(), "printed its threads only");
+        if exit == code::SUCCESS {
+            exit = code::GO_UNREADABLE;
+        }
+    }
     if exit == code::TARGET_EXITED {
         eprintln!(
             "parkscope: target {} exited during the window; printed the view taken at attach",

@@ -60,7 +60,7 @@ pub fn render(view: &ProcessView) -> String {
     out.push('\n');
 
     // Go targets get the runtime's role of each thread and the goroutine it runs.
-    let go = view.runtime.is_some();
+    let go = view.runtime.as_ref().is_some_and(RuntimeView::is_read);
     let header = ["TID", "NAME", "STATE", "SYSCALL", "FD", "ON", "BLOCKED", "WAKER", "ROLE", "G"];
     let columns = if go { header.len() } else { header.len() - 2 };
     let rows: Vec<[String; 10]> = view
@@ -126,10 +126,21 @@ pub fn render(view: &ProcessView) -> String {
     out
 }
 
-/// Goroutines grouped like a goroutine dump: by state and wait reason (and, for IO wait, the
-/// direction; for cgo calls, the C function), largest group first, with a sample stack each.
+/// Goroutines grouped like the runtime's own `goroutine?debug=1` dump: by identical stack, so
+/// the stack printed for a group is the stack of every goroutine in it. The header says which
+/// states and wait reasons the group holds (and how many of each) and its longest wait.
+/// Without stacks (`--no-stacks`) the groups are by state and wait reason.
 fn render_goroutines(out: &mut String, view: &ProcessView, rt: &RuntimeView) {
     let s = &view.summary;
+    if let Some(err) = &rt.error {
+        let _ = writeln!(
+            out,
+            "\ngoroutines: not read ({} {}): {err}; the threads above are complete",
+            rt.version,
+            rt.module.as_deref().unwrap_or("?"),
+        );
+        return;
+    }
     let _ = writeln!(
         out,
         "\ngoroutines: {} ({} waiting) of {} {} (layout from {}), GOMAXPROCS={}; {} runtime threads idle by design",
@@ -137,90 +148,150 @@ fn render_goroutines(out: &mut String, view: &ProcessView, rt: &RuntimeView) {
         s.goroutines_waiting,
         rt.version,
         rt.module.as_deref().unwrap_or("?"),
-        rt.layout,
-        rt.gomaxprocs,
+        rt.layout.as_deref().unwrap_or("?"),
+        rt.gomaxprocs.map_or_else(|| "?".to_owned(), |n| n.to_string()),
         s.runtime_idle
     );
-    if rt.goroutines_inconsistent > 0 {
-        let _ = writeln!(
-            out,
-            "  ({} goroutines changed while read and were left out)",
-            rt.goroutines_inconsistent
-        );
+    if let Some(n) = rt.goroutines_inconsistent.filter(|&n| n > 0) {
+        let _ = writeln!(out, "  ({n} goroutines changed while read and were left out)");
     }
     if let Some(n) = s.go_transitions {
         let window = human(s.window_ns);
         let _ = writeln!(out, "  (Go uprobes: {n} status changes in {window}; times without >= are exact)");
     }
-    let mut groups: BTreeMap<(String, String), Vec<&GoroutineView>> = BTreeMap::new();
-    for g in &view.goroutines {
-        let what = match (&g.wait_reason, &g.netpoll, &g.c_function, &g.syscall) {
-            (Some(r), Some(np), _, _) => format!("{r} ({})", np.mode),
-            (Some(r), None, _, _) => r.clone(),
-            (None, _, Some(c), _) => format!("cgo call {c}"),
-            (None, _, None, Some(sc)) => format!("in {}", sc.name),
-            _ => String::new(),
-        };
-        groups.entry((g.status.to_owned(), what)).or_default().push(g);
+    for group in group_goroutines(&view.goroutines) {
+        render_group(out, &group);
     }
-    let mut groups: Vec<_> = groups.into_iter().collect();
-    groups.sort_by_key(|(k, gs)| (std::cmp::Reverse(gs.len()), k.clone()));
-    for ((status, what), gs) in groups {
-        // The longest time in this state: waits from the runtime's waitsince or the uprobes,
-        // other states only from the uprobes; ">=" unless the uprobes saw it begin.
-        let longest = gs
-            .iter()
-            .filter_map(|g| {
-                g.waiting_ns.or(g.status_ns).map(|ns| (ns, g.status_ns_exact && g.status_ns == Some(ns)))
-            })
-            .max();
-        let ids: Vec<String> = gs.iter().take(GOIDS_SHOWN).map(|g| g.goid.to_string()).collect();
-        let more =
-            if gs.len() > GOIDS_SHOWN { format!(" +{}", gs.len() - GOIDS_SHOWN) } else { String::new() };
-        let _ = writeln!(
-            out,
-            "\n{:>6} x [{status}{}{}]{}  goroutines {}{more}",
-            gs.len(),
-            if what.is_empty() { "" } else { ", " },
-            what,
-            longest.map_or_else(String::new, |(ns, exact)| format!(
-                " {} {}{}",
-                if status == "waiting" { "waiting" } else { "for" },
-                if exact { "" } else { ">=" },
-                human(ns)
-            )),
-            ids.join(" ")
-        );
-        let first = gs[0];
-        for g in gs.iter().filter(|g| g.netpoll.is_some()).take(GOIDS_SHOWN) {
-            if let Some(np) = &g.netpoll {
-                let _ = writeln!(
-                    out,
-                    "         goroutine {} fd {} {}",
-                    g.goid,
-                    np.fd,
-                    np.fd_desc.as_deref().unwrap_or("?")
-                );
+}
+
+/// Goroutines with the same stack (or, without stacks, the same state and wait reason).
+#[derive(Debug)]
+struct GoroutineGroup<'a> {
+    members: Vec<&'a GoroutineView>,
+    /// (state, wait reason or what it is in) -> goroutines, most first.
+    states: Vec<((&'static str, String), usize)>,
+}
+
+/// What a goroutine waits on or is in, as the header shows it next to its state.
+fn what_of(g: &GoroutineView) -> String {
+    match (&g.wait_reason, &g.netpoll, &g.c_function, &g.syscall) {
+        (Some(r), Some(np), _, _) => format!("{r} ({})", np.mode),
+        (Some(r), None, _, _) => r.clone(),
+        (None, _, Some(c), _) => format!("cgo call {c}"),
+        (None, _, None, Some(sc)) => format!("in {}", sc.name),
+        _ => String::new(),
+    }
+}
+
+/// Groups goroutines by identical stack, largest group first (ties: by state, then lowest
+/// goid), members in the order given (allgs order).
+fn group_goroutines(goroutines: &[GoroutineView]) -> Vec<GoroutineGroup<'_>> {
+    // An empty stack (not unwound) says nothing about where a goroutine is: those are kept
+    // apart by state and wait reason instead.
+    type Key<'a> = (&'a [String], Option<(&'static str, String)>);
+    let mut by_key: BTreeMap<Key<'_>, Vec<&GoroutineView>> = BTreeMap::new();
+    for g in goroutines {
+        let state = g.stack.is_empty().then(|| (g.status, what_of(g)));
+        by_key.entry((g.stack.as_slice(), state)).or_default().push(g);
+    }
+    let mut groups: Vec<GoroutineGroup<'_>> = by_key
+        .into_values()
+        .map(|members| {
+            let mut counts: BTreeMap<(&'static str, String), usize> = BTreeMap::new();
+            for g in &members {
+                *counts.entry((g.status, what_of(g))).or_default() += 1;
             }
-        }
-        for g in gs.iter().filter(|g| g.tid.is_some()).take(GOIDS_SHOWN) {
+            let mut states: Vec<_> = counts.into_iter().collect();
+            states.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            GoroutineGroup { members, states }
+        })
+        .collect();
+    groups.sort_by(|a, b| {
+        b.members
+            .len()
+            .cmp(&a.members.len())
+            .then_with(|| a.states[0].0.cmp(&b.states[0].0))
+            .then_with(|| a.members[0].goid.cmp(&b.members[0].goid))
+    });
+    groups
+}
+
+fn render_group(out: &mut String, group: &GoroutineGroup<'_>) {
+    let gs = &group.members;
+    // The longest time in its state of any member: waits from the runtime's waitsince or the
+    // uprobes, other states only from the uprobes; ">=" unless the uprobes saw it begin.
+    let longest = gs
+        .iter()
+        .filter_map(|g| {
+            g.waiting_ns.or(g.status_ns).map(|ns| (ns, g.status_ns_exact && g.status_ns == Some(ns)))
+        })
+        .max();
+    let all_waiting = group.states.iter().all(|((status, _), _)| *status == "waiting");
+    let label = |(status, what): &(&str, String)| {
+        if what.is_empty() { (*status).to_owned() } else { format!("{status}, {what}") }
+    };
+    let states = match group.states.as_slice() {
+        [(one, _)] => label(one),
+        many => many.iter().map(|(st, n)| format!("{} x{n}", label(st))).collect::<Vec<_>>().join("; "),
+    };
+    let ids: Vec<String> = gs.iter().take(GOIDS_SHOWN).map(|g| g.goid.to_string()).collect();
+    let more = if gs.len() > GOIDS_SHOWN { format!(" +{}", gs.len() - GOIDS_SHOWN) } else { String::new() };
+    let _ = writeln!(
+        out,
+        "\n{:>6} x [{states}]{}  goroutines {}{more}",
+        gs.len(),
+        longest.map_or_else(String::new, |(ns, exact)| format!(
+            " {} {}{}",
+            if all_waiting { "waiting" } else { "longest" },
+            if exact { "" } else { ">=" },
+            human(ns)
+        )),
+        ids.join(" ")
+    );
+    for g in gs.iter().filter(|g| g.netpoll.is_some()).take(GOIDS_SHOWN) {
+        if let Some(np) = &g.netpoll {
             let _ = writeln!(
                 out,
-                "         goroutine {} on M{} tid {}",
+                "         goroutine {} fd {} {}",
                 g.goid,
-                g.m.unwrap_or(-1),
-                g.tid.unwrap_or_default()
+                np.fd,
+                np.fd_desc.as_deref().unwrap_or("?")
             );
         }
-        for f in first.stack.iter().take(USER_FRAMES_SHOWN) {
-            let _ = writeln!(out, "         {f}");
-        }
+    }
+    for g in gs.iter().filter(|g| g.tid.is_some()).take(GOIDS_SHOWN) {
         let _ = writeln!(
             out,
-            "         started at {}{}",
-            first.start,
-            first.created_by.as_ref().map_or_else(String::new, |c| format!(", created by {c}"))
+            "         goroutine {} on M{} tid {}",
+            g.goid,
+            g.m.unwrap_or(-1),
+            g.tid.unwrap_or_default()
         );
+    }
+    let first = gs[0];
+    for f in first.stack.iter().take(USER_FRAMES_SHOWN) {
+        let _ = writeln!(out, "         {f}");
+    }
+    if first.stack.len() > USER_FRAMES_SHOWN {
+        let _ = writeln!(out, "         ... {} more (see --json)", first.stack.len() - USER_FRAMES_SHOWN);
+    }
+    // One stack can be reached from several go statements: each origin once.
+    let mut origins: Vec<(&str, Option<&str>)> = Vec::new();
+    for g in gs {
+        let o = (g.start.as_str(), g.created_by.as_deref());
+        if !origins.contains(&o) {
+            origins.push(o);
+        }
+    }
+    for (start, created_by) in origins.iter().take(GOIDS_SHOWN) {
+        let _ = writeln!(
+            out,
+            "         started at {start}{}",
+            created_by.map_or_else(String::new, |c| format!(", created by {c}"))
+        );
+    }
+    if origins.len() > GOIDS_SHOWN {
+        let _ = writeln!(out, "         ... {} more origins (see --json)", origins.len() - GOIDS_SHOWN);
     }
 }
 
@@ -282,5 +353,79 @@ mod tests {
         let col = lines[header].find("BLOCKED").unwrap();
         assert_eq!(&lines[header + 1][col..col + 6], ">=3.0s");
         assert!(text.contains("pipe:[42]"));
+    }
+
+    fn goroutine(goid: u64, reason: &str, stack: &[&str], waiting_ns: Option<u64>) -> GoroutineView {
+        GoroutineView {
+            goid,
+            status: "waiting",
+            wait_reason: Some(reason.into()),
+            waiting_ns,
+            status_ns: None,
+            status_ns_exact: false,
+            transitions: None,
+            cgo: false,
+            c_function: None,
+            m: None,
+            tid: None,
+            syscall: None,
+            netpoll: None,
+            start: stack.last().map_or("main.main", |f| f).to_owned(),
+            created_by: Some("main.main".into()),
+            parent_goid: Some(1),
+            stack: stack.iter().map(|f| (*f).to_owned()).collect(),
+        }
+    }
+
+    const MANY: &[&str] = &["runtime.gopark+0x1", "main.parkedMany+0x2", "runtime.goexit+0x3"];
+    const MAIN: &[&str] = &["runtime.gopark+0x1", "main.main+0x9", "runtime.main+0x4"];
+
+    #[test]
+    fn same_reason_different_stacks_are_different_groups() {
+        let mut gs: Vec<GoroutineView> =
+            (10..110).map(|id| goroutine(id, "chan receive", MANY, None)).collect();
+        gs.insert(0, goroutine(1, "chan receive", MAIN, Some(5_000_000_000)));
+        let groups = group_goroutines(&gs);
+        assert_eq!(groups.len(), 2);
+        assert_eq!(groups[0].members.len(), 100);
+        assert!(groups[0].members.iter().all(|g| g.stack == groups[0].members[0].stack));
+        assert_eq!(groups[0].members[0].stack[1], "main.parkedMany+0x2");
+        assert_eq!(groups[1].members.iter().map(|g| g.goid).collect::<Vec<_>>(), vec![1]);
+    }
+
+    #[test]
+    fn one_stack_several_reasons_is_one_group_with_each_reason_counted() {
+        let gs = vec![
+            goroutine(3, "chan receive", MANY, Some(1_000_000_000)),
+            goroutine(4, "select", MANY, Some(7_000_000_000)),
+            goroutine(5, "chan receive", MANY, None),
+        ];
+        let groups = group_goroutines(&gs);
+        assert_eq!(groups.len(), 1);
+        assert_eq!(
+            groups[0].states,
+            vec![(("waiting", "chan receive".to_owned()), 2), (("waiting", "select".to_owned()), 1)]
+        );
+        let mut out = String::new();
+        render_group(&mut out, &groups[0]);
+        let header = out.trim_start().lines().next().unwrap();
+        assert_eq!(
+            header,
+            "3 x [waiting, chan receive x2; waiting, select x1] waiting >=7.0s  goroutines 3 4 5"
+        );
+        assert!(out.contains("main.parkedMany+0x2"), "{out}");
+    }
+
+    #[test]
+    fn without_stacks_groups_are_by_state_and_reason() {
+        let gs = vec![
+            goroutine(3, "chan receive", &[], None),
+            goroutine(4, "select", &[], None),
+            goroutine(5, "select", &[], None),
+        ];
+        let groups = group_goroutines(&gs);
+        assert_eq!(groups.len(), 2);
+        assert_eq!(groups[0].members.iter().map(|g| g.goid).collect::<Vec<_>>(), vec![4, 5]);
+        assert_eq!(groups[0].states.len(), 1);
     }
 }

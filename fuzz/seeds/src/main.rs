@@ -1,7 +1,7 @@
 //! Writes the seed corpus of every fuzz target into `CORPUS/<target>/`: the harnesses' own
 //! real-format seeds (`parkscope_probes::go::fuzz::seeds`), and from the Go builds in
 //! `EXAMPLES_BIN`, their `.go.buildinfo` sections and, of the smallest ones, the `.gopclntab`
-//! section and the whole executable. Usage: parkscope-fuzz-seeds CORPUS EXAMPLES_BIN
+//! section, the whole executable and the start of its code. Usage: parkscope-fuzz-seeds CORPUS EXAMPLES_BIN
 
 use std::path::{Path, PathBuf};
 
@@ -41,6 +41,12 @@ fn main() -> std::io::Result<()> {
                 write("pclntab", &format!("real-{name}"), pcln)?;
             }
             write("go_binary", &format!("real-{name}"), &data)?;
+            // The locate target's code scan (first byte odd) over the start of the Go text.
+            if let Some(text) = section(".text") {
+                let mut code = vec![1];
+                code.extend(&text[..text.len().min(32 << 10)]);
+                write("locate", &format!("real-text-{name}"), &code)?;
+            }
             write("go_executable", &format!("real-{name}"), &data)?;
         }
         real += 1;

@@ -1,6 +1,7 @@
 //! One Go executable on disk: its build information, the runtime layout that applies to it, and
-//! the addresses of the runtime's global variables (from .symtab, which `-ldflags=-w` keeps and
-//! `-s` removes).
+//! the addresses of the runtime's global variables: from .symtab when the binary has one (a
+//! plain or `-ldflags=-w` build), else located in the runtime's code (`-s -w`; see
+//! [`super::locate`]), and cached by Go build id either way that costs time.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -9,9 +10,10 @@ use object::{Object, ObjectSection, ObjectSymbol};
 
 use super::buildinfo::{self, BuildInfo};
 use super::layout::{self, Layout, LayoutSource};
+use super::locate::{self, Located};
 use super::{GoError, dwarf};
 
-/// Runtime globals parkscope reads; all must be in the symbol table.
+/// Runtime globals parkscope reads: from the symbol table, else located in the code.
 pub const GLOBALS: &[&str] = &[
     "runtime.allgs",
     "runtime.allglen",
@@ -42,26 +44,37 @@ pub struct GoBinary {
     pub path: String,
     pub buildinfo: BuildInfo,
     pub layout: Layout,
-    /// Stated (link-time) address and size of each of [`GLOBALS`].
+    /// Stated (link-time) address and size of each of [`GLOBALS`] (when located in the code,
+    /// `runtime.sched`'s size is 0: unknown and unused).
     pub globals: HashMap<&'static str, (u64, u64)>,
     /// Position-independent executables are loaded at a slide; the others at their stated addresses.
     pub position_independent: bool,
     /// Lowest stated address of a loadable segment (to compute the slide of a PIE).
     pub first_load_vaddr: u64,
-    /// The [`UPROBE_FUNCTIONS`] found in the symbol table.
+    /// The [`UPROBE_FUNCTIONS`] found in the symbol table or the pclntab.
     pub functions: HashMap<&'static str, FunctionCode>,
 }
 
-/// The DWARF-derived layout of one binary, cached on disk by its Go build id: walking the
-/// compressed DWARF of a Go binary is most of a snapshot's CPU (~40 ms of ~70 ms on a small
-/// server), and `snapshot` is run again and again against the same binary. The build id is a
-/// hash of the binary's inputs and contents, so a different binary never gets another's layout.
-/// Best effort: an unreadable or unwritable cache only means parsing the DWARF again.
-struct LayoutCache {
+/// What costs time to work out about one binary, cached on disk by its Go build id: the layout
+/// from its DWARF (walking the compressed DWARF of a Go binary is most of a snapshot's CPU, ~40 ms
+/// of ~70 ms on a small server) and, for a binary without a symbol table, the located globals
+/// and uprobe functions. `snapshot` is run again and again against the same binary; the build id
+/// is a hash of the binary's inputs and contents, so a different binary never gets another's
+/// facts. One text file per build: layout table lines (see [`Layout::to_table`]), then
+/// `global NAME ADDR SIZE` and `function NAME ADDR FILE_OFFSET` lines. Best effort: an
+/// unreadable or unwritable cache only means working them out again.
+struct BuildCache {
     path: std::path::PathBuf,
 }
 
-impl LayoutCache {
+/// What a [`BuildCache`] file holds.
+#[derive(Default)]
+struct Cached {
+    layout: Option<Layout>,
+    located: Option<Located>,
+}
+
+impl BuildCache {
     fn dir() -> Option<std::path::PathBuf> {
         let base = std::env::var_os("PARKSCOPE_CACHE")
             .map(std::path::PathBuf::from)
@@ -74,7 +87,7 @@ impl LayoutCache {
         Some(base.join("go-layouts"))
     }
 
-    fn for_binary(file: &object::File<'_>) -> Option<LayoutCache> {
+    fn for_binary(file: &object::File<'_>) -> Option<BuildCache> {
         let note = file.section_by_name(".note.go.buildid")?.data().ok()?;
         // The note's payload is the printable build id ("actionID/contentID..."); keep a
         // filename-safe form of it.
@@ -86,25 +99,71 @@ impl LayoutCache {
         if id.len() < 16 {
             return None;
         }
-        Some(LayoutCache { path: Self::dir()?.join(format!("{id}.txt")) })
+        Some(BuildCache { path: Self::dir()?.join(format!("{id}.txt")) })
     }
 
-    fn load(&self) -> Option<Layout> {
-        let text = std::fs::read_to_string(&self.path).ok()?;
-        let mut l = Layout::from_table("cache", &text).ok()?;
-        l.source = LayoutSource::Dwarf;
-        Some(l)
+    fn load(&self) -> Cached {
+        let Ok(text) = std::fs::read_to_string(&self.path) else { return Cached::default() };
+        let (mut table, mut located, mut ok) = (String::new(), Located::default(), true);
+        for line in text.lines() {
+            let words: Vec<&str> = line.split_ascii_whitespace().collect();
+            let num = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok();
+            match words.as_slice() {
+                ["global", name, addr, size] => {
+                    match (GLOBALS.iter().find(|g| *g == name), num(addr), num(size)) {
+                        (Some(g), Some(a), Some(s)) => drop(located.globals.insert(g, (a, s))),
+                        _ => ok = false,
+                    }
+                }
+                ["function", name, addr, off] => {
+                    match (UPROBE_FUNCTIONS.iter().find(|f| *f == name), num(addr), num(off)) {
+                        (Some(f), Some(a), Some(o)) => drop(located.functions.insert(f, (a, o))),
+                        _ => ok = false,
+                    }
+                }
+                _ => {
+                    table.push_str(line);
+                    table.push('\n');
+                }
+            }
+        }
+        let layout = table
+            .lines()
+            .any(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .then(|| Layout::from_table("cache", &table).ok())
+            .flatten()
+            .map(|mut l| {
+                l.source = LayoutSource::Dwarf;
+                l
+            });
+        let complete = ok && GLOBALS.iter().all(|g| located.globals.contains_key(g));
+        Cached { layout, located: complete.then_some(located) }
     }
 
-    fn store(&self, layout: &Layout, version: &str) {
+    fn store(&self, cached: &Cached, version: &str) {
+        use std::fmt::Write;
         let Some(dir) = self.path.parent() else { return };
+        let mut text = cached.layout.as_ref().map(|l| l.to_table(version)).unwrap_or_default();
+        if let Some(located) = &cached.located {
+            let _ = writeln!(text, "# Located in the code of the runtime (no symbol table).");
+            for g in GLOBALS {
+                if let Some((addr, size)) = located.globals.get(g) {
+                    let _ = writeln!(text, "global {g} {addr:#x} {size:#x}");
+                }
+            }
+            for f in UPROBE_FUNCTIONS {
+                if let Some((addr, off)) = located.functions.get(f) {
+                    let _ = writeln!(text, "function {f} {addr:#x} {off:#x}");
+                }
+            }
+        }
         let tmp = self.path.with_extension(format!("tmp{}", std::process::id()));
         let written = std::fs::create_dir_all(dir)
-            .and_then(|()| std::fs::write(&tmp, layout.to_table(version)))
+            .and_then(|()| std::fs::write(&tmp, text))
             .and_then(|()| std::fs::rename(&tmp, &self.path));
         if let Err(e) = written {
             let _ = std::fs::remove_file(&tmp);
-            tracing::debug!("not caching the Go layout in {}: {e}", self.path.display());
+            tracing::debug!("not caching Go binary facts in {}: {e}", self.path.display());
         }
     }
 }
@@ -115,18 +174,23 @@ impl GoBinary {
         let bin_err = |reason: String| GoError::Binary { path: display.to_owned(), reason };
         let data = std::fs::read(path).map_err(|e| bin_err(e.to_string()))?;
         let file = object::File::parse(&*data).map_err(|e| bin_err(e.to_string()))?;
-        Self::from_object(&file, display, true)
+        Self::from_object(&file, &data, display, true)
     }
 
-    /// Like [`GoBinary::open`] for a file already in memory, without the on-disk layout cache
+    /// Like [`GoBinary::open`] for a file already in memory, without the on-disk cache
     /// (nothing is read or written but `data`: what the fuzz targets exercise).
     pub fn from_bytes(data: &[u8], display: &str) -> Result<GoBinary, GoError> {
         let file = object::File::parse(data)
             .map_err(|e| GoError::Binary { path: display.to_owned(), reason: e.to_string() })?;
-        Self::from_object(&file, display, false)
+        Self::from_object(&file, data, display, false)
     }
 
-    fn from_object(file: &object::File<'_>, display: &str, use_cache: bool) -> Result<GoBinary, GoError> {
+    fn from_object(
+        file: &object::File<'_>,
+        data: &[u8],
+        display: &str,
+        use_cache: bool,
+    ) -> Result<GoBinary, GoError> {
         let not_go = || GoError::NotGo { pid: 0, path: display.to_owned() };
         let section = file.section_by_name(".go.buildinfo").ok_or_else(not_go)?;
         let bytes = section.data().map_err(|_| not_go())?;
@@ -145,19 +209,36 @@ impl GoBinary {
                 functions.insert(*f, code);
             }
         }
-        if file.symbols().next().is_none() {
-            return Err(GoError::Stripped { path: display.to_owned(), version: buildinfo.version });
-        }
-        if let Some(missing) = GLOBALS.iter().find(|g| !globals.contains_key(*g)) {
-            return Err(GoError::UnknownLayout {
-                version: buildinfo.version,
-                missing: format!("symbol {missing}"),
-            });
+
+        let cache = if use_cache { BuildCache::for_binary(file) } else { None };
+        let mut cached = cache.as_ref().map(BuildCache::load).unwrap_or_default();
+        let mut dirty = false;
+        // No symbol table (or one without the runtime's globals): locate them in the code.
+        if GLOBALS.iter().any(|g| !globals.contains_key(g)) {
+            let located = match cached.located.take() {
+                Some(l) => l,
+                None => {
+                    dirty = true;
+                    locate::globals(data).map_err(|e| GoError::Stripped {
+                        path: display.to_owned(),
+                        version: buildinfo.version.clone(),
+                        missing: e.to_string(),
+                    })?
+                }
+            };
+            globals = located.globals.clone();
+            for (name, (addr, file_offset)) in &located.functions {
+                if !functions.contains_key(name)
+                    && let Some(code) = code_at(data, *addr, *file_offset)
+                {
+                    functions.insert(*name, code);
+                }
+            }
+            cached.located = Some(located);
         }
 
         let layout = if dwarf::has_dwarf(file) {
-            let cache = if use_cache { LayoutCache::for_binary(file) } else { None };
-            match cache.as_ref().and_then(LayoutCache::load) {
+            match cached.layout.clone() {
                 Some(l) => l,
                 None => {
                     let l = dwarf::layout(file).map_err(|reason| GoError::Binary {
@@ -165,15 +246,17 @@ impl GoBinary {
                         reason: format!("DWARF: {reason}"),
                     })?;
                     l.check_complete(&buildinfo.version)?;
-                    if let Some(c) = &cache {
-                        c.store(&l, &buildinfo.version);
-                    }
+                    cached.layout = Some(l.clone());
+                    dirty = true;
                     l
                 }
             }
         } else {
             layout::from_tables(&buildinfo.version)?
         };
+        if dirty && let Some(c) = &cache {
+            c.store(&cached, &buildinfo.version);
+        }
         let first_load_vaddr = file
             .segments()
             .filter_map(|s| {
@@ -209,19 +292,27 @@ impl GoBinary {
     }
 }
 
+/// Longer than any stack-growth check plus the `push %rbp` after it.
+const HEAD: usize = 48;
+
+/// A function's code given its address and file offset (from the pclntab and program headers).
+fn code_at(data: &[u8], addr: u64, file_offset: u64) -> Option<FunctionCode> {
+    let start = usize::try_from(file_offset).ok()?;
+    let head = data.get(start..start.checked_add(HEAD)?.min(data.len()))?.to_vec();
+    Some(FunctionCode { addr, file_offset, head })
+}
+
 /// The file offset and first bytes of a function symbol's code.
 fn function_code(file: &object::File<'_>, sym: &object::Symbol<'_, '_>) -> Option<FunctionCode> {
-    /// Longer than any stack-growth check plus the `push %rbp` after it.
-    const HEAD: u64 = 48;
     let section = file.section_by_index(sym.section_index()?).ok()?;
     let (file_start, _) = section.file_range()?;
     let rel = sym.address().checked_sub(section.address())?;
     let data = section.data().ok()?;
     let start = usize::try_from(rel).ok()?;
-    let end = (start + HEAD as usize).min(data.len());
+    let end = start.checked_add(HEAD)?.min(data.len());
     Some(FunctionCode {
         addr: sym.address(),
-        file_offset: file_start + rel,
+        file_offset: file_start.checked_add(rel)?,
         head: data.get(start..end)?.to_vec(),
     })
 }

@@ -38,6 +38,18 @@ pub fn parse(section: &[u8]) -> Result<BuildInfo, String> {
     Ok(BuildInfo { version, module: field("mod").or_else(|| field("path")) })
 }
 
+/// The build information of the executable of process `pid` (through /proc/PID/exe, so also
+/// for a target in another mount namespace), reading only that section: what can still be said
+/// of a Go program whose runtime cannot be read. None for a non-Go or unreadable binary.
+pub fn of_process(pid: u32) -> Option<BuildInfo> {
+    use object::{Object, ObjectSection};
+    let file = std::fs::File::open(format!("/proc/{pid}/exe")).ok()?;
+    let cache = object::ReadCache::new(file);
+    let elf = object::File::parse(&cache).ok()?;
+    let section = elf.section_by_name(".go.buildinfo")?;
+    parse(section.data().ok()?).ok()
+}
+
 fn read_string(data: &[u8]) -> Option<(String, &[u8])> {
     let mut len = 0u64;
     let mut shift = 0;

@@ -11,8 +11,9 @@ use super::binary::{GLOBALS, GoBinary};
 use super::buildinfo::{self, BuildInfo};
 use super::layout::{self, FIELDS, Layout, STRUCTS};
 use super::memory::ReadMemory;
-use super::runtime::GoProcess;
-use super::{GoError, GoExecutable, Pclntab, netpoll};
+use super::runtime::{GoProcess, ProcView};
+use super::{GoError, GoExecutable, Pclntab, locate, netpoll};
+use crate::procfs::TidMap;
 
 /// One harness: runs one input.
 pub type Harness = fn(&[u8]);
@@ -25,6 +26,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("go_binary", go_binary),
     ("epoll_fdinfo", epoll_fdinfo),
     ("runtime", runtime),
+    ("locate", locate),
 ];
 
 /// Link-time text start the pclntab harness and seeds use.
@@ -75,6 +77,16 @@ pub fn go_binary(data: &[u8]) {
     let _ = GoProcess::prepare(0, binary, 0, &Image::default());
 }
 
+/// The stripped-binary locator: with the first byte even, `locate::globals` of the rest as an
+/// ELF file; odd, `locate::scan` of the rest as x86-64 code.
+pub fn locate(data: &[u8]) {
+    match data.split_first() {
+        Some((k, rest)) if k % 2 == 0 => drop(locate::globals(rest)),
+        Some((_, code)) => drop(locate::scan(code, TEXT)),
+        None => {}
+    }
+}
+
 /// `parse_epoll_fdinfo` of the input as text.
 pub fn epoll_fdinfo(data: &[u8]) {
     let _ = netpoll::parse_epoll_fdinfo(&String::from_utf8_lossy(data));
@@ -86,8 +98,7 @@ pub fn runtime(data: &[u8]) {
     let (flags, image) = Image::decode(data);
     let Some(binary) = image_binary(flags & 1 != 0) else { return };
     let Ok(process) = GoProcess::prepare(0, binary, 0, &image) else { return };
-    let fdinfo = image.fdinfo.clone();
-    let _ = process.read_with(&image, flags & 2 != 0, move |_| Ok(fdinfo));
+    let _ = process.read_with(&image, flags & 2 != 0, &image);
 }
 
 /// A target's address space as the runtime harness sees it: regions of bytes (or of one
@@ -196,6 +207,17 @@ impl ReadMemory for Image {
                 true
             })
             .collect())
+    }
+}
+
+/// The image's /proc: the process is in /proc's pid namespace, its epoll set is the image's.
+impl ProcView for Image {
+    fn tids(&self) -> Result<TidMap, GoError> {
+        Ok(TidMap::Same)
+    }
+
+    fn epoll_fdinfo(&self, _epfd: i32) -> Result<String, GoError> {
+        Ok(self.fdinfo.clone())
     }
 }
 
@@ -793,6 +815,14 @@ tfd:        4 events: 80000019 data: 7f2a5c1c0000  pos:0 ino:3f2 sdev:e\n\
 tfd:        3 events:       19 data:           c0000a8000  pos:0 ino:3f3 sdev:e\n"
                 .to_vec(),
         ],
+        "locate" => {
+            let mut stripped = vec![0];
+            stripped.extend(go_elf(false, false));
+            // mov runtime.allm(%rip),%rax; lea 0x10(%rip),%rcx; xchg %rdx,(%rcx); ret
+            let code =
+                [1, 0x48, 0x8b, 0x05, 0x10, 0, 0, 0, 0x48, 0x8d, 0x0d, 0x10, 0, 0, 0, 0x48, 0x87, 0x11, 0xc3];
+            vec![stripped, code.to_vec()]
+        }
         "runtime" => vec![runtime_seed(false, true), runtime_seed(true, true), runtime_seed(false, false)],
         _ => Vec::new(),
     }
@@ -853,8 +883,7 @@ mod tests {
             assert_eq!(flags, u8::from(go119) | 2);
             let process = GoProcess::prepare(0, image_binary(go119).unwrap(), 0, &image).unwrap();
             assert_eq!(process.wait_reason_text(2), "IO wait");
-            let fdinfo = image.fdinfo.clone();
-            let state = process.read_with(&image, true, move |_| Ok(fdinfo)).unwrap();
+            let state = process.read_with(&image, true, &image).unwrap();
             assert_eq!(state.inconsistent, 0);
             assert_eq!(state.dead, 1);
             let goids: Vec<u64> = state.goroutines.iter().map(|g| g.goid).collect();
@@ -947,8 +976,7 @@ mod tests {
             set_word(r, global_addr("runtime.allgs") + 8, 3_000_000);
             r.insert(ALLGS_ARRAY, Region::Fill { len: 24_000_000, word: G_AT });
         });
-        let fdinfo = image.fdinfo.clone();
-        let err = process_over(&image).read_with(&image, true, move |_| Ok(fdinfo)).unwrap_err();
+        let err = process_over(&image).read_with(&image, true, &image).unwrap_err();
         assert!(err.to_string().contains("allgs length 3000000"), "{err}");
     }
 
@@ -958,8 +986,7 @@ mod tests {
         let layout = layout::from_tables("go1.27.3").unwrap();
         let alllink = layout.field("m.alllink").offset;
         let image = seed_image(|r| set_word(r, M_AT + 0x1000 + alllink, M_AT));
-        let fdinfo = image.fdinfo.clone();
-        let state = process_over(&image).read_with(&image, false, move |_| Ok(fdinfo)).unwrap();
+        let state = process_over(&image).read_with(&image, false, &image).unwrap();
         assert_eq!(state.ms.iter().map(|m| m.id).collect::<Vec<_>>(), [0, 1]);
     }
 
@@ -982,14 +1009,30 @@ mod tests {
     fn stack_walk_cycles_and_escapes_end() {
         // 0x180 -> 0x180 (itself).
         let image = seed_image(|r| set_word(r, STACK_LO + 0x180, STACK_LO + 0x180));
-        let fdinfo = image.fdinfo.clone();
-        let state = process_over(&image).read_with(&image, true, move |_| Ok(fdinfo)).unwrap();
+        let state = process_over(&image).read_with(&image, true, &image).unwrap();
         assert_eq!(state.goroutines[0].pcs, [0x40_1234, 0x40_1300]);
         // 0x200 -> far above the stack's end.
         let image = seed_image(|r| set_word(r, STACK_LO + 0x200, u64::MAX - 7));
-        let fdinfo = image.fdinfo.clone();
-        let state = process_over(&image).read_with(&image, true, move |_| Ok(fdinfo)).unwrap();
+        let state = process_over(&image).read_with(&image, true, &image).unwrap();
         assert_eq!(state.goroutines[0].pcs, [0x40_1234, 0x40_1300, 0x40_1400]);
+    }
+
+    /// A uprobe function's symbol at the top of the address space, in a section at address 0,
+    /// is skipped (its file offset would overflow), not a panic.
+    #[test]
+    fn function_symbol_at_the_top_of_memory() {
+        let mut elf = go_elf(false, true);
+        // casgstatus is the only symbol at .text + 0x20; its st_shndx is the 2 bytes before.
+        let text = u64::from_le_bytes(elf[24..32].try_into().unwrap());
+        let value = (text + 0x20).to_le_bytes();
+        let hits: Vec<usize> = (0..elf.len() - 8).filter(|&i| elf[i..i + 8] == value).collect();
+        assert_eq!(hits.len(), 1);
+        elf[hits[0]..hits[0] + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        // .debug_abbrev (section 6) has address 0.
+        elf[hits[0] - 2..hits[0]].copy_from_slice(&6u16.to_le_bytes());
+        let binary = GoBinary::from_bytes(&elf, "top").unwrap();
+        assert!(binary.function("runtime.casgstatus").is_none());
+        assert!(binary.function("runtime.gopark").is_some());
     }
 
     /// Every harness over its seeds and a few thousand mutations of them: a panic that comes

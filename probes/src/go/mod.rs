@@ -3,11 +3,12 @@
 //! goroutine, M, P and the scheduler from the live process's memory without stopping it.
 
 mod binary;
-mod buildinfo;
+pub mod buildinfo;
 mod dwarf;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod layout;
+pub mod locate;
 mod memory;
 mod netpoll;
 pub mod pclntab;
@@ -30,10 +31,12 @@ use crate::stacks::StackError;
 pub enum GoError {
     #[error("process {pid} is not a Go program ({path} has no Go build information)")]
     NotGo { pid: u32, path: String },
+    /// No symbol table (`-ldflags="-s -w"`), and the runtime's variables could not be located
+    /// in its code either (see [`locate`]).
     #[error(
-        "{path} ({version}) is stripped of its symbol table (built with -ldflags=\"-s -w\"), so the runtime's variables cannot be found"
+        "{path} ({version}) has no symbol table, and locating the runtime's variables in its code failed: {missing}"
     )]
-    Stripped { path: String, version: String },
+    Stripped { path: String, version: String, missing: String },
     #[error("the runtime layout of {version} is unknown: no {missing}")]
     UnknownLayout { version: String, missing: String },
     #[error("process {0} exited while its Go runtime was being read")]

@@ -229,6 +229,34 @@ impl Pclntab {
         Some(GoLocation { function, entry, file, line: u32::try_from(line).ok() })
     }
 
+    /// The address ranges (entry to the next function's entry) of the functions named in
+    /// `names`, in the same order; one pass over the functab.
+    pub fn functions_named(&self, names: &[&str]) -> Vec<Option<Range<u64>>> {
+        let mut found: Vec<Option<Range<u64>>> = vec![None; names.len()];
+        let mut left = names.len();
+        for i in 0..self.nfunc {
+            if left == 0 {
+                break;
+            }
+            let Some(func) = self.func_record(i) else { continue };
+            let Some(name) = self.name(func) else { continue };
+            let Some(slot) = names.iter().position(|n| *n == name) else { continue };
+            if found[slot].is_some() {
+                continue;
+            }
+            let range = (|| {
+                let entry = self.text_start.checked_add(u64::from(read_u32(&self.data, func)?))?;
+                let end = self.text_start.checked_add(u64::from(self.functab_entry(i + 1)?))?;
+                (end > entry).then_some(entry..end)
+            })();
+            if range.is_some() {
+                found[slot] = range;
+                left -= 1;
+            }
+        }
+        found
+    }
+
     /// Entry offset (from the text start) of functab slot `i` (`i == nfunc` is the end).
     fn functab_entry(&self, i: usize) -> Option<u32> {
         read_u32(&self.data, self.pclntable.checked_add(i.checked_mul(8)?)?)
@@ -362,18 +390,26 @@ impl GoExecutable {
         }
         let sections = header.sections(endian, data).map_err(not_elf)?;
         // PIE builds put it in relro.
-        let Some(pcln_section) = [b".gopclntab".as_slice(), b".data.rel.ro.gopclntab"]
+        let named = [b".gopclntab".as_slice(), b".data.rel.ro.gopclntab"]
             .iter()
-            .find_map(|name| sections.section_by_name(endian, name).map(|(_, s)| s))
-        else {
-            return Ok(None);
+            .find_map(|name| sections.section_by_name(endian, name).map(|(_, s)| s));
+        let (mut pclntab, pcln_addr) = match named {
+            Some(pcln_section) => {
+                if pcln_section.sh_flags(endian).contains(elf::SHF_COMPRESSED) {
+                    return Err(PclntabError::Malformed("the section is compressed"));
+                }
+                let bytes = pcln_section.data(endian, data).map_err(not_elf)?.to_vec();
+                (Pclntab::parse(bytes, 0)?, pcln_section.sh_addr(endian))
+            }
+            // Only a Go binary is searched (a non-Go library asked about must stay cheap).
+            None if sections.section_by_name(endian, b".go.buildinfo").is_some() => {
+                match unnamed_pclntab(&sections, endian, data) {
+                    Some(found) => found,
+                    None => return Ok(None),
+                }
+            }
+            None => return Ok(None),
         };
-        if pcln_section.sh_flags(endian).contains(elf::SHF_COMPRESSED) {
-            return Err(PclntabError::Malformed("the section is compressed"));
-        }
-        let bytes = pcln_section.data(endian, data).map_err(not_elf)?.to_vec();
-        let pcln_addr = pcln_section.sh_addr(endian);
-        let mut pclntab = Pclntab::parse(bytes, 0)?;
 
         let loads = header
             .program_headers(endian, data)
@@ -410,6 +446,20 @@ impl GoExecutable {
             .map(|l| l.vaddr + (offset - l.offset))
     }
 
+    /// The file offset of link-time address `vaddr` and how many file bytes follow it in its
+    /// loadable segment.
+    pub fn file_range_of(&self, vaddr: u64) -> Option<(u64, u64)> {
+        self.loads
+            .iter()
+            .find(|l| vaddr >= l.vaddr && vaddr - l.vaddr < l.filesz)
+            .and_then(|l| Some((l.offset.checked_add(vaddr - l.vaddr)?, l.filesz - (vaddr - l.vaddr))))
+    }
+
+    /// The file offset of link-time address `vaddr`, if a loadable segment maps it from the file.
+    pub fn file_offset_of(&self, vaddr: u64) -> Option<u64> {
+        self.file_range_of(vaddr).map(|(off, _)| off)
+    }
+
     /// See [`Pclntab::lookup`]; an abbreviated name (see `full_names`) is given whole when the
     /// symbol table has it.
     pub fn lookup(&self, vaddr: u64) -> Option<GoLocation<'_>> {
@@ -443,6 +493,47 @@ fn bracketed_functions<'d, R: ReadRef<'d>>(
             Some((sym.st_value(endian), std::str::from_utf8(name).ok()?.to_owned()))
         })
         .collect()
+}
+
+/// The pclntab of a PIE linked by the system linker (cgo), which merges it into `.data.rel.ro`
+/// without a section of its own: found by its header's magic (at a word boundary), accepted only
+/// when it parses and a `runtime.firstmoduledata` record points to it (see [`moduledata_text`]),
+/// so a stray magic is not taken. With its link-time address.
+fn unnamed_pclntab<'d, R: ReadRef<'d>>(
+    sections: &SectionTable<'d, elf::FileHeader64<Endianness>, R>,
+    endian: Endianness,
+    data: R,
+) -> Option<(Pclntab, u64)> {
+    let (_, section) = sections.section_by_name(endian, b".data.rel.ro")?;
+    let bytes = section.data(endian, data).ok()?;
+    let addr = section.sh_addr(endian);
+    // Magic, two zero pad bytes, pc quantum 1, pointer size 8.
+    let heads = [GO118_MAGIC, GO120_MAGIC].map(|m| {
+        let mut h = [0u8; 8];
+        h[..4].copy_from_slice(&m.to_le_bytes());
+        h[6] = 1;
+        h[7] = 8;
+        h
+    });
+    // Each try copies the rest of the section and scans for the module record: a section full
+    // of fake headers must not make that quadratic.
+    const MAX_TRIES: usize = 8;
+    let mut tries = 0;
+    for at in (0..bytes.len().saturating_sub(8)).step_by(8) {
+        if !heads.iter().any(|h| bytes[at..at + 8] == *h) {
+            continue;
+        }
+        tries += 1;
+        if tries > MAX_TRIES {
+            break;
+        }
+        let Ok(pclntab) = Pclntab::parse(bytes[at..].to_vec(), 0) else { continue };
+        let pcln_addr = addr.checked_add(at as u64)?;
+        if moduledata_text(sections, endian, data, &pclntab, pcln_addr).is_some() {
+            return Some((pclntab, pcln_addr));
+        }
+    }
+    None
 }
 
 /// `moduledata.text` of `runtime.firstmoduledata`, which begins with a pointer to the pclntab
@@ -596,6 +687,22 @@ mod tests {
             assert_eq!(t.lookup(0), None);
             assert_eq!(t.function(1).map(|(e, n)| (e - TEXT, n)), Some((0x40, "main.second")));
             assert_eq!(t.text_range(), Some(TEXT + 0x10..TEXT + 0x60));
+        }
+    }
+
+    #[test]
+    fn finds_functions_by_name() {
+        let t = Pclntab::parse(sample(GO120_MAGIC), TEXT).unwrap();
+        let found = t.functions_named(&["main.second", "main.missing", "main.first"]);
+        assert_eq!(found, vec![Some(TEXT + 0x40..TEXT + 0x60), None, Some(TEXT + 0x10..TEXT + 0x40)]);
+        // Corrupted records give no range, never a panic.
+        let full = sample(GO120_MAGIC);
+        for i in 0..full.len() {
+            let mut data = full.clone();
+            data[i] = 0xff;
+            if let Ok(t) = Pclntab::parse(data, TEXT) {
+                let _ = t.functions_named(&["main.first", "main.second"]);
+            }
         }
     }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use super::layout::{FIELDS, Field, STRUCTS};
 use super::memory::{Memory, ReadMemory, sign_extend, uint_at};
 use super::{GoBinary, GoError, netpoll};
+use crate::procfs::{ProcError, TidMap};
 use crate::stacks::maps;
 
 /// Bounds that keep a corrupt read from turning into a huge allocation or an endless walk.
@@ -117,8 +118,12 @@ pub struct GoroutineState {
 pub struct MState {
     pub addr: u64,
     pub id: i64,
-    /// The OS thread id.
+    /// The OS thread id as /proc and the kernel's probes know it (the host's, for a target in
+    /// a container); 0 when no live thread has `ns_tid` (the M's thread exited).
     pub tid: u32,
+    /// The thread id as the runtime knows it (`m.procid`, from gettid in the target's own pid
+    /// namespace): equal to `tid` unless the target is in another pid namespace.
+    pub ns_tid: u32,
     pub curg_goid: Option<u64>,
     pub p_id: Option<i64>,
     pub ncgo: i64,
@@ -295,22 +300,28 @@ impl GoProcess {
     pub fn read(&self, stacks: bool) -> Result<RuntimeState, GoError> {
         let known = std::mem::take(&mut *self.mappings.lock().unwrap_or_else(|p| p.into_inner()));
         let mem = Memory::reuse(self.pid, known)?;
-        let state = self.read_with(&mem, stacks, |epfd| netpoll::read_epoll_fdinfo(self.pid, epfd));
+        let state = self.read_with(&mem, stacks, &LiveProc { pid: self.pid });
         *self.mappings.lock().unwrap_or_else(|p| p.into_inner()) = mem.into_mappings();
         state
     }
 
-    /// One read over `mem`; `epoll_fdinfo` gives the fdinfo text of the runtime's epoll fd.
+    /// One read over `mem`, with what /proc says of the process from `proc`.
     pub(super) fn read_with<M: ReadMemory>(
         &self,
         mem: &M,
         stacks: bool,
-        epoll_fdinfo: impl FnOnce(i32) -> Result<String, GoError>,
+        proc: &impl ProcView,
     ) -> Result<RuntimeState, GoError> {
         let nanotime = crate::kernel::monotonic_now_ns();
         let l = &self.binary.layout;
         let sched = self.read_sched(mem)?;
-        let ms = self.read_ms(mem)?;
+        let mut ms = self.read_ms(mem)?;
+        // m.procid is the target's own view of its thread ids: in a container those are not
+        // the ids /proc, the probes and every other output use.
+        let tids = proc.tids()?;
+        for m in &mut ms {
+            m.tid = if m.ns_tid == 0 { 0 } else { tids.host_tid(m.ns_tid).unwrap_or(0) };
+        }
         let by_addr: HashMap<u64, &MState> = ms.iter().map(|m| (m.addr, m)).collect();
         let ps = self.read_ps(mem, &by_addr)?;
         let epfd = sign_extend(mem.read_u64(self.global("runtime.epfd"))?, 4) as i32;
@@ -359,7 +370,7 @@ impl GoProcess {
                 waitsince: sign_extend(f(buf, "g.waitsince"), 8),
                 m: m_addr,
                 m_id: m.map(|m| m.id),
-                tid: m.map(|m| m.tid),
+                tid: m.map(|m| m.tid).filter(|&t| t != 0),
                 cgo: status == GStatus::Syscall && m.is_some_and(|m| m.incgo && m.ncgo > 0),
                 startpc: f(buf, "g.startpc"),
                 gopc: f(buf, "g.gopc"),
@@ -372,7 +383,7 @@ impl GoProcess {
         if stacks {
             self.unwind_all(mem, &gbufs, &gptrs, &mut goroutines)?;
         }
-        let parked = netpoll::parked_on_fds(mem, l, &epoll_fdinfo(epfd)?)?;
+        let parked = netpoll::parked_on_fds(mem, l, &proc.epoll_fdinfo(epfd)?)?;
         for g in &mut goroutines {
             g.netpoll = parked.get(&g.addr).copied();
         }
@@ -579,7 +590,9 @@ impl GoProcess {
             out.push(MState {
                 addr: *addr,
                 id: i("m.id"),
-                tid: u("m.procid") as u32,
+                // Translated to /proc's ids by read_with.
+                tid: 0,
+                ns_tid: u("m.procid") as u32,
                 curg_goid: read_at(u("m.curg"), goid_f),
                 p_id: read_at(u("m.p"), pid_f).map(|v| sign_extend(v, pid_f.size)),
                 ncgo: i("m.ncgo"),
@@ -650,6 +663,34 @@ impl GoProcess {
             }
         }
         Err(GoError::Inconsistent { what: "allp", detail: "a P could not be read".into() })
+    }
+}
+
+/// What a runtime read needs from /proc besides the target's memory (kept apart so that the fuzz
+/// harness can give its own).
+pub(super) trait ProcView {
+    /// The process's thread ids as its pid namespace and /proc know them.
+    fn tids(&self) -> Result<TidMap, GoError>;
+    /// The fdinfo text of the runtime's epoll fd (empty before the netpoller starts).
+    fn epoll_fdinfo(&self, epfd: i32) -> Result<String, GoError>;
+}
+
+/// The live process's /proc.
+struct LiveProc {
+    pid: u32,
+}
+
+impl ProcView for LiveProc {
+    fn tids(&self) -> Result<TidMap, GoError> {
+        TidMap::read(self.pid).map_err(|e| match e {
+            ProcError::PermissionDenied { .. } => GoError::NotPermitted { pid: self.pid },
+            ProcError::NoSuchProcess(_) | ProcError::Exited(_) => GoError::Exited(self.pid),
+            other => GoError::Binary { path: format!("/proc/{}/task", self.pid), reason: other.to_string() },
+        })
+    }
+
+    fn epoll_fdinfo(&self, epfd: i32) -> Result<String, GoError> {
+        netpoll::read_epoll_fdinfo(self.pid, epfd)
     }
 }
 

@@ -1,9 +1,11 @@
 //! What /proc says about a target process: whether it is a traceable user process (`process`),
-//! what each of its threads is doing right now (`threads`), and what its file descriptors are
-//! (`fds`). Everything here is a synchronous read of /proc; callers on an async reactor should run
-//! it on a blocking thread.
+//! what each of its threads is doing right now (`threads`), what its file descriptors are
+//! (`fds`), and which /proc thread ids its own pid namespace's ids stand for (`pidns`).
+//! Everything here is a synchronous read of /proc; callers on an async reactor should run it on
+//! a blocking thread.
 
 pub mod fds;
+pub mod pidns;
 pub mod process;
 mod rq_clock;
 pub mod threads;
@@ -12,6 +14,7 @@ use std::io;
 use std::path::Path;
 
 pub use fds::{FdTable, FdTarget};
+pub use pidns::TidMap;
 pub use process::TargetProcess;
 pub use threads::{ProcState, SyscallSite, ThreadSample, read_kernel_stack, read_thread, read_threads};
 

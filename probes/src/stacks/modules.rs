@@ -44,7 +44,14 @@ pub fn executable_mappings(pid: u32) -> Result<Vec<ModuleMapping>, StackError> {
             match ids.iter().find(|(p, _)| *p == m.path) {
                 Some((_, id)) => id.clone(),
                 None => {
-                    let id = elf_build_id(Path::new(&m.path));
+                    // Through the target's own view of the file: its path may not exist (or be
+                    // another file) in our mount namespace.
+                    let mapped = format!("/proc/{pid}/map_files/{:x}-{:x}", m.range.start, m.range.end);
+                    let rooted = format!("/proc/{pid}/root{}", m.path);
+                    let id = [mapped.as_str(), rooted.as_str()]
+                        .iter()
+                        .find(|p| Path::new(p).exists())
+                        .and_then(|p| elf_build_id(Path::new(p)));
                     ids.push((m.path.clone(), id.clone()));
                     id
                 }
