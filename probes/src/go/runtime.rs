@@ -24,6 +24,9 @@ const MAX_MS: usize = 100_000;
 /// Bytes of M structs held by one allm walk.
 const MAX_ALLM_BYTES: usize = 256 << 20;
 const MAX_PS: u64 = 1 << 16;
+/// Bytes of P structs one allp read goes through (16,384 Ps of Go 1.27's 16 KB): each P is
+/// read whole, so a hostile allp length would otherwise cost a gigabyte of reads.
+const MAX_ALLP_BYTES: u64 = 256 << 20;
 /// The largest runtime struct size or field a layout may state (runtime.p, the largest, is
 /// 16 KB in Go 1.27; the widest field read is a string header).
 const MAX_STRUCT_SIZE: u64 = 1 << 16;
@@ -623,8 +626,8 @@ impl GoProcess {
             let mut hdr = [0u8; 16];
             mem.read(at, &mut hdr)?;
             let (ptr, len) = (uint_at(&hdr, 0, 8), uint_at(&hdr, 8, 8));
-            if len > MAX_PS {
-                continue;
+            if len > MAX_PS || len * size as u64 > MAX_ALLP_BYTES {
+                return Err(GoError::Inconsistent { what: "allp", detail: format!("allp length {len}") });
             }
             let mut arr = vec![0u8; len as usize * 8];
             if len > 0 && mem.read(ptr, &mut arr).is_err() {
@@ -634,6 +637,12 @@ impl GoProcess {
             let mut buf = vec![0u8; size];
             let mut failed = false;
             for c in arr.chunks(8) {
+                if Instant::now() > deadline {
+                    return Err(GoError::Inconsistent {
+                        what: "allp",
+                        detail: "the walk took too long".into(),
+                    });
+                }
                 if mem.read(uint_at(c, 0, 8), &mut buf).is_err() {
                     failed = true;
                     break;
