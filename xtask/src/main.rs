@@ -11,6 +11,7 @@ mod bench_profile;
 mod bench_threads;
 mod demo;
 mod examples;
+mod fuzz;
 mod setup;
 mod util;
 
@@ -51,6 +52,8 @@ enum Task {
     BenchProfile(bench_profile::BenchProfileArgs),
     /// Time `snapshot --json` with stacks of a C process with 1k..10k threads blocked in read()
     BenchThreads(bench_threads::BenchThreadsArgs),
+    /// Fuzz the parsers of what a Go target controls (cargo-fuzz; ~1M inputs per target)
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() -> Result<()> {
@@ -87,6 +90,11 @@ fn main() -> Result<()> {
             setup::run()?;
             examples::build(examples::GoBuilds::Suite)?;
             bench_threads::run(args)
+        }
+        Task::Fuzz(args) => {
+            setup::run()?;
+            examples::build(examples::GoBuilds::Suite)?;
+            fuzz::run(args)
         }
     }
 }

@@ -174,10 +174,23 @@ impl GoBinary {
         let bin_err = |reason: String| GoError::Binary { path: display.to_owned(), reason };
         let data = std::fs::read(path).map_err(|e| bin_err(e.to_string()))?;
         let file = object::File::parse(&*data).map_err(|e| bin_err(e.to_string()))?;
-        Self::from_object(&file, &data, display)
+        Self::from_object(&file, &data, display, true)
     }
 
-    fn from_object(file: &object::File<'_>, data: &[u8], display: &str) -> Result<GoBinary, GoError> {
+    /// Like [`GoBinary::open`] for a file already in memory, without the on-disk cache
+    /// (nothing is read or written but `data`: what the fuzz targets exercise).
+    pub fn from_bytes(data: &[u8], display: &str) -> Result<GoBinary, GoError> {
+        let file = object::File::parse(data)
+            .map_err(|e| GoError::Binary { path: display.to_owned(), reason: e.to_string() })?;
+        Self::from_object(&file, data, display, false)
+    }
+
+    fn from_object(
+        file: &object::File<'_>,
+        data: &[u8],
+        display: &str,
+        use_cache: bool,
+    ) -> Result<GoBinary, GoError> {
         let not_go = || GoError::NotGo { pid: 0, path: display.to_owned() };
         let section = file.section_by_name(".go.buildinfo").ok_or_else(not_go)?;
         let bytes = section.data().map_err(|_| not_go())?;
@@ -197,7 +210,7 @@ impl GoBinary {
             }
         }
 
-        let cache = BuildCache::for_binary(file);
+        let cache = if use_cache { BuildCache::for_binary(file) } else { None };
         let mut cached = cache.as_ref().map(BuildCache::load).unwrap_or_default();
         let mut dirty = false;
         // No symbol table (or one without the runtime's globals): locate them in the code.
@@ -296,10 +309,10 @@ fn function_code(file: &object::File<'_>, sym: &object::Symbol<'_, '_>) -> Optio
     let rel = sym.address().checked_sub(section.address())?;
     let data = section.data().ok()?;
     let start = usize::try_from(rel).ok()?;
-    let end = (start + HEAD).min(data.len());
+    let end = start.checked_add(HEAD)?.min(data.len());
     Some(FunctionCode {
         addr: sym.address(),
-        file_offset: file_start + rel,
+        file_offset: file_start.checked_add(rel)?,
         head: data.get(start..end)?.to_vec(),
     })
 }

@@ -12,6 +12,9 @@ use super::layout::{CONSTS, FIELDS, Field, Layout, LayoutSource, STRUCTS};
 
 type Reader<'a> = EndianSlice<'a, LittleEndian>;
 
+/// The largest DWARF section inflated (a large Go server's .debug_info is ~100 MB).
+const MAX_SECTION_SIZE: u64 = 1 << 30;
+
 /// One type DIE, reduced to what path resolution needs.
 #[derive(Default)]
 struct TypeDie {
@@ -72,6 +75,11 @@ fn load_sections<'a>(file: &'a object::File<'_>) -> Result<HashMap<SectionId, Co
         SectionId::DebugAddr,
     ] {
         if let Some(s) = file.section_by_name(id.name()) {
+            // A compressed section states its own inflated size: refuse a bomb before inflating.
+            let stated = s.compressed_data().map_err(|e| format!("{}: {e}", id.name()))?.uncompressed_size;
+            if stated > MAX_SECTION_SIZE {
+                return Err(format!("{} states {stated} bytes uncompressed", id.name()));
+            }
             let data = s.uncompressed_data().map_err(|e| format!("{}: {e}", id.name()))?;
             sections.insert(id, data);
         }

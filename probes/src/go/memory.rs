@@ -26,6 +26,35 @@ use super::GoError;
 /// The kernel's limit on ranges per process_vm_readv call (UIO_MAXIOV).
 const MAX_IOV: usize = 1024;
 
+/// Reads of a target's address space. [`Memory`] reads a live process; the fuzz harness
+/// (`super::fuzz`) reads a hostile in-memory image through the same walks.
+pub trait ReadMemory {
+    /// Reads many ranges; `ok[i]` says whether range `i` was read in full (an unreadable
+    /// range is "unknown", never data). `Err` only when the target is gone.
+    fn read_many(&self, reqs: &mut [(u64, &mut [u8])]) -> Result<Vec<bool>, GoError>;
+
+    /// Reads one range; `Err` if it is unreadable or the target is gone.
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), GoError> {
+        let mut reqs = [(addr, &mut buf[..])];
+        match self.read_many(&mut reqs)?[0] {
+            true => Ok(()),
+            false => Err(GoError::Unreadable { addr }),
+        }
+    }
+
+    fn read_u64(&self, addr: u64) -> Result<u64, GoError> {
+        let mut b = [0u8; 8];
+        self.read(addr, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+}
+
+impl ReadMemory for Memory {
+    fn read_many(&self, reqs: &mut [(u64, &mut [u8])]) -> Result<Vec<bool>, GoError> {
+        Memory::read_many(self, reqs)
+    }
+}
+
 /// A target's address space: its pid and the readable ranges at the time of opening (or of
 /// the last re-read, see [`Memory::reuse`]).
 pub struct Memory {
@@ -92,21 +121,6 @@ impl Memory {
         }
         known.misses.insert(addr);
         false
-    }
-
-    /// Reads one range; `Err` if it is unmapped now or the process is gone.
-    pub fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), GoError> {
-        let mut reqs = [(addr, &mut buf[..])];
-        match self.read_many(&mut reqs)?[0] {
-            true => Ok(()),
-            false => Err(GoError::Unreadable { addr }),
-        }
-    }
-
-    pub fn read_u64(&self, addr: u64) -> Result<u64, GoError> {
-        let mut b = [0u8; 8];
-        self.read(addr, &mut b)?;
-        Ok(u64::from_le_bytes(b))
     }
 
     /// Reads many ranges with as few syscalls as possible; `ok[i]` says whether range `i` was

@@ -5,6 +5,8 @@
 mod binary;
 pub mod buildinfo;
 mod dwarf;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod layout;
 pub mod locate;
 mod memory;

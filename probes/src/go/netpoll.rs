@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use super::GoError;
 use super::layout::Layout;
-use super::memory::{Memory, uint_at};
+use super::memory::{ReadMemory, uint_at};
 use super::runtime::PollMode;
 
 /// The (fd, event data) pairs registered in an epoll instance, from its fdinfo text.
@@ -49,23 +49,25 @@ fn candidate(layout: &Layout, data: u64) -> u64 {
     }
 }
 
-/// Maps parked goroutine addresses to the fd and direction they wait on.
-pub fn parked_on_fds(
-    pid: u32,
-    mem: &Memory,
-    layout: &Layout,
-    epfd: i32,
-) -> Result<HashMap<u64, (i32, PollMode)>, GoError> {
-    let mut out = HashMap::new();
+/// The fdinfo text of `pid`'s epoll fd `epfd` (the kernel writes it, the target chooses what
+/// is registered); empty before the netpoller starts (`epfd < 0`).
+pub fn read_epoll_fdinfo(pid: u32, epfd: i32) -> Result<String, GoError> {
     if epfd < 0 {
-        return Ok(out);
+        return Ok(String::new());
     }
     let path = format!("/proc/{pid}/fdinfo/{epfd}");
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) => return Err(GoError::from_io(pid, &path, &e)),
-    };
-    let entries = parse_epoll_fdinfo(&text);
+    std::fs::read_to_string(&path).map_err(|e| GoError::from_io(pid, &path, &e))
+}
+
+/// Maps parked goroutine addresses to the fd and direction they wait on, from the epoll
+/// fdinfo text ([`read_epoll_fdinfo`]) and the pollDescs it names.
+pub fn parked_on_fds<M: ReadMemory>(
+    mem: &M,
+    layout: &Layout,
+    fdinfo: &str,
+) -> Result<HashMap<u64, (i32, PollMode)>, GoError> {
+    let mut out = HashMap::new();
+    let entries = parse_epoll_fdinfo(fdinfo);
     let size = layout.size("runtime.pollDesc") as usize;
     let mut bufs = vec![0u8; size * entries.len()];
     let mut reqs: Vec<(u64, &mut [u8])> = entries
@@ -75,7 +77,6 @@ pub fn parked_on_fds(
         .collect();
     let ok = mem.read_many(&mut reqs)?;
     tracing::debug!(
-        epfd,
         registered = entries.len(),
         read = ok.iter().filter(|o| **o).count(),
         "netpoll descriptors"

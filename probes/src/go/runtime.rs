@@ -5,19 +5,39 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
-use super::layout::Field;
-use super::memory::{Memory, sign_extend, uint_at};
+use super::layout::{FIELDS, Field, STRUCTS};
+use super::memory::{Memory, ReadMemory, sign_extend, uint_at};
 use super::{GoBinary, GoError, netpoll};
 use crate::procfs::{ProcError, TidMap};
 use crate::stacks::maps;
 
 /// Bounds that keep a corrupt read from turning into a huge allocation or an endless walk.
+/// The target controls its memory and its binary (so its DWARF, so the layout): every count,
+/// size and walk below is capped, and going past a cap is an error or a cut, never a crash.
 const MAX_GOROUTINES: u64 = 20_000_000;
+/// Bytes of allgs (pointer array and g structs) read at once: about 2.3 million goroutines of
+/// Go 1.27 (456-byte gs); a larger allgs is refused rather than allocated.
+const MAX_ALLGS_BYTES: u64 = 1 << 30;
 const MAX_MS: usize = 100_000;
+/// Bytes of M structs held by one allm walk.
+const MAX_ALLM_BYTES: usize = 256 << 20;
 const MAX_PS: u64 = 1 << 16;
+/// Bytes of P structs one allp read goes through (16,384 Ps of Go 1.27's 16 KB): each P is
+/// read whole, so a hostile allp length would otherwise cost a gigabyte of reads.
+const MAX_ALLP_BYTES: u64 = 256 << 20;
+/// The largest runtime struct size or field a layout may state (runtime.p, the largest, is
+/// 16 KB in Go 1.27; the widest field read is a string header).
+const MAX_STRUCT_SIZE: u64 = 1 << 16;
+const MAX_FIELD_SIZE: u64 = 16;
 /// Stack bytes read per goroutine for the frame-pointer walk (deeper frames are cut).
 const STACK_WINDOW: u64 = 32 << 10;
+/// Stack bytes held at once by the walks: goroutines are walked in batches of this much.
+const STACK_BATCH_BYTES: usize = 64 << 20;
+/// Time one sequential walk (allm, allp) may take before it is abandoned: each step is a
+/// syscall, and a hostile list could make it long even under the count caps.
+const WALK_BUDGET: Duration = Duration::from_secs(5);
 /// Frames per goroutine stack.
 const MAX_FRAMES: usize = 64;
 /// Attempts at a consistent allgs/allp read before giving up.
@@ -197,6 +217,18 @@ impl GoProcess {
         })?;
         let slide = if binary.position_independent { exe_slide(pid, &display, &binary)? } else { 0 };
         let mem = Memory::open(pid)?;
+        GoProcess::prepare(pid, binary, slide, &mem)
+    }
+
+    /// The part of [`GoProcess::attach`] after the binary is read: checks the layout's sizes
+    /// are plausible, reads the wait reason strings and maps the status constants.
+    pub(super) fn prepare<M: ReadMemory>(
+        pid: u32,
+        binary: GoBinary,
+        slide: u64,
+        mem: &M,
+    ) -> Result<GoProcess, GoError> {
+        check_layout_bounds(&binary)?;
         let mut this = GoProcess {
             pid,
             binary,
@@ -206,7 +238,7 @@ impl GoProcess {
             scan_bit: 0,
             mappings: Default::default(),
         };
-        this.wait_reasons = this.read_wait_reasons(&mem)?;
+        this.wait_reasons = this.read_wait_reasons(mem)?;
         let l = &this.binary.layout;
         let c = |n: &str| l.constant(n);
         for (name, status) in [
@@ -250,8 +282,8 @@ impl GoProcess {
     }
 
     /// runtime.waitReasonStrings, read from memory (a PIE's string pointers are relocated there).
-    fn read_wait_reasons(&self, mem: &Memory) -> Result<Vec<String>, GoError> {
-        let (_, size) = self.binary.globals["runtime.waitReasonStrings"];
+    fn read_wait_reasons<M: ReadMemory>(&self, mem: &M) -> Result<Vec<String>, GoError> {
+        let size = self.binary.globals.get("runtime.waitReasonStrings").map_or(0, |(_, s)| *s);
         let n = (size / 16).min(4096) as usize;
         let mut headers = vec![0u8; n * 16];
         mem.read(self.global("runtime.waitReasonStrings"), &mut headers)?;
@@ -271,23 +303,25 @@ impl GoProcess {
     pub fn read(&self, stacks: bool) -> Result<RuntimeState, GoError> {
         let known = std::mem::take(&mut *self.mappings.lock().unwrap_or_else(|p| p.into_inner()));
         let mem = Memory::reuse(self.pid, known)?;
-        let state = self.read_with(&mem, stacks);
+        let state = self.read_with(&mem, stacks, &LiveProc { pid: self.pid });
         *self.mappings.lock().unwrap_or_else(|p| p.into_inner()) = mem.into_mappings();
         state
     }
 
-    fn read_with(&self, mem: &Memory, stacks: bool) -> Result<RuntimeState, GoError> {
+    /// One read over `mem`, with what /proc says of the process from `proc`.
+    pub(super) fn read_with<M: ReadMemory>(
+        &self,
+        mem: &M,
+        stacks: bool,
+        proc: &impl ProcView,
+    ) -> Result<RuntimeState, GoError> {
         let nanotime = crate::kernel::monotonic_now_ns();
         let l = &self.binary.layout;
         let sched = self.read_sched(mem)?;
         let mut ms = self.read_ms(mem)?;
         // m.procid is the target's own view of its thread ids: in a container those are not
         // the ids /proc, the probes and every other output use.
-        let tids = TidMap::read(self.pid).map_err(|e| match e {
-            ProcError::PermissionDenied { .. } => GoError::NotPermitted { pid: self.pid },
-            ProcError::NoSuchProcess(_) | ProcError::Exited(_) => GoError::Exited(self.pid),
-            other => GoError::Binary { path: format!("/proc/{}/task", self.pid), reason: other.to_string() },
-        })?;
+        let tids = proc.tids()?;
         for m in &mut ms {
             m.tid = if m.ns_tid == 0 { 0 } else { tids.host_tid(m.ns_tid).unwrap_or(0) };
         }
@@ -352,7 +386,7 @@ impl GoProcess {
         if stacks {
             self.unwind_all(mem, &gbufs, &gptrs, &mut goroutines)?;
         }
-        let parked = netpoll::parked_on_fds(self.pid, mem, l, epfd)?;
+        let parked = netpoll::parked_on_fds(mem, l, &proc.epoll_fdinfo(epfd)?)?;
         for g in &mut goroutines {
             g.netpoll = parked.get(&g.addr).copied();
         }
@@ -361,7 +395,7 @@ impl GoProcess {
 
     /// allgs as a consistent (pointer array, g structs) pair: the slice header is re-read after
     /// the array, and the read repeated if the runtime grew or moved it meanwhile.
-    fn read_allgs(&self, mem: &Memory) -> Result<(Vec<u64>, Vec<u8>), GoError> {
+    fn read_allgs<M: ReadMemory>(&self, mem: &M) -> Result<(Vec<u64>, Vec<u8>), GoError> {
         let gsize = self.binary.layout.size("runtime.g") as usize;
         let at = self.global("runtime.allgs");
         let mut last = String::new();
@@ -369,7 +403,7 @@ impl GoProcess {
             let mut hdr = [0u8; 16];
             mem.read(at, &mut hdr)?;
             let (ptr, len) = (uint_at(&hdr, 0, 8), uint_at(&hdr, 8, 8));
-            if len > MAX_GOROUTINES {
+            if len > MAX_GOROUTINES || len * (8 + gsize as u64) > MAX_ALLGS_BYTES {
                 last = format!("allgs length {len}");
                 continue;
             }
@@ -404,9 +438,9 @@ impl GoProcess {
     /// Frame-pointer walks from each parked goroutine's saved registers (g.sched), over one read
     /// of its stack. Go keeps frame pointers on amd64: [bp] is the caller's bp, [bp+8] the
     /// return address. Every link must stay inside the goroutine's own stack and move upward.
-    fn unwind_all(
+    fn unwind_all<M: ReadMemory>(
         &self,
-        mem: &Memory,
+        mem: &M,
         gbufs: &[u8],
         gptrs: &[u64],
         gs: &mut [GoroutineState],
@@ -440,42 +474,36 @@ impl GoProcess {
             walks.push(Walk { g: gi, pc, sp, bp });
             lens.push((hi - sp).min(STACK_WINDOW) as usize);
         }
-        let total: usize = lens.iter().sum();
-        let mut stack_bytes = vec![0u8; total];
-        let mut reqs: Vec<(u64, &mut [u8])> = Vec::with_capacity(walks.len());
-        let mut rest = &mut stack_bytes[..];
-        for (w, &len) in walks.iter().zip(&lens) {
-            let (chunk, tail) = rest.split_at_mut(len);
-            reqs.push((w.sp, chunk));
-            rest = tail;
-        }
-        let ok = mem.read_many(&mut reqs)?;
-        for ((w, (_, stack)), ok) in walks.iter().zip(&reqs).zip(ok) {
-            let mut pcs = vec![w.pc];
-            if ok {
-                let word = |addr: u64| -> Option<u64> {
-                    let off = addr.checked_sub(w.sp)?;
-                    (off + 8 <= stack.len() as u64).then(|| uint_at(stack, off, 8))
-                };
-                let mut bp = w.bp;
-                while pcs.len() < MAX_FRAMES && bp >= w.sp && bp % 8 == 0 {
-                    let (Some(next_bp), Some(ret)) = (word(bp), word(bp + 8)) else { break };
-                    if ret == 0 {
-                        break;
-                    }
-                    pcs.push(ret);
-                    if next_bp <= bp {
-                        break;
-                    }
-                    bp = next_bp;
-                }
+        // In batches of at most STACK_BATCH_BYTES of stack, so that a million parked
+        // goroutines do not need their 32 KB windows all at once.
+        let mut stack_bytes = Vec::new();
+        let mut first = 0;
+        while first < walks.len() {
+            let mut end = first;
+            let mut total = 0;
+            while end < walks.len() && (end == first || total + lens[end] <= STACK_BATCH_BYTES) {
+                total += lens[end];
+                end += 1;
             }
-            gs[w.g].pcs = pcs;
+            stack_bytes.clear();
+            stack_bytes.resize(total, 0u8);
+            let mut reqs: Vec<(u64, &mut [u8])> = Vec::with_capacity(end - first);
+            let mut rest = &mut stack_bytes[..];
+            for (w, &len) in walks[first..end].iter().zip(&lens[first..end]) {
+                let (chunk, tail) = rest.split_at_mut(len);
+                reqs.push((w.sp, chunk));
+                rest = tail;
+            }
+            let ok = mem.read_many(&mut reqs)?;
+            for ((w, (_, stack)), ok) in walks[first..end].iter().zip(&reqs).zip(ok) {
+                gs[w.g].pcs = if ok { frame_walk(w.pc, w.sp, w.bp, stack) } else { vec![w.pc] };
+            }
+            first = end;
         }
         Ok(())
     }
 
-    fn read_sched(&self, mem: &Memory) -> Result<SchedState, GoError> {
+    fn read_sched<M: ReadMemory>(&self, mem: &M) -> Result<SchedState, GoError> {
         let l = &self.binary.layout;
         let mut buf = vec![0u8; l.size("runtime.schedt") as usize];
         mem.read(self.global("runtime.sched"), &mut buf)?;
@@ -503,14 +531,19 @@ impl GoProcess {
 
     /// Walks allm (a singly linked list through m.alllink; Ms are never freed from it while
     /// linked, but a cycle or garbage pointer from a racing read ends the walk).
-    fn read_ms(&self, mem: &Memory) -> Result<Vec<MState>, GoError> {
+    fn read_ms<M: ReadMemory>(&self, mem: &M) -> Result<Vec<MState>, GoError> {
         let l = &self.binary.layout;
         let size = l.size("runtime.m") as usize;
         let mut out: Vec<MState> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         let mut raw: Vec<(u64, Vec<u8>)> = Vec::new();
         let mut addr = mem.read_u64(self.global("runtime.allm"))?;
-        while addr != 0 && raw.len() < MAX_MS && seen.insert(addr) {
+        let deadline = Instant::now() + WALK_BUDGET;
+        let max_ms = MAX_MS.min(MAX_ALLM_BYTES / size.max(1));
+        while addr != 0 && raw.len() < max_ms && seen.insert(addr) {
+            if Instant::now() > deadline {
+                return Err(GoError::Inconsistent { what: "allm", detail: "the walk took too long".into() });
+            }
             let mut buf = vec![0u8; size];
             if mem.read(addr, &mut buf).is_err() {
                 break;
@@ -526,9 +559,10 @@ impl GoProcess {
             if base == 0 {
                 return None;
             }
-            let mut b = vec![0u8; f.size as usize];
-            mem.read(base + f.offset, &mut b).ok()?;
-            Some(uint_at(&b, 0, f.size))
+            let mut b = [0u8; 8];
+            let b = b.get_mut(..usize::try_from(f.size).ok()?)?;
+            mem.read(base.checked_add(f.offset)?, b).ok()?;
+            Some(uint_at(b, 0, f.size))
         };
         for (addr, buf) in &raw {
             let u = |key: &str| {
@@ -541,7 +575,8 @@ impl GoProcess {
             };
             let preemptoff = {
                 let f = l.field("m.preemptoff");
-                let (ptr, len) = (uint_at(buf, f.offset, 8), uint_at(buf, f.offset + 8, 8).min(256));
+                let (ptr, len) =
+                    (uint_at(buf, f.offset, 8), uint_at(buf, f.offset.saturating_add(8), 8).min(256));
                 let mut s = vec![0u8; len as usize];
                 if len > 0 && mem.read(ptr, &mut s).is_ok() {
                     String::from_utf8_lossy(&s).into_owned()
@@ -579,16 +614,20 @@ impl GoProcess {
         Ok(out)
     }
 
-    fn read_ps(&self, mem: &Memory, ms: &HashMap<u64, &MState>) -> Result<Vec<PState>, GoError> {
+    fn read_ps<M: ReadMemory>(&self, mem: &M, ms: &HashMap<u64, &MState>) -> Result<Vec<PState>, GoError> {
         let l = &self.binary.layout;
         let size = l.size("runtime.p") as usize;
         let at = self.global("runtime.allp");
+        let deadline = Instant::now() + WALK_BUDGET;
         for _ in 0..RETRIES {
+            if Instant::now() > deadline {
+                return Err(GoError::Inconsistent { what: "allp", detail: "the walk took too long".into() });
+            }
             let mut hdr = [0u8; 16];
             mem.read(at, &mut hdr)?;
             let (ptr, len) = (uint_at(&hdr, 0, 8), uint_at(&hdr, 8, 8));
-            if len > MAX_PS {
-                continue;
+            if len > MAX_PS || len * size as u64 > MAX_ALLP_BYTES {
+                return Err(GoError::Inconsistent { what: "allp", detail: format!("allp length {len}") });
             }
             let mut arr = vec![0u8; len as usize * 8];
             if len > 0 && mem.read(ptr, &mut arr).is_err() {
@@ -598,6 +637,12 @@ impl GoProcess {
             let mut buf = vec![0u8; size];
             let mut failed = false;
             for c in arr.chunks(8) {
+                if Instant::now() > deadline {
+                    return Err(GoError::Inconsistent {
+                        what: "allp",
+                        detail: "the walk took too long".into(),
+                    });
+                }
                 if mem.read(uint_at(c, 0, 8), &mut buf).is_err() {
                     failed = true;
                     break;
@@ -628,6 +673,83 @@ impl GoProcess {
         }
         Err(GoError::Inconsistent { what: "allp", detail: "a P could not be read".into() })
     }
+}
+
+/// What a runtime read needs from /proc besides the target's memory (kept apart so that the fuzz
+/// harness can give its own).
+pub(super) trait ProcView {
+    /// The process's thread ids as its pid namespace and /proc know them.
+    fn tids(&self) -> Result<TidMap, GoError>;
+    /// The fdinfo text of the runtime's epoll fd (empty before the netpoller starts).
+    fn epoll_fdinfo(&self, epfd: i32) -> Result<String, GoError>;
+}
+
+/// The live process's /proc.
+struct LiveProc {
+    pid: u32,
+}
+
+impl ProcView for LiveProc {
+    fn tids(&self) -> Result<TidMap, GoError> {
+        TidMap::read(self.pid).map_err(|e| match e {
+            ProcError::PermissionDenied { .. } => GoError::NotPermitted { pid: self.pid },
+            ProcError::NoSuchProcess(_) | ProcError::Exited(_) => GoError::Exited(self.pid),
+            other => GoError::Binary { path: format!("/proc/{}/task", self.pid), reason: other.to_string() },
+        })
+    }
+
+    fn epoll_fdinfo(&self, epfd: i32) -> Result<String, GoError> {
+        netpoll::read_epoll_fdinfo(self.pid, epfd)
+    }
+}
+
+/// The frame-pointer walk of one goroutine over `stack`, its stack bytes from `sp` up: the
+/// saved pc, then each return address. Every link must stay inside the bytes read and move
+/// strictly upward, so the walk ends (at most MAX_FRAMES frames) whatever the stack holds.
+fn frame_walk(pc: u64, sp: u64, bp: u64, stack: &[u8]) -> Vec<u64> {
+    let mut pcs = vec![pc];
+    let word = |addr: u64| -> Option<u64> {
+        let off = addr.checked_sub(sp)?;
+        (off.checked_add(8)? <= stack.len() as u64).then(|| uint_at(stack, off, 8))
+    };
+    let mut bp = bp;
+    while pcs.len() < MAX_FRAMES && bp >= sp && bp.is_multiple_of(8) {
+        let (Some(next_bp), Some(ret)) = (word(bp), bp.checked_add(8).and_then(word)) else { break };
+        if ret == 0 {
+            break;
+        }
+        pcs.push(ret);
+        if next_bp <= bp {
+            break;
+        }
+        bp = next_bp;
+    }
+    pcs
+}
+
+/// Refuses a layout whose struct sizes or fields are implausible (a hostile DWARF can state
+/// anything): each struct read in one piece at most MAX_STRUCT_SIZE, each field inside its
+/// struct and at most MAX_FIELD_SIZE wide.
+fn check_layout_bounds(binary: &GoBinary) -> Result<(), GoError> {
+    let l = &binary.layout;
+    let bad = |what: String| GoError::UnknownLayout {
+        version: binary.buildinfo.version.clone(),
+        missing: format!("plausible {what}"),
+    };
+    for s in STRUCTS {
+        let size = l.size(s);
+        if size > MAX_STRUCT_SIZE {
+            return Err(bad(format!("sizeof({s}) (states {size})")));
+        }
+    }
+    for spec in FIELDS {
+        let Some(f) = l.opt_field(spec.key) else { continue };
+        let inside = f.offset.checked_add(f.size).is_some_and(|end| end <= l.size(spec.strukt));
+        if f.size > MAX_FIELD_SIZE || !inside {
+            return Err(bad(format!("{} (offset {}, size {})", spec.key, f.offset, f.size)));
+        }
+    }
+    Ok(())
 }
 
 /// The slide of a position-independent executable: where its first loadable segment landed.

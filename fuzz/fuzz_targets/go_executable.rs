@@ -1,0 +1,4 @@
+//! libFuzzer target: the `go_executable` harness of parkscope_probes::go::fuzz.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| parkscope_probes::go::fuzz::go_executable(data));
