@@ -79,8 +79,7 @@ fn stacks(pid: u32) -> BTreeMap<u32, (u64, Vec<Frame>)> {
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect();
     for tid in tids {
-        loop {
-            let Some(before) = in_syscall(pid, tid) else { break };
+        while let Some(before) = in_syscall(pid, tid) {
             stacks.begin_view();
             let frames = stacks.user_stack(before.1, before.2, None, 64);
             if in_syscall(pid, tid) == Some(before) {
