@@ -58,6 +58,42 @@ fn stripped_builds_are_read_and_non_go_targets_get_specific_errors() {
     assert_eq!(plain.json()["runtime"], Value::Null);
 }
 
+/// Without DWARF there is no CFI for Go code: thread stacks come from the pclntab's SP-delta
+/// tables and still reach the scheduler (idle Ms) and the program's own function (the thread
+/// blocked in a raw read(2)), as the plain builds' do.
+#[test]
+fn dwarf_less_builds_get_whole_thread_stacks() {
+    for v in GO_VERSIONS {
+        for bin in [format!("parked-{v}-w"), format!("parked-{v}-sw")] {
+            let t = GoTarget::start(&bin, &["-n", "1"], &[], false);
+            let snap = snapshot(t.pid, &["--window", "0"]);
+            let threads = snap["threads"].as_array().expect("threads");
+            let user = |t: &Value| -> Vec<String> {
+                t["user_stack"].as_array().map_or_else(Vec::new, |s| {
+                    s.iter().filter_map(|f| Some(f.as_str()?.split('+').next()?.to_owned())).collect()
+                })
+            };
+            let mut idle = 0;
+            for t in threads.iter().filter(|t| t["role"] == "idle_m" && t["syscall"]["name"] == "futex") {
+                let stack = user(t);
+                assert!(
+                    stack.iter().any(|f| f == "runtime.stopm" || f == "runtime.notesleep"),
+                    "{bin}: idle M {} stack: {stack:#?}",
+                    t["tid"]
+                );
+                idle += 1;
+            }
+            assert!(idle > 0, "{bin}: no idle M in {threads:#?}");
+            let read = threads
+                .iter()
+                .find(|t| t["syscall"]["name"] == "read")
+                .unwrap_or_else(|| panic!("{bin}: no thread in read(2): {threads:#?}"));
+            let stack = user(read);
+            assert!(stack.iter().any(|f| f == "main.parkedPipeRead"), "{bin}: read thread stack: {stack:#?}");
+        }
+    }
+}
+
 #[test]
 fn cgo_calls_are_marked_with_their_c_function() {
     for v in GO_VERSIONS {

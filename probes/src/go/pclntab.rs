@@ -22,8 +22,10 @@
 //! - pclntable: the functab, `nfunc` pairs of u32 (entry offset from the text start, offset of
 //!   the function's `_func` record from the pclntable) sorted by entry and followed by the end
 //!   offset of the last function; then the `_func` records, whose u32 fields we use are the
-//!   entry offset (0), name offset into funcnametab (1), pcfile (5) and pcln (6) table offsets
-//!   into pctab, and the compilation unit's index into cutab (8).
+//!   entry offset (0), name offset into funcnametab (1), pcsp (4), pcfile (5) and pcln (6)
+//!   table offsets into pctab, and the compilation unit's index into cutab (8); then (after a
+//!   u32 start line since 1.20) the byte-sized funcID and flag, whose flag bits tell a stack
+//!   walk where to stop ([`GoFrame`]).
 //!
 //! A pc in inlined code gets the inlined callee's file and line from pcfile/pcln (that is what
 //! they record), while its function is the physical (outer) one, which is what `offset` is
@@ -203,6 +205,39 @@ impl Pclntab {
     /// code (outside the text, or in padding after a function's last instruction) or the data
     /// is malformed.
     pub fn lookup(&self, pc: u64) -> Option<GoLocation<'_>> {
+        let (func, entry) = self.func_at(pc)?;
+        let function = self.name(func)?;
+        let field = |n: usize| read_u32(&self.data, func + 4 * n);
+        // The line table covers exactly the function's instructions: past its end, no answer.
+        let line = self.pc_value(field(6)?, entry, pc)?;
+        let file_index = self.pc_value(field(5)?, entry, pc);
+        let file = file_index.and_then(|f| self.file_name(field(8)?, f));
+        Some(GoLocation { function, entry, file, line: u32::try_from(line).ok() })
+    }
+
+    /// What Go's own unwinder knows of the instruction at link-time address `pc` (see
+    /// [`GoFrame`]); `None` when `pc` is in no function or the data is malformed.
+    pub fn frame_at(&self, pc: u64) -> Option<GoFrame<'_>> {
+        let (func, entry) = self.func_at(pc)?;
+        let function = self.name(func)?;
+        // funcID and flag bytes follow cuOffset; Go 1.20 put startLine (i32) before them.
+        let flag_at = match self.version {
+            PclntabVersion::Go118 => func + 37,
+            PclntabVersion::Go120 => func + 41,
+        };
+        let flag = *self.data.get(flag_at)?;
+        let pcsp = read_u32(&self.data, func + 4 * 4)?;
+        Some(GoFrame {
+            function,
+            entry,
+            sp_delta: self.pc_value(pcsp, entry, pc),
+            top_frame: flag & FUNC_FLAG_TOP_FRAME != 0,
+            sp_write: flag & FUNC_FLAG_SP_WRITE != 0,
+        })
+    }
+
+    /// The `_func` record and entry address of the function containing link-time address `pc`.
+    fn func_at(&self, pc: u64) -> Option<(usize, u64)> {
         let target = u32::try_from(pc.checked_sub(self.text_start)?).ok()?;
         if self.nfunc == 0 || target < self.functab_entry(0)? || target >= self.functab_entry(self.nfunc)? {
             return None;
@@ -218,15 +253,8 @@ impl Pclntab {
             }
         }
         let func = self.func_record(lo)?;
-        let entry_off = read_u32(&self.data, func)?;
-        let entry = self.text_start.checked_add(u64::from(entry_off))?;
-        let function = self.name(func)?;
-        let field = |n: usize| read_u32(&self.data, func + 4 * n);
-        // The line table covers exactly the function's instructions: past its end, no answer.
-        let line = self.pc_value(field(6)?, entry, pc)?;
-        let file_index = self.pc_value(field(5)?, entry, pc);
-        let file = file_index.and_then(|f| self.file_name(field(8)?, f));
-        Some(GoLocation { function, entry, file, line: u32::try_from(line).ok() })
+        let entry = self.text_start.checked_add(u64::from(read_u32(&self.data, func)?))?;
+        Some((func, entry))
     }
 
     /// The address ranges (entry to the next function's entry) of the functions named in
@@ -295,7 +323,9 @@ impl Pclntab {
         let mut cursor = self.data.get(start..)?;
         let mut value: i32 = -1;
         let mut at = entry;
-        loop {
+        // Each entry takes at least two bytes, so the table's end bounds the walk; the cap
+        // bounds it too when a hostile table is most of a large pclntab.
+        for _ in 0..MAX_PC_VALUE_ENTRIES {
             // As the runtime reads it: a zero delta ends the table except while still at the entry.
             let udelta = read_varint(&mut cursor)?;
             if udelta == 0 && at != entry {
@@ -310,7 +340,37 @@ impl Pclntab {
                 return Some(value);
             }
         }
+        None
     }
+}
+
+/// Entries of one pc-value table decoded at most; real tables have one per change of the
+/// value (line, file, SP delta), far fewer than this even in generated giant functions.
+const MAX_PC_VALUE_ENTRIES: usize = 1 << 20;
+
+/// `abi.FuncFlagTopFrame`: the function is the outermost of its stack (goexit, mstart, rt0_go).
+const FUNC_FLAG_TOP_FRAME: u8 = 1;
+/// `abi.FuncFlagSPWrite`: the function writes SP (stack switches such as systemstack, mcall,
+/// morestack, gogo), which its SP-delta table cannot describe.
+const FUNC_FLAG_SP_WRITE: u8 = 2;
+
+/// What Go's own unwinder (`runtime/traceback.go`) uses to step over one frame without DWARF
+/// or frame pointers: at a pc, the frame's size from the function's SP-delta (`pcsp`) table,
+/// and the function's flags that say where unwinding must stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GoFrame<'a> {
+    pub function: &'a str,
+    /// Entry address of `function` (link-time).
+    pub entry: u64,
+    /// Bytes between SP and the return address at this pc (the return address is at
+    /// SP + delta, the caller's SP is 8 above it); `None` when the function has no table or
+    /// the table does not cover the pc.
+    pub sp_delta: Option<i32>,
+    /// The function begins its stack (`FuncFlagTopFrame`): a walk ends here, completely.
+    pub top_frame: bool,
+    /// The function switches or rewrites SP (`FuncFlagSPWrite`): its SP delta cannot be
+    /// trusted to lead to its caller, so a walk stops here.
+    pub sp_write: bool,
 }
 
 fn read_u32(data: &[u8], at: usize) -> Option<u32> {
@@ -380,7 +440,10 @@ impl GoExecutable {
         Self::from_data(data, display)
     }
 
-    fn from_data<'d, R: ReadRef<'d>>(data: R, display: &str) -> Result<Option<GoExecutable>, PclntabError> {
+    pub(crate) fn from_data<'d, R: ReadRef<'d>>(
+        data: R,
+        display: &str,
+    ) -> Result<Option<GoExecutable>, PclntabError> {
         let not_elf =
             |e: object::Error| PclntabError::NotElf { path: display.to_owned(), reason: e.to_string() };
         let header = elf::FileHeader64::<Endianness>::parse(data).map_err(not_elf)?;
@@ -628,6 +691,8 @@ mod tests {
         let f1_line = table(&mut pctab, &[(3, 0x8), (4, 0x28)]);
         let f2_file = table(&mut pctab, &[(0, 0x4), (1, 0x8), (0, 0x14)]);
         let f2_line = table(&mut pctab, &[(20, 0x4), (7, 0x8), (21, 0x14)]);
+        // main.first opens an 0x18-byte frame after 4 bytes of prologue.
+        let f1_sp = table(&mut pctab, &[(0, 0x4), (0x18, 0x2c)]);
 
         let header_len = 8 + 8 * 8;
         let funcname_off = header_len;
@@ -638,11 +703,21 @@ mod tests {
 
         let mut pclntable = Vec::new();
         let functab_len = 2 * 8 + 4;
-        let rec = |entry: u32, name: u32, pcfile: u32, pcln: u32| -> Vec<u8> {
-            [entry, name, 0, 0, 0, pcfile, pcln, 0, 0, 0, 0].iter().flat_map(|v| v.to_le_bytes()).collect()
+        // The flag byte: after cuOffset (field 8) in 1.18/1.19, after startLine (field 9) since.
+        let flag_word = |flag: u32| {
+            let shifted = flag << 8; // funcID first, then flag
+            if magic == GO118_MAGIC { [shifted, 0] } else { [0, shifted] }
         };
-        let r1 = rec(0x10, 0, f1_file, f1_line);
-        let r2 = rec(0x40, 11, f2_file, f2_line);
+        let rec = |entry: u32, name: u32, pcsp: u32, pcfile: u32, pcln: u32, flag: u32| -> Vec<u8> {
+            let [w9, w10] = flag_word(flag);
+            [entry, name, 0, 0, pcsp, pcfile, pcln, 0, 0, w9, w10]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect()
+        };
+        // main.second has no SP table and is marked as its stack's top frame and SP-writing.
+        let r1 = rec(0x10, 0, f1_sp, f1_file, f1_line, 0);
+        let r2 = rec(0x40, 11, 0, f2_file, f2_line, 3);
         for (entry, off) in [(0x10u32, functab_len), (0x40, functab_len + r1.len())] {
             pclntable.extend((entry).to_le_bytes());
             pclntable.extend((off as u32).to_le_bytes());
@@ -691,6 +766,22 @@ mod tests {
     }
 
     #[test]
+    fn frame_sizes_and_flags() {
+        for magic in [GO118_MAGIC, GO120_MAGIC] {
+            let t = Pclntab::parse(sample(magic), TEXT).unwrap();
+            let at =
+                |off: u64| t.frame_at(TEXT + off).map(|f| (f.function, f.sp_delta, f.top_frame, f.sp_write));
+            assert_eq!(at(0x10), Some(("main.first", Some(0), false, false)));
+            assert_eq!(at(0x13), Some(("main.first", Some(0), false, false)));
+            assert_eq!(at(0x14), Some(("main.first", Some(0x18), false, false)));
+            assert_eq!(at(0x3f), Some(("main.first", Some(0x18), false, false)));
+            assert_eq!(at(0x44), Some(("main.second", None, true, true)));
+            assert_eq!(at(0x60), None);
+            assert_eq!(t.frame_at(TEXT + 0x14).map(|f| f.entry), Some(TEXT + 0x10));
+        }
+    }
+
+    #[test]
     fn finds_functions_by_name() {
         let t = Pclntab::parse(sample(GO120_MAGIC), TEXT).unwrap();
         let found = t.functions_named(&["main.second", "main.missing", "main.first"]);
@@ -735,6 +826,9 @@ mod tests {
                     }
                     let _ = t.function(0);
                     let _ = t.text_range();
+                    for &pc in &probes {
+                        let _ = t.frame_at(pc);
+                    }
                 }
             }
         }

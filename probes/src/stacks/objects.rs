@@ -1,6 +1,7 @@
 //! Loads one mapped ELF object's unwind information (.eh_frame/.eh_frame_hdr, or .debug_frame
 //! for Go) into a framehop module, plus the few extra facts frame-pointer recovery checks against
-//! (function starts, PLT ranges).
+//! (function starts, PLT ranges), and a Go executable's pclntab, whose SP-delta tables unwind Go
+//! code that has no CFI (builds linked with `-w`).
 
 use std::fs::File;
 use std::ops::Range;
@@ -12,6 +13,7 @@ use object::{Object, ObjectSection, ObjectSegment, ReadCache, ReadRef};
 use super::StackError;
 use super::maps::Mapping;
 use super::memory::RemoteMemory;
+use crate::go::GoExecutable;
 
 /// Section bytes shared between framehop's module and nothing else; `Arc<[u8]>` because
 /// framehop only needs `Deref<Target = [u8]>` and modules are cheap to clone that way.
@@ -26,6 +28,10 @@ pub(crate) struct LoadedObject {
     /// Stated ranges of .plt, .plt.sec and .plt.got: calls into these are calls to another
     /// object's function, which is how a frame-record check accepts cross-object calls.
     pub plt_svma: Vec<Range<u64>>,
+    /// The pclntab of a Go executable (its addresses are the object's stated addresses).
+    pub go: Option<GoExecutable>,
+    /// Go code has CFI (.debug_frame): the pclntab is then only a fallback.
+    pub go_has_cfi: bool,
 }
 
 /// Where one object lives in the target: its executable span, and every mapping of the same
@@ -135,8 +141,17 @@ fn parse_and_build<'data, R: ReadRef<'data>>(
             info.eh_frame_hdr = Some(data);
         }
     }
+    let go_has_cfi = is_go && info.debug_frame.is_some();
+    let go = if is_go {
+        GoExecutable::from_data(data, placement.name)
+            .map_err(|e| tracing::debug!(error = %e, path = placement.name, "no pclntab for unwinding"))
+            .ok()
+            .flatten()
+    } else {
+        None
+    };
     let module = Module::new(placement.name.to_owned(), placement.exec_span.clone(), base_avma, info);
-    Ok(LoadedObject { module, base_avma, function_starts, plt_svma })
+    Ok(LoadedObject { module, base_avma, function_starts, plt_svma, go, go_has_cfi })
 }
 
 /// The ASLR slide: a byte at file offset X is mapped at `m.start + (X - m.offset)` and stated at

@@ -1,6 +1,8 @@
 //! User-stack unwinding of a live thread from (pc, sp, optional bp): DWARF CFI through framehop
-//! first, then only frame-pointer steps whose every link can be checked against the target's
-//! memory map and code. Nothing here guesses: a frame that cannot be verified ends the stack.
+//! first, or for Go code the pclntab's SP-delta tables as Go's own unwinder uses them (first
+//! when the build has no CFI for Go code, `-w`), then only frame-pointer steps whose every link
+//! can be checked against the target's memory map and code. Nothing here guesses: a frame that
+//! cannot be verified ends the stack.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -12,6 +14,7 @@ use super::StackError;
 use super::maps::{AddressSpace, Mapping};
 use super::memory::{PageCache, RemoteMemory, StackReader};
 use super::objects::{self, FunctionStarts, ObjectPlacement, SectionData};
+use crate::go::GoExecutable;
 
 /// How far above sp a frame record of the current function is searched for when bp is unknown.
 /// Frames bigger than this (huge local arrays) are not recovered; the stack just ends there.
@@ -60,6 +63,9 @@ enum SlotState {
         base_avma: u64,
         function_starts: FunctionStarts,
         plt_svma: Vec<Range<u64>>,
+        /// A Go executable's pclntab, parsed once per object like its CFI.
+        go: Option<Box<GoExecutable>>,
+        go_has_cfi: bool,
     },
     /// Load failed once; not retried until the map changes, so a broken file costs one attempt.
     Failed,
@@ -175,6 +181,17 @@ impl UserUnwinder {
         let lookup = cur.address.address_for_lookup();
         self.ensure_loaded(lookup);
 
+        // Go code without CFI: the pclntab is the only exact description of its frames, and
+        // framehop's guess for a pc it has no rule for must not be tried first.
+        let go = self.go_frame(lookup);
+        if let Some((frame, false)) = go {
+            match self.go_step(walk, cur, frame) {
+                GoStep::Caller(ra) => return Some(ra),
+                GoStep::End => return None,
+                GoStep::Unknown => {}
+            }
+        }
+
         let mut regs = cur.regs;
         let result = self.cfi_step(walk, cur.address, &mut regs);
         let cfi_ended = match result {
@@ -187,6 +204,16 @@ impl UserUnwinder {
             Ok(Some(_)) | Err(_) => false,
             Ok(None) => true,
         };
+
+        // Go code whose CFI did not lead anywhere: Go's own tables decide before any
+        // frame-pointer heuristics.
+        if let Some((frame, true)) = go {
+            match self.go_step(walk, cur, frame) {
+                GoStep::Caller(ra) => return Some(ra),
+                GoStep::End => return None,
+                GoStep::Unknown => {}
+            }
+        }
 
         if cur.bp_known {
             // "End of stack" with a real rbp is the real end (CFI said so, or rbp is 0).
@@ -213,6 +240,92 @@ impl UserUnwinder {
         let stack = &mut walk.stack;
         let mut read = |addr: u64| stack.read_u64(mem, addr).ok_or(());
         self.unwinder.unwind_frame(address, regs, &mut self.cache, &mut read)
+    }
+
+    /// What the pclntab says of the frame at `lookup` (an instruction, or a return address
+    /// minus one, so a call at the end of a function stays in it), with whether the object's Go
+    /// code also has CFI. `None` outside Go code.
+    fn go_frame(&self, lookup: u64) -> Option<(GoFrameStep, bool)> {
+        let SlotState::Loaded { base_avma, go: Some(exe), go_has_cfi, .. } =
+            &self.objects[self.slot_for(lookup)?].state
+        else {
+            return None;
+        };
+        let frame = exe.pclntab.frame_at(lookup.wrapping_sub(*base_avma))?;
+        let step = GoFrameStep {
+            sp_delta: frame.sp_delta,
+            // Where Go's unwinder stops: the first frame of a stack (goexit, mstart, rt0_go),
+            // and functions that switch stacks or write SP (systemstack, mcall, morestack,
+            // gogo, asmcgocall), past which the SP delta means nothing.
+            stop: frame.top_frame || frame.sp_write,
+        };
+        Some((step, *go_has_cfi))
+    }
+
+    /// One step over a Go frame by its SP delta at the pc, as Go's unwinder does: the return
+    /// address is at sp + delta and the caller's sp is 8 above it. Accepted only with the same
+    /// checks as any other step: the return address in code right after a call, the new sp
+    /// inside the thread's stack and above the old one. A frame the tables describe but the
+    /// checks reject ends the stack (nothing else knows Go frames better); one without a table
+    /// is left to the other rules.
+    fn go_step(&mut self, walk: &mut Walk, cur: &mut Cursor, frame: GoFrameStep) -> GoStep {
+        if frame.stop {
+            return GoStep::End;
+        }
+        let Some(delta) = frame.sp_delta.and_then(|d| u64::try_from(d).ok()) else {
+            return GoStep::Unknown;
+        };
+        if !delta.is_multiple_of(8) {
+            return GoStep::Unknown;
+        }
+        let sp = cur.regs.sp();
+        let stack_end = walk.stack.bounds().end;
+        let Some(ra_slot) = sp.checked_add(delta).filter(|&slot| slot <= stack_end.saturating_sub(8)) else {
+            return GoStep::End;
+        };
+        let Some(ra) = walk.stack.read_u64(&self.mem, ra_slot) else {
+            return GoStep::End;
+        };
+        if !self.is_executable_refreshing(walk, ra)
+            || (self.call_site(ra).is_none() && !self.is_go_stack_top_return(ra))
+        {
+            return GoStep::End;
+        }
+        // rbp: a frame without stack space cannot have saved it, so the caller's is the same;
+        // a frame whose rbp points at the slot under its return address saved the caller's
+        // there (Go's frame record). Otherwise it is not known from here.
+        let bp = cur.regs.bp();
+        let (new_bp, bp_known) = if delta == 0 {
+            (bp, cur.bp_known)
+        } else if cur.bp_known && bp == ra_slot - 8 {
+            match walk.stack.read_u64(&self.mem, bp) {
+                Some(saved) if saved == 0 || saved > ra_slot => (saved, true),
+                _ => (0, false),
+            }
+        } else {
+            (0, false)
+        };
+        match self.advance(cur, ra, ra_slot + 8, new_bp) {
+            Some(ra) => {
+                cur.bp_known = bp_known;
+                GoStep::Caller(ra)
+            }
+            None => GoStep::End,
+        }
+    }
+
+    /// The return address Go plants at the top of every goroutine stack: one byte past the
+    /// entry of `runtime.goexit` (a top-frame function whose first instruction is a one-byte
+    /// NOP), so a goroutine's first function "returns" into goexit without any call before it.
+    fn is_go_stack_top_return(&self, ra: u64) -> bool {
+        let Some(slot) = self.slot_for(ra) else { return false };
+        let SlotState::Loaded { base_avma, go: Some(exe), .. } = &self.objects[slot].state else {
+            return false;
+        };
+        let svma = ra.wrapping_sub(*base_avma);
+        exe.pclntab
+            .frame_at(svma.wrapping_sub(1))
+            .is_some_and(|f| f.top_frame && f.entry.checked_add(1) == Some(svma))
     }
 
     /// Re-runs the frame's rule with rbp set to sp (a readable stack address): a rule that
@@ -427,6 +540,8 @@ impl UserUnwinder {
                     base_avma: obj.base_avma,
                     function_starts: obj.function_starts,
                     plt_svma: obj.plt_svma,
+                    go: obj.go.map(Box::new),
+                    go_has_cfi: obj.go_has_cfi,
                 }
             }
             Err(e) => {
@@ -481,6 +596,23 @@ impl UserUnwinder {
         self.objects = fresh;
         self.space = space;
     }
+}
+
+/// What a step over a Go frame needs from the pclntab, copied out of it.
+#[derive(Clone, Copy)]
+struct GoFrameStep {
+    sp_delta: Option<i32>,
+    /// The walk ends at this frame (Go's unwinder would stop here too).
+    stop: bool,
+}
+
+/// The outcome of stepping over a Go frame.
+enum GoStep {
+    Caller(u64),
+    /// The tables say the stack ends here, or describe a step the checks reject.
+    End,
+    /// No table covers this pc: other rules may try.
+    Unknown,
 }
 
 /// Per-unwind scratch: the thread's stack reader and whether the map was already re-read.
