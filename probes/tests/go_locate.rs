@@ -256,8 +256,55 @@ fn stripped_builds_open_with_located_globals_and_cache_them() {
         }
     }
     let entries = std::fs::read_dir(&cache).map(|d| d.count()).unwrap_or(0);
-    let _ = std::fs::remove_dir_all(&cache);
     assert!(entries > 0 || releases().is_empty(), "nothing was cached");
+    cache_entries_of_another_file_are_never_used(&cache);
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
+/// The target writes its own binary, build id included: a copy of a real binary (same build id,
+/// another file) whose cache entry says something else must not change what the real binary is
+/// read with. Here the copy's entry is rewritten with wrong addresses, as a hostile binary's
+/// own facts would be.
+fn cache_entries_of_another_file_are_never_used(cache: &Path) {
+    let Some((tag, go)) = releases().into_iter().last() else { return };
+    let w = build(&go, &tag, "parked", &VARIANTS[0]);
+    let sw = build(&go, &tag, "parked", &VARIANTS[1]);
+    let truth = from_symtab(&std::fs::read(&w).unwrap(), &std::fs::read(&sw).unwrap());
+    let copy = cache.join("copy-of-parked-sw");
+    std::fs::copy(&sw, &copy).unwrap();
+    let entries = cache.join("go-layouts");
+    let before: std::collections::BTreeSet<_> =
+        std::fs::read_dir(&entries).unwrap().map(|e| e.unwrap().path()).collect();
+    GoBinary::open(&copy, "copy").unwrap();
+    let planted: Vec<PathBuf> = std::fs::read_dir(&entries)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !before.contains(p) && p.extension().is_some_and(|x| x == "txt"))
+        .collect();
+    assert_eq!(planted.len(), 1, "the copy has an entry of its own: {planted:?}");
+    let text = std::fs::read_to_string(&planted[0]).unwrap();
+    let poisoned: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("global ") {
+                format!("{} 0x1000 0x8\n", &l[..l.rfind(' ').unwrap()].rsplit_once(' ').unwrap().0)
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    assert_ne!(poisoned, text);
+    std::fs::write(&planted[0], poisoned).unwrap();
+    let real = GoBinary::open(&sw, "parked-sw").unwrap();
+    for g in GLOBALS {
+        assert_eq!(
+            real.globals.get(g),
+            truth.globals.get(g),
+            "{g} of {} after a copy's entry was poisoned",
+            sw.display()
+        );
+    }
+    let _ = std::fs::remove_file(&copy);
 }
 
 /// Not a Go binary, or Go with the code a rule reads destroyed: specific errors, no panic.

@@ -1,7 +1,7 @@
 //! One Go executable on disk: its build information, the runtime layout that applies to it, and
 //! the addresses of the runtime's global variables: from .symtab when the binary has one (a
 //! plain or `-ldflags=-w` build), else located in the runtime's code (`-s -w`; see
-//! [`super::locate`]), and cached by Go build id either way that costs time.
+//! [`super::locate`]), and cached by Go build id and file identity either way that costs time.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -55,12 +55,13 @@ pub struct GoBinary {
     pub functions: HashMap<&'static str, FunctionCode>,
 }
 
-/// What costs time to work out about one binary, cached on disk by its Go build id: the layout
+/// What costs time to work out about one binary, cached on disk by its Go build id and the
+/// identity of the file it was read from ([`FileIdentity`]): the layout
 /// from its DWARF (walking the compressed DWARF of a Go binary is most of a snapshot's CPU, ~40 ms
 /// of ~70 ms on a small server) and, for a binary without a symbol table, the located globals
-/// and uprobe functions. `snapshot` is run again and again against the same binary; the build id
-/// is a hash of the binary's inputs and contents, so a different binary never gets another's
-/// facts. One text file per build: layout table lines (see [`Layout::to_table`]), then
+/// and uprobe functions. `snapshot` is run again and again against the same binary. The build id
+/// alone would do for honest binaries (it hashes their inputs and contents), but the target
+/// controls it; with the file's identity, no other file can claim this one's entry. One text file per build: layout table lines (see [`Layout::to_table`]), then
 /// `global NAME ADDR SIZE` and `function NAME ADDR FILE_OFFSET` lines. Best effort: an
 /// unreadable or unwritable cache only means working them out again.
 struct BuildCache {
@@ -87,7 +88,8 @@ impl BuildCache {
         Some(base.join("go-layouts"))
     }
 
-    fn for_binary(file: &object::File<'_>) -> Option<BuildCache> {
+    /// The cache entry of `file`, the executable `identity` names (see [`FileIdentity`]).
+    fn for_binary(file: &object::File<'_>, identity: &FileIdentity) -> Option<BuildCache> {
         let note = file.section_by_name(".note.go.buildid")?.data().ok()?;
         // The note's payload is the printable build id ("actionID/contentID..."); keep a
         // filename-safe form of it.
@@ -99,7 +101,7 @@ impl BuildCache {
         if id.len() < 16 {
             return None;
         }
-        Some(BuildCache { path: Self::dir()?.join(format!("{id}.txt")) })
+        Some(BuildCache { path: Self::dir()?.join(format!("{id}-{}.txt", identity.0)) })
     }
 
     fn load(&self) -> Cached {
@@ -168,13 +170,40 @@ impl BuildCache {
     }
 }
 
+/// Which file on disk a binary was read from: device, inode, size and inode change time. The
+/// Go build id alone cannot key the cache, because the target writes its own binary: a hostile
+/// one could copy a real binary's build id and leave a layout of its choosing for the next run
+/// against the real binary. An inode's change time cannot be set back by the file's owner, so
+/// another file cannot take this identity (short of the real file being replaced, which changes
+/// the binary anyway).
+struct FileIdentity(String);
+
+impl FileIdentity {
+    fn of(meta: &std::fs::Metadata) -> FileIdentity {
+        use std::os::unix::fs::MetadataExt;
+        FileIdentity(format!(
+            "{:x}-{:x}-{:x}-{}.{:09}",
+            meta.dev(),
+            meta.ino(),
+            meta.size(),
+            meta.ctime(),
+            meta.ctime_nsec()
+        ))
+    }
+}
+
 impl GoBinary {
     /// Reads `path`. `display` names it in errors (e.g. the target's exe path, not /proc/PID/exe).
     pub fn open(path: &Path, display: &str) -> Result<GoBinary, GoError> {
+        use std::io::Read;
         let bin_err = |reason: String| GoError::Binary { path: display.to_owned(), reason };
-        let data = std::fs::read(path).map_err(|e| bin_err(e.to_string()))?;
+        // The identity and the bytes come from one open file, so they describe the same file.
+        let mut handle = std::fs::File::open(path).map_err(|e| bin_err(e.to_string()))?;
+        let meta = handle.metadata().map_err(|e| bin_err(e.to_string()))?;
+        let mut data = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0).min(1 << 30));
+        handle.read_to_end(&mut data).map_err(|e| bin_err(e.to_string()))?;
         let file = object::File::parse(&*data).map_err(|e| bin_err(e.to_string()))?;
-        Self::from_object(&file, &data, display, true)
+        Self::from_object(&file, &data, display, Some(&FileIdentity::of(&meta)))
     }
 
     /// Like [`GoBinary::open`] for a file already in memory, without the on-disk cache
@@ -182,14 +211,14 @@ impl GoBinary {
     pub fn from_bytes(data: &[u8], display: &str) -> Result<GoBinary, GoError> {
         let file = object::File::parse(data)
             .map_err(|e| GoError::Binary { path: display.to_owned(), reason: e.to_string() })?;
-        Self::from_object(&file, data, display, false)
+        Self::from_object(&file, data, display, None)
     }
 
     fn from_object(
         file: &object::File<'_>,
         data: &[u8],
         display: &str,
-        use_cache: bool,
+        cache_identity: Option<&FileIdentity>,
     ) -> Result<GoBinary, GoError> {
         let not_go = || GoError::NotGo { pid: 0, path: display.to_owned() };
         let section = file.section_by_name(".go.buildinfo").ok_or_else(not_go)?;
@@ -210,7 +239,7 @@ impl GoBinary {
             }
         }
 
-        let cache = if use_cache { BuildCache::for_binary(file) } else { None };
+        let cache = cache_identity.and_then(|identity| BuildCache::for_binary(file, identity));
         let mut cached = cache.as_ref().map(BuildCache::load).unwrap_or_default();
         let mut dirty = false;
         // No symbol table (or one without the runtime's globals): locate them in the code.
