@@ -283,14 +283,12 @@ fn cache_entries_of_another_file_are_never_used(cache: &Path) {
         .collect();
     assert_eq!(planted.len(), 1, "the copy has an entry of its own: {planted:?}");
     let text = std::fs::read_to_string(&planted[0]).unwrap();
+    // `global NAME ADDR SIZE` lines get an address of our choosing.
     let poisoned: String = text
         .lines()
-        .map(|l| {
-            if l.starts_with("global ") {
-                format!("{} 0x1000 0x8\n", &l[..l.rfind(' ').unwrap()].rsplit_once(' ').unwrap().0)
-            } else {
-                format!("{l}\n")
-            }
+        .map(|l| match l.split_ascii_whitespace().collect::<Vec<_>>().as_slice() {
+            ["global", name, _, _] => format!("global {name} 0x1000 0x8\n"),
+            _ => format!("{l}\n"),
         })
         .collect();
     assert_ne!(poisoned, text);
