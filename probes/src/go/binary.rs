@@ -266,22 +266,20 @@ impl GoBinary {
             cached.located = Some(located);
         }
 
-        let layout = if dwarf::has_go_dwarf(file) {
-            match cached.layout.clone() {
-                Some(l) => l,
-                None => {
-                    let l = dwarf::layout(file).map_err(|reason| GoError::Binary {
-                        path: display.to_owned(),
-                        reason: format!("DWARF: {reason}"),
-                    })?;
-                    l.check_complete(&buildinfo.version)?;
-                    cached.layout = Some(l.clone());
-                    dirty = true;
-                    l
-                }
+        let dwarf_err =
+            |reason: String| GoError::Binary { path: display.to_owned(), reason: format!("DWARF: {reason}") };
+        // A cached layout was stored from this very file's Go DWARF (below), so the DWARF is
+        // neither checked nor decompressed again: that is what the cache saves.
+        let layout = match cached.layout.clone().filter(|l| l.check_complete(&buildinfo.version).is_ok()) {
+            Some(l) => l,
+            None if dwarf::has_go_dwarf(file).map_err(dwarf_err)? => {
+                let l = dwarf::layout(file).map_err(dwarf_err)?;
+                l.check_complete(&buildinfo.version)?;
+                cached.layout = Some(l.clone());
+                dirty = true;
+                l
             }
-        } else {
-            layout::from_tables(&buildinfo.version)?
+            None => layout::from_tables(&buildinfo.version)?,
         };
         if dirty && let Some(c) = &cache {
             c.store(&cached, &buildinfo.version);
@@ -314,7 +312,7 @@ impl GoBinary {
     pub fn dwarf_layout(path: &Path) -> Result<Option<Layout>, String> {
         let data = std::fs::read(path).map_err(|e| e.to_string())?;
         let file = object::File::parse(&*data).map_err(|e| e.to_string())?;
-        if !dwarf::has_go_dwarf(&file) {
+        if !dwarf::has_go_dwarf(&file)? {
             return Ok(None);
         }
         dwarf::layout(&file).map(Some)

@@ -39,28 +39,30 @@ pub fn has_dwarf(file: &object::File<'_>) -> bool {
 /// `-ldflags=-w` drops Go's DWARF, but an externally linked (cgo) build can keep the DWARF of
 /// its C objects (Go 1.19's linker leaves it), which describes no runtime type: such a binary
 /// is read through the layout tables like any other `-w` build.
-pub fn has_go_dwarf(file: &object::File<'_>) -> bool {
+pub fn has_go_dwarf(file: &object::File<'_>) -> Result<bool, String> {
     if !has_dwarf(file) {
-        return false;
+        return Ok(false);
     }
-    let Ok(sections) = load_sections(file) else { return false };
+    // DWARF that cannot even be loaded (e.g. a section stating an absurd inflated size) is an
+    // error, not "no DWARF": it says something is wrong with the binary.
+    let sections = load_sections(file)?;
     let Ok(dwarf) = gimli::Dwarf::load(|id| -> Result<Reader<'_>, gimli::Error> {
         Ok(EndianSlice::new(sections.get(&id).map_or(&[][..], |c| &c[..]), LittleEndian))
     }) else {
-        return false;
+        return Ok(false);
     };
     let mut units = dwarf.units();
     // Each unit costs its header and first DIE; a malformed one ends the search.
     while let Ok(Some(header)) = units.next() {
-        let Ok(abbrevs) = dwarf.abbreviations(&header) else { return false };
+        let Ok(abbrevs) = dwarf.abbreviations(&header) else { return Ok(false) };
         let mut cursor = header.entries(&abbrevs);
         if let Ok(Some(cu)) = cursor.next_dfs()
             && cu.attr_value(gimli::DW_AT_language) == Some(AttributeValue::Language(gimli::DW_LANG_Go))
         {
-            return true;
+            return Ok(true);
         }
     }
-    false
+    Ok(false)
 }
 
 /// The DWARF sections the readers here use, decompressed.

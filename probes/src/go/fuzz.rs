@@ -507,7 +507,12 @@ fn dwarf_sections(layout: &Layout) -> (Vec<u8>, Vec<u8>) {
     let mut abbrev = Vec::new();
     type Abbrev = (u16, bool, &'static [(u16, u16)]);
     let abbrevs: [Abbrev; 5] = [
-        (DW_TAG_compile_unit.0, true, &[(DW_AT_name.0, DW_FORM_string.0)]),
+        // A Go unit (DW_AT_language DW_LANG_Go): only Go units' DWARF is read for layouts.
+        (
+            DW_TAG_compile_unit.0,
+            true,
+            &[(DW_AT_name.0, DW_FORM_string.0), (DW_AT_language.0, DW_FORM_data1.0)],
+        ),
         (
             DW_TAG_structure_type.0,
             true,
@@ -572,6 +577,7 @@ fn dwarf_sections(layout: &Layout) -> (Vec<u8>, Vec<u8>) {
     info[10] = 8;
     uleb(&mut info, 1);
     name(&mut info, "fuzz");
+    info.push(gimli::DW_LANG_Go.0 as u8);
     let mut base: HashMap<u64, u32> = HashMap::new();
     fn emit(
         info: &mut Vec<u8>,
