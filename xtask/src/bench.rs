@@ -213,8 +213,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     // Report.
     let m = |v: &Vec<f64>| median(v);
     let per_call = |rate: f64| 1e9 / rate;
-    let (pp_bare, pp_ours, pp_bt) = (m(&pp[0]), m(&pp[1]), m(&pp[2]));
-    let ours_ns = per_call(pp_ours) - per_call(pp_bare);
+    let at = |mode: Mode| pp_modes.iter().position(|m| *m == mode).expect("every mode is measured");
+    let (pp_bare, pp_bt) = (m(&pp[at(Mode::Bare)]), m(&pp[at(Mode::Bpftrace)]));
     let bt_ns = per_call(pp_bt) - per_call(pp_bare);
     // Paired per round (traced run next to its bare run): less sensitive to drift in load.
     let paired: Vec<f64> = http[1].iter().zip(&http[0]).map(|(t, b)| t / b).collect();
@@ -266,7 +266,6 @@ pub fn run(args: BenchArgs) -> Result<()> {
             verdict(ns <= 0.25 * bt_ns)
         ));
     }
-    let _ = ours_ns;
     out.push('\n');
     out.push_str("2. httpserver-go1.27 + loadgen-go1.27 -conns 16 (unpinned)\n");
     out.push_str(&format!("   {:<24} {:>12} {:>25} {:>7}\n", "mode", "req/s", "(min..max)", "ratio"));
