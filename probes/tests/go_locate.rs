@@ -15,18 +15,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use object::{Object, ObjectSection, ObjectSymbol};
-use parkscope_probes::go::{GoBinary, LayoutSource, UPROBE_FUNCTIONS, layout, locate};
-
-const GLOBALS: &[&str] = &[
-    "runtime.allgs",
-    "runtime.allglen",
-    "runtime.allm",
-    "runtime.allp",
-    "runtime.sched",
-    "runtime.gomaxprocs",
-    "runtime.waitReasonStrings",
-    "runtime.epfd",
-];
+use parkscope_probes::go::{GLOBALS, GoBinary, LayoutSource, UPROBE_FUNCTIONS, layout, locate};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()

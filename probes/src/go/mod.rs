@@ -17,7 +17,7 @@ pub mod uprobes;
 
 use std::io;
 
-pub use binary::{FunctionCode, GoBinary, UPROBE_FUNCTIONS};
+pub use binary::{FunctionCode, GLOBALS, GoBinary, UPROBE_FUNCTIONS};
 pub use buildinfo::BuildInfo;
 pub use layout::{Layout, LayoutSource, SchedtraceStyle, schedtrace_style};
 pub use pclntab::{GoExecutable, GoLocation, Pclntab, PclntabError, PclntabVersion};
