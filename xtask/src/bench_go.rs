@@ -6,8 +6,7 @@
 //! (with stacks) is taken every second, alternating bare and snapshotted runs.
 
 use std::{
-    io::{BufRead, BufReader},
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -15,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::{
-    bench_common::{Proc, load_result, start_go_server, start_loadgen},
+    bench_common::{load_result, start_go_server, start_loadgen},
     examples, util,
 };
 
@@ -46,10 +45,13 @@ pub fn run(args: BenchGoArgs) -> Result<()> {
     // run side by side, their snapshots alternating, so both see the same machine.
     for release in ["go1.27", "go1.19"] {
         let builds = [("DWARF", format!("parked-{release}")), ("-s -w", format!("parked-{release}-sw"))];
-        let targets: Vec<(&str, Proc, String)> = builds
+        let many = args.goroutines.to_string();
+        // Each target is killed when dropped, also on an early error below.
+        let targets: Vec<(&str, examples::GoExample, String)> = builds
             .iter()
             .map(|(build, name)| {
-                let (target, pid) = start_parked(name, args.goroutines)?;
+                let target = examples::GoExample::start(name, &["-n", "3", "-many", &many])?;
+                let pid = target.pid.to_string();
                 Ok((*build, target, pid))
             })
             .collect::<Result<_>>()?;
@@ -92,25 +94,6 @@ pub fn run(args: BenchGoArgs) -> Result<()> {
         }
     }
     server_throughput(&bin, &args)
-}
-
-/// Starts examples/bin/`name` with `goroutines` extra parked goroutines; its pid once ready. The
-/// guard kills the target on an early error.
-fn start_parked(name: &str, goroutines: u32) -> Result<(Proc, String)> {
-    let exe = examples::bin_dir().join(name);
-    let many = goroutines.to_string();
-    let mut target =
-        Proc::spawn(Command::new(&exe).args(["-n", "3", "-many", &many]).stdout(Stdio::piped()), name)?;
-    let stdout = target.child.stdout.take().context("stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let pid = loop {
-        let Some(line) = lines.next() else { bail!("{} exited before it was ready", exe.display()) };
-        let v: serde_json::Value = serde_json::from_str(&line?)?;
-        if v["ready"] == true {
-            break v["pid"].as_u64().context("pid")?.to_string();
-        }
-    };
-    Ok((target, pid))
 }
 
 /// httpserver-go1.27 driven by loadgen-go1.27 (16 keep-alive connections: every request is a
