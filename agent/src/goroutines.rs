@@ -6,22 +6,25 @@ use std::collections::HashMap;
 
 use parkscope_common::GoGState;
 use parkscope_probes::{
-    go::{GStatus, GoProcess, GoroutineState, LayoutSource, RuntimeState, buildinfo},
+    go::{GStatus, GoProcess, GoroutineState, LayoutSource, PollMode, RuntimeState, buildinfo},
     kernel::KernelCounters,
     procfs::fds::FdTable,
-    stacks::{Frame, Symbolizer},
+    stacks::{Frame as SymbolFrame, Symbolizer},
 };
 
 use crate::{
     error::Failure,
-    model::{GoroutineView, NetpollView, RuntimeView, ThreadState, ThreadView},
+    model::{
+        Frame, GoStatus, GoroutineView, NetpollMode, NetpollView, RuntimeKind, RuntimeView, StackId,
+        StackTable, SyscallClass, ThreadState, ThreadView,
+    },
     roles::{BlockedCall, MEvidence, RoleEvidence, go_thread_role},
 };
 
 /// Names addresses of the target: exact ones (function entries, a parked goroutine's saved pc)
 /// and return addresses, each looked up once however many goroutines share it.
 struct Names {
-    frames: HashMap<(u64, bool), Frame>,
+    frames: HashMap<(u64, bool), SymbolFrame>,
 }
 
 impl Names {
@@ -57,8 +60,8 @@ impl Names {
         self.frames.get(&(addr, exact)).and_then(|f| f.function.clone())
     }
 
-    fn frame(&self, addr: u64, exact: bool) -> String {
-        self.frames.get(&(addr, exact)).map_or_else(|| format!("{addr:#x}"), ToString::to_string)
+    fn frame(&self, addr: u64, exact: bool) -> Frame {
+        self.frames.get(&(addr, exact)).map_or_else(|| Frame::unnamed(addr), crate::observe::model_frame)
     }
 }
 
@@ -143,6 +146,7 @@ pub fn join(
     fds: Option<&FdTable>,
     stacks: bool,
     timing: Option<&GoTiming>,
+    stack_table: &mut StackTable,
 ) -> (Vec<GoroutineView>, RuntimeView) {
     let pid = go.pid;
     let mut sym = Symbolizer::new();
@@ -166,7 +170,7 @@ pub fn join(
         let call = t.syscall.as_ref().filter(|_| t.state.is_blocked()).map(|c| {
             if c.name.starts_with("epoll_") && c.fd == Some(rt.epfd) && rt.epfd >= 0 {
                 BlockedCall::RuntimeEpoll
-            } else if c.class == "futex" {
+            } else if c.class == SyscallClass::Futex {
                 BlockedCall::Futex
             } else {
                 BlockedCall::Other
@@ -187,7 +191,7 @@ pub fn join(
         .map(|g| {
             let thread = g.tid.and_then(|tid| threads_by_tid.get(&tid)).copied();
             let time = timing.map(|t| status_time(go, g, rt.nanotime, t, thread));
-            goroutine_view(g, rt, &names, thread, fds, stacks, time)
+            goroutine_view(g, rt, &names, thread, fds, time, stacks.then_some(&mut *stack_table))
         })
         .collect();
     let runtime = RuntimeView {
@@ -208,7 +212,7 @@ fn identity(go: &GoProcess) -> RuntimeView {
         LayoutSource::Table(r) => format!("table:{r}"),
     };
     RuntimeView {
-        kind: "go",
+        kind: RuntimeKind::Go,
         version: go.version().to_owned(),
         module: go.binary.buildinfo.module.clone(),
         layout: Some(layout),
@@ -233,7 +237,7 @@ pub fn unreadable(pid: u32, failure: &Failure, go: Option<&GoProcess>) -> Runtim
         None => {
             let info = buildinfo::of_process(pid);
             RuntimeView {
-                kind: "go",
+                kind: RuntimeKind::Go,
                 version: info.as_ref().map_or_else(|| "unknown".to_owned(), |i| i.version.clone()),
                 module: info.and_then(|i| i.module),
                 layout: None,
@@ -254,26 +258,29 @@ fn goroutine_view(
     names: &Names,
     thread: Option<&ThreadView>,
     fds: Option<&FdTable>,
-    stacks: bool,
     time: Option<StatusTime>,
+    // Where to put its stack; None when stacks were not asked for.
+    stack_table: Option<&mut StackTable>,
 ) -> GoroutineView {
-    let mut stack: Vec<String> = Vec::new();
-    if stacks {
+    let mut stack_id = StackId::EMPTY;
+    if let Some(stack_table) = stack_table {
         // A goroutine on a CPU has stale saved registers; its thread's stack (unwound when the
         // thread is blocked in the kernel) is the truth. A cgo call's thread stack shows the C
         // frames the goroutine's own saved registers cannot, and so does a syscall's when the
         // runtime did not save a frame pointer at entersyscall (Go < 1.21 saves only pc and sp,
         // so the walk from g.sched stops after one frame).
-        let thread_has_more = thread.is_some_and(|t| t.user_stack.len() > g.pcs.len());
+        let thread_has_more = thread.is_some_and(|t| stack_table.get(t.user_stack_id).len() > g.pcs.len());
         let from_thread = matches!(g.status, GStatus::Running)
-            || g.cgo && thread.is_some_and(|t| !t.user_stack.is_empty())
+            || g.cgo && thread.is_some_and(|t| !t.user_stack_id.is_empty())
             || g.status == GStatus::Syscall && thread_has_more;
         match (from_thread, thread) {
-            (true, Some(t)) => stack = t.user_stack.clone(),
+            (true, Some(t)) => stack_id = t.user_stack_id,
             _ => {
                 if let Some((first, rest)) = g.pcs.split_first() {
-                    stack.push(names.frame(*first, true));
-                    stack.extend(rest.iter().map(|&r| names.frame(r, false)));
+                    let mut frames = Vec::with_capacity(g.pcs.len());
+                    frames.push(names.frame(*first, true));
+                    frames.extend(rest.iter().map(|&r| names.frame(r, false)));
+                    stack_id = stack_table.intern(frames);
                 }
             }
         }
@@ -303,7 +310,7 @@ fn goroutine_view(
     };
     GoroutineView {
         goid: g.goid,
-        status: g.status.as_str(),
+        status: go_status(g.status),
         wait_reason: g.wait_reason.clone(),
         waiting_ns,
         status_ns: time.ns,
@@ -318,12 +325,29 @@ fn goroutine_view(
             .flatten(),
         netpoll: g.netpoll.map(|(fd, mode)| NetpollView {
             fd,
-            mode: mode.as_str(),
+            mode: match mode {
+                PollMode::Read => NetpollMode::Read,
+                PollMode::Write => NetpollMode::Write,
+            },
             fd_desc: fds.and_then(|t| t.describe(fd)),
         }),
         start: names.function(g.startpc, true).unwrap_or_else(|| format!("{:#x}", g.startpc)),
         created_by: (g.gopc != 0).then(|| names.function(g.gopc, false)).flatten(),
         parent_goid: g.parent_goid.filter(|&p| p != 0),
-        stack,
+        stack_id,
+    }
+}
+
+/// The model's name for a goroutine status read from the runtime.
+fn go_status(s: GStatus) -> GoStatus {
+    match s {
+        GStatus::Idle => GoStatus::Idle,
+        GStatus::Runnable => GoStatus::Runnable,
+        GStatus::Running => GoStatus::Running,
+        GStatus::Syscall => GoStatus::Syscall,
+        GStatus::Waiting => GoStatus::Waiting,
+        GStatus::Dead => GoStatus::Dead,
+        GStatus::Copystack => GoStatus::Copystack,
+        GStatus::Preempted => GoStatus::Preempted,
     }
 }

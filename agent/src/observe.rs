@@ -1,4 +1,4 @@
-//! Builds a [`ProcessView`] from the three sources of truth: /proc (what each thread is in right
+//! Builds a [`Snapshot`] from the three sources of truth: /proc (what each thread is in right
 //! now, as the kernel reports it), the eBPF maps (since when, who woke it, what completed), and the
 //! target's memory (user stacks). This is synchronous, file-bound work: callers run it on tokio's
 //! blocking pool, never on the reactor.
@@ -24,8 +24,8 @@ use parkscope_probes::{
 use crate::error::Failure;
 use crate::go_uprobes::GoUprobeError;
 use crate::model::{
-    CompletedCalls, LongCall, ProcessView, RuntimeView, Summary, SyscallView, ThreadState, ThreadView,
-    sort_for_display,
+    CompletedCalls, Frame, FrameKind, GoStatus, LongCall, RuntimeView, Snapshot, StackId, StackTable,
+    Summary, SyscallClass, SyscallView, ThreadState, ThreadView, Timestamp, sort_for_display,
 };
 
 /// Deepest user stack we unwind; deeper stacks are cut (the innermost frames matter most).
@@ -239,7 +239,7 @@ impl Observer {
     }
 
     /// Takes one view of the process. Fails only if the process is gone.
-    pub fn observe(&mut self, opts: ObserveOptions) -> Result<ProcessView, ProcError> {
+    pub fn observe(&mut self, opts: ObserveOptions) -> Result<Snapshot, ProcError> {
         let pid = self.target.pid;
         let samples = read_threads(pid)?;
         // An exited but unreaped target still has /proc/PID (one zombie thread), and a recycled
@@ -269,12 +269,15 @@ impl Observer {
         if opts.stacks {
             self.stacks.begin_view();
         }
+        let mut stack_table = StackTable::new();
         let mut threads = Vec::with_capacity(samples.len());
         for s in &samples {
             let mut view = self.thread_view(s, &facts, fds.as_ref(), now, window_ns);
             view.long_calls = self.long_calls_of(s.tid, now);
             if opts.stacks && view.state.is_blocked() {
-                view.kernel_stack = read_kernel_stack(pid, s.tid);
+                let kernel = read_kernel_stack(pid, s.tid);
+                view.kernel_stack_id =
+                    stack_table.intern(kernel.iter().map(|f| Frame::parse_kernel(f)).collect());
                 if let SyscallSite::In { sp, pc, nr, .. } = &s.syscall {
                     let bp = match facts.blocks.get(&s.tid) {
                         Some(b) if b.since_ns != 0 && b.nr == *nr as i32 && b.user_sp == *sp => {
@@ -283,7 +286,7 @@ impl Observer {
                         _ => facts.in_flight.get(&s.tid).filter(|f| f.nr == *nr).map(|f| f.user_bp),
                     };
                     let frames = self.stacks.user_stack(*pc, *sp, bp, MAX_USER_FRAMES);
-                    view.user_stack = frames.iter().map(ToString::to_string).collect();
+                    view.user_stack_id = stack_table.intern(frames.iter().map(model_frame).collect());
                 }
             }
             threads.push(view);
@@ -314,6 +317,7 @@ impl Observer {
                         fds.as_ref(),
                         opts.stacks,
                         timing.as_ref(),
+                        &mut stack_table,
                     );
                     goroutines = views;
                     runtime = Some(rv);
@@ -332,21 +336,20 @@ impl Observer {
         sort_for_display(&mut threads);
         let mut summary = Summary::count(&threads);
         summary.goroutines = goroutines.len();
-        summary.goroutines_waiting = goroutines.iter().filter(|g| g.status == "waiting").count();
+        summary.goroutines_waiting = goroutines.iter().filter(|g| g.status == GoStatus::Waiting).count();
         summary.go_transitions = self.go_uprobes_at_ns.map(|_| counters.go_transitions);
         summary.window_ns = window_ns;
         summary.dropped_events = counters.dropped();
         summary.syscalls_traced = counters.syscalls_entered;
         summary.long_call_threshold_ns = self.long_call_threshold_ns;
-        Ok(ProcessView {
-            pid,
-            comm: self.target.comm.clone(),
-            threads,
-            runtime,
-            goroutines,
-            summary,
-            target_exited: false,
-        })
+        let taken_at = Timestamp { monotonic_ns: now, wall_unix_ns: wall_clock_ns() };
+        let mut snapshot = Snapshot::new(pid, self.target.comm.clone(), taken_at);
+        snapshot.threads = threads;
+        snapshot.runtime = runtime;
+        snapshot.goroutines = goroutines;
+        snapshot.summary = summary;
+        snapshot.stacks = stack_table;
+        Ok(snapshot)
     }
 
     /// The Go uprobes' slots and the kernel's counters as of now, when the uprobes are attached.
@@ -368,7 +371,7 @@ impl Observer {
             .rev()
             .map(|e| LongCall {
                 name: syscalls::display_name(e.nr).to_string(),
-                class: syscalls::class(e.nr).as_str(),
+                class: SyscallClass::of(e.nr),
                 fd: (syscalls::arg0_kind(e.nr) == ArgKind::Fd).then_some(e.arg0 as i32),
                 duration_ns: e.duration_ns,
                 ended_ns_ago: now.saturating_sub(e.enter_ns + e.duration_ns),
@@ -409,8 +412,8 @@ impl Observer {
             state,
             syscall,
             wchan: s.wchan.clone(),
-            user_stack: Vec::new(),
-            kernel_stack: Vec::new(),
+            user_stack_id: StackId::EMPTY,
+            kernel_stack_id: StackId::EMPTY,
             completed: completed_calls(s.tid, &facts.stats),
             long_calls: Vec::new(),
             role: None,
@@ -460,7 +463,7 @@ impl Observer {
         SyscallView {
             nr,
             name: syscalls::display_name(nr).to_string(),
-            class: syscalls::class(nr).as_str(),
+            class: SyscallClass::of(nr),
             fd,
             fd_desc,
             blocked_ns,
@@ -545,7 +548,7 @@ fn completed_calls(tid: u32, stats: &HashMap<SyscallStatsKey, SyscallStats>) -> 
         .filter(|(k, _)| k.tid == tid)
         .map(|(k, v)| CompletedCalls {
             name: syscalls::display_name(k.nr).to_string(),
-            class: syscalls::class(k.nr).as_str(),
+            class: SyscallClass::of(k.nr),
             fd: (k.fd >= 0).then_some(k.fd),
             count: v.count,
             total_ns: v.total_ns,
@@ -555,4 +558,33 @@ fn completed_calls(tid: u32, stats: &HashMap<SyscallStatsKey, SyscallStats>) -> 
     calls.sort_by_key(|c| (std::cmp::Reverse(c.total_ns), c.name.clone()));
     calls.truncate(MAX_COMPLETED_PER_THREAD);
     calls
+}
+
+/// A symbolised user frame in the model's form (`file:line` split; text that has no line
+/// number is kept whole as the file).
+pub fn model_frame(f: &parkscope_probes::stacks::Frame) -> Frame {
+    let (file, line) = match f.file_line.as_deref().map(|fl| (fl, fl.rsplit_once(':'))) {
+        Some((_, Some((file, line)))) if line.parse::<u32>().is_ok() => {
+            (Some(file.to_owned()), line.parse().ok())
+        }
+        Some((whole, _)) => (Some(whole.to_owned()), None),
+        None => (None, None),
+    };
+    Frame {
+        kind: FrameKind::User,
+        address: f.addr,
+        offset: f.function.as_ref().map(|_| f.offset),
+        function: f.function.clone(),
+        size: None,
+        module: f.module.clone(),
+        file,
+        line,
+    }
+}
+
+/// Nanoseconds since the Unix epoch, now.
+fn wall_clock_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }

@@ -9,7 +9,7 @@ use super::{attach, blocking, open_target, write_stdout};
 use crate::{
     cli::SnapshotArgs,
     error::{Failure, code},
-    model::ProcessView,
+    model::Snapshot,
     observe::{ObserveOptions, Observer},
     render,
     session::{Session, Wake},
@@ -117,13 +117,16 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
             }
         }
     };
-    print(&final_view, args.json).await?;
     if let Some(rt) = final_view.runtime.as_ref().filter(|rt| !rt.is_read()) {
-        let cause = rt.error.as_deref().unwrap_or_default();
-        super::warn_go_unreadable(cause, rt.hint.as_deref(), "printed its threads only");
+        let cause = rt.error.clone().unwrap_or_default();
+        let hint = rt.hint.clone();
+        print(final_view, args.json).await?;
+        super::warn_go_unreadable(&cause, hint.as_deref(), "printed its threads only");
         if exit == code::SUCCESS {
             exit = code::GO_UNREADABLE;
         }
+    } else {
+        print(final_view, args.json).await?;
     }
     if exit == code::TARGET_EXITED {
         eprintln!(
@@ -155,7 +158,7 @@ async fn wait_window(session: &mut Session, observer: &mut Observer, window: Dur
 async fn observe(
     mut observer: Observer,
     opts: ObserveOptions,
-) -> Result<(Result<ProcessView, Failure>, Observer), Failure> {
+) -> Result<(Result<Snapshot, Failure>, Observer), Failure> {
     blocking(move || {
         let view = observer.observe(opts).map_err(Failure::from);
         (view, observer)
@@ -163,13 +166,20 @@ async fn observe(
     .await
 }
 
-async fn print(view: &ProcessView, json: bool) -> Result<(), Failure> {
-    let text = if json {
-        let mut s = serde_json::to_string_pretty(view).map_err(|e| Failure::internal(&e.into()))?;
-        s.push('\n');
-        s
-    } else {
-        render::table::render(view)
-    };
-    write_stdout(&text).await
+async fn print(view: Snapshot, json: bool) -> Result<(), Failure> {
+    if json {
+        // Streamed (a 100k-goroutine snapshot is tens of MB of text) from the blocking pool.
+        let written = blocking(move || {
+            let stdout = std::io::stdout();
+            render::json::write_snapshot(std::io::BufWriter::with_capacity(1 << 16, stdout.lock()), &view)
+        })
+        .await?;
+        return match written {
+            // A closed pipe (`| head`) is the reader's choice, not our failure.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            Err(e) => Err(Failure::internal(&anyhow::Error::from(e).context("writing to stdout"))),
+            Ok(()) => Ok(()),
+        };
+    }
+    write_stdout(&render::table::render(&view)).await
 }

@@ -2,5 +2,6 @@
 //! model, so they are unit-tested without a target.
 pub mod duration;
 pub mod goschedtrace;
+pub mod json;
 pub mod schedtrace;
 pub mod table;

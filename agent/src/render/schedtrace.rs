@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::duration::human;
-use crate::model::{ProcessView, Summary};
+use crate::model::{Snapshot, Summary};
 
 /// The one-line summary at `elapsed_ms` since the trace began.
 pub fn line(elapsed_ms: u64, s: &Summary) -> String {
@@ -16,7 +16,7 @@ pub fn line(elapsed_ms: u64, s: &Summary) -> String {
 }
 
 /// The `--detail` block: one indented line per thread, in display order.
-pub fn detail(view: &ProcessView) -> String {
+pub fn detail(view: &Snapshot) -> String {
     let mut out = String::new();
     for t in &view.threads {
         let _ = write!(out, "  tid={} name={} state={}", t.tid, t.name, t.state.as_str());

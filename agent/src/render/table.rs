@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::collections::BTreeMap;
 
 use super::duration::human;
-use crate::model::{GoroutineView, ProcessView, RuntimeView, SyscallView};
+use crate::model::{GoroutineView, RuntimeView, Snapshot, StackId, StackTable, SyscallView};
 
 /// Goroutine ids listed per group in the table view (JSON has them all).
 const GOIDS_SHOWN: usize = 8;
@@ -25,7 +25,7 @@ fn time_cell(c: &SyscallView) -> String {
 }
 
 /// Renders the whole snapshot.
-pub fn render(view: &ProcessView) -> String {
+pub fn render(view: &Snapshot) -> String {
     let s = &view.summary;
     let mut out = String::new();
     let _ = writeln!(
@@ -105,15 +105,16 @@ pub fn render(view: &ProcessView) -> String {
         render_goroutines(&mut out, view, rt);
     }
 
-    for t in view.threads.iter().filter(|t| !t.user_stack.is_empty() || !t.kernel_stack.is_empty()) {
+    for t in view.threads.iter().filter(|t| !t.user_stack_id.is_empty() || !t.kernel_stack_id.is_empty()) {
         let what = t
             .syscall
             .as_ref()
             .map_or_else(|| t.state.as_str().to_owned(), |c| format!("{} for {}", c.name, time_cell(c)));
         let _ = writeln!(out, "\ntid {} ({}) in {}", t.tid, t.name, what);
         for (label, frames, max) in
-            [("user", &t.user_stack, USER_FRAMES_SHOWN), ("kernel", &t.kernel_stack, KERNEL_FRAMES_SHOWN)]
+            [("user", t.user_stack_id, USER_FRAMES_SHOWN), ("kernel", t.kernel_stack_id, KERNEL_FRAMES_SHOWN)]
         {
+            let frames = view.stacks.get(frames);
             for (i, f) in frames.iter().take(max).enumerate() {
                 let tag = if i == 0 { label } else { "" };
                 let _ = writeln!(out, "  {tag:<7} {f}");
@@ -130,7 +131,7 @@ pub fn render(view: &ProcessView) -> String {
 /// the stack printed for a group is the stack of every goroutine in it. The header says which
 /// states and wait reasons the group holds (and how many of each) and its longest wait.
 /// Without stacks (`--no-stacks`) the groups are by state and wait reason.
-fn render_goroutines(out: &mut String, view: &ProcessView, rt: &RuntimeView) {
+fn render_goroutines(out: &mut String, view: &Snapshot, rt: &RuntimeView) {
     let s = &view.summary;
     if let Some(err) = &rt.error {
         let _ = writeln!(
@@ -160,7 +161,7 @@ fn render_goroutines(out: &mut String, view: &ProcessView, rt: &RuntimeView) {
         let _ = writeln!(out, "  (Go uprobes: {n} status changes in {window}; times without >= are exact)");
     }
     for group in group_goroutines(&view.goroutines) {
-        render_group(out, &group);
+        render_group(out, &group, &view.stacks);
     }
 }
 
@@ -175,7 +176,7 @@ struct GoroutineGroup<'a> {
 /// What a goroutine waits on or is in, as the header shows it next to its state.
 fn what_of(g: &GoroutineView) -> String {
     match (&g.wait_reason, &g.netpoll, &g.c_function, &g.syscall) {
-        (Some(r), Some(np), _, _) => format!("{r} ({})", np.mode),
+        (Some(r), Some(np), _, _) => format!("{r} ({})", np.mode.as_str()),
         (Some(r), None, _, _) => r.clone(),
         (None, _, Some(c), _) => format!("cgo call {c}"),
         (None, _, None, Some(sc)) => format!("in {}", sc.name),
@@ -188,18 +189,19 @@ fn what_of(g: &GoroutineView) -> String {
 fn group_goroutines(goroutines: &[GoroutineView]) -> Vec<GoroutineGroup<'_>> {
     // An empty stack (not unwound) says nothing about where a goroutine is: those are kept
     // apart by state and wait reason instead.
-    type Key<'a> = (&'a [String], Option<(&'static str, String)>);
-    let mut by_key: BTreeMap<Key<'_>, Vec<&GoroutineView>> = BTreeMap::new();
+    // Stacks are interned per snapshot: one id is one stack.
+    type Key = (StackId, Option<(&'static str, String)>);
+    let mut by_key: BTreeMap<Key, Vec<&GoroutineView>> = BTreeMap::new();
     for g in goroutines {
-        let state = g.stack.is_empty().then(|| (g.status, what_of(g)));
-        by_key.entry((g.stack.as_slice(), state)).or_default().push(g);
+        let state = g.stack_id.is_empty().then(|| (g.status.as_str(), what_of(g)));
+        by_key.entry((g.stack_id, state)).or_default().push(g);
     }
     let mut groups: Vec<GoroutineGroup<'_>> = by_key
         .into_values()
         .map(|members| {
             let mut counts: BTreeMap<(&'static str, String), usize> = BTreeMap::new();
             for g in &members {
-                *counts.entry((g.status, what_of(g))).or_default() += 1;
+                *counts.entry((g.status.as_str(), what_of(g))).or_default() += 1;
             }
             let mut states: Vec<_> = counts.into_iter().collect();
             states.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -216,7 +218,7 @@ fn group_goroutines(goroutines: &[GoroutineView]) -> Vec<GoroutineGroup<'_>> {
     groups
 }
 
-fn render_group(out: &mut String, group: &GoroutineGroup<'_>) {
+fn render_group(out: &mut String, group: &GoroutineGroup<'_>, stacks: &StackTable) {
     let gs = &group.members;
     // The longest time in its state of any member: waits from the runtime's waitsince or the
     // uprobes, other states only from the uprobes; ">=" unless the uprobes saw it begin.
@@ -268,12 +270,12 @@ fn render_group(out: &mut String, group: &GoroutineGroup<'_>) {
             g.tid.unwrap_or_default()
         );
     }
-    let first = gs[0];
-    for f in first.stack.iter().take(USER_FRAMES_SHOWN) {
+    let stack = stacks.get(gs[0].stack_id);
+    for f in stack.iter().take(USER_FRAMES_SHOWN) {
         let _ = writeln!(out, "         {f}");
     }
-    if first.stack.len() > USER_FRAMES_SHOWN {
-        let _ = writeln!(out, "         ... {} more (see --json)", first.stack.len() - USER_FRAMES_SHOWN);
+    if stack.len() > USER_FRAMES_SHOWN {
+        let _ = writeln!(out, "         ... {} more (see --json)", stack.len() - USER_FRAMES_SHOWN);
     }
     // One stack can be reached from several go statements: each origin once.
     let mut origins: Vec<(&str, Option<&str>)> = Vec::new();
@@ -298,7 +300,7 @@ fn render_group(out: &mut String, group: &GoroutineGroup<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Summary, ThreadState, ThreadView};
+    use crate::model::{Frame, GoStatus, Summary, SyscallClass, ThreadState, ThreadView, Timestamp};
 
     fn thread(tid: u32, name: &str, state: ThreadState, syscall: Option<SyscallView>) -> ThreadView {
         ThreadView {
@@ -307,8 +309,8 @@ mod tests {
             state,
             syscall,
             wchan: None,
-            user_stack: vec![],
-            kernel_stack: vec![],
+            user_stack_id: StackId::EMPTY,
+            kernel_stack_id: StackId::EMPTY,
             completed: vec![],
             long_calls: vec![],
             role: None,
@@ -321,7 +323,7 @@ mod tests {
         let call = SyscallView {
             nr: 0,
             name: "read".into(),
-            class: "read",
+            class: SyscallClass::Read,
             fd: Some(3),
             fd_desc: Some("pipe:[42]".into()),
             blocked_ns: None,
@@ -335,15 +337,9 @@ mod tests {
             thread(11, "pipe_read", ThreadState::Sleeping, Some(call)),
         ];
         crate::model::sort_for_display(&mut threads);
-        let view = ProcessView {
-            pid: 10,
-            comm: "demo".into(),
-            summary: Summary::count(&threads),
-            threads,
-            runtime: None,
-            goroutines: vec![],
-            target_exited: false,
-        };
+        let mut view = Snapshot::new(10, "demo".into(), Timestamp::default());
+        view.summary = Summary::count(&threads);
+        view.threads = threads;
         let text = render(&view);
         let lines: Vec<&str> = text.lines().collect();
         let header = lines.iter().position(|l| l.starts_with("TID")).unwrap();
@@ -355,10 +351,26 @@ mod tests {
         assert!(text.contains("pipe:[42]"));
     }
 
-    fn goroutine(goid: u64, reason: &str, stack: &[&str], waiting_ns: Option<u64>) -> GoroutineView {
+    /// A user frame from `function+0xoff`.
+    fn frame(text: &str) -> Frame {
+        let (name, off) = text.split_once("+0x").unwrap();
+        Frame {
+            function: Some(name.to_owned()),
+            offset: Some(u64::from_str_radix(off, 16).unwrap()),
+            ..Frame::unnamed(0x1000)
+        }
+    }
+
+    fn goroutine(
+        stacks: &mut StackTable,
+        goid: u64,
+        reason: &str,
+        stack: &[&str],
+        waiting_ns: Option<u64>,
+    ) -> GoroutineView {
         GoroutineView {
             goid,
-            status: "waiting",
+            status: GoStatus::Waiting,
             wait_reason: Some(reason.into()),
             waiting_ns,
             status_ns: None,
@@ -373,7 +385,7 @@ mod tests {
             start: stack.last().map_or("main.main", |f| f).to_owned(),
             created_by: Some("main.main".into()),
             parent_goid: Some(1),
-            stack: stack.iter().map(|f| (*f).to_owned()).collect(),
+            stack_id: stacks.intern(stack.iter().map(|f| frame(f)).collect()),
         }
     }
 
@@ -382,23 +394,25 @@ mod tests {
 
     #[test]
     fn same_reason_different_stacks_are_different_groups() {
+        let mut st = StackTable::new();
         let mut gs: Vec<GoroutineView> =
-            (10..110).map(|id| goroutine(id, "chan receive", MANY, None)).collect();
-        gs.insert(0, goroutine(1, "chan receive", MAIN, Some(5_000_000_000)));
+            (10..110).map(|id| goroutine(&mut st, id, "chan receive", MANY, None)).collect();
+        gs.insert(0, goroutine(&mut st, 1, "chan receive", MAIN, Some(5_000_000_000)));
         let groups = group_goroutines(&gs);
         assert_eq!(groups.len(), 2);
         assert_eq!(groups[0].members.len(), 100);
-        assert!(groups[0].members.iter().all(|g| g.stack == groups[0].members[0].stack));
-        assert_eq!(groups[0].members[0].stack[1], "main.parkedMany+0x2");
+        assert!(groups[0].members.iter().all(|g| g.stack_id == groups[0].members[0].stack_id));
+        assert_eq!(st.render(groups[0].members[0].stack_id)[1], "main.parkedMany+0x2");
         assert_eq!(groups[1].members.iter().map(|g| g.goid).collect::<Vec<_>>(), vec![1]);
     }
 
     #[test]
     fn one_stack_several_reasons_is_one_group_with_each_reason_counted() {
+        let mut st = StackTable::new();
         let gs = vec![
-            goroutine(3, "chan receive", MANY, Some(1_000_000_000)),
-            goroutine(4, "select", MANY, Some(7_000_000_000)),
-            goroutine(5, "chan receive", MANY, None),
+            goroutine(&mut st, 3, "chan receive", MANY, Some(1_000_000_000)),
+            goroutine(&mut st, 4, "select", MANY, Some(7_000_000_000)),
+            goroutine(&mut st, 5, "chan receive", MANY, None),
         ];
         let groups = group_goroutines(&gs);
         assert_eq!(groups.len(), 1);
@@ -407,7 +421,7 @@ mod tests {
             vec![(("waiting", "chan receive".to_owned()), 2), (("waiting", "select".to_owned()), 1)]
         );
         let mut out = String::new();
-        render_group(&mut out, &groups[0]);
+        render_group(&mut out, &groups[0], &st);
         let header = out.trim_start().lines().next().unwrap();
         assert_eq!(
             header,
@@ -418,10 +432,11 @@ mod tests {
 
     #[test]
     fn without_stacks_groups_are_by_state_and_reason() {
+        let mut st = StackTable::new();
         let gs = vec![
-            goroutine(3, "chan receive", &[], None),
-            goroutine(4, "select", &[], None),
-            goroutine(5, "select", &[], None),
+            goroutine(&mut st, 3, "chan receive", &[], None),
+            goroutine(&mut st, 4, "select", &[], None),
+            goroutine(&mut st, 5, "select", &[], None),
         ];
         let groups = group_goroutines(&gs);
         assert_eq!(groups.len(), 2);
