@@ -418,6 +418,7 @@ impl Observer {
             long_calls: Vec::new(),
             role: None,
             goroutine: None,
+            task: None,
         }
     }
 

@@ -17,6 +17,7 @@ pub mod runtime;
 pub mod snapshot;
 pub mod stack;
 pub mod summary;
+pub mod task;
 pub mod thread;
 
 pub use event::{Event, EventKind};
@@ -25,6 +26,7 @@ pub use runtime::{RuntimeKind, RuntimeView};
 pub use snapshot::{SCHEMA_VERSION, Snapshot, Timestamp};
 pub use stack::{Frame, FrameKind, StackId, StackTable};
 pub use summary::Summary;
+pub use task::{StallActivity, StallView, TaskOnThread, TaskState, TaskView};
 pub use thread::{
     CompletedCalls, LongCall, SyscallClass, SyscallView, ThreadRole, ThreadState, ThreadView,
     sort_for_display,

@@ -7,12 +7,14 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "snake_case")]
 pub enum RuntimeKind {
     Go,
+    Tokio,
 }
 
 impl RuntimeKind {
     pub fn as_str(self) -> &'static str {
         match self {
             RuntimeKind::Go => "go",
+            RuntimeKind::Tokio => "tokio",
         }
     }
 }
@@ -23,7 +25,8 @@ impl RuntimeKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuntimeView {
     pub kind: RuntimeKind,
-    /// e.g. "go1.27.3" (from the binary's build information; "unknown" if even that is unreadable).
+    /// e.g. "go1.27.3" (from the binary's build information; "unknown" if even that is
+    /// unreadable), or "tokio 1.54.1".
     pub version: String,
     pub module: Option<String>,
     /// Where the struct layouts came from: "dwarf" or "table:go1.27"; null when none was found.

@@ -34,6 +34,12 @@ pub struct Snapshot {
     pub runtime: Option<RuntimeView>,
     /// Filled for Go targets from the runtime's own structures; empty otherwise.
     pub goroutines: Vec<GoroutineView>,
+    /// Filled for async runtimes (tokio) whose tasks can be read; empty otherwise.
+    #[serde(default)]
+    pub tasks: Vec<crate::task::TaskView>,
+    /// Runtime workers held inside one poll for at least the stall threshold (tokio).
+    #[serde(default)]
+    pub stalls: Vec<crate::task::StallView>,
     pub summary: Summary,
     /// Set when the target exited before the snapshot was complete.
     pub target_exited: bool,
@@ -52,6 +58,8 @@ impl Snapshot {
             threads: Vec::new(),
             runtime: None,
             goroutines: Vec::new(),
+            tasks: Vec::new(),
+            stalls: Vec::new(),
             summary: Summary::default(),
             target_exited: false,
             stacks: StackTable::new(),

@@ -34,6 +34,11 @@ pub struct Summary {
     pub goroutines_waiting: usize,
     /// With `--go-uprobes`: goroutine status changes seen during the window (null without).
     pub go_transitions: Option<u64>,
+    /// Async-runtime tasks listed (tokio, through the console), and stalled workers.
+    #[serde(default)]
+    pub tasks: usize,
+    #[serde(default)]
+    pub stalls: usize,
 }
 
 impl Summary {

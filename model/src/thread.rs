@@ -156,6 +156,10 @@ pub enum ThreadRole {
     Sysmon,
     /// Go: an M with no goroutine doing something else (spinning, starting, GC work).
     Runtime,
+    /// tokio: a worker thread of a runtime (polls tasks, drives the I/O driver when parked).
+    TokioWorker,
+    /// tokio: a thread of the blocking pool (`spawn_blocking`, file I/O).
+    TokioBlocking,
 }
 
 impl ThreadRole {
@@ -166,6 +170,8 @@ impl ThreadRole {
             ThreadRole::Netpoller => "netpoller",
             ThreadRole::Sysmon => "sysmon",
             ThreadRole::Runtime => "runtime",
+            ThreadRole::TokioWorker => "tokio_worker",
+            ThreadRole::TokioBlocking => "tokio_blocking",
         }
     }
 
@@ -196,6 +202,9 @@ pub struct ThreadView {
     pub role: Option<ThreadRole>,
     /// For Go targets, the goroutine this thread (its M) is running (m.curg).
     pub goroutine: Option<u64>,
+    /// For async runtimes (tokio), the task this worker is polling now.
+    #[serde(default)]
+    pub task: Option<crate::task::TaskOnThread>,
 }
 
 /// Orders threads for display: blocked first, longest blocked first, then by tid. Runtime

@@ -8,7 +8,7 @@ use std::io::Write;
 use serde::Serialize;
 use serde::ser::Serializer;
 
-use crate::model::{Frame, GoroutineView, Snapshot, StackTable, ThreadView};
+use crate::model::{Frame, GoroutineView, Snapshot, StackTable, StallView, ThreadView};
 
 /// Writes `snapshot` as the contract's pretty-printed JSON, followed by a newline.
 pub fn write_snapshot<W: Write>(mut out: W, snapshot: &Snapshot) -> std::io::Result<()> {
@@ -29,6 +29,8 @@ struct ContractSnapshot<'a> {
     threads: Threads<'a>,
     runtime: &'a Option<crate::model::RuntimeView>,
     goroutines: Goroutines<'a>,
+    tasks: &'a [crate::model::TaskView],
+    stalls: Stalls<'a>,
     summary: &'a crate::model::Summary,
     /// The structured frames the `*_stack_id` fields refer to.
     stacks: &'a StackTable,
@@ -45,6 +47,8 @@ impl<'a> ContractSnapshot<'a> {
             threads: Threads(&s.threads, &s.stacks),
             runtime: &s.runtime,
             goroutines: Goroutines(&s.goroutines, &s.stacks),
+            tasks: &s.tasks,
+            stalls: Stalls(&s.stalls, &s.stacks),
             summary: &s.summary,
             stacks: &s.stacks,
         }
@@ -88,6 +92,25 @@ struct ContractGoroutine<'a> {
     #[serde(flatten)]
     goroutine: &'a GoroutineView,
     stack: Rendered<'a>,
+}
+
+struct Stalls<'a>(&'a [StallView], &'a StackTable);
+
+impl Serialize for Stalls<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(
+            self.0
+                .iter()
+                .map(|st| ContractStall { stall: st, user_stack: Rendered(self.1.get(st.user_stack_id)) }),
+        )
+    }
+}
+
+#[derive(Serialize)]
+struct ContractStall<'a> {
+    #[serde(flatten)]
+    stall: &'a StallView,
+    user_stack: Rendered<'a>,
 }
 
 /// A stack as the list of its frames' text, rendered as it is written.
@@ -138,6 +161,7 @@ mod tests {
             long_calls: vec![],
             role: None,
             goroutine: None,
+            task: None,
         });
         let mut out = Vec::new();
         write_snapshot(&mut out, &s).unwrap();

@@ -315,6 +315,7 @@ mod tests {
             long_calls: vec![],
             role: None,
             goroutine: None,
+            task: None,
         }
     }
 

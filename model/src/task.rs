@@ -1,0 +1,94 @@
+//! Async-runtime tasks (tokio): what the console protocol reports of each task, which worker
+//! thread polls it now, and the stalls (a worker held inside one poll) seen without it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::stack::StackId;
+
+/// The task a runtime worker thread is polling at the snapshot, and for how long.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskOnThread {
+    /// The runtime's own task id (`tokio::task::id()`).
+    pub task_id: u64,
+    /// How long the current poll has lasted; `poll_ns_exact` false makes it a lower bound.
+    pub poll_ns: Option<u64>,
+    pub poll_ns_exact: bool,
+}
+
+/// What a task is doing as its runtime reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    /// Being polled now.
+    Running,
+    /// Woken, waiting for a worker.
+    Scheduled,
+    /// Waiting to be woken.
+    Idle,
+    /// Finished (still listed by the console until it is dropped).
+    Completed,
+}
+
+impl TaskState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Running => "running",
+            TaskState::Scheduled => "scheduled",
+            TaskState::Idle => "idle",
+            TaskState::Completed => "completed",
+        }
+    }
+}
+
+/// One task of an async runtime (from console-subscriber's gRPC protocol when the target
+/// serves it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskView {
+    /// The runtime's task id (`tokio::task::id()`, the console's `task.id` field) when known.
+    pub task_id: Option<u64>,
+    /// The console's own id of the task's span.
+    pub console_id: Option<u64>,
+    pub name: Option<String>,
+    /// e.g. "task", "blocking", "local".
+    pub kind: Option<String>,
+    /// `file:line:col` of the spawn.
+    pub spawn_location: Option<String>,
+    pub state: TaskState,
+    pub polls: u64,
+    pub busy_ns: u64,
+    pub scheduled_ns: u64,
+    pub idle_ns: u64,
+    pub wakes: u64,
+    pub waker_clones: u64,
+    pub waker_drops: u64,
+    pub self_wakes: u64,
+    /// The warnings tokio-console gives this task ("lost waker", "never yielded", ...).
+    pub warnings: Vec<String>,
+    /// The worker thread polling it now, when it is running.
+    pub worker_tid: Option<u32>,
+    /// For a task waiting on a socket or pipe, the fd and its description, when known.
+    pub io_fd: Option<i32>,
+    pub io_fd_desc: Option<String>,
+}
+
+/// What a stalled worker is doing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum StallActivity {
+    /// Blocked in a syscall (its name, and the fd with its description when it has one).
+    Syscall { name: String, fd: Option<i32>, fd_desc: Option<String> },
+    /// On a CPU (or runnable): busy inside the poll.
+    OnCpu,
+}
+
+/// A runtime worker held inside one task's poll for at least the stall threshold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StallView {
+    pub tid: u32,
+    pub task_id: Option<u64>,
+    /// How long the poll has lasted so far; a lower bound unless `exact`.
+    pub duration_ns: u64,
+    pub exact: bool,
+    pub activity: StallActivity,
+    pub user_stack_id: StackId,
+}
