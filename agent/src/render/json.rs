@@ -32,8 +32,8 @@ struct ContractSnapshot<'a> {
     tasks: &'a [crate::model::TaskView],
     stalls: Stalls<'a>,
     summary: &'a crate::model::Summary,
-    /// The structured frames the `*_stack_id` fields refer to.
-    stacks: &'a StackTable,
+    /// The structured frames the `*_stack_id` fields refer to: entry N is stack id N.
+    stacks: StackList<'a>,
 }
 
 impl<'a> ContractSnapshot<'a> {
@@ -50,7 +50,7 @@ impl<'a> ContractSnapshot<'a> {
             tasks: &s.tasks,
             stalls: Stalls(&s.stalls, &s.stacks),
             summary: &s.summary,
-            stacks: &s.stacks,
+            stacks: StackList(&s.stacks),
         }
     }
 }
@@ -113,6 +113,14 @@ struct ContractStall<'a> {
     user_stack: Rendered<'a>,
 }
 
+struct StackList<'a>(&'a StackTable);
+
+impl Serialize for StackList<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|(_, frames)| frames))
+    }
+}
+
 /// A stack as the list of its frames' text, rendered as it is written.
 struct Rendered<'a>(&'a [Frame]);
 
@@ -171,7 +179,8 @@ mod tests {
         assert_eq!(t["kernel_stack"], serde_json::json!(["pipe_read+0x2f4/0x480"]));
         assert_eq!(t["user_stack_id"], 1);
         assert_eq!(t["state"], "sleeping");
-        assert_eq!(v["stacks"]["stacks"][1][0]["function"], "main.f");
+        assert_eq!(v["stacks"][1][0]["function"], "main.f");
+        assert_eq!(v["stacks"][0], serde_json::json!([]));
         assert_eq!(v["taken_at"]["wall_unix_ns"], 6);
         assert_eq!(v["schema_version"], crate::model::SCHEMA_VERSION);
     }
