@@ -6,13 +6,9 @@ mod cli;
 mod commands;
 mod ebpf_object;
 mod error;
-mod go_uprobes;
-mod goroutines;
 mod model;
-mod observe;
 mod profile;
 mod render;
-mod roles;
 mod session;
 
 use clap::Parser;

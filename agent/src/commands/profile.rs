@@ -154,7 +154,12 @@ pub async fn run(args: ProfileArgs) -> Result<i32, Failure> {
             {
                 let window_start = run.window_start_ns;
                 let (attached, r, g) = blocking(move || {
-                    let attached = crate::go_uprobes::attach(&mut run.probes, &g, true, Some(window_start));
+                    let attached = parkscope_collector::runtime::go::uprobes::attach(
+                        &mut run.probes,
+                        &g,
+                        true,
+                        Some(window_start),
+                    );
                     (attached, run, g)
                 })
                 .await?;

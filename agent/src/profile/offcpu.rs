@@ -41,10 +41,9 @@ use super::{
     goroutines::{GoroutineTimes, GoroutineWait},
     ksyscall,
 };
-use crate::{
-    model::ThreadRole,
-    roles::{BlockedCall, MEvidence, RoleEvidence, go_thread_role},
-};
+use parkscope_collector::runtime::go::roles::{BlockedCall, MEvidence, RoleEvidence, go_thread_role};
+
+use crate::model::ThreadRole;
 
 /// What /proc said at attach about a thread that was already blocked.
 #[derive(Debug, Clone)]
