@@ -112,6 +112,12 @@ pub struct SchedtraceArgs {
     /// the eBPF context-switch probe) instead of the runtime's GODEBUG lines, which need no probes.
     #[arg(long)]
     pub threads: bool,
+
+    /// One JSON object per interval, one line each: `elapsed_ms`, `pid` and the thread-level
+    /// counts (the SCHED line's numbers and the rest of the snapshot's `summary`). Implies
+    /// --threads on a Go process (the runtime's own lines are Go's text format).
+    #[arg(long, conflicts_with = "detail")]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

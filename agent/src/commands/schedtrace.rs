@@ -31,7 +31,7 @@ pub async fn run(args: SchedtraceArgs) -> Result<i32, Failure> {
             selection: ProbeSelection { blocks: true, switches: true, ..Default::default() },
             long_call_min_ns: None,
         }),
-        runtime: if args.threads { RuntimeMode::Off } else { RuntimeMode::Detect },
+        runtime: if args.threads || args.json { RuntimeMode::Off } else { RuntimeMode::Detect },
         runtime_uprobes: false,
         view: ObserveOptions {
             stacks: false,
@@ -60,6 +60,11 @@ pub async fn run(args: SchedtraceArgs) -> Result<i32, Failure> {
             }
         };
         match update {
+            Some(Update::Snapshot { snapshot, elapsed, .. }) if args.json => {
+                let line = schedtrace::json_line(elapsed.as_millis() as u64, args.pid, &snapshot.summary)
+                    .map_err(|e| Failure::internal(&anyhow::Error::from(e).context("encoding a line")))?;
+                write_stdout(&line).await?;
+            }
             Some(Update::Snapshot { snapshot, elapsed, .. }) => {
                 let mut text = schedtrace::line(elapsed.as_millis() as u64, &snapshot.summary);
                 text.push('\n');

@@ -15,6 +15,21 @@ pub fn line(elapsed_ms: u64, s: &Summary) -> String {
     )
 }
 
+/// The `--json` line at `elapsed_ms`: the SCHED line's numbers and the rest of the summary, as
+/// one JSON object (`max_blocked_ns` in ns where the text has `maxblocked`), newline-terminated.
+pub fn json_line(elapsed_ms: u64, pid: u32, s: &Summary) -> serde_json::Result<String> {
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        elapsed_ms: u64,
+        pid: u32,
+        #[serde(flatten)]
+        summary: &'a Summary,
+    }
+    let mut line = serde_json::to_string(&Line { elapsed_ms, pid, summary: s })?;
+    line.push('\n');
+    Ok(line)
+}
+
 /// The `--detail` block: one indented line per thread, in display order.
 pub fn detail(view: &Snapshot) -> String {
     let mut out = String::new();
@@ -68,5 +83,14 @@ mod tests {
             "SCHED 2001ms: threads=10 running=1 runnable=0 blocked=9 read=2 write=1 poll=1 futex=3 sleep=1 other=1 maxblocked=2.0s"
         );
         assert!(line(0, &Summary::default()).ends_with("maxblocked=0s"));
+        let json = json_line(2001, 42, &s).expect("encodes");
+        assert!(json.ends_with('\n') && !json.trim_end().contains('\n'), "one line: {json:?}");
+        let v: serde_json::Value = serde_json::from_str(&json).expect("parses");
+        assert_eq!(v["elapsed_ms"], 2001);
+        assert_eq!(v["pid"], 42);
+        for (key, want) in [("threads", 10), ("blocked", 9), ("read", 2), ("futex", 3), ("other", 1)] {
+            assert_eq!(v[key], want, "{key} in {json}");
+        }
+        assert_eq!(v["max_blocked_ns"], 2_000_000_000u64);
     }
 }
