@@ -485,3 +485,124 @@ impl<'a> Run<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The collector's thread, schedules and channel against real processes, /proc only (no
+    //! probes are loaded without a plan, so these need no privileges beyond reading /proc).
+    use super::*;
+
+    fn config(pid: u32, schedule: Schedule) -> Config {
+        Config {
+            pid,
+            ebpf_object: &[],
+            probes: None,
+            runtime: RuntimeMode::Off,
+            runtime_uprobes: false,
+            view: ObserveOptions {
+                stacks: false,
+                goroutines: false,
+                completed_calls: false,
+                fd_descriptions: false,
+            },
+            runtime_schedtrace: None,
+            schedule,
+        }
+    }
+
+    fn tids(pid: u32) -> std::collections::BTreeSet<u32> {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .expect("task dir")
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect()
+    }
+
+    /// A child that sleeps `secs` (reaped by the returned handle's `wait`), once it is asleep in
+    /// clock_nanosleep (x86_64 number 230) as `sleep`, not still the forked test.
+    fn sleeper(secs: &str) -> std::process::Child {
+        let child = std::process::Command::new("sleep").arg(secs).spawn().expect("spawning sleep");
+        let pid = child.id();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while secs != "0" && std::time::Instant::now() < deadline {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            let call = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+            if comm.trim_end() == "sleep" && call.starts_with("230 ") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_zero_window_yields_the_seed_and_ends() {
+        let mut child = sleeper("5");
+        let pid = child.id();
+        let (mut c, started) =
+            Collector::start(config(pid, Schedule::Window(Duration::ZERO))).await.expect("start");
+        assert_eq!(started.comm, "sleep");
+        assert!(!started.runtime_readable && started.runtime_unreadable.is_none());
+        let Some(Update::Snapshot { snapshot, seed: true, .. }) = c.next().await else { panic!("no seed") };
+        let seen: std::collections::BTreeSet<u32> = snapshot.threads.iter().map(|t| t.tid).collect();
+        assert_eq!(seen, tids(pid), "the seed's threads are /proc's");
+        assert_eq!(snapshot.threads[0].syscall.as_ref().map(|s| s.name.as_str()), Some("clock_nanosleep"));
+        assert!(c.next().await.is_none(), "the channel closes after the seed");
+        child.kill().ok();
+        child.wait().ok();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn intervals_count_stop_and_the_target_exit() {
+        let mut child = sleeper("5");
+        let pid = child.id();
+        let every = Duration::from_millis(100);
+        let begun = std::time::Instant::now();
+        let (mut c, _) =
+            Collector::start(config(pid, Schedule::Interval { every, count: Some(3) })).await.expect("start");
+        let mut elapsed = Vec::new();
+        while let Some(u) = c.next().await {
+            match u {
+                Update::Snapshot { snapshot, seed: false, elapsed: e } => {
+                    assert_eq!(snapshot.pid, pid);
+                    elapsed.push(e);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(elapsed.len(), 3, "count 3");
+        for (i, e) in elapsed.iter().enumerate() {
+            assert!(*e >= every * (i as u32 + 1), "view {i} at {e:?}, before its tick");
+        }
+        // Until stopped: stop returns once the thread has ended.
+        let (c, _) =
+            Collector::start(config(pid, Schedule::Interval { every, count: None })).await.expect("start");
+        c.stop().await;
+        // The target's exit ends the stream with TargetExited, promptly (the pidfd, not a tick).
+        let (mut c, _) =
+            Collector::start(config(pid, Schedule::Interval { every: Duration::from_secs(60), count: None }))
+                .await
+                .expect("start");
+        let killed = std::time::Instant::now();
+        child.kill().expect("kill");
+        child.wait().expect("reap");
+        let mut last = None;
+        while let Some(u) = c.next().await {
+            last = Some(u);
+        }
+        assert!(matches!(last, Some(Update::TargetExited)), "ended with {last:?}");
+        assert!(killed.elapsed() < Duration::from_secs(5), "noticed after {:?}", killed.elapsed());
+        assert!(begun.elapsed() < Duration::from_secs(30));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_missing_target_fails_the_start() {
+        let mut child = sleeper("0");
+        let pid = child.id();
+        child.wait().expect("reap");
+        match Collector::start(config(pid, Schedule::Window(Duration::ZERO))).await {
+            Err(CollectError::Proc(e)) => assert!(CollectError::Proc(e).target_gone()),
+            Err(e) => panic!("wrong error {e}"),
+            Ok(_) => panic!("started on a reaped pid"),
+        }
+    }
+}
