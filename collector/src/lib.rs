@@ -11,3 +11,5 @@ pub mod runtime;
 pub use collector::{Collector, Config, Control, ProbePlan, RuntimeMode, Schedule, Started, Update};
 pub use error::CollectError;
 pub use observe::{ObserveOptions, Observer};
+/// Which probes a [`ProbePlan`] loads (the probe layer's own type, so consumers need not import it).
+pub use parkscope_probes::kernel::ProbeSelection;

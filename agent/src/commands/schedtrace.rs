@@ -4,8 +4,9 @@
 //! syscall entry/exit (exact per-call times) and the light sched_switch probe (running vs
 //! runnable) only: no stacks, no wakeups, no event stream.
 
-use parkscope_collector::{Collector, Config, ObserveOptions, ProbePlan, RuntimeMode, Schedule, Update};
-use parkscope_probes::kernel::ProbeSelection;
+use parkscope_collector::{
+    Collector, Config, ObserveOptions, ProbePlan, ProbeSelection, RuntimeMode, Schedule, Update,
+};
 
 use super::write_stdout;
 use crate::{

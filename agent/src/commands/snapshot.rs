@@ -2,9 +2,8 @@
 //! attached for the window so calls entered meanwhile get exact times, then takes the final view.
 
 use parkscope_collector::{
-    CollectError, Collector, Config, ObserveOptions, ProbePlan, RuntimeMode, Schedule, Update,
+    CollectError, Collector, Config, ObserveOptions, ProbePlan, ProbeSelection, RuntimeMode, Schedule, Update,
 };
-use parkscope_probes::kernel::ProbeSelection;
 
 use super::{blocking, write_stdout};
 use crate::{
