@@ -113,9 +113,9 @@ pub struct SchedtraceArgs {
     #[arg(long)]
     pub threads: bool,
 
-    /// One JSON object per interval, one line each: `elapsed_ms`, `pid` and the thread-level
-    /// counts (the SCHED line's numbers and the rest of the snapshot's `summary`). Implies
-    /// --threads on a Go process (the runtime's own lines are Go's text format).
+    /// One JSON object per interval, one line each: `elapsed_ms`, `pid` and the SCHED line's
+    /// numbers by the names the text gives them (thread-level lines: plus the rest of the
+    /// snapshot's `summary`; a Go runtime's own lines: `runtime` and Go's numbers).
     #[arg(long, conflicts_with = "detail")]
     pub json: bool,
 }

@@ -99,8 +99,8 @@ pub enum Update {
     /// A view of the target. `seed`: the one taken at once (window schedules); `elapsed`:
     /// since the schedule started.
     Snapshot { snapshot: Box<Snapshot>, seed: bool, elapsed: Duration },
-    /// The runtime's own schedtrace text for one interval (see `Config::runtime_schedtrace`).
-    RuntimeSchedtrace { text: String },
+    /// The runtime's own schedtrace for one interval (see `Config::runtime_schedtrace`).
+    RuntimeSchedtrace(crate::runtime::SchedTrace),
     /// The runtime stopped being readable: thread snapshots follow, and say why.
     RuntimeUnreadable(CollectError),
     /// An event between views (a long call that ended).
@@ -438,8 +438,8 @@ impl<'a> Run<'a> {
                     return;
                 }
                 match read {
-                    Some(Ok(text)) => {
-                        if !self.send(Update::RuntimeSchedtrace { text }).await {
+                    Some(Ok(trace)) => {
+                        if !self.send(Update::RuntimeSchedtrace(trace)).await {
                             return;
                         }
                     }

@@ -167,7 +167,11 @@ impl Observer {
     }
 
     /// The runtime's own schedtrace text for now (no stacks), when a readable runtime was found.
-    pub fn runtime_schedtrace(&self, elapsed_ms: u64, detail: bool) -> Option<Result<String, CollectError>> {
+    pub fn runtime_schedtrace(
+        &self,
+        elapsed_ms: u64,
+        detail: bool,
+    ) -> Option<Result<runtime::SchedTrace, CollectError>> {
         match &self.runtime {
             RuntimeTarget::Found(reader) => Some(reader.schedtrace(elapsed_ms, detail)),
             _ => None,

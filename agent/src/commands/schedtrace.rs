@@ -32,7 +32,7 @@ pub async fn run(args: SchedtraceArgs) -> Result<i32, Failure> {
             selection: ProbeSelection { blocks: true, switches: true, ..Default::default() },
             long_call_min_ns: None,
         }),
-        runtime: if args.threads || args.json { RuntimeMode::Off } else { RuntimeMode::Detect },
+        runtime: if args.threads { RuntimeMode::Off } else { RuntimeMode::Detect },
         runtime_uprobes: false,
         view: ObserveOptions {
             stacks: false,
@@ -74,7 +74,12 @@ pub async fn run(args: SchedtraceArgs) -> Result<i32, Failure> {
                 }
                 write_stdout(&text).await?;
             }
-            Some(Update::RuntimeSchedtrace { text }) => write_stdout(&text).await?,
+            Some(Update::RuntimeSchedtrace(trace)) if args.json => {
+                let line = schedtrace::runtime_json_line(args.pid, &trace)
+                    .map_err(|e| Failure::internal(&anyhow::Error::from(e).context("encoding a line")))?;
+                write_stdout(&line).await?;
+            }
+            Some(Update::RuntimeSchedtrace(trace)) => write_stdout(&trace.text).await?,
             Some(Update::RuntimeUnreadable(e)) => {
                 warn_unreadable(&e.into());
                 go_unreadable = true;

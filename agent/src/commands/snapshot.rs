@@ -76,7 +76,7 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
                 Some(Update::Snapshot { snapshot, .. }) => final_view = Some(snapshot),
                 Some(Update::TargetExited) => exited = true,
                 Some(Update::Failed(e)) => return Err(e.into()),
-                Some(Update::Event(_) | Update::RuntimeSchedtrace { .. } | Update::RuntimeUnreadable(_)) => {}
+                Some(Update::Event(_) | Update::RuntimeSchedtrace(_) | Update::RuntimeUnreadable(_)) => {}
                 None => break,
             },
             _ = session.wait(None), if exit == code::SUCCESS && !args.window.is_zero() => {

@@ -4,6 +4,8 @@
 use std::fmt::Write as _;
 
 use super::duration::human;
+use parkscope_collector::runtime::{SchedTrace, SchedValue};
+
 use crate::model::{Snapshot, Summary};
 
 /// The one-line summary at `elapsed_ms` since the trace began.
@@ -26,6 +28,32 @@ pub fn json_line(elapsed_ms: u64, pid: u32, s: &Summary) -> serde_json::Result<S
         summary: &'a Summary,
     }
     let mut line = serde_json::to_string(&Line { elapsed_ms, pid, summary: s })?;
+    line.push('\n');
+    Ok(line)
+}
+
+/// The `--json` line of a runtime's own schedtrace (Go's numbers, named as its text names them),
+/// newline-terminated.
+pub fn runtime_json_line(pid: u32, trace: &SchedTrace) -> serde_json::Result<String> {
+    struct Line<'a>(u32, &'a SchedTrace);
+    impl serde::Serialize for Line<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap as _;
+            let Line(pid, trace) = self;
+            let mut m = s.serialize_map(Some(3 + trace.counts.len()))?;
+            m.serialize_entry("elapsed_ms", &trace.elapsed_ms)?;
+            m.serialize_entry("pid", pid)?;
+            m.serialize_entry("runtime", trace.runtime)?;
+            for (name, value) in &trace.counts {
+                match value {
+                    SchedValue::Count(n) => m.serialize_entry(name, n)?,
+                    SchedValue::PerQueue(list) => m.serialize_entry(name, list)?,
+                }
+            }
+            m.end()
+        }
+    }
+    let mut line = serde_json::to_string(&Line(pid, trace))?;
     line.push('\n');
     Ok(line)
 }
@@ -92,5 +120,20 @@ mod tests {
             assert_eq!(v[key], want, "{key} in {json}");
         }
         assert_eq!(v["max_blocked_ns"], 2_000_000_000u64);
+
+        let trace = SchedTrace {
+            runtime: "go",
+            elapsed_ms: 1003,
+            text: String::new(),
+            counts: vec![
+                ("gomaxprocs", SchedValue::Count(4)),
+                ("runqsizes", SchedValue::PerQueue(vec![0, 2])),
+            ],
+        };
+        let json = runtime_json_line(7, &trace).expect("encodes");
+        assert_eq!(
+            json,
+            "{\"elapsed_ms\":1003,\"pid\":7,\"runtime\":\"go\",\"gomaxprocs\":4,\"runqsizes\":[0,2]}\n"
+        );
     }
 }

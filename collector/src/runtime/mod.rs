@@ -39,6 +39,26 @@ pub struct RuntimeRead {
     pub transitions_counted: bool,
 }
 
+/// One interval of a runtime's own scheduler trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchedTrace {
+    /// The runtime's name (`go`).
+    pub runtime: &'static str,
+    /// Since the trace began, as the text's `SCHED <ms>ms` says.
+    pub elapsed_ms: u64,
+    /// The runtime's own text (Go: the lines GODEBUG=schedtrace prints), newline-terminated.
+    pub text: String,
+    /// The numbers of its SCHED line, named as the text names them, in the text's order.
+    pub counts: Vec<(&'static str, SchedValue)>,
+}
+
+/// A number of a SCHED line: one count, or one per scheduler queue (Go: per P).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchedValue {
+    Count(i64),
+    PerQueue(Vec<u64>),
+}
+
 /// A runtime found in a target. Only what a runtime implements is here: a reader for a runtime
 /// without uprobes or a schedtrace of its own says so with an error, not a stub.
 pub trait RuntimeReader: Send {
@@ -58,7 +78,7 @@ pub trait RuntimeReader: Send {
 
     /// The runtime's own scheduler trace for this instant, in its own text format (Go: the
     /// lines GODEBUG=schedtrace prints, `detail` adding scheddetail's).
-    fn schedtrace(&self, elapsed_ms: u64, detail: bool) -> Result<String, CollectError>;
+    fn schedtrace(&self, elapsed_ms: u64, detail: bool) -> Result<SchedTrace, CollectError>;
 }
 
 /// What looking for a runtime in the target found.

@@ -13,7 +13,7 @@ use parkscope_probes::{
     kernel::{KernelProbes, monotonic_now_ns},
 };
 
-use super::{Detected, ReadContext, RuntimeRead, RuntimeReader};
+use super::{Detected, ReadContext, RuntimeRead, RuntimeReader, SchedTrace};
 use crate::error::CollectError;
 
 /// A Go process whose runtime was found and can be read.
@@ -83,10 +83,15 @@ impl RuntimeReader for GoReader {
         Ok(())
     }
 
-    fn schedtrace(&self, elapsed_ms: u64, detail: bool) -> Result<String, CollectError> {
+    fn schedtrace(&self, elapsed_ms: u64, detail: bool) -> Result<SchedTrace, CollectError> {
         let rt = self.process.read(false)?;
         let style = schedtrace_style(self.process.version());
-        Ok(schedtrace::render(&self.process, &rt, elapsed_ms, style, detail))
+        Ok(SchedTrace {
+            runtime: "go",
+            elapsed_ms,
+            text: schedtrace::render(&self.process, &rt, elapsed_ms, style, detail),
+            counts: schedtrace::counts(&rt, style),
+        })
     }
 }
 
