@@ -112,6 +112,12 @@ pub struct SchedtraceArgs {
     /// the eBPF context-switch probe) instead of the runtime's GODEBUG lines, which need no probes.
     #[arg(long)]
     pub threads: bool,
+
+    /// One JSON object per interval, one line each: `elapsed_ms`, `pid` and the SCHED line's
+    /// numbers by the names the text gives them (thread-level lines: plus the rest of the
+    /// snapshot's `summary`; a Go runtime's own lines: `runtime` and Go's numbers).
+    #[arg(long, conflicts_with = "detail")]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

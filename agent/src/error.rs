@@ -1,6 +1,7 @@
 //! The agent's failure kinds and their exit codes. Every bad input ends in one line naming the
 //! cause, one line with a hint, and a distinct exit code, so scripts can tell them apart.
 
+use parkscope_collector::{CollectError, runtime::go::uprobes::GoUprobeError};
 use parkscope_probes::{go::GoError, kernel::KernelError, procfs::ProcError};
 
 /// Exit codes (documented in README.md and `parkscope --help`).
@@ -86,9 +87,25 @@ impl From<KernelError> for Failure {
     }
 }
 
-impl From<crate::go_uprobes::GoUprobeError> for Failure {
-    fn from(e: crate::go_uprobes::GoUprobeError) -> Self {
-        use crate::go_uprobes::GoUprobeError;
+impl From<CollectError> for Failure {
+    fn from(e: CollectError) -> Self {
+        match e {
+            CollectError::Proc(e) => e.into(),
+            CollectError::Kernel(e) => e.into(),
+            CollectError::Go(e) => e.into(),
+            CollectError::GoUprobes(e) => e.into(),
+            CollectError::NotGo { .. } => Failure::new(
+                code::NOT_GO,
+                e.to_string(),
+                "drop --goroutines to see the threads of a non-Go process",
+            ),
+            CollectError::Internal(cause) => Failure { cause, hint: None, code: code::INTERNAL },
+        }
+    }
+}
+
+impl From<GoUprobeError> for Failure {
+    fn from(e: GoUprobeError) -> Self {
         match e {
             GoUprobeError::Go(e) => e.into(),
             GoUprobeError::Kernel(e) => e.into(),
@@ -107,34 +124,15 @@ impl From<crate::go_uprobes::GoUprobeError> for Failure {
 }
 
 impl From<GoError> for Failure {
+    /// The hint is the collector's (the same text a view's runtime part carries).
     fn from(e: GoError) -> Self {
-        match &e {
-            GoError::Stripped { .. } => Failure::new(
-                code::GO_UNREADABLE,
-                e.to_string(),
-                "this Go runtime's code is not laid out as parkscope expects; rebuild without -s (-ldflags=-w keeps the symbol table), or pass --no-go for the thread view only",
-            ),
-            GoError::UnknownLayout { .. } => Failure::new(
-                code::GO_UNREADABLE,
-                e.to_string(),
-                "build the target with DWARF (no -ldflags=-w), or pass --no-go for the thread view only",
-            ),
-            GoError::NotGo { .. } => Failure::new(
-                code::NOT_GO,
-                e.to_string(),
-                "drop --goroutines to see the threads of a non-Go process",
-            ),
-            GoError::NoSuchProcess(pid) | GoError::Exited(pid) => Failure::new(
-                code::NO_SUCH_PROCESS,
-                e.to_string(),
-                format!("check the pid (`ps -p {pid}`); the process may have exited"),
-            ),
-            GoError::NotPermitted { .. } => Failure::new(
-                code::NOT_PERMITTED,
-                e.to_string(),
-                "run as root, or with CAP_SYS_PTRACE to read another process's memory",
-            ),
-            _ => Failure { cause: e.to_string(), hint: None, code: code::INTERNAL },
-        }
+        let code = match &e {
+            GoError::Stripped { .. } | GoError::UnknownLayout { .. } => code::GO_UNREADABLE,
+            GoError::NotGo { .. } => code::NOT_GO,
+            GoError::NoSuchProcess(_) | GoError::Exited(_) => code::NO_SUCH_PROCESS,
+            GoError::NotPermitted { .. } => code::NOT_PERMITTED,
+            _ => code::INTERNAL,
+        };
+        Failure { cause: e.to_string(), hint: parkscope_collector::runtime::go::hint(&e), code }
     }
 }

@@ -6,24 +6,22 @@ mod cli;
 mod commands;
 mod ebpf_object;
 mod error;
-mod go_uprobes;
-mod goroutines;
 mod model;
-mod observe;
 mod profile;
 mod render;
-mod roles;
 mod session;
+
+use std::process::ExitCode;
 
 use clap::Parser;
 use error::{Failure, code};
 
-fn main() {
+fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     init_logging(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
-        Err(e) => exit_with(Failure::internal(&anyhow::Error::from(e).context("starting the runtime"))),
+        Err(e) => return report(Failure::internal(&anyhow::Error::from(e).context("starting the runtime"))),
     };
     let result = runtime.block_on(async {
         match cli.command {
@@ -32,20 +30,27 @@ fn main() {
             cli::Command::Profile(args) => commands::profile::run(args).await,
         }
     });
-    // Dropping the runtime first joins the blocking pool, so probes are detached before exit.
+    // Dropping the runtime first joins the blocking pool, so probes are detached before exit
+    // (a collector's own thread detaches them before its channel closes).
     drop(runtime);
     match result {
-        Ok(c) => std::process::exit(c),
-        Err(f) => exit_with(f),
+        Ok(c) => exit_code(c),
+        Err(f) => report(f),
     }
 }
 
-fn exit_with(f: Failure) -> ! {
+/// Prints a failure's cause and hint; its code is the exit code (never 0).
+fn report(f: Failure) -> ExitCode {
     eprintln!("parkscope: {}", f.cause);
     if let Some(h) = &f.hint {
         eprintln!("hint: {h}");
     }
-    std::process::exit(if f.code == code::SUCCESS { code::INTERNAL } else { f.code })
+    exit_code(if f.code == code::SUCCESS { code::INTERNAL } else { f.code })
+}
+
+/// Our codes are 0..=130; anything else would be a bug, reported as INTERNAL.
+fn exit_code(c: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(c).unwrap_or(code::INTERNAL as u8))
 }
 
 /// Logs go to stderr; stdout carries only the command's output.

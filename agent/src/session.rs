@@ -1,10 +1,7 @@
 //! The lifecycle around a run: waiting without blocking the reactor for whichever comes first
 //! of a deadline, Ctrl-C/SIGTERM, or the target's exit (watched through a pidfd, so no polling).
 
-use std::{
-    os::fd::{FromRawFd, OwnedFd},
-    time::Duration,
-};
+use std::{os::fd::OwnedFd, time::Duration};
 
 use tokio::{
     io::{Interest, unix::AsyncFd},
@@ -38,6 +35,15 @@ impl Session {
         })
     }
 
+    /// Signal watchers only: for consumers of the collector, which watches the target itself.
+    pub fn signals() -> std::io::Result<Self> {
+        Ok(Self {
+            sigint: signal(SignalKind::interrupt())?,
+            sigterm: signal(SignalKind::terminate())?,
+            pidfd: None,
+        })
+    }
+
     /// Waits up to `dur` (None: forever), returning early on a signal or the target's exit.
     pub async fn wait(&mut self, dur: Option<Duration>) -> Wake {
         let deadline = async {
@@ -67,13 +73,7 @@ impl Session {
 /// A pidfd for `pid` registered with the reactor, or None if the kernel lacks pidfd_open
 /// (the callers then notice the exit when /proc reads fail).
 fn open_pidfd(pid: u32) -> Option<AsyncFd<OwnedFd>> {
-    // SAFETY: plain syscall; a non-negative return is a new fd we own.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: fd was just returned by pidfd_open and is owned by nobody else.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let owned = parkscope_probes::procfs::process::pidfd_open(pid).ok()?;
     // SAFETY: the OwnedFd keeps the fd open for the AsyncFd's whole life.
     unsafe { AsyncFd::register_with_interest(owned, Interest::READABLE) }.ok()
 }

@@ -302,3 +302,46 @@ fn table_groups_goroutines_by_identical_stack() {
         assert_eq!(g.count, count, "{funcs:?}: {g:#?}");
     }
 }
+
+/// `schedtrace --json` on a Go target: one object per line with the runtime's own SCHED numbers,
+/// named as the text names them, agreeing with the text form on the same target.
+#[test]
+fn go_schedtrace_json_has_the_text_lines_numbers() {
+    let t = GoTarget::start("parked-go1.27", &["-n", "1"], &[], false);
+    let pid = t.pid.to_string();
+    let text = run_parkscope(&["schedtrace", "-p", &pid, "--interval", "300ms", "--count", "1"]);
+    text.assert_code(0);
+    let line = text.stdout.lines().next().expect("a text line");
+    // `SCHED <ms>ms: k=v ... [q0 q1 ..] schedticks=[ .. ]`: the named numbers before the lists.
+    let (_, fields) = line.split_once("ms: ").expect("SCHED <ms>ms: ");
+    let named: BTreeMap<&str, i64> = fields
+        .split(' ')
+        .map_while(|f| f.split_once('=').and_then(|(k, v)| Some((k, v.parse().ok()?))))
+        .collect();
+    assert!(named.contains_key("gomaxprocs") && named.contains_key("runqueue"), "{line}");
+    let queues = line.split_once('[').expect("the per-P list").1.split(']').next().unwrap_or_default();
+    let queues: Vec<u64> = queues.split_whitespace().map(|q| q.parse().expect("a queue length")).collect();
+
+    let out = run_parkscope(&["schedtrace", "-p", &pid, "--interval", "300ms", "--count", "3", "--json"]);
+    out.assert_code(0);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    for l in lines {
+        let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not one JSON object ({e}): {l}"));
+        assert_eq!(v["runtime"], "go", "{l}");
+        assert_eq!(v["pid"].as_u64(), Some(u64::from(t.pid)), "{l}");
+        assert!(v["elapsed_ms"].as_u64().is_some(), "{l}");
+        let keys: BTreeSet<&str> = v.as_object().expect("an object").keys().map(String::as_str).collect();
+        for name in named.keys() {
+            assert!(keys.contains(name), "{name} of the text line missing: {l}");
+        }
+        // A parked target: its Ps and Ms do not change between the two runs.
+        for name in ["gomaxprocs", "threads"] {
+            assert_eq!(v[name].as_i64(), named.get(name).copied(), "{name} vs the text line {line:?}: {l}");
+        }
+        let sizes = v["runqsizes"].as_array().expect("runqsizes");
+        assert_eq!(sizes.len(), queues.len(), "one run queue per P, as the text lists: {l}");
+        assert_eq!(sizes.len() as i64, named["gomaxprocs"], "{l}");
+        assert_eq!(v.get("schedticks").is_some(), line.contains("schedticks="), "{l}");
+    }
+}

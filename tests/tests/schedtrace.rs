@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use parkscope_tests::{Blocker, read_tids, run_parkscope};
+use parkscope_tests::{Blocker, read_task_state, read_tids, run_parkscope};
 
 /// One parsed `SCHED <ms>ms: threads=N ... maxblocked=<dur>` line.
 #[derive(Debug)]
@@ -175,4 +175,53 @@ fn target_exit_ends_the_trace_with_5() {
         parse_line(line);
     }
     assert!(out.stderr.lines().any(|l| l.starts_with("parkscope:")), "no `parkscope:` line: {out}");
+}
+
+/// `--json`: every line is one JSON object with the text line's numbers, and they agree with
+/// the text form's idea of the same target (a text line taken just before) and with /proc.
+#[test]
+fn json_lines_parse_and_agree_with_the_text_form_and_proc() {
+    let b = Blocker::start(&[]);
+    let pid = b.pid.to_string();
+    let text = run_parkscope(&["schedtrace", "-p", &pid, "--interval", "300ms", "--count", "1"]);
+    text.assert_code(0);
+    let t = parse_line(text.stdout.lines().next().expect("a text line"));
+    let out = run_parkscope(&["schedtrace", "-p", &pid, "--interval", "300ms", "--count", "3", "--json"]);
+    out.assert_code(0);
+    let tids = read_tids(b.pid);
+    // Blocked per /proc: every thread asleep (S or D), read after the trace; the blocker's
+    // threads other than the spinner stay asleep for the test's whole life.
+    let asleep = tids.iter().filter(|&&tid| matches!(read_task_state(b.pid, tid), 'S' | 'D')).count() as u64;
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "--count 3 printed {} lines: {out}", lines.len());
+    let mut last_ms = 0;
+    for line in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not one JSON object ({e}): {line:?}"));
+        let n = |key: &str| v[key].as_u64().unwrap_or_else(|| panic!("{key} is not a count: {line}"));
+        assert_eq!(n("pid"), u64::from(b.pid), "{line}");
+        let ms = n("elapsed_ms");
+        assert!(ms > last_ms && (200..2000).contains(&(ms - last_ms)), "lines not ~300 ms apart: {out}");
+        last_ms = ms;
+        assert_eq!(n("threads"), tids.len() as u64, "threads vs /proc/PID/task: {line}");
+        assert_eq!(n("threads"), t.threads, "threads vs the text line: {line}");
+        assert_eq!(n("blocked"), asleep, "blocked vs the threads /proc shows asleep: {line}");
+        assert_eq!(n("blocked"), t.blocked, "blocked vs the text line: {line}");
+        assert_eq!(n("running") + n("runnable"), t.running + t.runnable, "on or waiting for a CPU: {line}");
+        let classes = ["read", "write", "poll", "futex", "sleep", "other"].map(n);
+        assert_eq!(n("blocked"), classes.iter().sum::<u64>(), "class sum: {line}");
+        // late_read leaves its 3 s nanosleep for read(2): the two counts move together.
+        assert_eq!(n("read") + n("sleep"), t.read + t.sleep, "read+sleep vs the text line: {line}");
+        for (key, text_count) in
+            [("write", t.write), ("poll", t.poll), ("futex", t.futex), ("other", t.other)]
+        {
+            assert_eq!(n(key), text_count, "{key} vs the text line: {line}");
+        }
+        let max = v["max_blocked_ns"].as_u64().unwrap_or_else(|| panic!("no max_blocked_ns: {line}"));
+        assert!(
+            max as f64 >= duration_ns(&t.maxblocked),
+            "max_blocked_ns {max} below the earlier text line's: {line}"
+        );
+        assert!(v["window_ns"].as_u64().is_some_and(|w| w > 0), "probes attached: {line}");
+    }
 }

@@ -1,4 +1,6 @@
 //! One module per subcommand; each returns the exit code it ended with or a [`Failure`].
+//! snapshot and schedtrace consume a `parkscope_collector::Collector`; the helpers below that
+//! touch the probes (`open_target`, `attach`) serve `profile`, which still collects itself.
 pub mod profile;
 pub mod schedtrace;
 pub mod snapshot;

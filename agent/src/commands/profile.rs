@@ -21,6 +21,7 @@ use parkscope_probes::{
     kernel::{CpuSamples, KernelProbes, ProbeSelection, monotonic_now_ns, sample_period_ns},
     procfs::{
         fds::FdTable,
+        tasks,
         threads::{ProcState, SyscallSite, ThreadSample, read_kernel_stack, read_thread, read_threads},
     },
     stacks::{ModuleMapping, UserUnwinder, executable_mappings, kernel_build_id},
@@ -154,7 +155,12 @@ pub async fn run(args: ProfileArgs) -> Result<i32, Failure> {
             {
                 let window_start = run.window_start_ns;
                 let (attached, r, g) = blocking(move || {
-                    let attached = crate::go_uprobes::attach(&mut run.probes, &g, true, Some(window_start));
+                    let attached = parkscope_collector::runtime::go::uprobes::attach(
+                        &mut run.probes,
+                        &g,
+                        true,
+                        Some(window_start),
+                    );
                     (attached, run, g)
                 })
                 .await?;
@@ -342,7 +348,7 @@ fn seed_blocked_threads(
     // A thread that ran between our /proc read and the seed would be credited a wait it is not
     // in: check again and take those seeds back.
     for (tid, start) in seeded {
-        if task_state(pid, tid) == Some('R') {
+        if tasks::task_state(pid, tid) == Some(ProcState::Running) {
             let _ = probes.unseed_off_cpu(tid, &start);
             seeds.remove(&tid);
         }
@@ -518,26 +524,13 @@ fn finish_offcpu(
 
 /// Re-reads thread names and mappings, keeping what we had for whatever is gone.
 fn refresh(pid: u32, mut info: TargetInfo) -> TargetInfo {
-    if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        for entry in dir.flatten() {
-            let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-            if let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) {
-                info.names.insert(tid, comm.trim_end().to_owned());
-            }
-        }
-    }
+    info.names.extend(tasks::thread_names(pid));
     if let Ok(m) = executable_mappings(pid)
         && !m.is_empty()
     {
         info.mappings = m;
     }
     info
-}
-
-/// The state letter of /proc/PID/task/TID/stat, None if the thread is gone.
-fn task_state(pid: u32, tid: u32) -> Option<char> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
-    text[text.rfind(')')? + 1..].trim_start().chars().next()
 }
 
 fn collected_so_far(c: &Collector) -> String {

@@ -1,35 +1,24 @@
 //! `parkscope snapshot`: what every thread is doing now. Seeds the view from /proc at once, stays
 //! attached for the window so calls entered meanwhile get exact times, then takes the final view.
 
-use std::time::{Duration, Instant};
+use parkscope_collector::{
+    CollectError, Collector, Config, ObserveOptions, ProbePlan, ProbeSelection, RuntimeMode, Schedule, Update,
+};
 
-use parkscope_probes::kernel::ProbeSelection;
-
-use super::{attach, blocking, open_target, write_stdout};
+use super::{blocking, write_stdout};
 use crate::{
     cli::SnapshotArgs,
+    ebpf_object,
     error::{Failure, code},
     model::Snapshot,
-    observe::{ObserveOptions, Observer},
     render,
-    session::{Session, Wake},
+    session::Session,
 };
 
 /// Calls blocking at least this long during the window are listed per thread (`long_calls`).
 const LONG_CALL_NS: u64 = 10_000_000;
-/// The kernel batches ring-buffer wakeups; drain at least this often so it never fills.
-const DRAIN_EVERY: Duration = Duration::from_millis(200);
 
 pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
-    let target = open_target(args.pid).await?;
-    let mut session = Session::new(args.pid).map_err(|e| Failure::internal(&e.into()))?;
-    let mut opts = ObserveOptions {
-        stacks: !args.no_stacks,
-        goroutines: false,
-        completed_calls: args.syscalls,
-        fd_descriptions: true,
-    };
-
     if args.go_uprobes && args.window.is_zero() {
         return Err(Failure::new(
             code::USAGE,
@@ -37,96 +26,89 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
             "give a window, e.g. --window 2s",
         ));
     }
-    let probes = if args.window.is_zero() {
-        None
-    } else {
-        // Blocks at the switch for exact times, switches for runnable-vs-running, wakeups for
-        // the waker; the syscall probes (per-call histograms, long calls) only with --syscalls.
-        let selection = ProbeSelection {
+    // Blocks at the switch for exact times, switches for runnable-vs-running, wakeups for the
+    // waker; the syscall probes (per-call histograms, long calls) only with --syscalls.
+    let probes = (!args.window.is_zero()).then_some(ProbePlan {
+        selection: ProbeSelection {
             blocks: true,
             syscalls: args.syscalls,
             switches: true,
             wakeups: true,
             ..Default::default()
-        };
-        Some(attach(args.pid, selection, args.syscalls.then_some(LONG_CALL_NS)).await?)
-    };
-    let mut observer = Observer::new(target, probes);
-    if !args.no_go {
-        let (found, obs) = blocking(move || (observer.attach_go(), observer)).await?;
-        observer = obs;
-        opts.goroutines = match found {
-            Ok(found) => found,
-            // Go detail asked for by name fails as it cannot be given; otherwise the thread
-            // view is printed, with the runtime part saying why there is no more (see below).
-            Err(u) if u.target_gone || args.goroutines || args.go_uprobes => return Err(u.failure),
-            Err(_) => false,
-        };
-        if args.goroutines && !opts.goroutines {
-            return Err(Failure::new(
-                code::NOT_GO,
-                format!("process {} ({}) is not a Go program", args.pid, observer.target.comm),
-                "drop --goroutines to see the threads of a non-Go process",
-            ));
-        }
-        if args.go_uprobes {
-            if !opts.goroutines {
-                return Err(Failure::new(
-                    code::NOT_GO,
-                    format!(
-                        "--go-uprobes: process {} ({}) is not a Go program",
-                        args.pid, observer.target.comm
-                    ),
-                    "drop --go-uprobes; the thread view needs no uprobes",
-                ));
-            }
-            let (attached, obs) = blocking(move || (observer.attach_go_uprobes(), observer)).await?;
-            observer = obs;
-            attached?;
-        }
-    }
-
-    // The seed: what /proc says right now. Printed instead of the final view if the target
-    // exits during the window, so nothing collected is lost.
-    let (seed, obs) = observe(observer, opts).await?;
-    observer = obs;
-    let mut seed = seed?;
-
-    let mut exit = code::SUCCESS;
-    let final_view = if args.window.is_zero() {
-        seed
+        },
+        long_call_min_ns: args.syscalls.then_some(LONG_CALL_NS),
+    });
+    // Go detail asked for by name fails as it cannot be given; otherwise the thread view is
+    // printed, with the runtime part saying why there is no more (see below).
+    let runtime = if args.no_go {
+        RuntimeMode::Off
+    } else if args.goroutines || args.go_uprobes {
+        RuntimeMode::Require
     } else {
-        match wait_window(&mut session, &mut observer, args.window).await {
-            Wake::Deadline => {}
-            Wake::Interrupted => {
+        RuntimeMode::Detect
+    };
+    let config = Config {
+        pid: args.pid,
+        ebpf_object: ebpf_object::object(),
+        probes,
+        runtime,
+        runtime_uprobes: args.go_uprobes && !args.no_go,
+        view: ObserveOptions {
+            stacks: !args.no_stacks,
+            goroutines: true,
+            completed_calls: args.syscalls,
+            fd_descriptions: true,
+        },
+        runtime_schedtrace: None,
+        schedule: Schedule::Window(args.window),
+    };
+    let mut session = Session::signals().map_err(|e| Failure::internal(&e.into()))?;
+    let (mut collector, _started) = Collector::start(config).await.map_err(|e| not_go(e, &args))?;
+
+    // The seed (what /proc says at once) is printed instead of the final view if the target
+    // exits during the window, so nothing collected is lost.
+    let (mut seed, mut final_view, mut exited) = (None, None, false);
+    let mut exit = code::SUCCESS;
+    loop {
+        tokio::select! {
+            update = collector.next() => match update {
+                Some(Update::Snapshot { snapshot, seed: true, .. }) => seed = Some(snapshot),
+                Some(Update::Snapshot { snapshot, .. }) => final_view = Some(snapshot),
+                Some(Update::TargetExited) => exited = true,
+                Some(Update::Failed(e)) => return Err(e.into()),
+                Some(Update::Event(_) | Update::RuntimeSchedtrace(_) | Update::RuntimeUnreadable(_)) => {}
+                None => break,
+            },
+            _ = session.wait(None), if exit == code::SUCCESS && !args.window.is_zero() => {
                 tracing::warn!("interrupted: taking the view now, window cut short");
                 exit = code::INTERRUPTED;
+                collector.finish();
             }
-            Wake::TargetExited => {}
         }
-        let (view, obs) = observe(observer, opts).await?;
-        observer = obs;
-        observer.detach();
-        match view {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!("target gone before the final view ({}); printing the first view", e.cause);
+    }
+    let final_view = match (final_view, seed) {
+        (Some(v), _) => v,
+        (None, Some(mut seed)) => {
+            if exited {
                 seed.target_exited = true;
                 exit = code::TARGET_EXITED;
-                seed
             }
+            seed
+        }
+        (None, None) => {
+            return Err(Failure::new(code::INTERNAL, "the collector took no view", "report this"));
         }
     };
     if let Some(rt) = final_view.runtime.as_ref().filter(|rt| !rt.is_read()) {
         let cause = rt.error.clone().unwrap_or_default();
         let hint = rt.hint.clone();
-        print(final_view, args.json).await?;
+        print(*final_view, args.json).await?;
         super::warn_go_unreadable(&cause, hint.as_deref(), "printed its threads only");
         if exit == code::SUCCESS {
             exit = code::GO_UNREADABLE;
         }
     } else {
-        print(final_view, args.json).await?;
+        print(*final_view, args.json).await?;
     }
     if exit == code::TARGET_EXITED {
         eprintln!(
@@ -137,33 +119,16 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
     Ok(exit)
 }
 
-/// Waits out the window while draining the long-call stream into the observer.
-async fn wait_window(session: &mut Session, observer: &mut Observer, window: Duration) -> Wake {
-    let deadline = Instant::now() + window;
-    let mut events = observer.take_block_events();
-    loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let Some(stream) = events.as_mut() else { return session.wait(Some(remaining)).await };
-        tokio::select! {
-            wake = session.wait(Some(remaining)) => {
-                observer.add_block_events(stream.drain());
-                return wake;
-            }
-            batch = stream.next_batch(DRAIN_EVERY) => observer.add_block_events(batch),
-        }
+/// The NOT_GO failure in the words of the flag that asked for Go detail.
+fn not_go(e: CollectError, args: &SnapshotArgs) -> Failure {
+    match e {
+        CollectError::NotGo { pid, comm } if args.go_uprobes && !args.goroutines => Failure::new(
+            code::NOT_GO,
+            format!("--go-uprobes: process {pid} ({comm}) is not a Go program"),
+            "drop --go-uprobes; the thread view needs no uprobes",
+        ),
+        other => other.into(),
     }
-}
-
-/// Runs one observation on the blocking pool (it reads /proc and target memory).
-async fn observe(
-    mut observer: Observer,
-    opts: ObserveOptions,
-) -> Result<(Result<Snapshot, Failure>, Observer), Failure> {
-    blocking(move || {
-        let view = observer.observe(opts).map_err(Failure::from);
-        (view, observer)
-    })
-    .await
 }
 
 async fn print(view: Snapshot, json: bool) -> Result<(), Failure> {

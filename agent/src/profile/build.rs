@@ -6,7 +6,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use parkscope_probes::stacks::{Frame, ModuleMapping, Symbolizer};
+use parkscope_probes::{
+    procfs::tasks,
+    stacks::{Frame, ModuleMapping, Symbolizer},
+};
 
 use super::{FrameInfo, FrameKind, LabelValue, Sample};
 
@@ -47,7 +50,7 @@ impl Symbols {
         let mut out = Symbols::default();
         for (&pid, addrs) in &set.user {
             let list: Vec<(u64, bool)> = addrs.iter().copied().collect();
-            let frames = if pid == target && !process_alive(pid) {
+            let frames = if pid == target && !tasks::has_user_space(pid) {
                 by_file_offsets(&mut sym, &list, mappings)
             } else {
                 let (a, r): (Vec<u64>, Vec<bool>) = list.iter().copied().unzip();
@@ -69,10 +72,6 @@ impl Symbols {
     pub fn user_function(&self, pid: u32, addr: u64) -> Option<&str> {
         self.user.get(&(pid, addr, false)).and_then(|f| f.function.as_deref())
     }
-}
-
-fn process_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/maps")).is_ok_and(|m| !m.is_empty())
 }
 
 /// Names addresses of an exited process from the files its mappings pointed at.

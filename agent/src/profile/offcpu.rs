@@ -33,7 +33,11 @@ use std::collections::{HashMap, HashSet};
 use parkscope_common::{
     COUNT_ONE, LastWake, NO_STACK, OffCpuKey, OffCpuStart, OffCpuTotal, PRE_ATTACH_STACK, syscalls,
 };
-use parkscope_probes::{kernel::KernelCounters, procfs::fds::FdTable, stacks::ModuleMapping};
+use parkscope_probes::{
+    kernel::KernelCounters,
+    procfs::{fds::FdTable, tasks},
+    stacks::ModuleMapping,
+};
 
 use super::{
     FoldedValue, FrameKind, LabelValue, Profile, ProfileKind, ValueType,
@@ -41,10 +45,9 @@ use super::{
     goroutines::{GoroutineTimes, GoroutineWait},
     ksyscall,
 };
-use crate::{
-    model::ThreadRole,
-    roles::{BlockedCall, MEvidence, RoleEvidence, go_thread_role},
-};
+use parkscope_collector::runtime::go::roles::{BlockedCall, MEvidence, RoleEvidence, go_thread_role};
+
+use crate::model::ThreadRole;
 
 /// What /proc said at attach about a thread that was already blocked.
 #[derive(Debug, Clone)]
@@ -487,15 +490,14 @@ fn wakers(input: &OffCpuInput, intervals: &[Interval]) -> HashMap<u32, Waker> {
                 // sched_waking from interrupt context on an idle CPU.
                 return Waker { comm: "swapper".to_owned(), tgid: None };
             }
-            let status = std::fs::read_to_string(format!("/proc/{tid}/status")).unwrap_or_default();
-            let field =
-                |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_owned());
-            let tgid = field("Tgid:").and_then(|t| t.parse().ok());
-            let comm =
-                input.names.get(&tid).cloned().or_else(|| field("Name:")).unwrap_or_else(|| "?".into());
+            let owner = tasks::task_owner(tid);
+            let comm = input.names.get(&tid).cloned().or(owner.name).unwrap_or_else(|| "?".into());
             // A kernel thread (kworker, ksoftirqd) has no user stack to name.
-            let user = std::fs::read_to_string(format!("/proc/{tid}/maps")).is_ok_and(|m| !m.is_empty());
-            let tgid = if tid_in_target(input, tid) { Some(input.pid) } else { tgid.filter(|_| user) };
+            let tgid = if tid_in_target(input, tid) {
+                Some(input.pid)
+            } else {
+                owner.tgid.filter(|_| owner.user_space)
+            };
             Waker { comm, tgid }
         });
     }

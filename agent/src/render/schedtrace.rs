@@ -4,6 +4,8 @@
 use std::fmt::Write as _;
 
 use super::duration::human;
+use parkscope_collector::runtime::{SchedTrace, SchedValue};
+
 use crate::model::{Snapshot, Summary};
 
 /// The one-line summary at `elapsed_ms` since the trace began.
@@ -13,6 +15,47 @@ pub fn line(elapsed_ms: u64, s: &Summary) -> String {
         "SCHED {elapsed_ms}ms: threads={} running={} runnable={} blocked={} read={} write={} poll={} futex={} sleep={} other={} maxblocked={max}",
         s.threads, s.running, s.runnable, s.blocked, s.read, s.write, s.poll, s.futex, s.sleep, s.other
     )
+}
+
+/// The `--json` line at `elapsed_ms`: the SCHED line's numbers and the rest of the summary, as
+/// one JSON object (`max_blocked_ns` in ns where the text has `maxblocked`), newline-terminated.
+pub fn json_line(elapsed_ms: u64, pid: u32, s: &Summary) -> serde_json::Result<String> {
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        elapsed_ms: u64,
+        pid: u32,
+        #[serde(flatten)]
+        summary: &'a Summary,
+    }
+    let mut line = serde_json::to_string(&Line { elapsed_ms, pid, summary: s })?;
+    line.push('\n');
+    Ok(line)
+}
+
+/// The `--json` line of a runtime's own schedtrace (Go's numbers, named as its text names them),
+/// newline-terminated.
+pub fn runtime_json_line(pid: u32, trace: &SchedTrace) -> serde_json::Result<String> {
+    struct Line<'a>(u32, &'a SchedTrace);
+    impl serde::Serialize for Line<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap as _;
+            let Line(pid, trace) = self;
+            let mut m = s.serialize_map(Some(3 + trace.counts.len()))?;
+            m.serialize_entry("elapsed_ms", &trace.elapsed_ms)?;
+            m.serialize_entry("pid", pid)?;
+            m.serialize_entry("runtime", trace.runtime)?;
+            for (name, value) in &trace.counts {
+                match value {
+                    SchedValue::Count(n) => m.serialize_entry(name, n)?,
+                    SchedValue::PerQueue(list) => m.serialize_entry(name, list)?,
+                }
+            }
+            m.end()
+        }
+    }
+    let mut line = serde_json::to_string(&Line(pid, trace))?;
+    line.push('\n');
+    Ok(line)
 }
 
 /// The `--detail` block: one indented line per thread, in display order.
@@ -68,5 +111,29 @@ mod tests {
             "SCHED 2001ms: threads=10 running=1 runnable=0 blocked=9 read=2 write=1 poll=1 futex=3 sleep=1 other=1 maxblocked=2.0s"
         );
         assert!(line(0, &Summary::default()).ends_with("maxblocked=0s"));
+        let json = json_line(2001, 42, &s).expect("encodes");
+        assert!(json.ends_with('\n') && !json.trim_end().contains('\n'), "one line: {json:?}");
+        let v: serde_json::Value = serde_json::from_str(&json).expect("parses");
+        assert_eq!(v["elapsed_ms"], 2001);
+        assert_eq!(v["pid"], 42);
+        for (key, want) in [("threads", 10), ("blocked", 9), ("read", 2), ("futex", 3), ("other", 1)] {
+            assert_eq!(v[key], want, "{key} in {json}");
+        }
+        assert_eq!(v["max_blocked_ns"], 2_000_000_000u64);
+
+        let trace = SchedTrace {
+            runtime: "go",
+            elapsed_ms: 1003,
+            text: String::new(),
+            counts: vec![
+                ("gomaxprocs", SchedValue::Count(4)),
+                ("runqsizes", SchedValue::PerQueue(vec![0, 2])),
+            ],
+        };
+        let json = runtime_json_line(7, &trace).expect("encodes");
+        assert_eq!(
+            json,
+            "{\"elapsed_ms\":1003,\"pid\":7,\"runtime\":\"go\",\"gomaxprocs\":4,\"runqsizes\":[0,2]}\n"
+        );
     }
 }

@@ -95,8 +95,9 @@ pub(super) fn attach_per_cpu(ebpf: &mut Ebpf, frequency_hz: u64) -> Result<usize
 }
 
 fn is_permission(e: &ProgramError) -> bool {
+    // perf_event_open: EACCES is perf_event_paranoid, EPERM a missing capability.
     matches!(e, ProgramError::SyscallError(s)
-        if matches!(s.io_error.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)))
+        if crate::errno::classify(&s.io_error) == crate::errno::ErrnoClass::Permission)
 }
 
 impl KernelProbes {

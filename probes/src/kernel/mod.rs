@@ -180,6 +180,7 @@ fn check_capabilities() -> Result<(), KernelError> {
 }
 
 /// Maps aya's load errors to NotPermitted when the kernel said EPERM, so the CLI can say so.
+/// Not [`crate::errno::classify`]: for bpf() EACCES is the verifier's rejection, not a privilege.
 fn is_eperm(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {

@@ -1,7 +1,8 @@
 //! What /proc says about a target process: whether it is a traceable user process (`process`),
 //! what each of its threads is doing right now (`threads`), what its file descriptors are
 //! (`fds`), and which /proc thread ids its own pid namespace's ids stand for (`pidns`), and
-//! its address space (`maps`, read once per view for stacks).
+//! its address space (`maps`, read once per view for stacks), and small facts about any task by
+//! tid (`tasks`: names, state, owner).
 //! Everything here is a synchronous read of /proc; callers on an async reactor should run it on
 //! a blocking thread.
 
@@ -10,9 +11,12 @@ pub mod maps;
 pub mod pidns;
 pub mod process;
 mod rq_clock;
+pub mod tasks;
 pub mod threads;
 
 use std::io;
+
+use crate::errno::{ErrnoClass, classify};
 use std::path::Path;
 
 pub use fds::{FdTable, FdTarget};
@@ -45,17 +49,14 @@ pub enum ProcError {
 /// Maps an I/O error on a file of process `pid` to a `ProcError`.
 ///
 /// ENOENT and ESRCH both mean the process (or thread) is gone: /proc returns ESRCH when the task
-/// exits between `open` and `read`, and ENOENT once its directory has been unhashed.
+/// exits between `open` and `read`, and ENOENT once its directory has been unhashed (see
+/// [`crate::errno`]).
 pub(crate) fn io_error(pid: u32, path: &Path, err: io::Error) -> ProcError {
-    if err.kind() == io::ErrorKind::NotFound || err.raw_os_error() == Some(libc::ESRCH) {
-        return ProcError::Exited(pid);
+    match classify(&err) {
+        ErrnoClass::Gone => ProcError::Exited(pid),
+        ErrnoClass::Permission => ProcError::PermissionDenied { path: path.display().to_string() },
+        ErrnoClass::Other => ProcError::Io { path: path.display().to_string(), source: err },
     }
-    if err.kind() == io::ErrorKind::PermissionDenied {
-        // Rust maps both EACCES and EPERM to PermissionDenied; /proc uses EPERM when a
-        // ptrace-access check fails and EACCES for plain mode bits.
-        return ProcError::PermissionDenied { path: path.display().to_string() };
-    }
-    ProcError::Io { path: path.display().to_string(), source: err }
 }
 
 /// Maps an error of the `procfs` crate, raised while reading `what` of process `pid`.
@@ -65,13 +66,11 @@ pub(crate) fn procfs_error(pid: u32, what: &Path, err: ::procfs::ProcError) -> P
     match err {
         Upstream::NotFound(_) => ProcError::Exited(pid),
         Upstream::PermissionDenied(p) => ProcError::PermissionDenied { path: path_of(p) },
-        Upstream::Io(source, p) => {
-            if source.raw_os_error() == Some(libc::ESRCH) {
-                ProcError::Exited(pid)
-            } else {
-                ProcError::Io { path: path_of(p), source }
-            }
-        }
+        Upstream::Io(source, p) => match classify(&source) {
+            ErrnoClass::Gone => ProcError::Exited(pid),
+            ErrnoClass::Permission => ProcError::PermissionDenied { path: path_of(p) },
+            ErrnoClass::Other => ProcError::Io { path: path_of(p), source },
+        },
         Upstream::Incomplete(p) => {
             ProcError::Parse { path: path_of(p), what: "incomplete contents".to_owned() }
         }

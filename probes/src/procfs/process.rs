@@ -57,6 +57,20 @@ impl TargetProcess {
     }
 }
 
+/// A pidfd for `pid` (pidfd_open(2)): readable once the process exits, so a waiter needs no
+/// polling. Err on kernels without pidfd_open (< 5.3) or if the process is gone.
+pub fn pidfd_open(pid: u32) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let raw_pid = libc::pid_t::try_from(pid).map_err(|_| std::io::Error::from_raw_os_error(libc::ESRCH))?;
+    // SAFETY: plain syscall; a non-negative return is a new fd we own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, raw_pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd was just returned by pidfd_open and is owned by nobody else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
 /// Opens /proc/PID and reads its stat, mapping "not there" to `NoSuchProcess`.
 fn open_stat(pid: u32, stat_path: &Path) -> Result<(Process, Stat), ProcError> {
     // Pids above i32::MAX cannot exist (PID_MAX_LIMIT is 2^22).

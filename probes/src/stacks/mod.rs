@@ -91,12 +91,10 @@ pub enum StackError {
 impl StackError {
     /// Maps an I/O error on a /proc/PID file to the cause a user can act on.
     pub(crate) fn from_proc_io(pid: u32, path: &str, error: io::Error) -> Self {
-        match error.kind() {
-            // ESRCH shows up when the process dies between open and read.
-            io::ErrorKind::NotFound => Self::NoSuchProcess { pid },
-            _ if error.raw_os_error() == Some(libc::ESRCH) => Self::NoSuchProcess { pid },
-            io::ErrorKind::PermissionDenied => Self::NotPermitted { path: path.to_owned() },
-            _ => Self::ProcRead { path: path.to_owned(), error },
+        match crate::errno::classify(&error) {
+            crate::errno::ErrnoClass::Gone => Self::NoSuchProcess { pid },
+            crate::errno::ErrnoClass::Permission => Self::NotPermitted { path: path.to_owned() },
+            crate::errno::ErrnoClass::Other => Self::ProcRead { path: path.to_owned(), error },
         }
     }
 }

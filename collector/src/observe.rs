@@ -1,7 +1,7 @@
 //! Builds a [`Snapshot`] from the three sources of truth: /proc (what each thread is in right
 //! now, as the kernel reports it), the eBPF maps (since when, who woke it, what completed), and the
-//! target's memory (user stacks). This is synchronous, file-bound work: callers run it on tokio's
-//! blocking pool, never on the reactor.
+//! target's memory (user stacks), and a runtime's tasks through its [`RuntimeReader`]. This is
+//! synchronous, file-bound work: it runs on the collector's own thread, never on a reactor.
 
 use std::collections::{HashMap, HashSet};
 
@@ -10,7 +10,6 @@ use parkscope_common::{
     ThreadBlock, syscalls,
 };
 use parkscope_probes::{
-    go::{GoError, GoProcess, RuntimeState},
     kernel::{BlockEventStream, KernelCounters, KernelProbes, monotonic_now_ns},
     procfs::{
         ProcError,
@@ -21,11 +20,14 @@ use parkscope_probes::{
     stacks::ThreadStacks,
 };
 
-use crate::error::Failure;
-use crate::go_uprobes::GoUprobeError;
-use crate::model::{
-    CompletedCalls, Frame, FrameKind, GoStatus, LongCall, RuntimeView, Snapshot, StackId, StackTable,
-    Summary, SyscallClass, SyscallView, ThreadState, ThreadView, Timestamp, sort_for_display,
+use parkscope_model::{
+    CompletedCalls, Event, EventKind, Frame, FrameKind, GoStatus, LongCall, RuntimeView, Snapshot, StackId,
+    StackTable, Summary, SyscallClass, SyscallView, ThreadState, ThreadView, Timestamp, sort_for_display,
+};
+
+use crate::{
+    error::CollectError,
+    runtime::{self, Detected, ReadContext, RuntimeReader},
 };
 
 /// Deepest user stack we unwind; deeper stacks are cut (the innermost frames matter most).
@@ -40,7 +42,7 @@ const MAX_LONG_CALLS_PER_THREAD: usize = 5;
 pub struct ObserveOptions {
     /// Unwind and symbolise user stacks, and read kernel stacks, of blocked threads.
     pub stacks: bool,
-    /// For a Go target (see [`Observer::attach_go`]): read every goroutine too.
+    /// For a target with a runtime (see [`Observer::detect_runtime`]): read its tasks too.
     pub goroutines: bool,
     /// Each thread's completed calls from the in-kernel histograms. Reading that map costs
     /// two bpf() calls per key (up to 16k keys), so only outputs that show it ask for it.
@@ -50,21 +52,13 @@ pub struct ObserveOptions {
     pub fd_descriptions: bool,
 }
 
-/// The target's Go runtime, once looked for.
-enum GoTarget {
+/// The target's runtime, once looked for.
+enum RuntimeTarget {
     NotLooked,
-    NotGo,
-    Go(Box<GoProcess>),
-    /// A Go program whose runtime cannot be read: every view carries this, with the threads.
+    None,
+    Found(Box<dyn RuntimeReader>),
+    /// A runtime that cannot be read: every view carries this, with the threads.
     Unreadable(Box<RuntimeView>),
-}
-
-/// Why [`Observer::attach_go`] found no readable runtime in a Go program.
-pub struct GoUnreadable {
-    /// The cause, a hint, and the code `--goroutines` fails with.
-    pub failure: Failure,
-    /// The process went away meanwhile: not a fallback case.
-    pub target_gone: bool,
 }
 
 /// A target plus, optionally, the probes attached to it.
@@ -76,9 +70,7 @@ pub struct Observer {
     /// Long calls streamed from the kernel so far, per thread, oldest first.
     long_calls: HashMap<u32, Vec<BlockEvent>>,
     long_call_threshold_ns: Option<u64>,
-    go: GoTarget,
-    /// CLOCK_MONOTONIC when the Go uprobes were attached, if they are.
-    go_uprobes_at_ns: Option<u64>,
+    runtime: RuntimeTarget,
     /// User stacks: the unwinder's parsed objects and the symbolizer's caches, kept across
     /// views (the map itself is read once per view).
     stacks: ThreadStacks,
@@ -116,8 +108,7 @@ impl Observer {
             attached_at_ns,
             long_calls: HashMap::new(),
             long_call_threshold_ns,
-            go: GoTarget::NotLooked,
-            go_uprobes_at_ns: None,
+            runtime: RuntimeTarget::NotLooked,
             asleep_at_attach: None,
         }
     }
@@ -130,62 +121,67 @@ impl Observer {
         self.asleep_at_attach = None;
     }
 
-    /// Looks for a Go runtime in the target: `Ok(true)` when found and readable, `Ok(false)` for
-    /// a non-Go program, `Err` for a Go program whose runtime cannot be read (stripped, unknown
-    /// layout, ...): the views then carry the threads and a runtime part saying why (see
-    /// [`crate::goroutines::unreadable`]). Blocking file work: call it on the blocking pool.
-    pub fn attach_go(&mut self) -> Result<bool, GoUnreadable> {
-        let pid = self.target.pid;
-        match GoProcess::attach(pid) {
-            Ok(p) => {
-                tracing::info!(version = p.version(), layout = ?p.binary.layout.source, "Go runtime found");
-                self.go = GoTarget::Go(Box::new(p));
+    /// Looks for a runtime in the target: `Ok(true)` when found and readable, `Ok(false)` when
+    /// there is none, `Err` for a runtime that cannot be read (a stripped Go binary, an unknown
+    /// layout, ...): the views then carry the threads and a runtime part saying why. Blocking
+    /// file work.
+    pub fn detect_runtime(&mut self) -> Result<bool, CollectError> {
+        match runtime::detect(self.target.pid) {
+            Detected::Found(reader) => {
+                self.runtime = RuntimeTarget::Found(reader);
                 Ok(true)
             }
-            Err(GoError::NotGo { .. }) => {
-                self.go = GoTarget::NotGo;
+            Detected::None => {
+                self.runtime = RuntimeTarget::None;
                 Ok(false)
             }
-            Err(e) => {
-                let target_gone = matches!(e, GoError::NoSuchProcess(_) | GoError::Exited(_));
-                let failure = Failure::from(e);
-                let view = crate::goroutines::unreadable(pid, &failure, None);
-                self.go = GoTarget::Unreadable(Box::new(view));
-                Err(GoUnreadable { failure, target_gone })
+            Detected::Unreadable { view, error } => {
+                self.runtime = RuntimeTarget::Unreadable(view);
+                Err(error)
             }
         }
     }
 
-    /// The Go process, when [`Observer::attach_go`] found one.
-    pub fn go_process(&self) -> Option<&GoProcess> {
-        match &self.go {
-            GoTarget::Go(p) => Some(p),
+    /// Whether a readable runtime was found by [`Observer::detect_runtime`].
+    pub fn has_runtime(&self) -> bool {
+        matches!(self.runtime, RuntimeTarget::Found(_))
+    }
+
+    /// Attaches the runtime's uprobes (`--go-uprobes`) to the probes already loaded: the
+    /// runtime must have been found by [`Observer::detect_runtime`]. Blocking: bpf() calls.
+    pub fn attach_runtime_uprobes(&mut self) -> Result<(), CollectError> {
+        let RuntimeTarget::Found(reader) = &mut self.runtime else {
+            return Err(CollectError::NotGo { pid: self.target.pid, comm: self.target.comm.clone() });
+        };
+        let probes = self.probes.as_mut().ok_or(runtime::go::uprobes::GoUprobeError::NoProbes)?;
+        reader.attach_uprobes(probes)
+    }
+
+    /// Gives up on a runtime that was found but failed to read (schedtrace: the next views are
+    /// thread views saying why).
+    pub fn give_up_runtime(&mut self, err: &CollectError) {
+        let view = match &self.runtime {
+            RuntimeTarget::Found(reader) => reader.unreadable(err),
+            _ => runtime::go::join::unreadable(self.target.pid, &err.to_string(), err.hint(), None),
+        };
+        self.runtime = RuntimeTarget::Unreadable(Box::new(view));
+    }
+
+    /// The runtime's own schedtrace text for now (no stacks), when a readable runtime was found.
+    pub fn runtime_schedtrace(
+        &self,
+        elapsed_ms: u64,
+        detail: bool,
+    ) -> Option<Result<runtime::SchedTrace, CollectError>> {
+        match &self.runtime {
+            RuntimeTarget::Found(reader) => Some(reader.schedtrace(elapsed_ms, detail)),
             _ => None,
         }
     }
 
-    /// Attaches the Go uprobes (`--go-uprobes`) to the probes already loaded: the Go target
-    /// must have been found by [`Observer::attach_go`]. Blocking: bpf() calls.
-    pub fn attach_go_uprobes(&mut self) -> Result<(), GoUprobeError> {
-        let GoTarget::Go(go) = &self.go else { return Err(GoUprobeError::NotGo) };
-        let probes = self.probes.as_mut().ok_or(GoUprobeError::NoProbes)?;
-        crate::go_uprobes::attach(probes, go, false, None)?;
-        self.go_uprobes_at_ns = Some(monotonic_now_ns());
-        Ok(())
-    }
-
-    /// Gives up on a runtime that was found but failed to read (schedtrace: the next views are
-    /// thread views saying why), and returns the cause and hint.
-    pub fn give_up_go(&mut self, err: GoError) -> Failure {
-        let failure = Failure::from(err);
-        let view = crate::goroutines::unreadable(self.target.pid, &failure, self.go_process());
-        self.go = GoTarget::Unreadable(Box::new(view));
-        failure
-    }
-
-    /// One read of the Go runtime (no stacks), for schedtrace.
-    pub fn go_runtime(&self) -> Option<Result<RuntimeState, GoError>> {
-        self.go_process().map(|p| p.read(false))
+    /// Whether probes are loaded.
+    pub fn has_probes(&self) -> bool {
+        self.probes.is_some()
     }
 
     /// Takes the kernel's long-call stream, if the probes were loaded with a threshold.
@@ -194,15 +190,30 @@ impl Observer {
         stream.map_err(|e| tracing::warn!("long-call stream unavailable: {e}")).ok()
     }
 
-    /// Records long calls read from the stream, keeping only the newest per thread.
-    pub fn add_block_events(&mut self, events: Vec<BlockEvent>) {
+    /// Records long calls read from the stream, keeping only the newest per thread, and
+    /// returns them as the model's events.
+    pub fn add_block_events(&mut self, events: Vec<BlockEvent>) -> Vec<Event> {
+        let mut out = Vec::with_capacity(events.len());
         for e in events {
+            out.push(Event {
+                at_ns: e.enter_ns.saturating_add(e.duration_ns),
+                kind: EventKind::BlockEnded {
+                    tid: e.tid,
+                    nr: e.nr,
+                    name: syscalls::display_name(e.nr).to_string(),
+                    class: SyscallClass::of(e.nr),
+                    fd: (syscalls::arg0_kind(e.nr) == ArgKind::Fd).then_some(e.arg0 as i32),
+                    duration_ns: e.duration_ns,
+                    ret: e.ret,
+                },
+            });
             let calls = self.long_calls.entry(e.tid).or_default();
             calls.push(e);
             if calls.len() > MAX_LONG_CALLS_PER_THREAD {
                 calls.remove(0);
             }
         }
+        out
     }
 
     /// Detaches the probes now (dropping them closes every link).
@@ -294,40 +305,37 @@ impl Observer {
         }
         let mut goroutines = Vec::new();
         let mut runtime = None;
-        // The kernel's counters: as read with the other maps, or, with the Go uprobes, as read
-        // with their slots after the runtime (the uprobes keep counting meanwhile).
+        let mut transitions_counted = false;
+        // The kernel's counters: as read with the other maps, or, with a runtime's uprobes, as
+        // read with their state after the runtime (the uprobes keep counting meanwhile).
         let mut counters = facts.counters;
-        if let GoTarget::Unreadable(view) = &self.go {
+        if let RuntimeTarget::Unreadable(view) = &self.runtime {
             runtime = Some((**view).clone());
         }
         if opts.goroutines
-            && let GoTarget::Go(go) = &self.go
+            && let RuntimeTarget::Found(reader) = &mut self.runtime
         {
-            match go.read(opts.stacks) {
-                Ok(rt) => {
-                    // The slots are read after the memory: a change in between shows as a
-                    // status mismatch (not exact), never as a stale exact time.
-                    let timing = self.go_timing();
-                    if let Some(t) = &timing {
-                        counters = t.counters;
+            let cx = ReadContext {
+                threads: &mut threads,
+                fds: fds.as_ref(),
+                stacks: opts.stacks,
+                stack_table: &mut stack_table,
+                probes: self.probes.as_ref(),
+            };
+            match reader.read(cx) {
+                Ok(read) => {
+                    if let Some(c) = read.counters {
+                        counters = c;
                     }
-                    let (views, rv) = crate::goroutines::join(
-                        go,
-                        &rt,
-                        &mut threads,
-                        fds.as_ref(),
-                        opts.stacks,
-                        timing.as_ref(),
-                        &mut stack_table,
-                    );
-                    goroutines = views;
-                    runtime = Some(rv);
+                    transitions_counted = read.transitions_counted;
+                    goroutines = read.goroutines;
+                    runtime = Some(read.view);
                 }
                 // The threads are still a true view, and the runtime part says why it has no
                 // more; a process gone mid-read is noticed below.
                 Err(e) => {
-                    tracing::debug!("reading the Go runtime: {e}");
-                    runtime = Some(crate::goroutines::unreadable(pid, &Failure::from(e), Some(go)));
+                    tracing::debug!("reading the runtime: {e}");
+                    runtime = Some(reader.unreadable(&e));
                 }
             }
             if !self.target.is_alive() {
@@ -338,7 +346,7 @@ impl Observer {
         let mut summary = Summary::count(&threads);
         summary.goroutines = goroutines.len();
         summary.goroutines_waiting = goroutines.iter().filter(|g| g.status == GoStatus::Waiting).count();
-        summary.go_transitions = self.go_uprobes_at_ns.map(|_| counters.go_transitions);
+        summary.go_transitions = transitions_counted.then_some(counters.go_transitions);
         summary.window_ns = window_ns;
         summary.dropped_events = counters.dropped();
         summary.syscalls_traced = counters.syscalls_entered;
@@ -351,18 +359,6 @@ impl Observer {
         snapshot.summary = summary;
         snapshot.stacks = stack_table;
         Ok(snapshot)
-    }
-
-    /// The Go uprobes' slots and the kernel's counters as of now, when the uprobes are attached.
-    fn go_timing(&self) -> Option<crate::goroutines::GoTiming> {
-        let attached_ns = self.go_uprobes_at_ns?;
-        let probes = self.probes.as_ref()?;
-        let states = probes
-            .go_states()
-            .map_err(|e| tracing::warn!("reading the Go uprobes' goroutine states: {e}"))
-            .ok()?;
-        let counters = probes.counters().ok()?;
-        Some(crate::goroutines::GoTiming { states, attached_ns, counters })
     }
 
     fn long_calls_of(&self, tid: u32, now: u64) -> Vec<LongCall> {

@@ -7,6 +7,8 @@ use std::fmt::Write as _;
 
 use parkscope_probes::go::{GoProcess, RuntimeState, SchedtraceStyle};
 
+use crate::runtime::SchedValue;
+
 /// Go prints an absent M/P/G as -1 (older) or nil (newer).
 fn id(style: SchedtraceStyle, v: Option<impl std::fmt::Display>) -> String {
     match v {
@@ -106,6 +108,28 @@ pub fn render(
         out.push(']');
     }
     out.push('\n');
+    out
+}
+
+/// The numbers of the SCHED line [`render`] prints, by its names: the per-P local run queues
+/// (the text's unnamed `[ ]` list) as `runqsizes`, and `schedticks` where the release prints it.
+pub fn counts(rt: &RuntimeState, style: SchedtraceStyle) -> Vec<(&'static str, SchedValue)> {
+    let s = &rt.sched;
+    let mut out = vec![
+        ("gomaxprocs", SchedValue::Count(s.gomaxprocs)),
+        ("idleprocs", SchedValue::Count(s.npidle)),
+        ("threads", SchedValue::Count(s.mcount)),
+        ("spinningthreads", SchedValue::Count(s.nmspinning)),
+    ];
+    if let Some(n) = s.needspinning {
+        out.push(("needspinning", SchedValue::Count(n)));
+    }
+    out.push(("idlethreads", SchedValue::Count(s.nmidle)));
+    out.push(("runqueue", SchedValue::Count(s.runqsize)));
+    out.push(("runqsizes", SchedValue::PerQueue(rt.ps.iter().map(|p| p.runqsize).collect())));
+    if style.schedticks {
+        out.push(("schedticks", SchedValue::PerQueue(rt.ps.iter().map(|p| p.schedtick).collect())));
+    }
     out
 }
 

@@ -13,7 +13,7 @@
 //! the stack alone decides (for the idle roles only: it cannot tell a goroutine's thread from
 //! a C thread).
 
-use crate::model::ThreadRole;
+use parkscope_model::ThreadRole;
 
 /// What the Go reader saw of the M a thread is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

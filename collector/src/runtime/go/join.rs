@@ -12,14 +12,12 @@ use parkscope_probes::{
     stacks::{Frame as SymbolFrame, Symbolizer},
 };
 
-use crate::{
-    error::Failure,
-    model::{
-        Frame, GoStatus, GoroutineView, NetpollMode, NetpollView, RuntimeKind, RuntimeView, StackId,
-        StackTable, SyscallClass, ThreadState, ThreadView,
-    },
-    roles::{BlockedCall, MEvidence, RoleEvidence, go_thread_role},
+use parkscope_model::{
+    Frame, GoStatus, GoroutineView, NetpollMode, NetpollView, RuntimeKind, RuntimeView, StackId, StackTable,
+    SyscallClass, ThreadState, ThreadView,
 };
+
+use super::roles::{BlockedCall, MEvidence, RoleEvidence, go_thread_role};
 
 /// Names addresses of the target: exact ones (function entries, a parked goroutine's saved pc)
 /// and return addresses, each looked up once however many goroutines share it.
@@ -206,7 +204,7 @@ pub fn join(
 }
 
 /// What the binary says of a Go process whose runtime was found, before any read.
-fn identity(go: &GoProcess) -> RuntimeView {
+pub fn identity(go: &GoProcess) -> RuntimeView {
     let layout = match &go.binary.layout.source {
         LayoutSource::Dwarf => "dwarf".to_owned(),
         LayoutSource::Table(r) => format!("table:{r}"),
@@ -227,8 +225,8 @@ fn identity(go: &GoProcess) -> RuntimeView {
 /// The runtime part of a view of a Go program whose runtime could not be read: attached but a
 /// read failed (`go` given), or not even attached (`go` None: what its build information says).
 /// The thread view stays whole; this says why there is nothing more.
-pub fn unreadable(pid: u32, failure: &Failure, go: Option<&GoProcess>) -> RuntimeView {
-    let hint = failure.hint.clone().unwrap_or_else(|| {
+pub fn unreadable(pid: u32, cause: &str, hint: Option<String>, go: Option<&GoProcess>) -> RuntimeView {
+    let hint = hint.unwrap_or_else(|| {
         "the threads above are complete; report the cause with `parkscope -v` output, or pass --no-go"
             .to_owned()
     });
@@ -249,7 +247,7 @@ pub fn unreadable(pid: u32, failure: &Failure, go: Option<&GoProcess>) -> Runtim
             }
         }
     };
-    RuntimeView { error: Some(failure.cause.clone()), hint: Some(hint), ..base }
+    RuntimeView { error: Some(cause.to_owned()), hint: Some(hint), ..base }
 }
 
 fn goroutine_view(

@@ -1,0 +1,114 @@
+//! The Go runtime as a [`RuntimeReader`]: memory reads of the runtime's goroutines and Ms
+//! (probes::go), joined with the threads (join.rs), each thread's role (roles.rs), the opt-in
+//! uprobes (uprobes.rs), and the runtime's own schedtrace lines (schedtrace.rs).
+
+pub mod join;
+pub mod roles;
+pub mod schedtrace;
+pub mod uprobes;
+
+use parkscope_model::RuntimeView;
+use parkscope_probes::{
+    go::{GoError, GoProcess, schedtrace_style},
+    kernel::{KernelProbes, monotonic_now_ns},
+};
+
+use super::{Detected, ReadContext, RuntimeRead, RuntimeReader, SchedTrace};
+use crate::error::CollectError;
+
+/// A Go process whose runtime was found and can be read.
+pub struct GoReader {
+    process: Box<GoProcess>,
+    /// CLOCK_MONOTONIC when the uprobes were attached, if they are.
+    uprobes_at_ns: Option<u64>,
+}
+
+impl GoReader {
+    /// Looks for a Go runtime in process `pid` (blocking: reads its binary).
+    pub fn detect(pid: u32) -> Detected {
+        match GoProcess::attach(pid) {
+            Ok(p) => {
+                tracing::info!(version = p.version(), layout = ?p.binary.layout.source, "Go runtime found");
+                Detected::Found(Box::new(GoReader { process: Box::new(p), uprobes_at_ns: None }))
+            }
+            Err(GoError::NotGo { .. }) => Detected::None,
+            Err(e) => {
+                let error = CollectError::Go(e);
+                let view = join::unreadable(pid, &error.to_string(), error.hint(), None);
+                Detected::Unreadable { view: Box::new(view), error }
+            }
+        }
+    }
+
+    /// The Go uprobes' slots and the kernel's counters as of now, when the uprobes are attached.
+    fn timing(&self, probes: Option<&KernelProbes>) -> Option<join::GoTiming> {
+        let attached_ns = self.uprobes_at_ns?;
+        let probes = probes?;
+        let states = probes
+            .go_states()
+            .map_err(|e| tracing::warn!("reading the Go uprobes' goroutine states: {e}"))
+            .ok()?;
+        let counters = probes.counters().ok()?;
+        Some(join::GoTiming { states, attached_ns, counters })
+    }
+}
+
+impl RuntimeReader for GoReader {
+    fn identity(&self) -> RuntimeView {
+        join::identity(&self.process)
+    }
+
+    fn unreadable(&self, err: &CollectError) -> RuntimeView {
+        join::unreadable(self.process.pid, &err.to_string(), err.hint(), Some(&self.process))
+    }
+
+    fn read(&mut self, cx: ReadContext<'_>) -> Result<RuntimeRead, CollectError> {
+        let rt = self.process.read(cx.stacks)?;
+        // The slots are read after the memory: a change in between shows as a status
+        // mismatch (not exact), never as a stale exact time.
+        let timing = self.timing(cx.probes);
+        let (goroutines, view) =
+            join::join(&self.process, &rt, cx.threads, cx.fds, cx.stacks, timing.as_ref(), cx.stack_table);
+        Ok(RuntimeRead {
+            goroutines,
+            view,
+            counters: timing.map(|t| t.counters),
+            transitions_counted: self.uprobes_at_ns.is_some(),
+        })
+    }
+
+    fn attach_uprobes(&mut self, probes: &mut KernelProbes) -> Result<(), CollectError> {
+        uprobes::attach(probes, &self.process, false, None)?;
+        self.uprobes_at_ns = Some(monotonic_now_ns());
+        Ok(())
+    }
+
+    fn schedtrace(&self, elapsed_ms: u64, detail: bool) -> Result<SchedTrace, CollectError> {
+        let rt = self.process.read(false)?;
+        let style = schedtrace_style(self.process.version());
+        Ok(SchedTrace {
+            runtime: "go",
+            elapsed_ms,
+            text: schedtrace::render(&self.process, &rt, elapsed_ms, style, detail),
+            counts: schedtrace::counts(&rt, style),
+        })
+    }
+}
+
+/// The remedy for a Go runtime that cannot be read, as the person at the terminal can apply it.
+pub fn hint(e: &GoError) -> Option<String> {
+    Some(match e {
+        GoError::Stripped { .. } => "this Go runtime's code is not laid out as parkscope expects; rebuild without -s (-ldflags=-w keeps the symbol table), or pass --no-go for the thread view only".to_owned(),
+        GoError::UnknownLayout { .. } => {
+            "build the target with DWARF (no -ldflags=-w), or pass --no-go for the thread view only".to_owned()
+        }
+        GoError::NotGo { .. } => "drop --goroutines to see the threads of a non-Go process".to_owned(),
+        GoError::NoSuchProcess(pid) | GoError::Exited(pid) => {
+            format!("check the pid (`ps -p {pid}`); the process may have exited")
+        }
+        GoError::NotPermitted { .. } => {
+            "run as root, or with CAP_SYS_PTRACE to read another process's memory".to_owned()
+        }
+        _ => return None,
+    })
+}

@@ -1,0 +1,100 @@
+//! Language runtimes read from outside the target, behind one trait: the observer asks a
+//! [`RuntimeReader`] for its tasks and for what each thread is for, and never looks at a
+//! runtime's own types. Go (memory reads of allgs/allm/allp/sched, optional uprobes) is the
+//! first reader; another runtime (tokio) is a sibling implementation, detected by [`detect`].
+
+pub mod go;
+
+use parkscope_model::{GoroutineView, RuntimeView, StackTable, ThreadView};
+use parkscope_probes::{
+    kernel::{KernelCounters, KernelProbes},
+    procfs::fds::FdTable,
+};
+
+use crate::error::CollectError;
+
+/// What a reader is given for one read, beside the target's memory.
+pub struct ReadContext<'a> {
+    /// The view's threads: the reader fills in each one's role and the task it runs.
+    pub threads: &'a mut [ThreadView],
+    /// The target's fd table, when the view describes fds.
+    pub fds: Option<&'a FdTable>,
+    /// Read and symbolise each task's stack into `stack_table`.
+    pub stacks: bool,
+    pub stack_table: &'a mut StackTable,
+    /// The kernel probes, when loaded (a reader's own uprobes keep their state there).
+    pub probes: Option<&'a KernelProbes>,
+}
+
+/// One read of a runtime.
+pub struct RuntimeRead {
+    /// The runtime's tasks (goroutines), in the model's form.
+    pub goroutines: Vec<GoroutineView>,
+    /// The runtime part of the view.
+    pub view: RuntimeView,
+    /// The kernel's counters when the reader read them after its own probe state (its
+    /// uprobes keep counting meanwhile), else None and the view's own read stands.
+    pub counters: Option<KernelCounters>,
+    /// The reader's uprobes count the runtime's transitions (`summary.go_transitions`).
+    pub transitions_counted: bool,
+}
+
+/// One interval of a runtime's own scheduler trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchedTrace {
+    /// The runtime's name (`go`).
+    pub runtime: &'static str,
+    /// Since the trace began, as the text's `SCHED <ms>ms` says.
+    pub elapsed_ms: u64,
+    /// The runtime's own text (Go: the lines GODEBUG=schedtrace prints), newline-terminated.
+    pub text: String,
+    /// The numbers of its SCHED line, named as the text names them, in the text's order.
+    pub counts: Vec<(&'static str, SchedValue)>,
+}
+
+/// A number of a SCHED line: one count, or one per scheduler queue (Go: per P).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchedValue {
+    Count(i64),
+    PerQueue(Vec<u64>),
+}
+
+/// A runtime found in a target. Only what a runtime implements is here: a reader for a runtime
+/// without uprobes or a schedtrace of its own says so with an error, not a stub.
+pub trait RuntimeReader: Send {
+    /// What the binary says of the runtime, before any read (kind, version, module, layout).
+    fn identity(&self) -> RuntimeView;
+
+    /// The runtime part of a view whose read failed with `err`: the identity plus the cause
+    /// and a hint. The thread view stays whole.
+    fn unreadable(&self, err: &CollectError) -> RuntimeView;
+
+    /// Reads the runtime's tasks and joins them with the threads (roles, the task each runs,
+    /// syscalls, fds). Blocking: target memory and symbolisation.
+    fn read(&mut self, cx: ReadContext<'_>) -> Result<RuntimeRead, CollectError>;
+
+    /// Attaches the runtime's opt-in uprobes (exact time in state) to loaded probes.
+    fn attach_uprobes(&mut self, probes: &mut KernelProbes) -> Result<(), CollectError>;
+
+    /// The runtime's own scheduler trace for this instant, in its own text format (Go: the
+    /// lines GODEBUG=schedtrace prints, `detail` adding scheddetail's).
+    fn schedtrace(&self, elapsed_ms: u64, detail: bool) -> Result<SchedTrace, CollectError>;
+}
+
+/// What looking for a runtime in the target found.
+pub enum Detected {
+    /// No runtime parkscope reads (a C program, say).
+    None,
+    Found(Box<dyn RuntimeReader>),
+    /// A runtime that cannot be read: every view carries `view` (why, with a hint) next to
+    /// the threads.
+    Unreadable {
+        view: Box<RuntimeView>,
+        error: CollectError,
+    },
+}
+
+/// Looks for each runtime parkscope reads in process `pid`. Blocking file work.
+pub fn detect(pid: u32) -> Detected {
+    go::GoReader::detect(pid)
+}
