@@ -108,11 +108,12 @@ struct KernelFacts {
 impl Observer {
     pub fn new(target: TargetProcess, probes: Option<KernelProbes>) -> Self {
         let long_call_threshold_ns = probes.as_ref().and_then(|p| p.config().block_event_min_ns);
+        let attached_at_ns = probes.as_ref().map_or_else(monotonic_now_ns, KernelProbes::attached_at_ns);
         Self {
             stacks: ThreadStacks::new(target.pid),
             target,
             probes,
-            attached_at_ns: monotonic_now_ns(),
+            attached_at_ns,
             long_calls: HashMap::new(),
             long_call_threshold_ns,
             go: GoTarget::NotLooked,
@@ -124,8 +125,8 @@ impl Observer {
     /// Attaches probes loaded after the observer was made; times count from now.
     pub fn set_probes(&mut self, probes: KernelProbes) {
         self.long_call_threshold_ns = probes.config().block_event_min_ns;
+        self.attached_at_ns = probes.attached_at_ns();
         self.probes = Some(probes);
-        self.attached_at_ns = monotonic_now_ns();
         self.asleep_at_attach = None;
     }
 

@@ -21,6 +21,8 @@
  *   spinner     busy loop on a volatile counter, no syscalls     -> (none, on CPU)
  *   late_read   raw nanosleep(2) for --late-ms (default 3000),
  *               then read(2) on its own idle pipe                -> nanosleep (35), then read (0)
+ *               SIGUSR1 sent to this thread (tgkill) ends the nanosleep early, so a test
+ *               can start the read when it chooses instead of racing a timer.
  *
  * Once every thread has started, main waits ~100 ms, then checks
  * /proc/self/task/<tid>/syscall until each thread is observed in the expected
@@ -366,9 +368,22 @@ NOINLINE void blocker_spinner(void)
         spin_counter++;
 }
 
+static volatile sig_atomic_t late_go; /* set by SIGUSR1: late_read reads now */
+
+static void on_late_go(int sig)
+{
+    (void)sig;
+    late_go = 1;
+}
+
 NOINLINE void blocker_late_read(int fd, long ms)
 {
-    sleep_ms_raw(ms); /* raw nanosleep(2) */
+    /* raw nanosleep(2), over early on SIGUSR1 */
+    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+    while (!late_go && syscall(SYS_nanosleep, &ts, &ts) != 0) {
+        if (errno != EINTR)
+            die("nanosleep");
+    }
     char b;
     for (;;) {
         ssize_t n = read(fd, &b, 1);
@@ -627,6 +642,9 @@ int main(int argc, char **argv)
     sa.sa_handler = on_term;
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0)
+        die("sigaction");
+    sa.sa_handler = on_late_go; /* no SA_RESTART: the nanosleep returns EINTR */
+    if (sigaction(SIGUSR1, &sa, NULL) != 0)
         die("sigaction");
     signal(SIGPIPE, SIG_IGN);
 

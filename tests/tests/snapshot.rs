@@ -1,17 +1,20 @@
 //! `parkscope snapshot` against a live `blocker`, checked against blocker's manifest and against
 //! /proc/PID/task/TID/{syscall,stat,comm} read by the test itself.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::{
+    collections::BTreeSet,
+    time::{Duration, Instant},
+};
 
 use parkscope_tests::{
-    Blocker, Role, TaskSyscall, parse_hex, read_task_comm, read_task_state, read_task_syscall, read_tids,
-    run_parkscope,
+    Blocker, LiveParkscope, Role, TaskSyscall, parse_hex, read_task_comm, read_task_state, read_task_syscall,
+    read_tids, run_parkscope,
 };
 use serde_json::Value;
 
 const WINDOW: Duration = Duration::from_secs(2);
-/// late_read's nanosleep before its read; short enough to end inside the window.
-const LATE_MS: u64 = 800;
+/// late_read's nanosleep before its read, unless the test starts the read first (SIGUSR1).
+const LATE_MS: u64 = 60_000;
 
 /// The roles that sit in a syscall, with the class the issue puts that syscall in.
 const BLOCKED_ROLES: [(&str, &str); 8] = [
@@ -145,26 +148,40 @@ fn check_role(view: &Value, b: &Blocker, role: &Role, class: &str, after: &[(u32
 
 #[test]
 fn json_snapshot_matches_the_manifest_and_proc() {
+    // late_read's exact time can only be known if its read begins after the probes are
+    // attached: a call that began before attach had no switch-out for the kernel to see and
+    // rightly gets a lower bound. Loading the probes takes a debug build on a busy machine
+    // longer than any fixed nanosleep short enough for the window, so the read is started
+    // (SIGUSR1 ends late_read's nanosleep) once parkscope says the probes are attached.
     let b = Blocker::start(&["--late-ms", &LATE_MS.to_string()]);
     let late = b.role("late_read");
-    // Precondition for the exact-time check: late_read has not reached its read yet.
-    let before = read_task_syscall(b.pid, late.tid);
-    assert!(
-        matches!(before, TaskSyscall::In { nr: 35, .. }),
-        "late_read should still be in nanosleep before attach, /proc says {before:?}"
+    let started = Instant::now();
+    let run = LiveParkscope::start_until(
+        &["snapshot", "-p", &b.pid.to_string(), "--window", "2s", "--json"],
+        "probes attached",
     );
-
-    let out = run_parkscope(&["snapshot", "-p", &b.pid.to_string(), "--window", "2s", "--json"]);
+    let at_attach = read_task_syscall(b.pid, late.tid);
+    assert!(
+        matches!(at_attach, TaskSyscall::In { nr: 35, .. }),
+        "late_read should still be in nanosleep once attached, /proc says {at_attach:?}"
+    );
+    let signalled = Instant::now();
+    // SAFETY: tgkill with the blocker's pid and its late_read thread; blocker handles SIGUSR1.
+    let sent = unsafe { libc::syscall(libc::SYS_tgkill, b.pid as i32, late.tid as i32, libc::SIGUSR1) };
+    assert_eq!(sent, 0, "tgkill: {}", std::io::Error::last_os_error());
+    let (code, stdout, log) = run.finish();
+    let elapsed = started.elapsed();
     let after = proc_syscalls(b.pid);
     let age = b.started.elapsed();
-    out.assert_code(0);
-    let view = out.json();
+    let since_signal = signalled.elapsed();
+    assert_eq!(code, 0, "parkscope failed:\n{log}");
+    let view: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("bad JSON ({e}):\n{stdout}"));
 
     assert_eq!(view["pid"].as_u64(), Some(u64::from(b.pid)));
     assert_eq!(view["target_exited"].as_bool(), Some(false));
     let window_ns = view["summary"]["window_ns"].as_u64().expect("window_ns");
     assert!(window_ns >= WINDOW.as_nanos() as u64, "window_ns {window_ns} shorter than --window 2s");
-    assert!(window_ns < out.elapsed.as_nanos() as u64, "window_ns {window_ns} longer than the whole run");
+    assert!(window_ns < elapsed.as_nanos() as u64, "window_ns {window_ns} longer than the whole run");
 
     // Same threads as /proc, and every thread in a syscall is in the one /proc names.
     let tids: BTreeSet<u32> = view["threads"]
@@ -194,8 +211,11 @@ fn json_snapshot_matches_the_manifest_and_proc() {
             assert_eq!(at_least, None, "late_read: blocked_at_least_ns with an exact time");
             assert!(ns >= 500_000_000, "late_read blocked_ns {ns} < 0.5 s");
             assert!(ns <= window_ns, "late_read blocked_ns {ns} > window {window_ns}");
-            let bound = age.saturating_sub(Duration::from_millis(LATE_MS)).as_nanos() as u64;
-            assert!(ns <= bound, "late_read blocked_ns {ns} > its possible maximum {bound}");
+            let bound = since_signal.as_nanos() as u64;
+            assert!(
+                ns <= bound,
+                "late_read blocked_ns {ns} > the {since_signal:?} since its read was started"
+            );
         } else {
             assert_eq!(exact, None, "{name}: blocked since before attach, yet an exact blocked_ns");
             let ns = at_least.unwrap_or_else(|| panic!("{name}: no blocked_at_least_ns:\n{c:#}"));

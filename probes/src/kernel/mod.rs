@@ -152,6 +152,8 @@ pub struct KernelProbes {
     stack_sample_ns: u64,
     /// CPU profiling: CPUs with a sampling event.
     cpus_sampled: usize,
+    /// CLOCK_MONOTONIC once every program was attached: the start of the window.
+    attached_at_ns: u64,
 }
 
 impl std::fmt::Debug for KernelProbes {
@@ -234,7 +236,7 @@ impl KernelProbes {
 
         fill_arg_kinds(&mut ebpf)?;
         let stack_sample_ns = if at_switch_out { 0 } else { sel.offcpu_sample_ns };
-        let mut probes = KernelProbes { ebpf, config, stack_sample_ns, cpus_sampled: 0 };
+        let mut probes = KernelProbes { ebpf, config, stack_sample_ns, cpus_sampled: 0, attached_at_ns: 0 };
         // Parsed once for every tp_btf program (a parse is most of attaching).
         let needs_btf = sel.syscalls || sel.switches || sel.blocks || sel.wakeups || sel.offcpu_profile;
         let btf = if needs_btf { Some(vmlinux_btf()?) } else { None };
@@ -257,7 +259,17 @@ impl KernelProbes {
         if sel.cpu_profile {
             probes.cpus_sampled = cpu_profile::attach_per_cpu(&mut probes.ebpf, sel.cpu_frequency_hz)?;
         }
+        probes.attached_at_ns = monotonic_now_ns();
         Ok(probes)
+    }
+
+    /// CLOCK_MONOTONIC (the clock of the programs' timestamps) right after every program was
+    /// attached. Whatever the programs saw begin happened after it, give or take the attach
+    /// of the programs after the first; a thread they never saw has not switched since, at
+    /// least. Taken here rather than by the caller: a call that begins between this return and
+    /// the caller's clock read would otherwise have an exact time longer than the window.
+    pub fn attached_at_ns(&self) -> u64 {
+        self.attached_at_ns
     }
 
     fn attach_btf(&mut self, name: &'static str, tp: &str, btf: &aya::Btf) -> Result<(), KernelError> {
