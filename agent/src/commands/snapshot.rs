@@ -51,6 +51,9 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
         };
         Some(attach(args.pid, selection, args.syscalls.then_some(LONG_CALL_NS)).await?)
     };
+    // The window counts from attach: reading the Go runtime and taking the seed view (a
+    // second or so for 10,000 threads with stacks) happen inside it, not before it.
+    let window_ends = Instant::now() + args.window;
     let mut observer = Observer::new(target, probes);
     if !args.no_go {
         let (found, obs) = blocking(move || (observer.attach_go(), observer)).await?;
@@ -96,7 +99,7 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
     let final_view = if args.window.is_zero() {
         seed
     } else {
-        match wait_window(&mut session, &mut observer, args.window).await {
+        match wait_window(&mut session, &mut observer, window_ends).await {
             Wake::Deadline => {}
             Wake::Interrupted => {
                 tracing::warn!("interrupted: taking the view now, window cut short");
@@ -138,8 +141,7 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
 }
 
 /// Waits out the window while draining the long-call stream into the observer.
-async fn wait_window(session: &mut Session, observer: &mut Observer, window: Duration) -> Wake {
-    let deadline = Instant::now() + window;
+async fn wait_window(session: &mut Session, observer: &mut Observer, deadline: Instant) -> Wake {
     let mut events = observer.take_block_events();
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
