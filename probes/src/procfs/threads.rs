@@ -241,12 +241,9 @@ impl TaskFiles {
     /// The file's text (bytes that are not UTF-8 make it a parse error of that file).
     fn read(&mut self, tid: u32, file: &str) -> Result<&str, ProcError> {
         use std::fmt::Write as _;
-        use std::io::Read as _;
         self.path.clear();
         let _ = write!(self.path, "/proc/{}/task/{tid}/{file}", self.pid);
-        self.buf.clear();
-        let read = std::fs::File::open(&self.path).and_then(|mut f| f.read_to_end(&mut self.buf));
-        if let Err(e) = read {
+        if let Err(e) = std::fs::File::open(&self.path).and_then(|f| read_all(f, &mut self.buf)) {
             return Err(io_error(self.pid, Path::new(&self.path), e));
         }
         std::str::from_utf8(&self.buf).map_err(|_| parse_error(Path::new(&self.path), "not UTF-8".to_owned()))
@@ -255,6 +252,37 @@ impl TaskFiles {
     fn stat(&mut self, tid: u32) -> Result<StatFields, ProcError> {
         let text = self.read(tid, "stat")?;
         StatFields::parse(text).map_err(|what| parse_error(self.path(), what))
+    }
+}
+
+/// Reads `file` to its end into `buf` (cleared first). Plain reads: `Read::read_to_end` first
+/// asks the file its size (statx, lseek), two more syscalls per file, and a /proc file has
+/// none to give. Bounded: /proc files of a task are a few KiB; 1 MiB is an error.
+fn read_all(mut file: std::fs::File, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    use std::io::Read as _;
+    const MAX: usize = 1 << 20;
+    buf.clear();
+    loop {
+        if buf.len() == buf.capacity() {
+            if buf.len() >= MAX {
+                return Err(std::io::Error::other("longer than 1 MiB"));
+            }
+            buf.reserve(4096);
+        }
+        let len = buf.len();
+        buf.resize(buf.capacity(), 0);
+        match file.read(&mut buf[len..]) {
+            Ok(0) => {
+                buf.truncate(len);
+                return Ok(());
+            }
+            Ok(n) => buf.truncate(len + n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(len),
+            Err(e) => {
+                buf.truncate(len);
+                return Err(e);
+            }
+        }
     }
 }
 
@@ -327,37 +355,19 @@ fn sample(pid: u32, tids: &[u32]) -> Result<Vec<ThreadSample>, ProcError> {
     Ok(samples)
 }
 
-/// One thread: its stat alone when it is not blocked (no syscall, wchan or off-CPU time to
-/// report); for a blocked one sched, stat again, status, syscall and wchan.
+/// One thread: sched, stat, status, syscall and wchan; only sched and stat for a running one.
+/// Running (or runnable) threads are at most a few per CPU, so reading sched before knowing
+/// costs little, and a blocked thread needs no stat read beyond the one between sched and
+/// status.
 fn sample_one(
     files: &mut TaskFiles,
     tid: u32,
     clocks: &std::collections::HashMap<u32, u64>,
 ) -> Result<ThreadSample, ProcError> {
-    let first = files.stat(tid)?;
-    let runnable = |stat: StatFields| ThreadSample {
-        tid,
-        name: stat.comm,
-        state: stat.state,
-        syscall: SyscallSite::Running,
-        wchan: None,
-        off_cpu_ns: None,
-        voluntary_switches: None,
-        involuntary_switches: None,
-        cpu: stat.cpu,
-    };
-    // /proc/TID/syscall of a thread that is not running makes the kernel wait until it is off
-    // CPU in that state (wait_task_inactive), which for a thread that flips between running
-    // and sleeping hundreds of thousands of times a second can take as long as it keeps doing
-    // so. A thread stat shows running has no syscall to report anyway: skip the read.
-    if first.state == ProcState::Running {
-        return Ok(runnable(first));
-    }
-
     // Order matters: sched, then stat, then status. If the switch count in sched equals the
     // one in status, the thread did not switch in between, so the state read from stat held
     // when its exec_start was read.
-    let sched = if first.state.is_blocked() && rq_clock::sched_file_available() {
+    let sched = if rq_clock::sched_file_available() {
         let text = files.read(tid, "sched")?;
         // The sched file is a debugging interface whose layout has changed across kernels; if
         // it stops parsing, the thread is still worth reporting, without off-CPU time.
@@ -367,11 +377,26 @@ fn sample_one(
     } else {
         None
     };
-    let stat = if sched.is_some() { files.stat(tid)? } else { first };
+    let stat = files.stat(tid)?;
+    // /proc/TID/syscall of a thread that is not running makes the kernel wait until it is off
+    // CPU in that state (wait_task_inactive), which for a thread that flips between running
+    // and sleeping hundreds of thousands of times a second can take as long as it keeps doing
+    // so. A thread stat shows running has no syscall to report anyway: skip the read (and
+    // the others: it has no off-CPU time or wchan either).
     if stat.state == ProcState::Running {
-        return Ok(runnable(stat));
+        return Ok(ThreadSample {
+            tid,
+            name: stat.comm,
+            state: stat.state,
+            syscall: SyscallSite::Running,
+            wchan: None,
+            off_cpu_ns: None,
+            voluntary_switches: None,
+            involuntary_switches: None,
+            cpu: stat.cpu,
+        });
     }
-    let switches = if sched.is_some() {
+    let switches = if sched.is_some() && stat.state.is_blocked() {
         let text = files.read(tid, "status")?;
         Some(parse_status_switches(text).map_err(|what| parse_error(files.path(), what))?)
     } else {
@@ -522,7 +547,10 @@ mod tests {
             Ok(StatFields { comm: "a (b) c".into(), state: ProcState::Sleeping, cpu: Some(3) })
         );
         // Cut before field 39: no CPU, still a state.
-        assert_eq!(StatFields::parse("1 (x) R 0 1").map(|s| (s.state, s.cpu)), Ok((ProcState::Running, None)));
+        assert_eq!(
+            StatFields::parse("1 (x) R 0 1").map(|s| (s.state, s.cpu)),
+            Ok((ProcState::Running, None))
+        );
         for bad in ["", "1 x) S", "1 (x S", "1 )x( S", "1 (x)"] {
             assert!(StatFields::parse(bad).is_err(), "accepted {bad:?}");
         }
