@@ -5,5 +5,6 @@
 
 pub mod go;
 pub mod kernel;
+pub mod memory;
 pub mod procfs;
 pub mod stacks;
