@@ -246,6 +246,10 @@ struct Run<'a> {
     long_calls: Option<BlockEventStream>,
     /// Yielding the runtime's own schedtrace text rather than snapshots.
     runtime_lines: bool,
+    /// When the probes were attached: a window counts from here, so that reading the
+    /// runtime and taking the seed view (a second or so for 10,000 threads with stacks)
+    /// happen inside it, not before it.
+    attached: Option<Instant>,
 }
 
 impl<'a> Run<'a> {
@@ -270,6 +274,7 @@ impl<'a> Run<'a> {
             exit,
             long_calls: None,
             runtime_lines: false,
+            attached: None,
         };
         // Probes first, so that calls begun while the runtime is looked for (its DWARF takes
         // a while) are seen; but not for the runtime's own schedtrace, which needs none.
@@ -315,6 +320,7 @@ impl<'a> Run<'a> {
         let probes = KernelProbes::load(self.config.ebpf_object, config)?;
         tracing::info!(pid = self.config.pid, selection = ?plan.selection, "probes attached");
         self.observer.set_probes(probes);
+        self.attached = Some(Instant::now());
         self.long_calls = self.observer.take_block_events();
         Ok(())
     }
@@ -398,7 +404,7 @@ impl<'a> Run<'a> {
         {
             return;
         }
-        match self.wait(started + window).await {
+        match self.wait(self.attached.unwrap_or(started) + window).await {
             Woken::Stop => return,
             // The target's exit is confirmed by the view failing (an exited thread group).
             Woken::Deadline | Woken::Finish | Woken::TargetExited => {}

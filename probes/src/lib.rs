@@ -6,5 +6,6 @@
 pub mod errno;
 pub mod go;
 pub mod kernel;
+pub mod memory;
 pub mod procfs;
 pub mod stacks;

@@ -1,7 +1,8 @@
-//! Reads of a live Go process's memory with process_vm_readv, in batches: reading 100,000
-//! goroutines one pread at a time would cost a syscall each, while one process_vm_readv takes
-//! up to 1024 ranges. Nothing is stopped, so every read may race with the runtime; addresses are
-//! checked against the readable mappings first, and a failed range is "unknown", never data.
+//! Reads of a live Go process's memory in batches, through the crate's one target-memory reader
+//! (`crate::memory`: process_vm_readv, up to 1024 ranges a call; reading 100,000 goroutines one
+//! pread at a time would cost a syscall each). Nothing is stopped, so every read may race with
+//! the runtime; addresses are checked against the readable mappings first, and a failed range
+//! is "unknown", never data.
 //!
 //! The mappings can be kept from one read to the next ([`Memory::reuse`]): /proc/PID/maps was
 //! the largest single cost of a profile's periodic goroutine reads (38% of the agent's CPU on
@@ -15,16 +16,13 @@
 use std::{
     cell::{Cell, RefCell},
     collections::HashSet,
-    io,
     ops::Range,
 };
 
+use crate::memory::{Refused, TargetMemory};
 use crate::stacks::maps;
 
 use super::GoError;
-
-/// The kernel's limit on ranges per process_vm_readv call (UIO_MAXIOV).
-const MAX_IOV: usize = 1024;
 
 /// Reads of a target's address space. [`Memory`] reads a live process; the fuzz harness
 /// (`super::fuzz`) reads a hostile in-memory image through the same walks.
@@ -136,59 +134,10 @@ impl Memory {
                 false
             }
         });
-        let mut start = 0;
-        while start < pending.len() {
-            let batch = &pending[start..(start + MAX_IOV).min(pending.len())];
-            let local: Vec<libc::iovec> = batch
-                .iter()
-                .map(|&i| libc::iovec { iov_base: reqs[i].1.as_mut_ptr().cast(), iov_len: reqs[i].1.len() })
-                .collect();
-            let remote: Vec<libc::iovec> = batch
-                .iter()
-                .map(|&i| libc::iovec {
-                    iov_base: reqs[i].0 as usize as *mut libc::c_void,
-                    iov_len: reqs[i].1.len(),
-                })
-                .collect();
-            // SAFETY: every local iovec points into a live, exclusively borrowed buffer of the
-            // stated length; the remote ones are only addresses in the other process.
-            let n = unsafe {
-                libc::process_vm_readv(
-                    self.pid as libc::pid_t,
-                    local.as_ptr(),
-                    local.len() as libc::c_ulong,
-                    remote.as_ptr(),
-                    remote.len() as libc::c_ulong,
-                    0,
-                )
-            };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                match e.raw_os_error() {
-                    Some(libc::ESRCH) => return Err(GoError::Exited(self.pid)),
-                    Some(libc::EPERM) => return Err(GoError::NotPermitted { pid: self.pid }),
-                    // EFAULT on the first range: it was unmapped since we read the maps. Skip it.
-                    _ => {
-                        start += 1;
-                        continue;
-                    }
-                }
-            }
-            // Transfers stop at the first range that faults, and complete whole ranges before it
-            // (a partial range counts as failed).
-            let mut left = n as usize;
-            let mut done = 0;
-            for &i in batch {
-                let len = reqs[i].1.len();
-                if left < len {
-                    break;
-                }
-                left -= len;
-                ok[i] = true;
-                done += 1;
-            }
-            // Skip the range that stopped the transfer, if any, and carry on after it.
-            start += if done < batch.len() { done + 1 } else { done };
+        match TargetMemory::new(self.pid).read_ranges(reqs, &pending, &mut ok) {
+            Ok(()) => {}
+            Err(Refused::Exited) => return Err(GoError::Exited(self.pid)),
+            Err(Refused::NotPermitted) => return Err(GoError::NotPermitted { pid: self.pid }),
         }
         Ok(ok)
     }

@@ -91,6 +91,21 @@ pub(crate) fn capture(cpus: &BTreeSet<u32>) -> HashMap<u32, u64> {
     }
 }
 
+/// The CPUs this process may run on (its affinity mask): where [`capture`] can read a clock.
+pub(crate) fn allowed_cpus() -> BTreeSet<u32> {
+    // SAFETY: an all-zero cpu_set_t is a valid empty set; sched_getaffinity fills at most its size.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if rc != 0 {
+        return BTreeSet::new();
+    }
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: index below CPU_SETSIZE, set initialised above.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .filter_map(|cpu| u32::try_from(cpu).ok())
+        .collect()
+}
+
 /// Moves the calling thread to `cpu` and reads its own `se.exec_start` there.
 fn clock_on(cpu: u32) -> Option<u64> {
     let index = usize::try_from(cpu).ok()?;

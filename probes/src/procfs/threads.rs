@@ -5,10 +5,10 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use ::procfs::process::{Process, Stat};
+use ::procfs::process::Process;
 
 use super::rq_clock::{self, SchedFields};
-use super::{ProcError, pid_exists, procfs_error, read_text};
+use super::{ProcError, io_error, pid_exists, procfs_error};
 
 /// A thread's scheduler state, the letter in /proc/PID/task/TID/stat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -161,8 +161,10 @@ pub struct ThreadSample {
     /// `None` when the thread is not blocked, when the kernel has no /proc/PID/sched, when it
     /// switched while being read, or when we may not run on its CPU (see `rq_clock`).
     pub off_cpu_ns: Option<u64>,
-    pub voluntary_switches: u64,
-    pub involuntary_switches: u64,
+    /// Context switches from /proc/.../status, read only for blocked threads (the consistency
+    /// check of `off_cpu_ns` needs them): `None` for the others.
+    pub voluntary_switches: Option<u64>,
+    pub involuntary_switches: Option<u64>,
     /// The CPU the thread last ran on (stat field 39).
     pub cpu: Option<u32>,
 }
@@ -181,7 +183,7 @@ pub fn read_threads(pid: u32) -> Result<Vec<ThreadSample>, ProcError> {
             Err(e) => return Err(procfs_error(pid, &task_dir, e)),
         }
     }
-    let samples = sample(pid, &process, &tids)?;
+    let samples = sample(pid, &tids)?;
     if samples.is_empty() {
         // A live process always has a thread; none readable means it is gone.
         return Err(ProcError::Exited(pid));
@@ -195,13 +197,14 @@ pub fn read_threads(pid: u32) -> Result<Vec<ThreadSample>, ProcError> {
 /// are wanted), not for every thread on every view. Best effort: empty if unreadable (it needs
 /// CAP_SYS_ADMIN and ptrace access) or if the thread is gone.
 pub fn read_kernel_stack(pid: u32, tid: u32) -> Vec<String> {
-    read_text(pid, &task_path(pid, tid, "stack")).map(|t| parse_stack(&t)).unwrap_or_default()
+    let mut files = TaskFiles::new(pid);
+    files.read(tid, "stack").map(parse_stack).unwrap_or_default()
 }
 
 /// Samples one thread of `pid`.
 pub fn read_thread(pid: u32, tid: u32) -> Result<ThreadSample, ProcError> {
-    let process = open_process(pid)?;
-    match sample(pid, &process, &[tid])?.pop() {
+    open_process(pid)?;
+    match sample(pid, &[tid])?.pop() {
         Some(sample) => Ok(sample),
         None if pid_exists(pid) => Err(ProcError::NoSuchProcess(tid)),
         None => Err(ProcError::Exited(pid)),
@@ -216,25 +219,134 @@ fn open_process(pid: u32) -> Result<Process, ProcError> {
     })
 }
 
-/// Samples `tids`, leaving out those that vanish.
-fn sample(pid: u32, process: &Process, tids: &[u32]) -> Result<Vec<ThreadSample>, ProcError> {
-    // Where are the blocked threads? The reference clocks must be read before the threads'
-    // own stamps (see `ThreadSample::off_cpu_ns`), so this takes a first look at their stats.
-    let mut blocked_cpus = BTreeSet::new();
-    if rq_clock::sched_file_available() {
-        for &tid in tids {
-            if let Ok(stat) = read_stat(pid, process, tid)
-                && ProcState::from_char(stat.state).is_blocked()
-            {
-                blocked_cpus.extend(stat.processor.and_then(|c| u32::try_from(c).ok()));
+/// Reads /proc/PID/task/TID/FILE into one buffer reused for every file and thread. This is
+/// the per-thread hot path of a view (10,000 threads: tens of thousands of reads), so it does
+/// one open and read per file and parses only the fields used, in place: no per-file path
+/// buffer, String or parsed struct of every field.
+struct TaskFiles {
+    pid: u32,
+    path: String,
+    buf: Vec<u8>,
+}
+
+impl TaskFiles {
+    fn new(pid: u32) -> TaskFiles {
+        TaskFiles { pid, path: String::with_capacity(64), buf: Vec::with_capacity(4096) }
+    }
+
+    fn path(&self) -> &Path {
+        Path::new(&self.path)
+    }
+
+    /// The file's text (bytes that are not UTF-8 make it a parse error of that file).
+    fn read(&mut self, tid: u32, file: &str) -> Result<&str, ProcError> {
+        use std::fmt::Write as _;
+        self.path.clear();
+        let _ = write!(self.path, "/proc/{}/task/{tid}/{file}", self.pid);
+        if let Err(e) = std::fs::File::open(&self.path).and_then(|f| read_all(f, &mut self.buf)) {
+            return Err(io_error(self.pid, Path::new(&self.path), e));
+        }
+        std::str::from_utf8(&self.buf).map_err(|_| parse_error(Path::new(&self.path), "not UTF-8".to_owned()))
+    }
+
+    fn stat(&mut self, tid: u32) -> Result<StatFields, ProcError> {
+        let text = self.read(tid, "stat")?;
+        StatFields::parse(text).map_err(|what| parse_error(self.path(), what))
+    }
+}
+
+/// Reads `file` to its end into `buf` (cleared first). Plain reads: `Read::read_to_end` first
+/// asks the file its size (statx, lseek), two more syscalls per file, and a /proc file has
+/// none to give. Bounded: /proc files of a task are a few KiB; 1 MiB is an error.
+fn read_all(mut file: std::fs::File, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    use std::io::Read as _;
+    const MAX: usize = 1 << 20;
+    buf.clear();
+    loop {
+        if buf.len() == buf.capacity() {
+            if buf.len() >= MAX {
+                return Err(std::io::Error::other("longer than 1 MiB"));
+            }
+            buf.reserve(4096);
+        }
+        let len = buf.len();
+        buf.resize(buf.capacity(), 0);
+        match file.read(&mut buf[len..]) {
+            Ok(0) => {
+                buf.truncate(len);
+                return Ok(());
+            }
+            Ok(n) => buf.truncate(len + n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(len),
+            Err(e) => {
+                buf.truncate(len);
+                return Err(e);
             }
         }
     }
-    let clocks = rq_clock::capture(&blocked_cpus);
+}
+
+/// The fields of /proc/PID/task/TID/stat a sample uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct StatFields {
+    comm: String,
+    state: ProcState,
+    /// Field 39: the CPU the thread last ran on.
+    cpu: Option<u32>,
+}
+
+impl StatFields {
+    /// `TID (COMM) STATE ...`: the comm may hold spaces and parentheses, so it ends at the
+    /// last `)`; the fields after it are counted from the state (field 3).
+    fn parse(text: &str) -> Result<StatFields, String> {
+        let open = text.find('(').ok_or("no '(' before the comm")?;
+        let close = text.rfind(')').filter(|&c| c > open).ok_or("no ')' after the comm")?;
+        let comm = text[open + 1..close].to_owned();
+        let mut rest = text[close + 1..].split_ascii_whitespace();
+        let state = rest.next().and_then(|s| s.chars().next()).ok_or("no state after the comm")?;
+        // Field 39 is the 37th after the state (fields 4..=39).
+        let cpu = rest.nth(35).and_then(|c| c.parse::<u32>().ok());
+        Ok(StatFields { comm, state: ProcState::from_char(state), cpu })
+    }
+}
+
+/// (voluntary, involuntary) context switches from /proc/PID/task/TID/status.
+fn parse_status_switches(text: &str) -> Result<(u64, u64), String> {
+    let field = |key: &str| {
+        let line = text.lines().find_map(|l| l.strip_prefix(key)).ok_or_else(|| format!("no {key} line"))?;
+        line.trim().parse::<u64>().map_err(|_| format!("bad {key} {:?}", line.trim()))
+    };
+    Ok((field("voluntary_ctxt_switches:")?, field("nonvoluntary_ctxt_switches:")?))
+}
+
+/// Samples `tids`, leaving out those that vanish.
+fn sample(pid: u32, tids: &[u32]) -> Result<Vec<ThreadSample>, ProcError> {
+    let mut files = TaskFiles::new(pid);
+    // The reference clocks must be read before the threads' own stamps (see
+    // `ThreadSample::off_cpu_ns`). With more threads than CPUs, every CPU we may run on is
+    // cheaper than a first look at every thread's stat to find where the blocked ones are.
+    let clocks = if !rq_clock::sched_file_available() {
+        std::collections::HashMap::new()
+    } else {
+        let allowed = rq_clock::allowed_cpus();
+        if tids.len() >= allowed.len() {
+            rq_clock::capture(&allowed)
+        } else {
+            let mut blocked_cpus = BTreeSet::new();
+            for &tid in tids {
+                if let Ok(stat) = files.stat(tid)
+                    && stat.state.is_blocked()
+                {
+                    blocked_cpus.extend(stat.cpu);
+                }
+            }
+            rq_clock::capture(&blocked_cpus)
+        }
+    };
 
     let mut samples = Vec::with_capacity(tids.len());
     for &tid in tids {
-        match sample_one(pid, process, tid, &clocks) {
+        match sample_one(&mut files, tid, &clocks) {
             Ok(sample) => samples.push(sample),
             Err(ProcError::Exited(_)) => {}
             Err(e) => return Err(e),
@@ -243,63 +355,66 @@ fn sample(pid: u32, process: &Process, tids: &[u32]) -> Result<Vec<ThreadSample>
     Ok(samples)
 }
 
-fn task_path(pid: u32, tid: u32, file: &str) -> PathBuf {
-    PathBuf::from(format!("/proc/{pid}/task/{tid}/{file}"))
-}
-
-fn read_stat(pid: u32, process: &Process, tid: u32) -> Result<Stat, ProcError> {
-    let path = task_path(pid, tid, "stat");
-    let raw = i32::try_from(tid).map_err(|_| ProcError::Exited(pid))?;
-    process.task_from_tid(raw).and_then(|task| task.stat()).map_err(|e| procfs_error(pid, &path, e))
-}
-
+/// One thread: sched, stat, status, syscall and wchan; only sched and stat for a running one.
+/// Running (or runnable) threads are at most a few per CPU, so reading sched before knowing
+/// costs little, and a blocked thread needs no stat read beyond the one between sched and
+/// status.
 fn sample_one(
-    pid: u32,
-    process: &Process,
+    files: &mut TaskFiles,
     tid: u32,
     clocks: &std::collections::HashMap<u32, u64>,
 ) -> Result<ThreadSample, ProcError> {
-    let raw_tid = i32::try_from(tid).map_err(|_| ProcError::Exited(pid))?;
-    let task = process.task_from_tid(raw_tid).map_err(|e| procfs_error(pid, &task_path(pid, tid, ""), e))?;
-
     // Order matters: sched, then stat, then status. If the switch count in sched equals the
     // one in status, the thread did not switch in between, so the state read from stat held
     // when its exec_start was read.
     let sched = if rq_clock::sched_file_available() {
-        let path = task_path(pid, tid, "sched");
-        let text = read_text(pid, &path)?;
+        let text = files.read(tid, "sched")?;
         // The sched file is a debugging interface whose layout has changed across kernels; if
         // it stops parsing, the thread is still worth reporting, without off-CPU time.
-        rq_clock::parse_sched(&text)
-            .inspect_err(|what| tracing::debug!("cannot parse {}: {what}", path.display()))
+        rq_clock::parse_sched(text)
+            .inspect_err(|what| tracing::debug!("cannot parse {}: {what}", files.path().display()))
             .ok()
     } else {
         None
     };
-    let stat = task.stat().map_err(|e| procfs_error(pid, &task_path(pid, tid, "stat"), e))?;
-    let status = task.status().map_err(|e| procfs_error(pid, &task_path(pid, tid, "status"), e))?;
-
+    let stat = files.stat(tid)?;
     // /proc/TID/syscall of a thread that is not running makes the kernel wait until it is off
     // CPU in that state (wait_task_inactive), which for a thread that flips between running
     // and sleeping hundreds of thousands of times a second can take as long as it keeps doing
-    // so. A thread stat shows running has no syscall to report anyway: skip the read.
-    let syscall = if ProcState::from_char(stat.state) == ProcState::Running {
-        SyscallSite::Running
+    // so. A thread stat shows running has no syscall to report anyway: skip the read (and
+    // the others: it has no off-CPU time or wchan either).
+    if stat.state == ProcState::Running {
+        return Ok(ThreadSample {
+            tid,
+            name: stat.comm,
+            state: stat.state,
+            syscall: SyscallSite::Running,
+            wchan: None,
+            off_cpu_ns: None,
+            voluntary_switches: None,
+            involuntary_switches: None,
+            cpu: stat.cpu,
+        });
+    }
+    let switches = if sched.is_some() && stat.state.is_blocked() {
+        let text = files.read(tid, "status")?;
+        Some(parse_status_switches(text).map_err(|what| parse_error(files.path(), what))?)
     } else {
-        let syscall_path = task_path(pid, tid, "syscall");
-        SyscallSite::parse(&read_text(pid, &syscall_path)?)
-            .map_err(|what| parse_error(&syscall_path, what))?
+        None
+    };
+
+    let syscall = {
+        let text = files.read(tid, "syscall")?;
+        SyscallSite::parse(text).map_err(|what| parse_error(files.path(), what))?
     };
 
     // wchan is best effort: it hides behind a ptrace-read check, and a thread stays worth
     // reporting without it.
-    let wchan = read_text(pid, &task_path(pid, tid, "wchan")).ok().and_then(|t| parse_wchan(&t));
+    let wchan = files.read(tid, "wchan").ok().and_then(parse_wchan);
 
-    let state = ProcState::from_char(stat.state);
-    let cpu = stat.processor.and_then(|c| u32::try_from(c).ok());
-    let voluntary = status.voluntary_ctxt_switches.unwrap_or(0);
-    let involuntary = status.nonvoluntary_ctxt_switches.unwrap_or(0);
-    let off_cpu_ns = off_cpu(state, cpu, sched, voluntary + involuntary, clocks);
+    let state = stat.state;
+    let cpu = stat.cpu;
+    let off_cpu_ns = switches.and_then(|(v, i)| off_cpu(state, cpu, sched, v + i, clocks));
 
     Ok(ThreadSample {
         tid,
@@ -308,8 +423,8 @@ fn sample_one(
         syscall,
         wchan,
         off_cpu_ns,
-        voluntary_switches: voluntary,
-        involuntary_switches: involuntary,
+        voluntary_switches: switches.map(|(v, _)| v),
+        involuntary_switches: switches.map(|(_, i)| i),
         cpu,
     })
 }
@@ -417,6 +532,41 @@ mod tests {
         ] {
             assert!(SyscallSite::parse(bad).is_err(), "accepted {bad:?}");
         }
+    }
+
+    #[test]
+    fn parses_stat_fields() {
+        // A comm with spaces and parentheses; field 39 (processor) is 3.
+        let mut text = String::from("4242 (a (b) c) S 1");
+        for field in 5..=38 {
+            text.push_str(&format!(" {field}"));
+        }
+        text.push_str(" 3 0 0 0 0\n");
+        assert_eq!(
+            StatFields::parse(&text),
+            Ok(StatFields { comm: "a (b) c".into(), state: ProcState::Sleeping, cpu: Some(3) })
+        );
+        // Cut before field 39: no CPU, still a state.
+        assert_eq!(
+            StatFields::parse("1 (x) R 0 1").map(|s| (s.state, s.cpu)),
+            Ok((ProcState::Running, None))
+        );
+        for bad in ["", "1 x) S", "1 (x S", "1 )x( S", "1 (x)"] {
+            assert!(StatFields::parse(bad).is_err(), "accepted {bad:?}");
+        }
+        // The real thing: this thread's own stat.
+        let own = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let parsed = StatFields::parse(&own).unwrap();
+        assert_eq!(parsed.state, ProcState::Running);
+        assert!(parsed.cpu.is_some(), "no CPU in {own:?}");
+    }
+
+    #[test]
+    fn parses_status_switches() {
+        let text = "Name:\tx\nvoluntary_ctxt_switches:\t12\nnonvoluntary_ctxt_switches:\t3\n";
+        assert_eq!(parse_status_switches(text), Ok((12, 3)));
+        assert!(parse_status_switches("voluntary_ctxt_switches:\t12\n").is_err());
+        assert!(parse_status_switches("voluntary_ctxt_switches: x\nnonvoluntary_ctxt_switches: 1").is_err());
     }
 
     #[test]
@@ -531,7 +681,7 @@ mod tests {
             kernel_stack.iter().any(|f| f.contains("pipe_read")),
             "kernel stack without pipe_read: {kernel_stack:?}"
         );
-        assert!(sample.voluntary_switches >= 1);
+        assert!(sample.voluntary_switches >= Some(1));
         assert!(sample.cpu.is_some());
 
         // A lower bound of the time blocked: never more than the time since the thread was

@@ -1,32 +1,33 @@
-//! Reads of the target's memory through /proc/PID/mem: the thread keeps running (no ptrace
-//! stop), so every read may fail or race, and callers treat failure as "unknown", never as data.
+//! The unwinder's reads of the target's memory, through the crate's one target-memory reader
+//! (`crate::memory`): the thread keeps running (no ptrace stop), so every read may fail or
+//! race, and callers treat failure as "unknown", never as data. Reads are cached per page.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io;
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
 
 use super::StackError;
+use crate::memory::TargetMemory;
 
 const PAGE: u64 = 4096;
 
-/// An open handle on the target's address space.
+/// The target's address space, for the unwinder.
 pub(crate) struct RemoteMemory {
-    file: File,
+    mem: TargetMemory,
 }
 
 impl RemoteMemory {
+    /// Checks up front that we may read the process (opening /proc/PID/mem makes the same
+    /// ptrace-attach access check as process_vm_readv), so that a refusal is one clear error
+    /// rather than every stack silently empty.
     pub fn open(pid: u32) -> Result<Self, StackError> {
         let path = format!("/proc/{pid}/mem");
-        // pread on /proc/PID/mem needs the same access check as PTRACE_MODE_ATTACH but, unlike
-        // ptrace, never stops the target: exactly the "observe a live process" contract.
-        let file = File::open(&path).map_err(|source| StackError::from_proc_io(pid, &path, source))?;
-        Ok(Self { file })
+        std::fs::File::open(&path).map_err(|source| StackError::from_proc_io(pid, &path, source))?;
+        Ok(Self { mem: TargetMemory::new(pid) })
     }
 
     pub fn read_exact(&self, addr: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.file.read_exact_at(buf, addr)
+        self.mem.read_exact(addr, buf)
     }
 
     /// Reads one page; `None` if it is unmapped or unreadable right now.
