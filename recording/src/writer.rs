@@ -59,6 +59,11 @@ impl<W: Write> Writer<W> {
         Ok(self.out)
     }
 
+    /// The output without an end chunk: what a killed recorder leaves.
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+
     /// Bytes written so far.
     pub fn bytes(&self) -> u64 {
         self.bytes
