@@ -21,8 +21,8 @@ pub struct Header {
     pub comm: String,
     /// The target's executable (/proc/PID/exe) when readable.
     pub exe: Option<String>,
-    /// The Go build id of the executable, for Go targets.
-    pub go_build_id: Option<String>,
+    /// The executable's build id: its GNU build id (hex), else its Go build id.
+    pub build_id: Option<String>,
     /// The language runtime found at the start, and its version (e.g. "go1.27.3").
     pub runtime: Option<RuntimeKind>,
     pub runtime_version: Option<String>,

@@ -106,7 +106,7 @@ fn header() -> Header {
         pid: 42,
         comm: "demo".into(),
         exe: Some("/bin/x".into()),
-        go_build_id: None,
+        build_id: None,
         runtime: Some(RuntimeKind::Go),
         runtime_version: Some("go1.27.3".into()),
         interval_ns: SEC,

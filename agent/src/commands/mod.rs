@@ -1,5 +1,7 @@
 //! One module per subcommand; each returns the exit code it ended with or a [`Failure`].
 pub mod profile;
+pub mod record;
+pub mod replay;
 pub mod schedtrace;
 pub mod snapshot;
 
