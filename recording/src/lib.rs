@@ -9,6 +9,7 @@
 
 pub mod chunk;
 pub mod delta;
+pub mod fuzz;
 pub mod header;
 pub mod reader;
 pub mod writer;
