@@ -132,12 +132,19 @@ fn read_full(src: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 /// Reads and checks the file header; returns the format version.
 pub fn read_file_header(src: &mut impl Read) -> Result<u32, ReadError> {
     let mut h = [0u8; FILE_HEADER_LEN];
-    let got = read_full(src, &mut h).map_err(|e| ReadError::new(0, format!("reading the file header: {e}")))?;
+    let got =
+        read_full(src, &mut h).map_err(|e| ReadError::new(0, format!("reading the file header: {e}")))?;
     if got < MAGIC.len() || h[..8] != MAGIC {
-        return Err(ReadError::new(0, "expected a parkscope recording (magic \\x89PSREC\\r\\n), found other bytes"));
+        return Err(ReadError::new(
+            0,
+            "expected a parkscope recording (magic \\x89PSREC\\r\\n), found other bytes",
+        ));
     }
     if got < FILE_HEADER_LEN {
-        return Err(ReadError::new(got as u64, format!("expected a {FILE_HEADER_LEN}-byte file header, found end of file")));
+        return Err(ReadError::new(
+            got as u64,
+            format!("expected a {FILE_HEADER_LEN}-byte file header, found end of file"),
+        ));
     }
     Ok(u32::from_le_bytes([h[8], h[9], h[10], h[11]]))
 }
@@ -151,7 +158,11 @@ pub struct Chunk {
 }
 
 /// Reads the chunk at `offset`: `Ok(None)` at a clean end of input (no byte of a new chunk).
-pub fn read_chunk(src: &mut impl Read, offset: u64, limits: &Limits) -> Result<Option<(Chunk, u64)>, ReadError> {
+pub fn read_chunk(
+    src: &mut impl Read,
+    offset: u64,
+    limits: &Limits,
+) -> Result<Option<(Chunk, u64)>, ReadError> {
     let io = |e: std::io::Error| ReadError::new(offset, format!("reading a chunk: {e}"));
     let mut h = [0u8; CHUNK_HEADER_LEN];
     let got = read_full(src, &mut h).map_err(io)?;
@@ -161,7 +172,9 @@ pub fn read_chunk(src: &mut impl Read, offset: u64, limits: &Limits) -> Result<O
     if got < CHUNK_HEADER_LEN {
         return Err(ReadError::new(
             offset,
-            format!("expected a {CHUNK_HEADER_LEN}-byte chunk header, found {got} bytes before the end (truncated)"),
+            format!(
+                "expected a {CHUNK_HEADER_LEN}-byte chunk header, found {got} bytes before the end (truncated)"
+            ),
         ));
     }
     let payload_len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
@@ -183,14 +196,20 @@ pub fn read_chunk(src: &mut impl Read, offset: u64, limits: &Limits) -> Result<O
     if payload.len() < payload_len as usize {
         return Err(ReadError::new(
             offset,
-            format!("expected a {payload_len}-byte chunk payload, found {} bytes before the end (truncated)", payload.len()),
+            format!(
+                "expected a {payload_len}-byte chunk payload, found {} bytes before the end (truncated)",
+                payload.len()
+            ),
         ));
     }
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&h[..12]);
     hasher.update(&payload);
     if hasher.finalize() != crc {
-        return Err(ReadError::new(offset, "expected a chunk whose CRC-32 matches, found a mismatch (corrupt)"));
+        return Err(ReadError::new(
+            offset,
+            "expected a chunk whose CRC-32 matches, found a mismatch (corrupt)",
+        ));
     }
     let kind = ChunkKind::from_u8(kind_byte)
         .ok_or_else(|| ReadError::new(offset, format!("expected a chunk kind 1-4, found {kind_byte}")))?;

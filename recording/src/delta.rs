@@ -17,7 +17,8 @@
 use std::collections::{HashMap, HashSet};
 
 use parkscope_model::{
-    Frame, GoroutineView, RuntimeView, Snapshot, StackId, StackTable, Summary, SyscallView, ThreadView, Timestamp,
+    Frame, GoroutineView, RuntimeView, Snapshot, StackId, StackTable, Summary, SyscallView, ThreadView,
+    Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -328,11 +329,15 @@ impl Encoder {
             now,
         );
         let waits = infer_reference(
-            s.goroutines.iter().filter_map(|g| Some((base.goroutines.by_key.get(&g.goid)?.waiting_ns?, g.waiting_ns?))),
+            s.goroutines
+                .iter()
+                .filter_map(|g| Some((base.goroutines.by_key.get(&g.goid)?.waiting_ns?, g.waiting_ns?))),
             now,
         );
         let status = infer_reference(
-            s.goroutines.iter().filter_map(|g| Some((base.goroutines.by_key.get(&g.goid)?.status_ns?, g.status_ns?))),
+            s.goroutines
+                .iter()
+                .filter_map(|g| Some((base.goroutines.by_key.get(&g.goid)?.status_ns?, g.status_ns?))),
             now,
         );
         Clocks { threads, waits, status }
@@ -385,7 +390,12 @@ impl<T: Keyed> KeyedBase<T> {
         }
         self.order
             .iter()
-            .map(|k| self.by_key.get(k).cloned().ok_or_else(|| format!("expected {what} {k} in the previous snapshot")))
+            .map(|k| {
+                self.by_key
+                    .get(k)
+                    .cloned()
+                    .ok_or_else(|| format!("expected {what} {k} in the previous snapshot"))
+            })
             .collect()
     }
 }
@@ -402,10 +412,15 @@ impl Decoder {
             self.stacks = vec![Vec::new()];
             self.state = None;
         } else if self.state.is_none() {
-            return Err("expected a keyframe before this delta (the snapshots it builds on are missing)".into());
+            return Err(
+                "expected a keyframe before this delta (the snapshots it builds on are missing)".into()
+            );
         }
         if self.stacks.len() + e.new_stacks.len() > max {
-            return Err(format!("expected at most {max} stacks, found {}", self.stacks.len() + e.new_stacks.len()));
+            return Err(format!(
+                "expected at most {max} stacks, found {}",
+                self.stacks.len() + e.new_stacks.len()
+            ));
         }
         self.stacks.extend(e.new_stacks);
         let (threads, goroutines, stack_table) = match self.state.take() {
@@ -422,7 +437,11 @@ impl Decoder {
             _ => {
                 let (t, g) = (e.threads.upsert, e.goroutines.upsert);
                 if t.len() > max || g.len() > max {
-                    return Err(format!("expected at most {max} threads and goroutines, found {} and {}", t.len(), g.len()));
+                    return Err(format!(
+                        "expected at most {max} threads and goroutines, found {} and {}",
+                        t.len(),
+                        g.len()
+                    ));
                 }
                 let table = e.stack_table.ok_or("expected a stack table in a keyframe, found none")?;
                 self.state = Some(DecodedBase {
@@ -441,12 +460,18 @@ impl Decoder {
         let mut global_to_local: HashMap<u32, StackId> = HashMap::with_capacity(stack_table.len() + 1);
         global_to_local.insert(0, StackId::EMPTY);
         for g in &stack_table {
-            let frames = self.stacks.get(*g as usize).ok_or_else(|| format!("expected stack {g}, found no such stack"))?;
+            let frames = self
+                .stacks
+                .get(*g as usize)
+                .ok_or_else(|| format!("expected stack {g}, found no such stack"))?;
             let local = table.intern(frames.clone());
             global_to_local.entry(*g).or_insert(local);
         }
         let local = |id: StackId| {
-            global_to_local.get(&id.0).copied().ok_or_else(|| format!("expected stack {} in the snapshot's table", id.0))
+            global_to_local
+                .get(&id.0)
+                .copied()
+                .ok_or_else(|| format!("expected stack {} in the snapshot's table", id.0))
         };
         let mut snapshot = Snapshot::new(e.pid, e.comm, e.taken_at);
         snapshot.schema_version = e.schema_version;

@@ -142,7 +142,7 @@ fn sample_snapshot(i: u64) -> Snapshot {
         });
     }
     for goid in 1..6u64 {
-        if goid == 5 && i % 2 == 0 {
+        if goid == 5 && i.is_multiple_of(2) {
             continue;
         }
         s.goroutines.push(GoroutineView {

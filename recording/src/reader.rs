@@ -39,14 +39,19 @@ impl<R: Read> Reader<R> {
         if version != FORMAT_VERSION {
             return Err(ReadError::new(
                 8,
-                format!("expected recording format {FORMAT_VERSION}, found {version} (written by another parkscope release)"),
+                format!(
+                    "expected recording format {FORMAT_VERSION}, found {version} (written by another parkscope release)"
+                ),
             ));
         }
         let offset = FILE_HEADER_LEN as u64;
         let (c, next) = chunk::read_chunk(&mut src, offset, &limits)?
             .ok_or_else(|| ReadError::new(offset, "expected the header chunk, found end of file"))?;
         if c.kind != ChunkKind::Header {
-            return Err(ReadError::new(offset, format!("expected the header chunk, found a {:?} chunk", c.kind)));
+            return Err(ReadError::new(
+                offset,
+                format!("expected the header chunk, found a {:?} chunk", c.kind),
+            ));
         }
         let header: Header = parse(&c.raw, offset, "header")?;
         if header.schema_version > SCHEMA_VERSION {
@@ -58,7 +63,14 @@ impl<R: Read> Reader<R> {
                 ),
             ));
         }
-        Ok(Reader { src, offset: next, limits, header, decoder: Decoder::new(limits.max_entries), ended: false })
+        Ok(Reader {
+            src,
+            offset: next,
+            limits,
+            header,
+            decoder: Decoder::new(limits.max_entries),
+            ended: false,
+        })
     }
 
     pub fn header(&self) -> &Header {
@@ -82,9 +94,16 @@ impl<R: Read> Reader<R> {
             return Ok(None);
         }
         let offset = self.offset;
-        let Some((c, next)) = chunk::read_chunk(&mut self.src, offset, &self.limits)? else { return Ok(None) };
+        let Some((c, next)) = chunk::read_chunk(&mut self.src, offset, &self.limits)? else {
+            return Ok(None);
+        };
         let item = match c.kind {
-            ChunkKind::Header => return Err(ReadError::new(offset, "expected a snapshot, events or end chunk, found a second header")),
+            ChunkKind::Header => {
+                return Err(ReadError::new(
+                    offset,
+                    "expected a snapshot, events or end chunk, found a second header",
+                ));
+            }
             ChunkKind::Snapshot => {
                 let encoded: EncodedSnapshot = parse(&c.raw, offset, "snapshot")?;
                 let s = self.decoder.decode(encoded).map_err(|e| ReadError::new(offset, e))?;
@@ -93,7 +112,14 @@ impl<R: Read> Reader<R> {
             ChunkKind::Events => {
                 let events: Vec<Event> = parse(&c.raw, offset, "events")?;
                 if events.len() > self.limits.max_entries {
-                    return Err(ReadError::new(offset, format!("expected at most {} events, found {}", self.limits.max_entries, events.len())));
+                    return Err(ReadError::new(
+                        offset,
+                        format!(
+                            "expected at most {} events, found {}",
+                            self.limits.max_entries,
+                            events.len()
+                        ),
+                    ));
                 }
                 Item::Events(events, offset)
             }

@@ -11,7 +11,12 @@ use parkscope_recording::{End, Header, Item, Reader, Writer, delta::KEYFRAME_EVE
 const SEC: u64 = 1_000_000_000;
 
 fn frame(name: &str) -> Frame {
-    Frame { function: Some(name.into()), offset: Some(0x10), module: Some("/bin/x".into()), ..Frame::unnamed(0x401000) }
+    Frame {
+        function: Some(name.into()),
+        offset: Some(0x10),
+        module: Some("/bin/x".into()),
+        ..Frame::unnamed(0x401000)
+    }
 }
 
 fn syscall(blocked: Option<u64>, at_least: Option<u64>) -> SyscallView {
@@ -35,17 +40,33 @@ fn syscall(blocked: Option<u64>, at_least: Option<u64>) -> SyscallView {
 /// thread whose state flips.
 fn snapshot(i: u64) -> Snapshot {
     let now = 1_000 * SEC + i * SEC + (i * 7919) % 1000;
-    let mut s = Snapshot::new(42, "demo".into(), Timestamp { monotonic_ns: now, wall_unix_ns: 1_700_000_000 * SEC + i * SEC });
-    let k = s.stacks.intern(vec![Frame::parse_kernel("pipe_read+0x2f4/0x480"), Frame::parse_kernel("vfs_read+0x1/0x2")]);
+    let mut s = Snapshot::new(
+        42,
+        "demo".into(),
+        Timestamp { monotonic_ns: now, wall_unix_ns: 1_700_000_000 * SEC + i * SEC },
+    );
+    let k = s
+        .stacks
+        .intern(vec![Frame::parse_kernel("pipe_read+0x2f4/0x480"), Frame::parse_kernel("vfs_read+0x1/0x2")]);
     let u = s.stacks.intern(vec![frame("read"), frame("main")]);
     for tid in 100..110u32 {
         let blocked = tid % 3 != 0;
         s.threads.push(ThreadView {
             tid,
             name: format!("t{tid}"),
-            state: if blocked { ThreadState::Sleeping } else if i % 2 == 0 { ThreadState::Running } else { ThreadState::Runnable },
+            state: if blocked {
+                ThreadState::Sleeping
+            } else if i.is_multiple_of(2) {
+                ThreadState::Running
+            } else {
+                ThreadState::Runnable
+            },
             syscall: blocked.then(|| {
-                if tid % 2 == 0 { syscall(Some(now - 900 * SEC - u64::from(tid)), None) } else { syscall(None, Some(now - 990 * SEC)) }
+                if tid % 2 == 0 {
+                    syscall(Some(now - 900 * SEC - u64::from(tid)), None)
+                } else {
+                    syscall(None, Some(now - 990 * SEC))
+                }
             }),
             wchan: blocked.then(|| "pipe_read".into()),
             user_stack_id: if blocked { u } else { Default::default() },
@@ -123,7 +144,15 @@ fn record(n: u64, end: bool) -> (Vec<u8>, Vec<Snapshot>, Vec<u64>) {
         sizes.push(w.write_snapshot(&s).unwrap().bytes);
         w.write_events(&[Event {
             at_ns: s.taken_at.monotonic_ns + 1,
-            kind: EventKind::BlockEnded { tid: 100, nr: 0, name: "read".into(), class: SyscallClass::Read, fd: Some(3), duration_ns: 5, ret: 1 }
+            kind: EventKind::BlockEnded {
+                tid: 100,
+                nr: 0,
+                name: "read".into(),
+                class: SyscallClass::Read,
+                fd: Some(3),
+                duration_ns: 5,
+                ret: 1,
+            },
         }])
         .unwrap();
         snaps.push(s);

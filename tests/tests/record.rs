@@ -54,7 +54,11 @@ fn assert_same_view(live: &Value, replay: &Value, what: &str) {
     // The replayed snapshot is the last one recorded at or before the live one: nominally up
     // to one interval earlier, more when a view took long (unoptimised builds on a loaded
     // machine; the recorder keeps to multiples of the interval but never skips a view).
-    assert!((0..=2 * INTERVAL_NS as i64 + 500_000_000).contains(&lag), "replayed snapshot {lag} ns before the live one: {}", ctx());
+    assert!(
+        (0..=2 * INTERVAL_NS as i64 + 500_000_000).contains(&lag),
+        "replayed snapshot {lag} ns before the live one: {}",
+        ctx()
+    );
     // Times grow by the lag between the two views (lower bounds may be tighter on one side).
     let slack = lag.unsigned_abs() + 250_000_000;
     let (lt, rt) = (by_key(live, "threads", "tid"), by_key(replay, "threads", "tid"));
@@ -79,7 +83,11 @@ fn assert_same_view(live: &Value, replay: &Value, what: &str) {
         assert_eq!(l["wchan"], r["wchan"], "thread {tid} wchan");
         if let (Some(lt), Some(rt)) = (time_ns(ls), time_ns(rs)) {
             let d = lt as i64 - rt as i64;
-            assert!(d.unsigned_abs() <= slack, "thread {tid}: live {lt} ns vs replay {rt} ns (lag {lag} ns): {}", ctx());
+            assert!(
+                d.unsigned_abs() <= slack,
+                "thread {tid}: live {lt} ns vs replay {rt} ns (lag {lag} ns): {}",
+                ctx()
+            );
         } else {
             assert_eq!(time_ns(ls).is_some(), time_ns(rs).is_some(), "thread {tid}: a time on one side only");
         }
@@ -99,7 +107,10 @@ fn assert_same_view(live: &Value, replay: &Value, what: &str) {
             assert_eq!(l[field], r[field], "goroutine {goid} {field}: {}", ctx());
         }
         if let (Some(lw), Some(rw)) = (l["waiting_ns"].as_u64(), r["waiting_ns"].as_u64()) {
-            assert!((lw as i64 - rw as i64).unsigned_abs() <= slack, "goroutine {goid} waiting_ns: {lw} vs {rw}");
+            assert!(
+                (lw as i64 - rw as i64).unsigned_abs() <= slack,
+                "goroutine {goid} waiting_ns: {lw} vs {rw}"
+            );
         }
     }
     assert_eq!(lg.is_empty(), rg.is_empty(), "goroutines on one side only");
@@ -134,7 +145,9 @@ fn round_trip(pid: u32, name: &str) {
     assert_same_view(&live, &replay, name);
     eprintln!(
         "{name}: replayed snapshot {} ms before the live one",
-        (live["taken_at"]["monotonic_ns"].as_u64().unwrap() - replay["taken_at"]["monotonic_ns"].as_u64().unwrap()) / 1_000_000
+        (live["taken_at"]["monotonic_ns"].as_u64().unwrap()
+            - replay["taken_at"]["monotonic_ns"].as_u64().unwrap())
+            / 1_000_000
     );
 
     // The table and the schedtrace lines replay too (one line per recorded snapshot).
@@ -228,7 +241,10 @@ fn a_killed_recorder_leaves_a_replayable_file_and_damage_is_a_clean_error() {
             }
         }
         let (code, lines, stderr) = replay_bytes(&damaged, &scratch);
-        assert!(lines.len() <= full.len() && lines[..] == full[..lines.len()], "try {i}: not a prefix: {lines:?}");
+        assert!(
+            lines.len() <= full.len() && lines[..] == full[..lines.len()],
+            "try {i}: not a prefix: {lines:?}"
+        );
         match code {
             0 => {}
             BAD_RECORDING => {

@@ -38,12 +38,17 @@ pub async fn run(args: RecordArgs) -> Result<i32, Failure> {
             Ok(found) => goroutines = found,
             Err(u) if u.target_gone => return Err(u.failure),
             Err(u) => {
-                super::warn_go_unreadable(&u.failure.cause, u.failure.hint.as_deref(), "recording its threads only");
+                super::warn_go_unreadable(
+                    &u.failure.cause,
+                    u.failure.hint.as_deref(),
+                    "recording its threads only",
+                );
                 go_unreadable = true;
             }
         }
     }
-    let opts = ObserveOptions { stacks: !args.no_stacks, goroutines, completed_calls: false, fd_descriptions: true };
+    let opts =
+        ObserveOptions { stacks: !args.no_stacks, goroutines, completed_calls: false, fd_descriptions: true };
 
     let header = header(&observer, &args);
     let path = args.output.clone();
@@ -59,7 +64,8 @@ pub async fn run(args: RecordArgs) -> Result<i32, Failure> {
         // The first view right after attach (it also tells the observer which calls threads
         // were already asleep in), then one per interval, on multiples of it so they do not drift.
         let (view, obs, w) = {
-            let mut w = writer.take().ok_or_else(|| Failure::new(code::INTERNAL, "writer lost", "report this"))?;
+            let mut w =
+                writer.take().ok_or_else(|| Failure::new(code::INTERNAL, "writer lost", "report this"))?;
             blocking(move || {
                 let view = observer.observe(opts);
                 let written = view.as_ref().ok().map(|v| w.write_snapshot(v));
@@ -76,7 +82,12 @@ pub async fn run(args: RecordArgs) -> Result<i32, Failure> {
         }
         let bytes = writer.as_ref().map_or(0, Writer::bytes);
         if progress {
-            eprint!("\r\x1b[2Kparkscope: recording pid {}: {} snapshots, {}", args.pid, taken, human_bytes(bytes));
+            eprint!(
+                "\r\x1b[2Kparkscope: recording pid {}: {} snapshots, {}",
+                args.pid,
+                taken,
+                human_bytes(bytes)
+            );
         }
         if view.target_exited {
             break ("target exited", code::TARGET_EXITED);

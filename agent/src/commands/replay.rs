@@ -179,14 +179,14 @@ pub async fn snapshot(args: SnapshotArgs) -> Result<i32, Failure> {
     };
     // The last snapshot taken at or before T (the last of all without --at); the first one's
     // time is kept to say where the recording starts when T is before it.
-    let (outcome, (chosen, first)) = read_all(
-        &path,
-        (None::<Snapshot>, None::<u64>),
-        move |(chosen, first), header, s| {
+    let (outcome, (chosen, first)) =
+        read_all(&path, (None::<Snapshot>, None::<u64>), move |(chosen, first), header, s| {
             first.get_or_insert(s.taken_at.wall_unix_ns);
             let in_range = match at {
                 None => true,
-                Some(At::Offset(ns)) => s.taken_at.monotonic_ns <= header.started_at.monotonic_ns.saturating_add(ns),
+                Some(At::Offset(ns)) => {
+                    s.taken_at.monotonic_ns <= header.started_at.monotonic_ns.saturating_add(ns)
+                }
                 Some(At::WallNs(ns)) => s.taken_at.wall_unix_ns <= ns,
             };
             if !in_range {
@@ -194,9 +194,8 @@ pub async fn snapshot(args: SnapshotArgs) -> Result<i32, Failure> {
             }
             *chosen = Some(s);
             true
-        },
-    )
-    .await?;
+        })
+        .await?;
     let Some(view) = chosen else {
         let exit = report(&path, &outcome);
         if exit != code::SUCCESS {
@@ -205,7 +204,11 @@ pub async fn snapshot(args: SnapshotArgs) -> Result<i32, Failure> {
         return Err(match first {
             Some(_) => Failure::new(
                 code::USAGE,
-                format!("recording {} has no snapshot at or before {}", path.display(), args.at.unwrap_or_default()),
+                format!(
+                    "recording {} has no snapshot at or before {}",
+                    path.display(),
+                    args.at.unwrap_or_default()
+                ),
                 "give a later --at, e.g. an offset like 2s from the recording's start",
             ),
             None => Failure::new(
@@ -216,7 +219,8 @@ pub async fn snapshot(args: SnapshotArgs) -> Result<i32, Failure> {
         });
     };
     let mut exit = report(&path, &outcome);
-    let unreadable = view.runtime.as_ref().filter(|rt| !rt.is_read()).map(|rt| (rt.error.clone(), rt.hint.clone()));
+    let unreadable =
+        view.runtime.as_ref().filter(|rt| !rt.is_read()).map(|rt| (rt.error.clone(), rt.hint.clone()));
     print(view, args.json).await?;
     if let Some((cause, hint)) = unreadable {
         super::warn_go_unreadable(&cause.unwrap_or_default(), hint.as_deref(), "printed its threads only");
@@ -266,13 +270,16 @@ pub async fn schedtrace(args: SchedtraceArgs) -> Result<i32, Failure> {
 const OFFCPU: ValueType = ValueType { kind: "offcpu", unit: "nanoseconds" };
 const GOROUTINE_WAIT: ValueType = ValueType { kind: "goroutine_wait", unit: "nanoseconds" };
 
+/// A sample's identity: its frames and sorted labels.
+type SampleKey = (Vec<usize>, Vec<(&'static str, LabelValue)>);
+
 /// What the profile is built of while the recording is read.
 #[derive(Default)]
 struct ProfileState {
     frames: Vec<FrameInfo>,
     frame_index: HashMap<(ModelFrameKind, u64, Option<String>, Option<String>), usize>,
     samples: Vec<Sample>,
-    sample_index: HashMap<(Vec<usize>, Vec<(&'static str, LabelValue)>), usize>,
+    sample_index: HashMap<SampleKey, usize>,
     previous_ns: Option<u64>,
     first_wall_ns: Option<u64>,
     span_ns: u64,
@@ -389,7 +396,11 @@ pub async fn profile(args: ProfileArgs) -> Result<i32, Failure> {
         let exit = report(&path, &outcome);
         return Err(Failure::new(
             if exit == code::SUCCESS { code::USAGE } else { exit },
-            format!("recording {} holds {} snapshots; a profile needs two", path.display(), outcome.snapshots),
+            format!(
+                "recording {} holds {} snapshots; a profile needs two",
+                path.display(),
+                outcome.snapshots
+            ),
             "record for at least two intervals",
         ));
     }
@@ -415,14 +426,18 @@ pub async fn profile(args: ProfileArgs) -> Result<i32, Failure> {
         )],
     };
     let p = profile.clone();
-    let pprof = blocking(move || crate::profile::pprof::encode(&p)).await?.map_err(|e| write_failure(&args.output, &e))?;
+    let pprof = blocking(move || crate::profile::pprof::encode(&p))
+        .await?
+        .map_err(|e| write_failure(&args.output, &e))?;
     write_file(&args.output, pprof).await?;
     if let Some(out) = &args.folded {
         write_file(out, crate::profile::folded::encode(&profile).into_bytes()).await?;
     }
     if let Some(out) = &args.flamegraph {
         let p = profile.clone();
-        let svg = blocking(move || crate::profile::flamegraph::encode(&p)).await?.map_err(|e| write_failure(out, &e))?;
+        let svg = blocking(move || crate::profile::flamegraph::encode(&p))
+            .await?
+            .map_err(|e| write_failure(out, &e))?;
         write_file(out, svg).await?;
     }
     Ok(report(&path, &outcome))
