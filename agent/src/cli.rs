@@ -79,6 +79,12 @@ pub struct RecordArgs {
     /// Do not read a Go target's runtime (threads only).
     #[arg(long)]
     pub no_go: bool,
+
+    /// Also trace every syscall of the target (as `snapshot --syscalls`): each call that blocked
+    /// at least 10 ms is recorded as an event when it returns (and in its thread's long_calls).
+    /// Costs every syscall of the target a few hundred ns.
+    #[arg(long)]
+    pub syscalls: bool,
 }
 
 #[derive(Debug, Args)]

@@ -112,8 +112,17 @@ fn server_run(bin: &Path, seconds: u64, recorded: bool) -> Result<(f64, u64)> {
     let file = std::env::temp_dir().join(format!("parkscope-bench-server-{}.psrec", std::process::id()));
     let recorder = if recorded {
         let mut cmd = Command::new(bin);
-        cmd.args(["record", "-p", &pid, "--interval", "1s", "--duration", &format!("{}s", seconds + 30), "-o"])
-            .arg(&file);
+        cmd.args([
+            "record",
+            "-p",
+            &pid,
+            "--interval",
+            "1s",
+            "--duration",
+            &format!("{}s", seconds + 30),
+            "-o",
+        ])
+        .arg(&file);
         let mut p = Proc::spawn(&mut cmd, "parkscope record")?;
         // Attached (the header is written after attach) before the load starts.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

@@ -6,8 +6,9 @@ use std::fs::File;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use parkscope_model::{RuntimeKind, Timestamp};
-use parkscope_probes::kernel::{ProbeSelection, monotonic_now_ns};
+use parkscope_common::{ArgKind, BlockEvent, syscalls};
+use parkscope_model::{Event, EventKind, RuntimeKind, SyscallClass, Timestamp};
+use parkscope_probes::kernel::{BlockEventStream, ProbeSelection, monotonic_now_ns};
 use parkscope_recording::{End, Header, Writer};
 
 use super::{attach, blocking, open_target};
@@ -26,9 +27,18 @@ pub async fn run(args: RecordArgs) -> Result<i32, Failure> {
     let mut session = Session::new(args.pid).map_err(|e| Failure::internal(&e.into()))?;
     // What `snapshot` attaches: blocks at the switch (exact times), switches (running vs
     // runnable), wakeups (the waker). No syscall probes: the target pays per context switch.
-    let selection = ProbeSelection { blocks: true, switches: true, wakeups: true, ..Default::default() };
-    let probes = attach(args.pid, selection, None).await?;
+    // With --syscalls, calls blocking at least LONG_CALL_NS stream back as events.
+    let selection = ProbeSelection {
+        blocks: true,
+        switches: true,
+        wakeups: true,
+        syscalls: args.syscalls,
+        ..Default::default()
+    };
+    let probes = attach(args.pid, selection, args.syscalls.then_some(LONG_CALL_NS)).await?;
     let mut observer = Observer::new(target, Some(probes));
+    let mut stream = observer.take_block_events();
+    let mut pending: Vec<BlockEvent> = Vec::new();
     let mut go_unreadable = false;
     let mut goroutines = false;
     if !args.no_go {
@@ -66,16 +76,26 @@ pub async fn run(args: RecordArgs) -> Result<i32, Failure> {
         let (view, obs, w) = {
             let mut w =
                 writer.take().ok_or_else(|| Failure::new(code::INTERNAL, "writer lost", "report this"))?;
+            if let Some(s) = stream.as_mut() {
+                pending.extend(s.drain());
+            }
+            let events: Vec<Event> = pending.iter().map(event).collect();
+            observer.add_block_events(std::mem::take(&mut pending));
             blocking(move || {
+                // The events since the previous snapshot come before the snapshot they end in.
+                if let Err(e) = w.write_events(&events) {
+                    return (Err(e), observer, w);
+                }
                 let view = observer.observe(opts);
                 let written = view.as_ref().ok().map(|v| w.write_snapshot(v));
-                (view.map(|v| (v, written)), observer, w)
+                (Ok(view.map(|v| (v, written))), observer, w)
             })
             .await?
         };
         observer = obs;
         writer = Some(w);
         taken += 1;
+        let view = view.map_err(|e| write_failure(&args.output, &e))?;
         let Ok((view, written)) = view else { break ("target exited", code::TARGET_EXITED) };
         if let Some(Err(e)) = written {
             return Err(write_failure(&args.output, &e));
@@ -99,7 +119,8 @@ pub async fn run(args: RecordArgs) -> Result<i32, Failure> {
         if args.duration.is_some_and(|d| next > d + Duration::from_millis(1)) {
             break ("duration", code::SUCCESS);
         }
-        match session.wait(Some(next.saturating_sub(started.elapsed()))).await {
+        match wait(&mut session, stream.as_mut(), &mut pending, next.saturating_sub(started.elapsed())).await
+        {
             Wake::Deadline => {}
             // Ctrl-C is how a recording without --duration ends; with one, it was cut short.
             Wake::Interrupted if args.duration.is_some() => break ("interrupted", code::INTERRUPTED),
@@ -131,6 +152,45 @@ pub async fn run(args: RecordArgs) -> Result<i32, Failure> {
         exit = code::GO_UNREADABLE;
     }
     Ok(exit)
+}
+
+/// Calls blocking at least this long are recorded as events with --syscalls (as snapshot's).
+const LONG_CALL_NS: u64 = 10_000_000;
+/// The kernel batches ring-buffer wakeups; drain at least this often so it never fills.
+const DRAIN_EVERY: Duration = Duration::from_millis(200);
+
+/// Waits `dur` (or for a signal or the target's exit) while draining the long-call stream.
+async fn wait(
+    session: &mut Session,
+    stream: Option<&mut BlockEventStream>,
+    pending: &mut Vec<BlockEvent>,
+    dur: Duration,
+) -> Wake {
+    let Some(stream) = stream else { return session.wait(Some(dur)).await };
+    let deadline = Instant::now() + dur;
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        tokio::select! {
+            wake = session.wait(Some(remaining)) => return wake,
+            batch = stream.next_batch(DRAIN_EVERY) => pending.extend(batch),
+        }
+    }
+}
+
+/// A long call from the kernel's stream as a model event, stamped when it returned.
+fn event(e: &BlockEvent) -> Event {
+    Event {
+        at_ns: e.enter_ns.saturating_add(e.duration_ns),
+        kind: EventKind::BlockEnded {
+            tid: e.tid,
+            nr: e.nr,
+            name: syscalls::display_name(e.nr).to_string(),
+            class: SyscallClass::of(e.nr),
+            fd: (syscalls::arg0_kind(e.nr) == ArgKind::Fd).then_some(e.arg0 as i32),
+            duration_ns: e.duration_ns,
+            ret: e.ret,
+        },
+    }
 }
 
 fn header(observer: &Observer, args: &RecordArgs) -> Header {
