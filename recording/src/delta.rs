@@ -272,8 +272,14 @@ impl Encoder {
             threads: Entries::default(),
             goroutines: Entries::default(),
         };
+        // Repeated keys (a list read while it changed): a delta could not say which entry a key
+        // means, so this snapshot is a keyframe (entries verbatim), and so is the next.
+        let new_base = match (KeyedBase::of(&threads), KeyedBase::of(&goroutines)) {
+            (Some(t), Some(g)) => Some((t, g)),
+            _ => None,
+        };
         let delta = match (&self.base, keyframe_due) {
-            (Some(base), false) => {
+            (Some(base), false) if new_base.is_some() => {
                 let (t, tc) = base.threads.diff(&threads);
                 let (g, gc) = base.goroutines.diff(&goroutines);
                 // A delta that carries most entries anyway is no smaller than a keyframe.
@@ -306,11 +312,7 @@ impl Encoder {
                 self.since_keyframe = 0;
             }
         }
-        self.base = match (KeyedBase::of(&threads), KeyedBase::of(&goroutines)) {
-            (Some(t), Some(g)) => Some(Base { stack_table, threads: t, goroutines: g }),
-            // Repeated keys: the next snapshot is a keyframe.
-            _ => None,
-        };
+        self.base = new_base.map(|(t, g)| Base { stack_table, threads: t, goroutines: g });
         out
     }
 

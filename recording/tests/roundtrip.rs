@@ -288,3 +288,21 @@ fn real_recordings_survive_truncation_and_flips() {
         }
     }
 }
+
+/// A goroutine list read while it changed can list a goid twice: such a snapshot is a keyframe,
+/// and it and the next decode exactly.
+#[test]
+fn repeated_keys_are_kept_exactly() {
+    let mut w = Writer::new(Vec::new(), &header()).unwrap();
+    let mut snaps = vec![snapshot(0), snapshot(1), snapshot(2)];
+    let dup = snaps[1].goroutines[3].clone();
+    snaps[1].goroutines.push(dup);
+    let mut keyframes = Vec::new();
+    for s in &snaps {
+        keyframes.push(w.write_snapshot(s).unwrap().keyframe);
+    }
+    assert_eq!(keyframes, [true, true, true]);
+    let (back, err) = replay(&w.into_inner());
+    assert!(err.is_none());
+    assert_eq!(back, snaps);
+}
