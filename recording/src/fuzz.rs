@@ -174,6 +174,53 @@ mod tests {
     use super::*;
 
     /// The harness over a few thousand mutations of its seeds (the fuzzer runs millions).
+    /// Mutations of the seeds (bit flips, byte sets from JSON's alphabet, truncations, splices of
+    /// two seeds), PARKSCOPE_FUZZ_RUNS of them (default 1,000,000): the libFuzzer target's job
+    /// without its coverage guidance, for machines without cargo-fuzz. `cargo test --release -p
+    /// parkscope-recording --lib -- --ignored many_mutations`.
+    #[test]
+    #[ignore = "long; run on demand"]
+    fn many_mutations() {
+        let runs: u64 =
+            std::env::var("PARKSCOPE_FUZZ_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+        let seeds = seeds();
+        let mut x: u64 = 0x0123_4567_89ab_cdef;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..runs {
+            let mut m = seeds[(next() % seeds.len() as u64) as usize].clone();
+            if next() % 8 == 0 {
+                // Splice: the tail of the other seed from a random point.
+                let other = &seeds[(next() % seeds.len() as u64) as usize];
+                let (at, from) = (next() as usize % m.len(), next() as usize % other.len());
+                m.truncate(at.max(1));
+                m.extend_from_slice(&other[from..]);
+            }
+            for _ in 0..1 + next() % 8 {
+                if m.len() < 2 {
+                    break;
+                }
+                let at = 1 + (next() as usize % (m.len() - 1));
+                match next() % 4 {
+                    0 => m[at] ^= 1 << (next() % 8),
+                    1 => m[at] = b"0123456789{}[],\":-tfn"[(next() % 21) as usize],
+                    2 => m[at] = next() as u8,
+                    _ => {
+                        if next() % 4 == 0 {
+                            m.truncate(at);
+                        }
+                    }
+                }
+            }
+            read(&m);
+        }
+        eprintln!("{runs} mutated inputs read, no panic");
+    }
+
     #[test]
     fn the_harness_survives_mutated_seeds() {
         let mut x: u64 = 0x1234_5678_9abc_def1;
