@@ -57,8 +57,12 @@ pub async fn run(args: RecordArgs) -> Result<i32, Failure> {
             }
         }
     }
-    let opts =
-        ObserveOptions { stacks: !args.no_stacks, goroutines, completed_calls: false, fd_descriptions: true };
+    let opts = ObserveOptions {
+        stacks: !args.no_stacks,
+        goroutines,
+        completed_calls: args.syscalls,
+        fd_descriptions: true,
+    };
 
     let header = header(&observer, &args);
     let path = args.output.clone();
