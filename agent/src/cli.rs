@@ -16,6 +16,8 @@ Exit codes:
   7    a Go program whose runtime cannot be read (unknown Go release, runtime not located);
        the thread view is still printed, except with --goroutines or --go-uprobes
   8    --goroutines or --go-uprobes on a process that is not a Go program
+  9    a recording that cannot be read (--from): truncated, corrupt, or not a recording;
+       what was read before the damage is still printed
   130  interrupted (Ctrl-C/SIGTERM) before the run finished (partial results printed)";
 
 /// Which threads of a live process are blocked, where, on what, for how long.
@@ -43,13 +45,63 @@ pub enum Command {
     Schedtrace(SchedtraceArgs),
     /// Blocked-time (off-CPU) or CPU profile over a window, as pprof (+ folded stacks, SVG).
     Profile(ProfileArgs),
+    /// Record a snapshot every interval (and the events between them) to a file, for
+    /// `snapshot`, `schedtrace` and `profile` to replay with --from FILE.
+    Record(RecordArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Process id of the target.
+    #[arg(short, long)]
+    pub pid: u32,
+
+    /// The recording to write (replaced if it exists).
+    #[arg(short, long)]
+    pub output: std::path::PathBuf,
+
+    /// Stop after this long (default: until Ctrl-C/SIGTERM or the target exits).
+    #[arg(short, long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Time between snapshots.
+    #[arg(short, long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+
+    /// Stop (closing the file cleanly) once the recording reaches this size (e.g. 50MB, 1G).
+    #[arg(long, value_parser = parse_size)]
+    pub max_size: Option<u64>,
+
+    /// Skip user and kernel stacks.
+    #[arg(long)]
+    pub no_stacks: bool,
+
+    /// Do not read a Go target's runtime (threads only).
+    #[arg(long)]
+    pub no_go: bool,
+
+    /// Also trace every syscall of the target (as `snapshot --syscalls`): each call that blocked
+    /// at least 10 ms is recorded as an event when it returns (and in its thread's long_calls).
+    /// Costs every syscall of the target a few hundred ns.
+    #[arg(long)]
+    pub syscalls: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct SnapshotArgs {
     /// Process id of the target.
-    #[arg(short, long)]
+    #[arg(short, long, required_unless_present = "from", default_value_t = 0, hide_default_value = true)]
     pub pid: u32,
+
+    /// Print a snapshot from a recording (`parkscope record`) instead of a live process.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["pid", "window", "no_stacks", "goroutines", "no_go", "go_uprobes", "syscalls"])]
+    pub from: Option<std::path::PathBuf>,
+
+    /// With --from: the snapshot at T, an offset from the recording's start (e.g. 4s) or a
+    /// wall-clock time (2026-12-02T19:30:05Z, or seconds since the epoch): the last one taken at
+    /// or before T. Default: the last snapshot.
+    #[arg(long, value_name = "T", requires = "from")]
+    pub at: Option<String>,
 
     /// Stay attached this long first (e.g. 5s, 500ms): calls entered during the window get an
     /// exact blocked_ns, calls that began earlier a lower bound. 0 reads /proc only, no eBPF.
@@ -92,8 +144,13 @@ pub struct SnapshotArgs {
 #[derive(Debug, Args)]
 pub struct SchedtraceArgs {
     /// Process id of the target.
-    #[arg(short, long)]
+    #[arg(short, long, required_unless_present = "from", default_value_t = 0, hide_default_value = true)]
     pub pid: u32,
+
+    /// Print the thread-level SCHED line (and --detail lines) of each snapshot of a recording
+    /// (`parkscope record`) instead of tracing a live process.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["pid", "threads", "count"])]
+    pub from: Option<std::path::PathBuf>,
 
     /// Time between lines (e.g. 1000ms, 2s).
     #[arg(short, long, default_value = "1000ms", value_parser = parse_duration)]
@@ -123,8 +180,14 @@ pub struct SchedtraceArgs {
 #[derive(Debug, Args)]
 pub struct ProfileArgs {
     /// Process id of the target.
-    #[arg(short, long)]
+    #[arg(short, long, required_unless_present = "from", default_value_t = 0, hide_default_value = true)]
     pub pid: u32,
+
+    /// Build an off-CPU profile from a recording (`parkscope record`): each blocked thread's and
+    /// waiting goroutine's stack, weighted by the time it spent so between snapshots (sampled at
+    /// the recording's interval, not traced).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["pid", "duration", "go_uprobes", "waker_stacks", "fd_labels"])]
+    pub from: Option<std::path::PathBuf>,
 
     /// offcpu: where threads wait (time off CPU per stack, syscall, fd and waker); cpu: where
     /// they run (cpu-clock sampling on every CPU, filtered to the target in kernel, with user and
@@ -234,6 +297,22 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// Parses `50MB`, `500K`, `1G`, `1GiB`, or a bare number of bytes (binary multiples).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a size (e.g. 50MB, 1G)"))?;
+    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("unknown unit `{unit}` in `{s}`; use B, KB, MB or GB")),
+    };
+    n.checked_mul(mult).filter(|&b| b > 0).ok_or_else(|| format!("`{s}` is out of range"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,6 +327,25 @@ mod tests {
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("5parsecs").is_err());
         assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("50MB").unwrap(), 50 << 20);
+        assert_eq!(parse_size("500k").unwrap(), 500 << 10);
+        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn pid_or_from() {
+        assert!(Cli::try_parse_from(["parkscope", "snapshot"]).is_err());
+        assert!(Cli::try_parse_from(["parkscope", "snapshot", "--from", "x"]).is_ok());
+        assert!(Cli::try_parse_from(["parkscope", "snapshot", "-p", "1"]).is_ok());
+        assert!(Cli::try_parse_from(["parkscope", "snapshot", "-p", "1", "--from", "x"]).is_err());
+        assert!(Cli::try_parse_from(["parkscope", "profile", "--from", "x", "-o", "p.pb.gz"]).is_ok());
     }
 
     #[test]

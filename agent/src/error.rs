@@ -24,6 +24,9 @@ pub mod code {
     pub const GO_UNREADABLE: i32 = 7;
     /// Go detail was asked for (`--goroutines`) but the target is not a Go program.
     pub const NOT_GO: i32 = 8;
+    /// A recording (`--from FILE`) that cannot be read: not a recording, truncated inside a
+    /// chunk, or corrupt. What was read before the damage is still printed.
+    pub const BAD_RECORDING: i32 = 9;
     /// Interrupted by Ctrl-C or SIGTERM before the run finished; partial results were printed.
     pub const INTERRUPTED: i32 = 130;
 }

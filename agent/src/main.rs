@@ -25,9 +25,18 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            cli::Command::Snapshot(args) if args.at.is_some() && args.from.is_none() => Err(Failure::new(
+                code::USAGE,
+                "--at needs --from FILE (it picks a snapshot of a recording)",
+                "a live snapshot is taken now; drop --at",
+            )),
+            cli::Command::Snapshot(args) if args.from.is_some() => commands::replay::snapshot(args).await,
+            cli::Command::Schedtrace(args) if args.from.is_some() => commands::replay::schedtrace(args).await,
+            cli::Command::Profile(args) if args.from.is_some() => commands::replay::profile(args).await,
             cli::Command::Snapshot(args) => commands::snapshot::run(args).await,
             cli::Command::Schedtrace(args) => commands::schedtrace::run(args).await,
             cli::Command::Profile(args) => commands::profile::run(args).await,
+            cli::Command::Record(args) => commands::record::run(args).await,
         }
     });
     // Dropping the runtime first joins the blocking pool, so probes are detached before exit

@@ -57,8 +57,10 @@ pub enum Schedule {
     /// [`Update::TargetExited`] follows it.
     Window(Duration),
     /// A view at each multiple of `every` from the start (no drift), `count` of them (None:
-    /// until stopped).
-    Interval { every: Duration, count: Option<u64> },
+    /// until stopped); with `at_start`, one more at once, before the first interval (what a
+    /// recording wants: a view right after attach; a schedtrace line waits one interval, as
+    /// GODEBUG's does).
+    Interval { every: Duration, count: Option<u64>, at_start: bool },
 }
 
 /// What to collect from which target.
@@ -90,6 +92,11 @@ pub struct Started {
     pub runtime_readable: bool,
     /// A runtime was found that cannot be read (`RuntimeMode::Detect`): why.
     pub runtime_unreadable: Option<CollectError>,
+    /// The target's executable (/proc/PID/exe), when it can be read.
+    pub exe: Option<std::path::PathBuf>,
+    /// The runtime found (kind, version; readable or not), None when there is none or none
+    /// was looked for.
+    pub runtime: Option<parkscope_model::RuntimeView>,
 }
 
 /// What the collector yields. The channel closes after the last view of the schedule,
@@ -218,7 +225,7 @@ fn run(
         };
         match config.schedule {
             Schedule::Window(window) => run.window(window).await,
-            Schedule::Interval { every, count } => run.intervals(every, count).await,
+            Schedule::Interval { every, count, at_start } => run.intervals(every, count, at_start).await,
         }
         // The probes are detached here, before `updates` closes the channel.
         drop(run);
@@ -304,7 +311,13 @@ impl<'a> Run<'a> {
                 run.load_probes()?;
             }
         }
-        let started = Started { comm, runtime_readable: run.observer.has_runtime(), runtime_unreadable };
+        let started = Started {
+            comm,
+            runtime_readable: run.observer.has_runtime(),
+            runtime_unreadable,
+            exe: run.observer.target.exe.clone(),
+            runtime: run.observer.runtime_identity(),
+        };
         Ok((run, started))
     }
 
@@ -422,11 +435,14 @@ impl<'a> Run<'a> {
     }
 
     /// A view (or the runtime's schedtrace text) at each multiple of `every`.
-    async fn intervals(&mut self, every: Duration, count: Option<u64>) {
+    async fn intervals(&mut self, every: Duration, count: Option<u64>, at_start: bool) {
         let started = Instant::now();
         let mut taken = 0u64;
+        // With `at_start`, view k (from 0) is due at k intervals, else at k + 1.
+        let offset = u64::from(!at_start);
         loop {
-            let next = started + every.saturating_mul(u32::try_from(taken + 1).unwrap_or(u32::MAX));
+            let due = u32::try_from(taken + offset).unwrap_or(u32::MAX);
+            let next = started + every.saturating_mul(due);
             match self.wait(next).await {
                 Woken::Deadline | Woken::Finish => {}
                 Woken::Stop => return,
@@ -564,7 +580,9 @@ mod tests {
         let every = Duration::from_millis(100);
         let begun = std::time::Instant::now();
         let (mut c, _) =
-            Collector::start(config(pid, Schedule::Interval { every, count: Some(3) })).await.expect("start");
+            Collector::start(config(pid, Schedule::Interval { every, count: Some(3), at_start: false }))
+                .await
+                .expect("start");
         let mut elapsed = Vec::new();
         while let Some(u) = c.next().await {
             match u {
@@ -581,13 +599,17 @@ mod tests {
         }
         // Until stopped: stop returns once the thread has ended.
         let (c, _) =
-            Collector::start(config(pid, Schedule::Interval { every, count: None })).await.expect("start");
-        c.stop().await;
-        // The target's exit ends the stream with TargetExited, promptly (the pidfd, not a tick).
-        let (mut c, _) =
-            Collector::start(config(pid, Schedule::Interval { every: Duration::from_secs(60), count: None }))
+            Collector::start(config(pid, Schedule::Interval { every, count: None, at_start: false }))
                 .await
                 .expect("start");
+        c.stop().await;
+        // The target's exit ends the stream with TargetExited, promptly (the pidfd, not a tick).
+        let (mut c, _) = Collector::start(config(
+            pid,
+            Schedule::Interval { every: Duration::from_secs(60), count: None, at_start: false },
+        ))
+        .await
+        .expect("start");
         let killed = std::time::Instant::now();
         child.kill().expect("kill");
         child.wait().expect("reap");

@@ -142,6 +142,16 @@ impl Observer {
         }
     }
 
+    /// The runtime found by [`Observer::detect_runtime`] (kind and version; for one that
+    /// cannot be read, why), None when there is none or none was looked for.
+    pub fn runtime_identity(&self) -> Option<RuntimeView> {
+        match &self.runtime {
+            RuntimeTarget::Found(reader) => Some(reader.identity()),
+            RuntimeTarget::Unreadable(view) => Some((**view).clone()),
+            RuntimeTarget::NotLooked | RuntimeTarget::None => None,
+        }
+    }
+
     /// Whether a readable runtime was found by [`Observer::detect_runtime`].
     pub fn has_runtime(&self) -> bool {
         matches!(self.runtime, RuntimeTarget::Found(_))

@@ -11,9 +11,10 @@ use clap::Args;
 
 use crate::util;
 
-/// Every target in fuzz/fuzz_targets (the harness names of parkscope_probes::go::fuzz).
+/// Every target in fuzz/fuzz_targets (the harness names of parkscope_probes::go::fuzz, and
+/// parkscope_recording::fuzz's reader).
 const TARGETS: &[&str] =
-    &["pclntab", "go_executable", "buildinfo", "go_binary", "epoll_fdinfo", "runtime", "locate"];
+    &["pclntab", "go_executable", "buildinfo", "go_binary", "epoll_fdinfo", "runtime", "locate", "recording"];
 
 #[derive(Debug, Args)]
 pub struct FuzzArgs {

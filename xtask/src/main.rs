@@ -8,6 +8,7 @@ mod bench_common;
 mod bench_go;
 mod bench_go_uprobes;
 mod bench_profile;
+mod bench_record;
 mod bench_threads;
 mod demo;
 mod examples;
@@ -48,6 +49,8 @@ enum Task {
     BenchGo(bench_go::BenchGoArgs),
     /// Measure what the opt-in Go uprobes (--go-uprobes) cost a channel-heavy and a netpoll-heavy Go program
     BenchGoUprobes(bench_go_uprobes::BenchGoUprobesArgs),
+    /// Measure recording size per minute (C blocker, 100k goroutines) and what `parkscope record` costs a Go server
+    BenchRecord(bench_record::BenchRecordArgs),
     /// Measure what `parkscope profile` costs (off-CPU vs bpftrace offcputime; server throughput)
     BenchProfile(bench_profile::BenchProfileArgs),
     /// Time `snapshot --json` with stacks of a C process with 1k..10k threads blocked in read()
@@ -70,6 +73,11 @@ fn main() -> Result<()> {
             setup::run()?;
             examples::build(examples::GoBuilds::Suite)?;
             bench_go::run(args)
+        }
+        Task::BenchRecord(args) => {
+            setup::run()?;
+            examples::build(examples::GoBuilds::Suite)?;
+            bench_record::run(args)
         }
         Task::Bench(args) => {
             setup::run()?;

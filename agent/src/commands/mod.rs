@@ -2,6 +2,8 @@
 //! snapshot and schedtrace consume a `parkscope_collector::Collector`; the helpers below that
 //! touch the probes (`open_target`, `attach`) serve `profile`, which still collects itself.
 pub mod profile;
+pub mod record;
+pub mod replay;
 pub mod schedtrace;
 pub mod snapshot;
 

@@ -1,5 +1,5 @@
 //! Writes the seed corpus of every fuzz target into `CORPUS/<target>/`: the harnesses' own
-//! real-format seeds (`parkscope_probes::go::fuzz::seeds`), and from the Go builds in
+//! real-format seeds (`parkscope_probes::go::fuzz::seeds`, `parkscope_recording::fuzz::seeds`), and from the Go builds in
 //! `EXAMPLES_BIN`, their `.go.buildinfo` sections and, of the smallest ones, the `.gopclntab`
 //! section, the whole executable and the start of its code. Usage: parkscope-fuzz-seeds CORPUS EXAMPLES_BIN
 
@@ -26,6 +26,9 @@ fn main() -> std::io::Result<()> {
         for (i, seed) in seeds(target).iter().enumerate() {
             write(target, &format!("seed-{i}"), seed)?;
         }
+    }
+    for (i, seed) in parkscope_recording::fuzz::seeds().iter().enumerate() {
+        write("recording", &format!("seed-{i}"), seed)?;
     }
     let mut real = 0;
     for entry in std::fs::read_dir(examples)? {

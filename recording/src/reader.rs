@@ -1,0 +1,138 @@
+//! Reads a recording back, chunk by chunk, into the snapshots and events it was written from.
+//! Streaming: only the decoder's state (the previous snapshot, as encoded) is held.
+
+use std::io::Read;
+
+use parkscope_model::{Event, SCHEMA_VERSION, Snapshot};
+
+use crate::chunk::{self, ChunkKind, FILE_HEADER_LEN, Limits, ReadError};
+use crate::delta::{Decoder, EncodedSnapshot};
+use crate::header::{End, FORMAT_VERSION, Header};
+
+/// One thing read from a recording, with the byte offset of its chunk.
+#[derive(Debug)]
+pub enum Item {
+    Snapshot(Box<Snapshot>, u64),
+    Events(Vec<Event>, u64),
+    /// The clean end: nothing follows.
+    End(End, u64),
+}
+
+/// A recording open for reading.
+pub struct Reader<R: Read> {
+    src: R,
+    offset: u64,
+    limits: Limits,
+    header: Header,
+    decoder: Decoder,
+    ended: bool,
+}
+
+impl<R: Read> Reader<R> {
+    /// Reads the file header and the header chunk.
+    pub fn new(src: R) -> Result<Reader<R>, ReadError> {
+        Reader::with_limits(src, Limits::default())
+    }
+
+    pub fn with_limits(mut src: R, limits: Limits) -> Result<Reader<R>, ReadError> {
+        let version = chunk::read_file_header(&mut src)?;
+        if version != FORMAT_VERSION {
+            return Err(ReadError::new(
+                8,
+                format!(
+                    "expected recording format {FORMAT_VERSION}, found {version} (written by another parkscope release)"
+                ),
+            ));
+        }
+        let offset = FILE_HEADER_LEN as u64;
+        let (c, next) = chunk::read_chunk(&mut src, offset, &limits)?
+            .ok_or_else(|| ReadError::new(offset, "expected the header chunk, found end of file"))?;
+        if c.kind != ChunkKind::Header {
+            return Err(ReadError::new(
+                offset,
+                format!("expected the header chunk, found a {:?} chunk", c.kind),
+            ));
+        }
+        let header: Header = parse(&c.raw, offset, "header")?;
+        if header.schema_version > SCHEMA_VERSION {
+            return Err(ReadError::new(
+                offset,
+                format!(
+                    "expected model schema <= {SCHEMA_VERSION}, found {} (recorded by a newer parkscope)",
+                    header.schema_version
+                ),
+            ));
+        }
+        Ok(Reader {
+            src,
+            offset: next,
+            limits,
+            header,
+            decoder: Decoder::new(limits.max_entries),
+            ended: false,
+        })
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Whether the end chunk was read (the recorder closed the file cleanly).
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Byte offset of the next chunk.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The next item; `Ok(None)` at the end of the input (check [`Reader::ended`] for whether
+    /// it was a clean close or the recorder was killed after its last complete chunk).
+    pub fn next_item(&mut self) -> Result<Option<Item>, ReadError> {
+        if self.ended {
+            return Ok(None);
+        }
+        let offset = self.offset;
+        let Some((c, next)) = chunk::read_chunk(&mut self.src, offset, &self.limits)? else {
+            return Ok(None);
+        };
+        let item = match c.kind {
+            ChunkKind::Header => {
+                return Err(ReadError::new(
+                    offset,
+                    "expected a snapshot, events or end chunk, found a second header",
+                ));
+            }
+            ChunkKind::Snapshot => {
+                let encoded: EncodedSnapshot = parse(&c.raw, offset, "snapshot")?;
+                let s = self.decoder.decode(encoded).map_err(|e| ReadError::new(offset, e))?;
+                Item::Snapshot(Box::new(s), offset)
+            }
+            ChunkKind::Events => {
+                let events: Vec<Event> = parse(&c.raw, offset, "events")?;
+                if events.len() > self.limits.max_entries {
+                    return Err(ReadError::new(
+                        offset,
+                        format!(
+                            "expected at most {} events, found {}",
+                            self.limits.max_entries,
+                            events.len()
+                        ),
+                    ));
+                }
+                Item::Events(events, offset)
+            }
+            ChunkKind::End => {
+                self.ended = true;
+                Item::End(parse(&c.raw, offset, "end")?, offset)
+            }
+        };
+        self.offset = next;
+        Ok(Some(item))
+    }
+}
+
+fn parse<'a, T: serde::Deserialize<'a>>(raw: &'a [u8], offset: u64, what: &str) -> Result<T, ReadError> {
+    serde_json::from_slice(raw).map_err(|e| ReadError::new(offset, format!("expected a {what} record: {e}")))
+}
