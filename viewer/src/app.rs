@@ -392,11 +392,9 @@ impl App {
                 }
                 return Action::None;
             }
+            // Esc cancels the prompt and the filter with it (Enter keeps a filter).
             KeyCode::Esc => {
-                self.filter_error = None;
-                if Filter::parse(&self.filter_text).is_err() {
-                    self.filter_text.clear();
-                }
+                self.set_filter(String::new());
                 return Action::None;
             }
             KeyCode::Backspace => {

@@ -272,7 +272,7 @@ const THREAD_LAYOUT: [Column; 9] = [
     Column { title: THREAD_COLUMNS[1], width: 15, min_screen: 0 },
     Column { title: THREAD_COLUMNS[2], width: 9, min_screen: 120 },
     Column { title: THREAD_COLUMNS[3], width: 8, min_screen: 0 },
-    Column { title: THREAD_COLUMNS[4], width: 14, min_screen: 0 },
+    Column { title: THREAD_COLUMNS[4], width: 15, min_screen: 0 },
     Column { title: THREAD_COLUMNS[5], width: 0, min_screen: 0 },
     Column { title: THREAD_COLUMNS[6], width: 9, min_screen: 0 },
     Column { title: THREAD_COLUMNS[7], width: 7, min_screen: 110 },
