@@ -23,6 +23,8 @@ pub mod code {
     pub const GO_UNREADABLE: i32 = 7;
     /// Go detail was asked for (`--goroutines`) but the target is not a Go program.
     pub const NOT_GO: i32 = 8;
+    /// `top` needs a terminal on stdin and stdout.
+    pub const NOT_A_TERMINAL: i32 = 9;
     /// Interrupted by Ctrl-C or SIGTERM before the run finished; partial results were printed.
     pub const INTERRUPTED: i32 = 130;
 }

@@ -30,6 +30,7 @@ fn main() {
             cli::Command::Snapshot(args) => commands::snapshot::run(args).await,
             cli::Command::Schedtrace(args) => commands::schedtrace::run(args).await,
             cli::Command::Profile(args) => commands::profile::run(args).await,
+            cli::Command::Top(args) => commands::top::run(args).await,
         }
     });
     // Dropping the runtime first joins the blocking pool, so probes are detached before exit.

@@ -2,6 +2,7 @@
 pub mod profile;
 pub mod schedtrace;
 pub mod snapshot;
+pub mod top;
 
 use parkscope_probes::{
     kernel::{KernelProbes, ProbeConfig, ProbeSelection},
