@@ -21,7 +21,9 @@ impl Tmux {
         let found = Command::new("tmux").arg("-V").output().map(|o| o.status.success()).unwrap_or(false);
         assert!(found, "tmux is needed for the end-to-end tests of top: `cargo xtask setup` installs it");
         let tmux = Tmux { socket: format!("parkscope-test-{name}-{}", std::process::id()) };
-        let script = format!("{command}; echo \"top exited $?\"; stty -a | tr ' ;' '\\n\\n' | grep -x -- '-\\?icanon'; sleep 600");
+        let script = format!(
+            "{command}; echo \"top exited $?\"; stty -a | tr ' ;' '\\n\\n' | grep -x -- '-\\?icanon'; sleep 600"
+        );
         tmux.run(&["new-session", "-d", "-x", "160", "-y", "45", "sh", "-c", &script]);
         tmux
     }
@@ -85,7 +87,7 @@ fn rows(screen: &str) -> Vec<&str> {
         .collect()
 }
 
-fn row_of<'a>(screen: &'a str, tid: u32) -> Option<&'a str> {
+fn row_of(screen: &str, tid: u32) -> Option<&str> {
     rows(screen).into_iter().find(|l| l.split_whitespace().next() == Some(&tid.to_string()))
 }
 
@@ -123,7 +125,10 @@ fn top_on_the_c_blocker() {
     let tcp = blocker.role("tcp_recv");
     let tcp_row = row_of(&screen, tcp.tid).unwrap_or_else(|| panic!("no tcp_recv row:\n{screen}"));
     assert!(tcp_row.contains("recvfrom"), "{tcp_row}");
-    assert!(tcp_row.contains(&format!("{} -> {}", tcp.str_field("local"), tcp.str_field("remote"))), "{tcp_row}");
+    assert!(
+        tcp_row.contains(&format!("{} -> {}", tcp.str_field("local"), tcp.str_field("remote"))),
+        "{tcp_row}"
+    );
 
     // A filter leaves only the matching rows.
     tmux.keys(&["/"]);
@@ -179,7 +184,10 @@ fn top_on_the_go_parked_example() {
     let row = rows(&screen).into_iter().find(|r| r.contains(&format!(" {pipe_fd} pipe:["))).unwrap();
     assert!(row.split_whitespace().any(|t| t == "read"), "{row}");
     assert!(row.split_whitespace().any(is_time), "no blocked time in {row}");
-    assert!(screen.lines().next().is_some_and(|l| l.contains(" go go1.27")), "no runtime in the header:\n{screen}");
+    assert!(
+        screen.lines().next().is_some_and(|l| l.contains(" go go1.27")),
+        "no runtime in the header:\n{screen}"
+    );
     assert!(screen.contains("gomaxprocs="), "no Go SCHED line:\n{screen}");
 
     // The goroutines, grouped by stack.
@@ -218,7 +226,11 @@ fn top_on_the_go_parked_example() {
     let paused = tmux.wait_for("PAUSED", Duration::from_secs(3), |s| s.starts_with("PAUSED"));
     let count = |s: &str| -> usize {
         let l = s.lines().nth(2).unwrap_or("");
-        l.split(" g ").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or(0)
+        l.split(" g ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
     };
     let before = count(&paused);
     assert!(before > 0, "no goroutine count in the header:\n{paused}");

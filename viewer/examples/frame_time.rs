@@ -32,7 +32,12 @@ fn measure(label: &str, snapshot: Snapshot, keys: &[KeyCode]) {
         worst = worst.max(t.elapsed());
     }
     let mean = start.elapsed() / frames;
-    println!("{label:<34} rebuild {:>8.2} ms   frame mean {:>6.3} ms  worst {:>6.3} ms", ms(rebuild), ms(mean), ms(worst));
+    println!(
+        "{label:<34} rebuild {:>8.2} ms   frame mean {:>6.3} ms  worst {:>6.3} ms",
+        ms(rebuild),
+        ms(mean),
+        ms(worst)
+    );
 }
 
 fn ms(d: Duration) -> f64 {

@@ -51,8 +51,12 @@ pub async fn run(args: TopArgs) -> Result<i32, Failure> {
     let selection = ProbeSelection { blocks: true, switches: true, wakeups: true, ..Default::default() };
     let probes = attach(args.pid, selection, None).await?;
     let mut observer = Observer::new(target, Some(probes));
-    let mut opts =
-        ObserveOptions { stacks: !args.no_stacks, goroutines: false, completed_calls: false, fd_descriptions: true };
+    let mut opts = ObserveOptions {
+        stacks: !args.no_stacks,
+        goroutines: false,
+        completed_calls: false,
+        fd_descriptions: true,
+    };
     if !args.no_go {
         let (found, obs) = blocking(move || (observer.attach_go(), observer)).await?;
         observer = obs;
@@ -72,7 +76,9 @@ pub async fn run(args: TopArgs) -> Result<i32, Failure> {
         std::thread::Builder::new()
             .name("parkscope-collect".to_owned())
             .spawn(move || collect(observer, opts, go_style, args.interval, &tx, &stop))
-            .map_err(|e| Failure::internal(&anyhow::Error::from(e).context("starting the collector thread")))?
+            .map_err(|e| {
+                Failure::internal(&anyhow::Error::from(e).context("starting the collector thread"))
+            })?
     };
     let no_color = parkscope_viewer::no_color_from_env();
     let mut ui = {
@@ -100,7 +106,9 @@ pub async fn run(args: TopArgs) -> Result<i32, Failure> {
     };
     stop.store(true, Ordering::Relaxed);
     // Joined so the probes are detached (dropped with the observer) before we exit.
-    blocking(move || collector.join()).await?.map_err(|_| Failure::new(code::INTERNAL, "the collector thread panicked", "report this"))?;
+    blocking(move || collector.join())
+        .await?
+        .map_err(|_| Failure::new(code::INTERNAL, "the collector thread panicked", "report this"))?;
     match ui_result {
         Ok(Ok(())) => Ok(exit),
         Ok(Err(e)) => Err(Failure::internal(&anyhow::Error::from(e).context("drawing the terminal"))),
@@ -133,9 +141,9 @@ fn collect(
             // A Go target: the line its own runtime prints with GODEBUG=schedtrace, read right
             // after the snapshot.
             Some(style) => match observer.go_runtime() {
-                Some(Ok(rt)) => observer
-                    .go_process()
-                    .map(|go| render::goschedtrace::render(go, &rt, elapsed_ms, style, false).trim_end().to_owned()),
+                Some(Ok(rt)) => observer.go_process().map(|go| {
+                    render::goschedtrace::render(go, &rt, elapsed_ms, style, false).trim_end().to_owned()
+                }),
                 Some(Err(e)) => {
                     if tx.send(Update::Warning(format!("schedtrace: {e}"))).is_err() {
                         return;
