@@ -170,11 +170,7 @@ fn draw_header(f: &mut TermFrame<'_>, area: Rect, app: &App, theme: &Theme) {
         let _ = write!(counts, " | tasks {} stalls {}", s.tasks.len(), sum.stalls);
     }
     let _ = write!(counts, " | dropped {}", sum.dropped_events);
-    let mut line3 = vec![Span::raw(counts)];
-    if let Some(w) = app.ended.as_ref().or(app.warning.as_ref()) {
-        line3.push(Span::styled(format!(" ! {w}"), theme.fg(Color::Yellow)));
-    }
-    f.render_widget(Paragraph::new(vec![line1, line2, Line::from(line3)]), area);
+    f.render_widget(Paragraph::new(vec![line1, line2, Line::raw(counts)]), area);
 }
 
 fn draw_tabs(f: &mut TermFrame<'_>, area: Rect, app: &App, theme: &Theme) {
@@ -751,6 +747,14 @@ fn draw_footer(f: &mut TermFrame<'_>, area: Rect, app: &App, theme: &Theme) {
             Span::raw(text.clone()),
             Span::styled("_", theme.selected()),
         ]),
+        // Why collection ended, or what went wrong last, where there is room for it.
+        Input::None if app.ended.is_some() || app.warning.is_some() => {
+            let w = app.ended.as_ref().or(app.warning.as_ref()).cloned().unwrap_or_default();
+            Line::from(vec![
+                Span::styled(format!("! {w}"), theme.fg(Color::Yellow).add_modifier(Modifier::BOLD)),
+                Span::styled("  ? help  q quit", theme.dim()),
+            ])
+        }
         Input::None => match (&app.overlay, app.mode) {
             (Overlay::Detail { .. }, _) => {
                 Line::styled("Esc back  j/k scroll  space pause  q quit", theme.dim())

@@ -191,3 +191,38 @@ fn a_hundred_thousand_goroutines() {
     // Generous for debug builds; the release figure (<= 16 ms) comes from the frame_time example.
     assert!(per_frame.as_millis() < 200, "a frame took {per_frame:?}");
 }
+
+#[test]
+fn replay_keys_drive_the_source() {
+    let mut app = App::new(Mode::Replay, true);
+    let mut s = fixtures::c_blocker();
+    s.taken_at = fixtures::taken_at(0);
+    app.apply(Update::Sample(Arc::new(Sample { snapshot: s, sched_line: None })));
+    app.replay = Some(parkscope_viewer::ReplayPosition {
+        index: 0,
+        count: 61,
+        offset_ns: 0,
+        length_ns: 60_000_000_000,
+        playing: false,
+        speed: 1.0,
+    });
+    assert_eq!(key(&mut app, KeyCode::Char('[')), Action::Step(-1));
+    assert_eq!(key(&mut app, KeyCode::Char(']')), Action::Step(1));
+    assert_eq!(key(&mut app, KeyCode::Char(' ')), Action::TogglePlay);
+    assert!(!app.paused, "a replay's space is its playback, not the screen's pause");
+    assert_eq!(key(&mut app, KeyCode::Char('+')), Action::Speed(2.0));
+    assert_eq!(key(&mut app, KeyCode::Char('g')), Action::None);
+    type_text(&mut app, "1.5m");
+    assert_eq!(key(&mut app, KeyCode::Enter), Action::Seek(90_000_000_000));
+    key(&mut app, KeyCode::Char('g'));
+    type_text(&mut app, "soon");
+    assert_eq!(key(&mut app, KeyCode::Enter), Action::None);
+    insta::assert_snapshot!("replay_goto_error", screen(&mut app, 80, 24));
+}
+
+#[test]
+fn live_keys_do_not_step() {
+    let mut app = app_with(fixtures::c_blocker(), C_SCHED);
+    assert_eq!(key(&mut app, KeyCode::Char('[')), Action::None);
+    assert_eq!(key(&mut app, KeyCode::Char('q')), Action::Quit);
+}
