@@ -80,8 +80,10 @@ pub struct Group {
     /// Stable across samples (a hash of the frames; ids are per snapshot).
     pub key: u64,
     pub stack_id: StackId,
-    /// Indices into `snapshot.goroutines`, longest waiting first.
+    /// Indices into `snapshot.goroutines`: in the snapshot's order, and longest waiting first
+    /// once the group has been expanded (sorting 100,000 members is done only when shown).
     pub members: Vec<usize>,
+    pub members_sorted: bool,
     /// The most common wait reason (or status), and whether members differ.
     pub wait: String,
     pub mixed: bool,
@@ -290,9 +292,17 @@ impl App {
 
     fn rebuild_group_rows(&mut self) {
         self.group_rows.clear();
-        for (gi, g) in self.groups.iter().enumerate() {
+        let snap = self.shown.as_deref().map(|s| &s.snapshot);
+        for (gi, g) in self.groups.iter_mut().enumerate() {
             self.group_rows.push(GroupRow::Group(gi));
             if self.expanded.contains(&g.key) {
+                if !g.members_sorted
+                    && let Some(snap) = snap
+                {
+                    let gs = &snap.goroutines;
+                    g.members.sort_by_key(|&m| (std::cmp::Reverse(goroutine_wait_ns(&gs[m])), gs[m].goid));
+                    g.members_sorted = true;
+                }
                 self.group_rows
                     .extend(g.members.iter().take(MAX_EXPANDED_MEMBERS).map(|&m| GroupRow::Member(gi, m)));
             }
@@ -673,13 +683,18 @@ fn group_goroutines(snap: &Snapshot, filter: &Filter, sort: SortState) -> (Vec<G
     }
     let mut groups: Vec<Group> = by_stack
         .into_iter()
-        .map(|((stack_id, reason), mut members)| {
-            members.sort_by_key(|&m| {
-                (std::cmp::Reverse(goroutine_wait_ns(&snap.goroutines[m])), snap.goroutines[m].goid)
-            });
-            let mut reasons: HashMap<&str, usize> = HashMap::new();
+        .map(|((stack_id, reason), members)| {
+            // One stack nearly always has one or two wait reasons: a short list beats a map.
+            let mut reasons: Vec<(&str, usize)> = Vec::new();
+            let mut max_wait_ns = None;
             for &m in &members {
-                *reasons.entry(goroutine_wait(&snap.goroutines[m])).or_default() += 1;
+                let g = &snap.goroutines[m];
+                let r = goroutine_wait(g);
+                match reasons.iter_mut().find(|(known, _)| *known == r) {
+                    Some((_, n)) => *n += 1,
+                    None => reasons.push((r, 1)),
+                }
+                max_wait_ns = max_wait_ns.max(goroutine_wait_ns(g));
             }
             let mixed = reasons.len() > 1;
             let wait = reasons
@@ -687,7 +702,6 @@ fn group_goroutines(snap: &Snapshot, filter: &Filter, sort: SortState) -> (Vec<G
                 .max_by_key(|&(r, n)| (n, std::cmp::Reverse(r)))
                 .map_or("", |(r, _)| r)
                 .to_owned();
-            let max_wait_ns = members.iter().filter_map(|&m| goroutine_wait_ns(&snap.goroutines[m])).max();
             Group {
                 key: stack_key(snap, stack_id, reason),
                 stack_id,
@@ -700,6 +714,7 @@ fn group_goroutines(snap: &Snapshot, filter: &Filter, sort: SortState) -> (Vec<G
                     place_of(snap, stack_id)
                 },
                 members,
+                members_sorted: false,
             }
         })
         .collect();
