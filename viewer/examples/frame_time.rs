@@ -13,7 +13,8 @@ use parkscope_viewer::{Mode, Sample, Update, fixtures};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
-fn measure(label: &str, snapshot: Snapshot, keys: &[KeyCode]) {
+/// Returns the mean frame time.
+fn measure(label: &str, snapshot: Snapshot, keys: &[KeyCode]) -> Duration {
     let start = Instant::now();
     let mut app = App::new(Mode::Live, false);
     app.apply(Update::Sample(Arc::new(Sample { snapshot, sched_line: Some("SCHED 0ms".into()) })));
@@ -38,6 +39,7 @@ fn measure(label: &str, snapshot: Snapshot, keys: &[KeyCode]) {
         ms(mean),
         ms(worst)
     );
+    mean
 }
 
 fn ms(d: Duration) -> f64 {
@@ -60,14 +62,25 @@ fn threads(n: usize) -> Snapshot {
     s
 }
 
+/// The budget of one frame at 100,000 rows (60 frames a second).
+const BUDGET: Duration = Duration::from_millis(16);
+
 fn main() {
+    let mut over = Vec::new();
     for n in [1_000, 10_000, 100_000] {
-        measure(&format!("{n} goroutines (groups)"), fixtures::go_parked(n), &[KeyCode::Tab]);
-        measure(
-            &format!("{n} goroutines (biggest expanded)"),
-            fixtures::go_parked(n),
-            &[KeyCode::Tab, KeyCode::Char('e'), KeyCode::End],
-        );
-        measure(&format!("{n} threads"), threads(n), &[KeyCode::End]);
+        let runs = [
+            measure(&format!("{n} goroutines (groups)"), fixtures::go_parked(n), &[KeyCode::Tab]),
+            measure(
+                &format!("{n} goroutines (biggest expanded)"),
+                fixtures::go_parked(n),
+                &[KeyCode::Tab, KeyCode::Char('e'), KeyCode::End],
+            ),
+            measure(&format!("{n} threads"), threads(n), &[KeyCode::End]),
+        ];
+        over.extend(runs.iter().filter(|m| **m > BUDGET).map(|m| format!("{n} rows: {:.2} ms", ms(*m))));
+    }
+    if !over.is_empty() {
+        eprintln!("frame time over the {BUDGET:?} budget: {}", over.join(", "));
+        std::process::exit(1);
     }
 }
