@@ -20,7 +20,8 @@ use error::{Failure, code};
 
 fn main() {
     let cli = cli::Cli::parse();
-    init_logging(cli.verbose);
+    // `top` owns the terminal: its logs go to the viewer's bottom line instead of stderr.
+    init_logging(cli.verbose, matches!(cli.command, cli::Command::Top(_)));
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => exit_with(Failure::internal(&anyhow::Error::from(e).context("starting the runtime"))),
@@ -49,8 +50,8 @@ fn exit_with(f: Failure) -> ! {
     std::process::exit(if f.code == code::SUCCESS { code::INTERNAL } else { f.code })
 }
 
-/// Logs go to stderr; stdout carries only the command's output.
-fn init_logging(verbose: u8) {
+/// Logs go to stderr (for `top`, to its log sink); stdout carries only the command's output.
+fn init_logging(verbose: u8, to_top: bool) {
     let default = match verbose {
         0 => "warn",
         1 => "info",
@@ -58,5 +59,10 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).with_target(false).init();
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    if to_top {
+        fmt.with_writer(|| commands::top::LogSink).with_ansi(false).without_time().init();
+    } else {
+        fmt.with_writer(std::io::stderr).init();
+    }
 }

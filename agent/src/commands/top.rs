@@ -6,9 +6,10 @@
 //! collection. The collector crate replaces [`collect`] when it lands; a recording reader plugs
 //! into the viewer as another [`parkscope_viewer::Source`] (`top --from FILE`).
 
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use parkscope_probes::go::SchedtraceStyle;
@@ -23,6 +24,46 @@ use crate::{
     render,
     session::{Session, Wake},
 };
+
+/// Log lines kept for the viewer at most (the oldest are dropped).
+const MAX_LOG_LINES: usize = 64;
+
+/// Log lines written while `top` owns the terminal (see main.rs), the newest
+/// [`MAX_LOG_LINES`], and how many were written in all: the newest is shown on the viewer's
+/// bottom line, and all kept are printed to stderr once the terminal is restored.
+static LOG: Mutex<(u64, VecDeque<String>)> = Mutex::new((0, VecDeque::new()));
+
+/// The tracing writer of `top`: each formatted event becomes one kept line.
+pub struct LogSink;
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let mut log = LOG.lock().unwrap_or_else(PoisonError::into_inner);
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            if log.1.len() == MAX_LOG_LINES {
+                log.1.pop_front();
+            }
+            log.1.push_back(line.trim().to_owned());
+            log.0 += 1;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The newest log line, if any was written after the `seen`-th; updates `seen`.
+fn newest_log_line(seen: &mut u64) -> Option<String> {
+    let log = LOG.lock().unwrap_or_else(PoisonError::into_inner);
+    if log.0 == *seen {
+        return None;
+    }
+    *seen = log.0;
+    log.1.back().cloned()
+}
 
 /// Samples waiting for the UI at most: a UI that falls behind holds the collector back
 /// instead of letting snapshots pile up in memory.
@@ -105,6 +146,10 @@ pub async fn run(args: TopArgs) -> Result<i32, Failure> {
         }
     };
     stop.store(true, Ordering::Relaxed);
+    // The terminal is restored: what was logged meanwhile goes where logs always go.
+    for line in std::mem::take(&mut LOG.lock().unwrap_or_else(PoisonError::into_inner).1) {
+        eprintln!("parkscope: {line}");
+    }
     // Joined so the probes are detached (dropped with the observer) before we exit.
     blocking(move || collector.join())
         .await?
@@ -128,6 +173,7 @@ fn collect(
 ) {
     let started = Instant::now();
     let mut taken = 0u32;
+    let mut logged = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let snapshot = match observer.observe(opts) {
             Ok(s) => s,
@@ -154,6 +200,12 @@ fn collect(
             },
             None => Some(render::schedtrace::line(elapsed_ms, &snapshot.summary)),
         };
+        // What the probes and readers logged (map read failures, ...) during this snapshot.
+        if let Some(last) = newest_log_line(&mut logged)
+            && tx.send(Update::Warning(last)).is_err()
+        {
+            return;
+        }
         let exited = snapshot.target_exited;
         if tx.send(Update::Sample(Arc::new(Sample { snapshot, sched_line }))).is_err() {
             return; // the UI is gone
