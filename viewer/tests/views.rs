@@ -226,3 +226,23 @@ fn live_keys_do_not_step() {
     assert_eq!(key(&mut app, KeyCode::Char('[')), Action::None);
     assert_eq!(key(&mut app, KeyCode::Char('q')), Action::Quit);
 }
+
+#[test]
+fn no_color_draws_without_colours() {
+    use ratatui::style::Color;
+    let coloured = |no_color: bool| {
+        let mut app = App::new(Mode::Live, no_color);
+        app.apply(Update::Sample(Arc::new(Sample { snapshot: fixtures::c_blocker(), sched_line: None })));
+        let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+        terminal.draw(|f| parkscope_viewer::ui::draw(f, &mut app)).unwrap();
+        terminal
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .filter(|c| c.fg != Color::Reset || c.bg != Color::Reset)
+            .count()
+    };
+    assert!(coloured(false) > 0, "colours are used by default");
+    assert_eq!(coloured(true), 0, "NO_COLOR: no foreground or background colour anywhere");
+}
