@@ -242,6 +242,21 @@ impl App {
         }
     }
 
+    /// Takes several updates at once: every sample goes into the history, but only the newest
+    /// is shown (rows are rebuilt once, not once per queued sample).
+    pub fn apply_batch(&mut self, updates: Vec<Update>) {
+        let last_sample = updates.iter().rposition(|u| matches!(u, Update::Sample(_)));
+        for (i, u) in updates.into_iter().enumerate() {
+            match u {
+                Update::Sample(sample) if Some(i) != last_sample => {
+                    self.history.push(&sample.snapshot);
+                    self.latest = Some(sample);
+                }
+                u => self.apply(u),
+            }
+        }
+    }
+
     fn show(&mut self, sample: Arc<Sample>) {
         self.shown = Some(sample);
         if self.tab == Tab::Goroutines && self.snapshot().is_some_and(|s| s.goroutines.is_empty())

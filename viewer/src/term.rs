@@ -84,11 +84,9 @@ fn event_loop(
     stop: &AtomicBool,
 ) -> io::Result<()> {
     loop {
-        for _ in 0..MAX_UPDATES_PER_TICK {
-            match source.poll() {
-                Some(u) => app.apply(u),
-                None => break,
-            }
+        let updates: Vec<_> = std::iter::from_fn(|| source.poll()).take(MAX_UPDATES_PER_TICK).collect();
+        if !updates.is_empty() {
+            app.apply_batch(updates);
         }
         if let Some(r) = source.replay() {
             let pos = Some(r.position());

@@ -246,3 +246,20 @@ fn no_color_draws_without_colours() {
     assert!(coloured(false) > 0, "colours are used by default");
     assert_eq!(coloured(true), 0, "NO_COLOR: no foreground or background colour anywhere");
 }
+
+#[test]
+fn a_batch_shows_the_newest_sample_and_keeps_every_point() {
+    let mut app = App::new(Mode::Live, true);
+    let updates = (0..3u64)
+        .map(|i| {
+            let mut s = fixtures::c_blocker();
+            s.taken_at = fixtures::taken_at(i);
+            s.threads.truncate(4 + i as usize);
+            Update::Sample(Arc::new(Sample { snapshot: s, sched_line: None }))
+        })
+        .collect();
+    app.apply_batch(updates);
+    assert_eq!(app.history.len(), 3);
+    assert_eq!(app.thread_rows.len(), 6);
+    assert_eq!(app.snapshot().unwrap().taken_at, fixtures::taken_at(2));
+}
