@@ -18,6 +18,7 @@ Exit codes:
   8    --goroutines or --go-uprobes on a process that is not a Go program
   9    a recording that cannot be read (--from): truncated, corrupt, or not a recording;
        what was read before the damage is still printed
+  10   top: stdin or stdout is not a terminal (use snapshot or schedtrace instead)
   130  interrupted (Ctrl-C/SIGTERM) before the run finished (partial results printed)";
 
 /// Which threads of a live process are blocked, where, on what, for how long.
@@ -48,6 +49,29 @@ pub enum Command {
     /// Record a snapshot every interval (and the events between them) to a file, for
     /// `snapshot`, `schedtrace` and `profile` to replay with --from FILE.
     Record(RecordArgs),
+    /// A live terminal view of the threads, goroutines and tasks, refreshed every interval:
+    /// what is stuck, on what, since when. Needs a terminal; press ? in it for the keys.
+    Top(TopArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Process id of the target.
+    #[arg(short, long)]
+    pub pid: u32,
+
+    /// Time between snapshots (each is a full snapshot with stacks; the probes stay attached,
+    /// so calls entered since the start get exact times).
+    #[arg(short, long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+
+    /// Skip user and kernel stacks (cheaper on processes with thousands of threads).
+    #[arg(long)]
+    pub no_stacks: bool,
+
+    /// Do not read a Go target's runtime (threads only).
+    #[arg(long)]
+    pub no_go: bool,
 }
 
 #[derive(Debug, Args)]

@@ -27,6 +27,8 @@ pub mod code {
     /// A recording (`--from FILE`) that cannot be read: not a recording, truncated inside a
     /// chunk, or corrupt. What was read before the damage is still printed.
     pub const BAD_RECORDING: i32 = 9;
+    /// `top` needs a terminal on stdin and stdout.
+    pub const NOT_A_TERMINAL: i32 = 10;
     /// Interrupted by Ctrl-C or SIGTERM before the run finished; partial results were printed.
     pub const INTERRUPTED: i32 = 130;
 }

@@ -18,7 +18,8 @@ use error::{Failure, code};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    init_logging(cli.verbose);
+    // `top` owns the terminal: its logs go to the viewer's bottom line instead of stderr.
+    init_logging(cli.verbose, matches!(cli.command, cli::Command::Top(_)));
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return report(Failure::internal(&anyhow::Error::from(e).context("starting the runtime"))),
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
             cli::Command::Schedtrace(args) => commands::schedtrace::run(args).await,
             cli::Command::Profile(args) => commands::profile::run(args).await,
             cli::Command::Record(args) => commands::record::run(args).await,
+            cli::Command::Top(args) => commands::top::run(args).await,
         }
     });
     // Dropping the runtime first joins the blocking pool, so probes are detached before exit
@@ -62,8 +64,8 @@ fn exit_code(c: i32) -> ExitCode {
     ExitCode::from(u8::try_from(c).unwrap_or(code::INTERNAL as u8))
 }
 
-/// Logs go to stderr; stdout carries only the command's output.
-fn init_logging(verbose: u8) {
+/// Logs go to stderr (for `top`, to its log sink); stdout carries only the command's output.
+fn init_logging(verbose: u8, to_top: bool) {
     let default = match verbose {
         0 => "warn",
         1 => "info",
@@ -71,5 +73,10 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).with_target(false).init();
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    if to_top {
+        fmt.with_writer(|| commands::top::LogSink).with_ansi(false).without_time().init();
+    } else {
+        fmt.with_writer(std::io::stderr).init();
+    }
 }

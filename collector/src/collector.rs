@@ -80,6 +80,10 @@ pub struct Config {
     /// (`Some(detail)`) instead of snapshots, with no probes loaded; if it stops being readable,
     /// [`Update::RuntimeUnreadable`] says so and snapshots (with `probes`) follow.
     pub runtime_schedtrace: Option<bool>,
+    /// Interval schedules with snapshots: read the runtime's own schedtrace (no detail) right
+    /// after each view and yield it with it (a live viewer's header line). A failed read is
+    /// logged and the view goes out without it.
+    pub runtime_schedtrace_with_views: bool,
     pub schedule: Schedule,
 }
 
@@ -105,7 +109,14 @@ pub struct Started {
 pub enum Update {
     /// A view of the target. `seed`: the one taken at once (window schedules); `elapsed`:
     /// since the schedule started.
-    Snapshot { snapshot: Box<Snapshot>, seed: bool, elapsed: Duration },
+    Snapshot {
+        snapshot: Box<Snapshot>,
+        seed: bool,
+        elapsed: Duration,
+        /// The runtime's own schedtrace of the same instant, read right after the view (with
+        /// `Config::runtime_schedtrace_with_views`, while the runtime is readable).
+        runtime_schedtrace: Option<crate::runtime::SchedTrace>,
+    },
     /// The runtime's own schedtrace for one interval (see `Config::runtime_schedtrace`).
     RuntimeSchedtrace(crate::runtime::SchedTrace),
     /// The runtime stopped being readable: thread snapshots follow, and say why.
@@ -411,7 +422,12 @@ impl<'a> Run<'a> {
             }
         };
         if !self
-            .send(Update::Snapshot { snapshot: Box::new(seed), seed: true, elapsed: started.elapsed() })
+            .send(Update::Snapshot {
+                snapshot: Box::new(seed),
+                seed: true,
+                elapsed: started.elapsed(),
+                runtime_schedtrace: None,
+            })
             .await
             || window.is_zero()
         {
@@ -425,7 +441,12 @@ impl<'a> Run<'a> {
         let view = self.observer.observe(self.opts);
         self.observer.detach();
         let update = match view {
-            Ok(s) => Update::Snapshot { snapshot: Box::new(s), seed: false, elapsed: started.elapsed() },
+            Ok(s) => Update::Snapshot {
+                snapshot: Box::new(s),
+                seed: false,
+                elapsed: started.elapsed(),
+                runtime_schedtrace: None,
+            },
             Err(e) => {
                 tracing::warn!("target gone before the final view ({e})");
                 Update::TargetExited
@@ -494,8 +515,21 @@ impl<'a> Run<'a> {
                         return;
                     }
                 };
+                let elapsed = started.elapsed();
+                let runtime_schedtrace = if self.config.runtime_schedtrace_with_views {
+                    match self.observer.runtime_schedtrace(elapsed.as_millis() as u64, false) {
+                        Some(Ok(trace)) => Some(trace),
+                        Some(Err(e)) => {
+                            tracing::warn!("schedtrace: {e}");
+                            None
+                        }
+                        None => None,
+                    }
+                } else {
+                    None
+                };
                 let update =
-                    Update::Snapshot { snapshot: Box::new(view), seed: false, elapsed: started.elapsed() };
+                    Update::Snapshot { snapshot: Box::new(view), seed: false, elapsed, runtime_schedtrace };
                 if !self.send(update).await {
                     return;
                 }
@@ -528,6 +562,7 @@ mod tests {
                 fd_descriptions: false,
             },
             runtime_schedtrace: None,
+            runtime_schedtrace_with_views: false,
             schedule,
         }
     }
@@ -586,7 +621,7 @@ mod tests {
         let mut elapsed = Vec::new();
         while let Some(u) = c.next().await {
             match u {
-                Update::Snapshot { snapshot, seed: false, elapsed: e } => {
+                Update::Snapshot { snapshot, seed: false, elapsed: e, .. } => {
                     assert_eq!(snapshot.pid, pid);
                     elapsed.push(e);
                 }

@@ -55,6 +55,8 @@ enum Task {
     BenchProfile(bench_profile::BenchProfileArgs),
     /// Time `snapshot --json` with stacks of a C process with 1k..10k threads blocked in read()
     BenchThreads(bench_threads::BenchThreadsArgs),
+    /// Frame time of `top`'s viewer at 1k, 10k and 100k rows (release build; budget 16 ms)
+    BenchTop,
     /// Fuzz the parsers of what a Go target controls (cargo-fuzz; ~1M inputs per target)
     Fuzz(fuzz::FuzzArgs),
 }
@@ -98,6 +100,10 @@ fn main() -> Result<()> {
             setup::run()?;
             examples::build(examples::GoBuilds::Suite)?;
             bench_threads::run(args)
+        }
+        Task::BenchTop => {
+            util::step("viewer frame time (release): viewer/examples/frame_time.rs");
+            util::cargo(&["run", "--release", "-p", "parkscope-viewer", "--example", "frame_time"])
         }
         Task::Fuzz(args) => {
             setup::run()?;

@@ -48,6 +48,8 @@ const APT_PACKAGES: &[&str] = &[
     "golang-1.19-go",
     "bpftrace",
     "strace",
+    // `top`'s end-to-end tests drive it in a real terminal.
+    "tmux",
     "python3-venv",
 ];
 

@@ -1,11 +1,12 @@
 //! One module per subcommand; each returns the exit code it ended with or a [`Failure`].
-//! snapshot and schedtrace consume a `parkscope_collector::Collector`; the helpers below that
+//! snapshot, schedtrace, record and top consume a `parkscope_collector::Collector`; the helpers below that
 //! touch the probes (`open_target`, `attach`) serve `profile`, which still collects itself.
 pub mod profile;
 pub mod record;
 pub mod replay;
 pub mod schedtrace;
 pub mod snapshot;
+pub mod top;
 
 use parkscope_probes::{
     kernel::{KernelProbes, ProbeConfig, ProbeSelection},

@@ -53,6 +53,7 @@ pub async fn run(args: RecordArgs) -> Result<i32, Failure> {
             fd_descriptions: true,
         },
         runtime_schedtrace: None,
+        runtime_schedtrace_with_views: false,
         // The first view right after attach (it also tells the observer which calls threads
         // were already asleep in), then one per interval, on multiples of it (no drift).
         schedule: Schedule::Interval { every: args.interval, count: snapshots_in(&args), at_start: true },

@@ -42,6 +42,7 @@ pub async fn run(args: SchedtraceArgs) -> Result<i32, Failure> {
             fd_descriptions: args.detail,
         },
         runtime_schedtrace: Some(args.detail),
+        runtime_schedtrace_with_views: false,
         schedule: Schedule::Interval { every: args.interval, count: args.count, at_start: false },
     };
     let mut session = Session::signals().map_err(|e| Failure::internal(&e.into()))?;

@@ -60,6 +60,7 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
             fd_descriptions: true,
         },
         runtime_schedtrace: None,
+        runtime_schedtrace_with_views: false,
         schedule: Schedule::Window(args.window),
     };
     let mut session = Session::signals().map_err(|e| Failure::internal(&e.into()))?;

@@ -1,0 +1,259 @@
+//! `parkscope top` in a real terminal: tmux runs it at 160x45 on the C blocker and on the Go
+//! parked example, keys are sent with `tmux send-keys`, and the screen is read back with
+//! `tmux capture-pane -p`. The ground truth is the targets' own manifests (tids, fds, inodes,
+//! the function each thread blocks in) and /proc.
+
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use parkscope_tests::{Blocker, GoTarget, parkscope_bin};
+
+/// A tmux server of our own (its own socket), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    /// Starts `command` in a detached 160x45 session; the shell then prints the exit status
+    /// and whether the terminal is back in canonical mode, and stays for us to read it.
+    fn start(name: &str, command: &str) -> Tmux {
+        let found = Command::new("tmux").arg("-V").output().map(|o| o.status.success()).unwrap_or(false);
+        assert!(found, "tmux is needed for the end-to-end tests of top: `cargo xtask setup` installs it");
+        let tmux = Tmux { socket: format!("parkscope-test-{name}-{}", std::process::id()) };
+        let script = format!(
+            "{command}; echo \"top exited $?\"; stty -a | tr ' ;' '\\n\\n' | grep -x -- '-\\?icanon'; sleep 600"
+        );
+        tmux.run(&["new-session", "-d", "-x", "160", "-y", "45", "sh", "-c", &script]);
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("running tmux");
+        assert!(out.status.success(), "tmux {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p"])
+    }
+
+    /// Sends keys (tmux key names: "Enter", "Escape", "Space", or literal text with `-l`).
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys"];
+        args.extend_from_slice(keys);
+        self.run(&args);
+    }
+
+    fn text(&self, text: &str) {
+        self.run(&["send-keys", "-l", text]);
+    }
+
+    /// Polls the screen until `ok` holds; fails with the last screen after `timeout`.
+    fn wait_for(&self, what: &str, timeout: Duration, ok: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = self.screen();
+            if ok(&screen) {
+                return screen;
+            }
+            assert!(start.elapsed() < timeout, "{what}: not on screen after {timeout:?}:\n{screen}");
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").arg("-L").arg(&self.socket).arg("kill-server").status();
+    }
+}
+
+/// `1.5s`, `>=300.0ms`, `2.0m`: a time as top prints it.
+fn is_time(token: &str) -> bool {
+    let t = token.trim_start_matches(">=");
+    let digits = t.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &t[digits.len()..];
+    !digits.is_empty() && digits.parse::<f64>().is_ok() && ["ns", "us", "ms", "s", "m", "h"].contains(&unit)
+}
+
+/// The table rows of the screen: lines after the column header that start with a number.
+fn rows(screen: &str) -> Vec<&str> {
+    screen
+        .lines()
+        .skip_while(|l| !l.starts_with("TID"))
+        .skip(1)
+        .filter(|l| l.split_whitespace().next().is_some_and(|t| t.parse::<u32>().is_ok()))
+        .collect()
+}
+
+fn row_of(screen: &str, tid: u32) -> Option<&str> {
+    rows(screen).into_iter().find(|l| l.split_whitespace().next() == Some(&tid.to_string()))
+}
+
+/// After `q`: the shell's line says top exited 0 and the terminal is canonical again.
+fn assert_quits_cleanly(tmux: &Tmux) {
+    tmux.keys(&["q"]);
+    // The shell prints the exit status, then `icanon` or `-icanon` from stty.
+    let screen = tmux.wait_for("the exit line and the terminal mode", Duration::from_secs(10), |s| {
+        s.contains("top exited") && s.lines().any(|l| l.trim().trim_start_matches('-') == "icanon")
+    });
+    assert!(screen.contains("top exited 0"), "top did not exit 0:\n{screen}");
+    assert!(
+        screen.lines().any(|l| l.trim() == "icanon"),
+        "the terminal was left in raw mode (no `icanon` from stty):\n{screen}"
+    );
+    assert!(!screen.contains("? help"), "top's screen is still shown (alternate screen not left):\n{screen}");
+}
+
+#[test]
+fn top_on_the_c_blocker() {
+    let blocker = Blocker::start(&[]);
+    let pipe = blocker.role("pipe_read");
+    let writer = blocker.role("pipe_write");
+    let bin = parkscope_bin();
+    let tmux = Tmux::start("c", &format!("{} top -p {}", bin.display(), blocker.pid));
+
+    // Within 3 s: the blocked rows with their syscall, fd description and time.
+    let pipe_desc = pipe.fd_desc.clone().expect("pipe_read has an fd description");
+    let screen = tmux.wait_for("the pipe reader's row", Duration::from_secs(3), |s| {
+        row_of(s, pipe.tid).is_some_and(|r| r.contains(&pipe_desc))
+    });
+    let row = row_of(&screen, pipe.tid).unwrap();
+    assert!(row.split_whitespace().any(|t| t == "read"), "{row}");
+    assert!(row.split_whitespace().any(is_time), "no blocked time in {row}");
+    let tcp = blocker.role("tcp_recv");
+    let tcp_row = row_of(&screen, tcp.tid).unwrap_or_else(|| panic!("no tcp_recv row:\n{screen}"));
+    assert!(tcp_row.contains("recvfrom"), "{tcp_row}");
+    assert!(
+        tcp_row.contains(&format!("{} -> {}", tcp.str_field("local"), tcp.str_field("remote"))),
+        "{tcp_row}"
+    );
+
+    // A filter leaves only the matching rows.
+    tmux.keys(&["/"]);
+    tmux.text("syscall=read fd~pipe");
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the filtered rows", Duration::from_secs(3), |s| {
+        s.contains("filter: syscall=read fd~pipe") && row_of(s, writer.tid).is_none()
+    });
+    let shown = rows(&screen);
+    assert!(!shown.is_empty(), "the filter left nothing:\n{screen}");
+    for r in &shown {
+        assert!(r.split_whitespace().any(|t| t == "read") && r.contains("pipe:["), "a row not matching: {r}");
+    }
+    assert!(row_of(&screen, pipe.tid).is_some(), "the pipe reader was filtered out:\n{screen}");
+
+    // Enter shows the selected thread (the first row) with its stacks.
+    let first_tid: u32 = shown[0].split_whitespace().next().unwrap().parse().unwrap();
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the detail page", Duration::from_secs(3), |s| s.contains("Kernel stack"));
+    assert!(screen.contains(&format!("Thread {first_tid} ")), "{screen}");
+    assert!(screen.contains("User stack"), "{screen}");
+    if first_tid == pipe.tid {
+        assert!(screen.contains(&pipe.func), "the stack misses {}:\n{screen}", pipe.func);
+    }
+    assert!(screen.contains("read"), "{screen}");
+    tmux.keys(&["Escape"]);
+    tmux.keys(&["Escape"]);
+
+    // Pause: the screen stays identical for 2 s while the blocked times go on growing.
+    tmux.keys(&["Space"]);
+    let paused = tmux.wait_for("PAUSED", Duration::from_secs(3), |s| s.starts_with("PAUSED"));
+    thread::sleep(Duration::from_secs(2));
+    assert_eq!(tmux.screen(), paused, "the screen changed while paused");
+    tmux.keys(&["Space"]);
+    tmux.wait_for("live again with newer times", Duration::from_secs(3), |s| {
+        s.starts_with("LIVE") && row_of(s, pipe.tid) != row_of(&paused, pipe.tid)
+    });
+
+    assert_quits_cleanly(&tmux);
+}
+
+#[test]
+fn top_on_the_go_parked_example() {
+    let target = GoTarget::start("parked-go1.27", &["-n", "2"], &[], false);
+    let bin = parkscope_bin();
+    let tmux = Tmux::start("go", &format!("{} top -p {}", bin.display(), target.pid));
+
+    // The goroutine in a raw read on the pipe shows as a blocked thread within 3 s.
+    let pipe_fd = target.info["pipe_fd"].as_i64().expect("pipe_fd");
+    let screen = tmux.wait_for("the pipe-reading thread", Duration::from_secs(3), |s| {
+        rows(s).iter().any(|r| r.contains(&format!(" {pipe_fd} pipe:[")))
+    });
+    let row = rows(&screen).into_iter().find(|r| r.contains(&format!(" {pipe_fd} pipe:["))).unwrap();
+    assert!(row.split_whitespace().any(|t| t == "read"), "{row}");
+    assert!(row.split_whitespace().any(is_time), "no blocked time in {row}");
+    assert!(
+        screen.lines().next().is_some_and(|l| l.contains(" go go1.27")),
+        "no runtime in the header:\n{screen}"
+    );
+    assert!(screen.contains("gomaxprocs="), "no Go SCHED line:\n{screen}");
+
+    // The goroutines, grouped by stack.
+    tmux.keys(&["Tab"]);
+    let screen = tmux.wait_for("the goroutine groups", Duration::from_secs(3), |s| s.contains("COUNT"));
+    for reason in ["IO wait", "chan receive", "chan send", "select", "sleep"] {
+        assert!(screen.contains(reason), "no {reason} group:\n{screen}");
+    }
+
+    // A filter on the wait reason leaves the chan receive group only.
+    tmux.keys(&["/"]);
+    tmux.text(r#"wait="chan receive""#);
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the filtered groups", Duration::from_secs(3), |s| {
+        s.contains("filter: wait=") && !s.contains("select")
+    });
+    let groups: Vec<&str> = screen.lines().filter(|l| l.starts_with('+') || l.starts_with('-')).collect();
+    assert!(!groups.is_empty(), "{screen}");
+    for g in &groups {
+        assert!(g.contains("chan receive"), "a group not matching: {g}");
+    }
+    assert!(groups.iter().any(|g| g.contains("main.parkedChanRecv")), "{screen}");
+
+    // Enter on the group shows its stack, file:line included.
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the group's stack", Duration::from_secs(3), |s| s.contains("Stack ("));
+    assert!(screen.contains("runtime.gopark"), "{screen}");
+    assert!(screen.contains("main.parkedChanRecv"), "{screen}");
+    assert!(screen.contains("main.go:"), "no file:line in the stack:\n{screen}");
+    tmux.keys(&["Escape"]);
+    tmux.keys(&["Escape"]);
+
+    // Pause while the target parks one more goroutine: the screen stays as it was; after the
+    // pause the count has grown.
+    tmux.keys(&["Space"]);
+    let paused = tmux.wait_for("PAUSED", Duration::from_secs(3), |s| s.starts_with("PAUSED"));
+    let count = |s: &str| -> usize {
+        let l = s.lines().nth(2).unwrap_or("");
+        l.split(" g ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let before = count(&paused);
+    assert!(before > 0, "no goroutine count in the header:\n{paused}");
+    target.park_late_goroutine();
+    thread::sleep(Duration::from_secs(2));
+    assert_eq!(tmux.screen(), paused, "the screen changed while paused");
+    tmux.keys(&["Space"]);
+    tmux.wait_for("the late goroutine after the pause", Duration::from_secs(3), |s| count(s) == before + 1);
+
+    assert_quits_cleanly(&tmux);
+}
+
+#[test]
+fn top_refuses_a_pipe() {
+    let blocker = Blocker::start(&[]);
+    let out = Command::new(parkscope_bin())
+        .args(["top", "-p", &blocker.pid.to_string()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running parkscope");
+    assert_eq!(out.status.code(), Some(10), "exit code for a non-terminal");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("parkscope: top needs a terminal"), "{err}");
+    assert!(err.contains("hint: ") && err.contains("parkscope snapshot"), "{err}");
+    assert!(out.stdout.is_empty());
+}
