@@ -41,8 +41,8 @@ use prost::Message;
 use crate::Entry;
 use crate::proto::{
     ClockSnapshot, CounterDescriptor, DebugAnnotation, DebugAnnotationName, EventCategory, EventName,
-    InternedData, ProcessDescriptor, ThreadDescriptor, TracePacket, TrackDescriptor, TrackEvent, clock_snapshot,
-    counter_descriptor, debug_annotation, trace_packet, track_descriptor, track_event,
+    InternedData, ProcessDescriptor, ThreadDescriptor, TracePacket, TrackDescriptor, TrackEvent,
+    clock_snapshot, counter_descriptor, debug_annotation, trace_packet, track_descriptor, track_event,
 };
 
 /// The one packet sequence parkscope writes.
@@ -62,7 +62,10 @@ const PENDING_EVENT_LIMIT: usize = 100_000;
 pub enum ExportError {
     Io(io::Error),
     /// The sequence mixes processes (a recording holds one).
-    OtherProcess { expected: u32, found: u32 },
+    OtherProcess {
+        expected: u32,
+        found: u32,
+    },
     /// No snapshot at all: nothing names the process.
     NoSnapshot,
 }
@@ -114,7 +117,10 @@ pub struct ExportStats {
 }
 
 /// Exports `entries` (in time order, as a recording holds them) to `out` as a Perfetto trace.
-pub fn perfetto<W: Write>(entries: impl IntoIterator<Item = Entry>, out: W) -> Result<ExportStats, ExportError> {
+pub fn perfetto<W: Write>(
+    entries: impl IntoIterator<Item = Entry>,
+    out: W,
+) -> Result<ExportStats, ExportError> {
     let mut writer = PerfettoWriter::new(out);
     for entry in entries {
         match entry {
@@ -233,7 +239,9 @@ impl<W: Write> PerfettoWriter<W> {
     pub fn push_snapshot(&mut self, snap: &Snapshot) -> Result<(), ExportError> {
         let now = snap.taken_at.monotonic_ns;
         let process = match self.process {
-            Some(p) if p.pid != snap.pid => return Err(ExportError::OtherProcess { expected: p.pid, found: snap.pid }),
+            Some(p) if p.pid != snap.pid => {
+                return Err(ExportError::OtherProcess { expected: p.pid, found: snap.pid });
+            }
             Some(p) => p,
             None => self.declare_process(snap)?,
         };
@@ -249,7 +257,11 @@ impl<W: Write> PerfettoWriter<W> {
         let present: HashSet<u32> = snap.threads.iter().map(|t| t.tid).collect();
         let gone: Vec<u32> = self.threads.keys().copied().filter(|tid| !present.contains(tid)).collect();
         for tid in gone {
-            self.close_thread_slice(tid, None, "last seen in the call; the thread was gone by the next snapshot")?;
+            self.close_thread_slice(
+                tid,
+                None,
+                "last seen in the call; the thread was gone by the next snapshot",
+            )?;
         }
         for t in &snap.threads {
             self.observe_thread(snap, t)?;
@@ -289,7 +301,10 @@ impl<W: Write> PerfettoWriter<W> {
                 if let Some(fd) = fd {
                     args.push(("fd", Arg::Int(i64::from(*fd))));
                     if let Some(desc) = self.fd_desc.get(fd) {
-                        args.push(("fd_desc", Arg::Str(format!("{desc} (as the latest snapshot described the fd)"))));
+                        args.push((
+                            "fd_desc",
+                            Arg::Str(format!("{desc} (as the latest snapshot described the fd)")),
+                        ));
                     }
                 }
                 args.push(("ret", Arg::Int(*ret)));
@@ -305,11 +320,17 @@ impl<W: Write> PerfettoWriter<W> {
                     }
                     Some(open) if begin > open.last_seen_ns => {
                         // A later call returned: the open one had ended before it began.
-                        self.close_thread_slice(tid, None, "last seen in the call; the thread made another call later")?;
+                        self.close_thread_slice(
+                            tid,
+                            None,
+                            "last seen in the call; the thread made another call later",
+                        )?;
                         self.write_streamed_call(tid, name, begin, end, args)?;
                     }
                     Some(_) => self.stats.events_conflicting += 1,
-                    None if begin >= track.last_end_ns => self.write_streamed_call(tid, name, begin, end, args)?,
+                    None if begin >= track.last_end_ns => {
+                        self.write_streamed_call(tid, name, begin, end, args)?
+                    }
                     None => self.stats.events_conflicting += 1,
                 }
             }
@@ -425,7 +446,8 @@ impl<W: Write> PerfettoWriter<W> {
                 (None, Some(ns)) => (Some(now.saturating_sub(ns)), false),
                 (None, None) => (None, false),
             };
-            let mut args = vec![("syscall", Arg::Str(c.name.clone())), ("class", Arg::Str(c.class.as_str().into()))];
+            let mut args =
+                vec![("syscall", Arg::Str(c.name.clone())), ("class", Arg::Str(c.class.as_str().into()))];
             if let Some(fd) = c.fd {
                 args.push(("fd", Arg::Int(i64::from(fd))));
             }
@@ -451,7 +473,11 @@ impl<W: Write> PerfettoWriter<W> {
             _ => false,
         };
         if !continues {
-            self.close_thread_slice(t.tid, None, "last seen in the call; it had returned by the next snapshot")?;
+            self.close_thread_slice(
+                t.tid,
+                None,
+                "last seen in the call; it had returned by the next snapshot",
+            )?;
         }
         let Some(obs) = seen else { return Ok(()) };
         let track = self.threads.get_mut(&t.tid).expect("declared");
@@ -477,7 +503,8 @@ impl<W: Write> PerfettoWriter<W> {
             (Some(t), _) => t.uuid,
             (None, Some(&uuid)) => uuid,
             (None, None) => {
-                let uuid = self.named_track(None, format!("waker tid {waker} (not a thread of the target)"), false)?;
+                let uuid =
+                    self.named_track(None, format!("waker tid {waker} (not a thread of the target)"), false)?;
                 self.outside_wakers.insert(waker, uuid);
                 uuid
             }
@@ -543,7 +570,10 @@ impl<W: Write> PerfettoWriter<W> {
         let present: HashSet<u64> = snap.goroutines.iter().map(|g| g.goid).collect();
         let gone: Vec<u64> = self.goroutines.keys().copied().filter(|g| !present.contains(g)).collect();
         for goid in gone {
-            self.close_goroutine_slice(goid, "last seen waiting; the goroutine had exited by the next snapshot")?;
+            self.close_goroutine_slice(
+                goid,
+                "last seen waiting; the goroutine had exited by the next snapshot",
+            )?;
             self.goroutines.remove(&goid);
         }
         // Goroutines that wait and have no track yet get one while the budget lasts, longest
@@ -585,7 +615,10 @@ impl<W: Write> PerfettoWriter<W> {
                 _ => false,
             };
             if !continues {
-                self.close_goroutine_slice(g.goid, "last seen waiting; it had moved on by the next snapshot")?;
+                self.close_goroutine_slice(
+                    g.goid,
+                    "last seen waiting; it had moved on by the next snapshot",
+                )?;
             }
             let Some(obs) = seen else { continue };
             let track = self.goroutines.get_mut(&g.goid).expect("tracked");
@@ -649,11 +682,13 @@ impl<W: Write> PerfettoWriter<W> {
         }
         for reason in by_reason.keys() {
             if !self.wait_reason_counters.contains_key(reason) {
-                let uuid = self.named_track(Some(process.uuid), format!("goroutines waiting: {reason}"), true)?;
+                let uuid =
+                    self.named_track(Some(process.uuid), format!("goroutines waiting: {reason}"), true)?;
                 self.wait_reason_counters.insert(reason.clone(), uuid);
             }
         }
-        let tracks: Vec<(String, u64)> = self.wait_reason_counters.iter().map(|(r, &u)| (r.clone(), u)).collect();
+        let tracks: Vec<(String, u64)> =
+            self.wait_reason_counters.iter().map(|(r, &u)| (r.clone(), u)).collect();
         for (reason, uuid) in tracks {
             self.counter(now, uuid, by_reason.get(&reason).copied().unwrap_or(0))?;
         }
@@ -663,22 +698,33 @@ impl<W: Write> PerfettoWriter<W> {
     // --- packets --------------------------------------------------------------------------
 
     fn clock_snapshot(&mut self, snap: &Snapshot) -> Result<(), ExportError> {
-        let clock = |id, ns| clock_snapshot::Clock { clock_id: Some(id), timestamp: Some(ns), ..Default::default() };
+        let clock =
+            |id, ns| clock_snapshot::Clock { clock_id: Some(id), timestamp: Some(ns), ..Default::default() };
         let data = ClockSnapshot {
-            clocks: vec![clock(CLOCK_MONOTONIC, snap.taken_at.monotonic_ns), clock(CLOCK_REALTIME, snap.taken_at.wall_unix_ns)],
+            clocks: vec![
+                clock(CLOCK_MONOTONIC, snap.taken_at.monotonic_ns),
+                clock(CLOCK_REALTIME, snap.taken_at.wall_unix_ns),
+            ],
             primary_trace_clock: Some(CLOCK_MONOTONIC as i32),
         };
         self.packet(Some(snap.taken_at.monotonic_ns), trace_packet::Data::ClockSnapshot(data), None)
     }
 
     /// Writes `open` as a begin and an end event on `track`.
-    fn slice(&mut self, track: u64, category: &'static str, open: OpenSlice, end_ns: u64) -> Result<(), ExportError> {
+    fn slice(
+        &mut self,
+        track: u64,
+        category: &'static str,
+        open: OpenSlice,
+        end_ns: u64,
+    ) -> Result<(), ExportError> {
         let mut interned = InternedData::default();
         let mut args = open.args;
         let begin = if open.begin_exact {
-            "exact: the call's entry was seen".to_owned()
+            "exact: its start was seen while attached".to_owned()
         } else {
-            "lower bound: the thread or goroutine was in it at least since here (it may have begun earlier)".to_owned()
+            "lower bound: the thread or goroutine was in it at least since here (it may have begun earlier)"
+                .to_owned()
         };
         if !args.iter().any(|(k, _)| *k == "begin") {
             args.push(("begin", Arg::Str(begin)));
@@ -691,7 +737,8 @@ impl<W: Write> PerfettoWriter<W> {
         };
         event.category_iids.push(self.intern_category(category, &mut interned));
         event.name_field = Some(track_event::NameField::NameIid(self.intern_name(&open.name, &mut interned)));
-        event.debug_annotations = args.into_iter().map(|(k, v)| self.annotation(k, v, &mut interned)).collect();
+        event.debug_annotations =
+            args.into_iter().map(|(k, v)| self.annotation(k, v, &mut interned)).collect();
         self.packet(Some(begin_ns), trace_packet::Data::TrackEvent(event), Some(interned))?;
         let end = TrackEvent {
             r#type: Some(track_event::Type::SliceEnd as i32),
@@ -720,7 +767,8 @@ impl<W: Write> PerfettoWriter<W> {
         };
         event.category_iids.push(self.intern_category("wakeup", &mut interned));
         event.name_field = Some(track_event::NameField::NameIid(self.intern_name(name, &mut interned)));
-        event.debug_annotations = args.into_iter().map(|(k, v)| self.annotation(k, v, &mut interned)).collect();
+        event.debug_annotations =
+            args.into_iter().map(|(k, v)| self.annotation(k, v, &mut interned)).collect();
         self.packet(Some(at_ns), trace_packet::Data::TrackEvent(event), Some(interned))
     }
 
@@ -762,7 +810,9 @@ impl<W: Write> PerfettoWriter<W> {
             None => {
                 let iid = self.annotation_names.len() as u64 + 1;
                 self.annotation_names.insert(key, iid);
-                interned.debug_annotation_names.push(DebugAnnotationName { iid: Some(iid), name: Some(key.to_owned()) });
+                interned
+                    .debug_annotation_names
+                    .push(DebugAnnotationName { iid: Some(iid), name: Some(key.to_owned()) });
                 iid
             }
         };
@@ -922,3 +972,6 @@ fn push_stack(args: &mut Vec<(&'static str, Arg)>, key: &'static str, stacks: &S
 fn to_i32(id: u32) -> i32 {
     i32::try_from(id).unwrap_or(i32::MAX)
 }
+
+#[cfg(test)]
+mod tests;
