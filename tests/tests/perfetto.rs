@@ -1,0 +1,97 @@
+//! The Perfetto export end to end: three `snapshot --json` of the C blocker, read back into the
+//! model, exported, then decoded by tests/perfetto_check.py with the official generated protos
+//! of the `perfetto` PyPI package (the venv `cargo xtask setup` makes). Ground truth: blocker's
+//! manifest (tids, fds) and the monotonic clock around its start (when the read began).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use parkscope_export::Entry;
+use parkscope_model::Snapshot;
+use parkscope_tests::{Blocker, monotonic_ns, run_parkscope, workspace_root};
+use serde_json::Value;
+
+/// The venv's python (made by `cargo xtask setup`).
+fn perfetto_python() -> PathBuf {
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+    let python = home.join(".cache/parkscope/perfetto-venv/bin/python3");
+    assert!(
+        python.is_file(),
+        "{} not found: run `cargo xtask setup` (installs the perfetto package)",
+        python.display()
+    );
+    python
+}
+
+#[test]
+fn the_pipe_readers_blocked_read_is_one_slice_spanning_the_snapshots() {
+    let before_start = monotonic_ns();
+    let blocker = Blocker::start(&[]);
+    let ready = monotonic_ns();
+    let pipe_read = blocker.role("pipe_read").clone();
+    let pid = blocker.pid.to_string();
+
+    let snapshots: Vec<Snapshot> = (0..3)
+        .map(|_| {
+            let out = run_parkscope(&["snapshot", "-p", &pid, "--json"]);
+            out.assert_code(0);
+            let mut json = out.json();
+            // The contract lists the stack table bare; the model's own form wraps it.
+            if json["stacks"].is_array() {
+                json["stacks"] = serde_json::json!({ "stacks": json["stacks"].take() });
+            }
+            serde_json::from_value(json)
+                .unwrap_or_else(|e| panic!("snapshot --json is not a model Snapshot: {e}"))
+        })
+        .collect();
+    let path = std::env::temp_dir().join(format!("parkscope-perfetto-{pid}.pftrace"));
+    let file = std::fs::File::create(&path).expect("create the trace file");
+    let entries = snapshots.iter().cloned().map(|s| Entry::Snapshot(Box::new(s)));
+    let stats = parkscope_export::perfetto(entries, std::io::BufWriter::new(file)).expect("export");
+    assert_eq!(stats.snapshots, 3);
+
+    let mut tids: Vec<String> = blocker.roles.iter().map(|r| r.tid.to_string()).collect();
+    tids.push(pid.clone());
+    let out = Command::new(perfetto_python())
+        .arg(workspace_root().join("tests/perfetto_check.py"))
+        .arg(&path)
+        .args(["--pid", &pid, "--tids", &tids.join(",")])
+        .output()
+        .expect("run perfetto_check.py");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "perfetto_check.py failed on {}:\n{stderr}", path.display());
+    let checked: Value = serde_json::from_slice(&out.stdout).expect("perfetto_check.py prints JSON");
+    let _ = std::fs::remove_file(&path);
+
+    let reads: Vec<&Value> =
+        checked["slices"].as_array().expect("slices").iter().filter(|s| s["tid"] == pipe_read.tid).collect();
+    assert_eq!(reads.len(), 1, "one slice for the pipe reader's one read: {reads:#?}");
+    let read = reads[0];
+    assert_eq!(read["name"], "read");
+    assert_eq!(read["args"]["fd"], i64::from(pipe_read.fd.expect("pipe_read has an fd")));
+    let desc = read["args"]["fd_desc"].as_str().expect("fd_desc");
+    assert!(desc.starts_with(pipe_read.fd_desc.as_deref().expect("manifest fd_desc")), "{desc}");
+    assert!(read["args"]["user_stack"].as_str().is_some_and(|s| s.contains("blocker_pipe_read")), "{read:#}");
+
+    // The read began after blocker was started and before its manifest was printed; what the
+    // trace says is the latest begin the snapshots allow (their times in the call are lower
+    // bounds: it was entered before the probes attached), so it is within that span.
+    let (begin, end) = (read["begin"].as_u64().expect("begin"), read["end"].as_u64().expect("end"));
+    assert!((before_start..=ready).contains(&begin), "begin {begin} outside [{before_start}, {ready}]");
+    // It lasts from there to the last snapshot, which still showed the thread in the call; the
+    // recording's own numbers give the same span.
+    let last = snapshots.last().expect("3 snapshots");
+    assert_eq!(end, last.taken_at.monotonic_ns);
+    let recorded_begin = snapshots
+        .iter()
+        .map(|s| {
+            let call = s.thread(pipe_read.tid).and_then(|t| t.syscall.as_ref()).expect("in its read");
+            s.taken_at.monotonic_ns - call.time_ns().expect("a time in the call")
+        })
+        .min()
+        .expect("3 snapshots");
+    assert_eq!(begin, recorded_begin);
+    assert!(
+        end - begin >= last.thread(pipe_read.tid).and_then(|t| t.syscall.as_ref()?.time_ns()).expect("time")
+    );
+}
