@@ -5,6 +5,7 @@ Decodes FILE with the generated protos the `perfetto` PyPI package ships (perfet
 the full official TracePacket, not parkscope's subset) and checks:
   - nothing in it is unknown to the official schema (a field number or wire type parkscope got
     wrong would decode as an unknown field);
+  - a ClockSnapshot maps the packets' clock before the first timestamped packet;
   - every packet is on one trusted packet sequence; the first clears the incremental state, and
     every packet that uses interned data says it needs it; every interned id is defined before use;
   - every track is declared (TrackDescriptor) before a packet uses it, parents before children;
@@ -59,8 +60,13 @@ def main():
     names, keys, categories = {}, {}, {}
     events = {}  # track -> [(ts, index, type, packet)]
     sequences = set()
+    clock_snapshots = 0
     for i, p in enumerate(trace.packet):
         sequences.add(p.trusted_packet_sequence_id)
+        if p.HasField("clock_snapshot"):
+            clock_snapshots += 1
+        elif p.HasField("timestamp") and p.HasField("timestamp_clock_id") and not clock_snapshots:
+            errors.append(f"packet {i}: a time on clock {p.timestamp_clock_id} before any ClockSnapshot")
         cleared = bool(p.sequence_flags & SEQ_INCREMENTAL_STATE_CLEARED)
         if cleared != (i == 0):
             errors.append(f"packet {i}: SEQ_INCREMENTAL_STATE_CLEARED is {cleared}")

@@ -18,7 +18,8 @@
 //!   own (the longest waiting first); all goroutines, tracked or not, are counted per wait reason
 //!   on the "goroutines: <reason>" counter tracks, which are the grouped view of a big target;
 //! - a flow from the waker to the woken thread where `waker_tid` is known (an instant on each
-//!   side at the snapshot that reported it, since the wakeup's own time is not recorded);
+//!   side, "woke a thread" and "woken", at the snapshot that reported it, since the wakeup's own
+//!   time is not recorded);
 //! - counter tracks: blocked threads per syscall class, runnable and running threads, runtime
 //!   threads idle by design, goroutines per status and wait reason.
 //!
@@ -54,6 +55,9 @@ const CLOCK_MONOTONIC: u32 = 3;
 pub const GOROUTINE_TRACK_LIMIT: usize = 1000;
 /// Distinct wait-reason counter tracks; further reasons (the runtime has ~40) count as "other".
 const WAIT_REASON_TRACK_LIMIT: usize = 64;
+/// Distinct interned event names; past it names are written inline (the set stays bounded
+/// whatever strings a target's runtime holds).
+const NAME_INTERN_LIMIT: usize = 4096;
 /// Events held until the first snapshot names the process.
 const PENDING_EVENT_LIMIT: usize = 100_000;
 
@@ -514,11 +518,9 @@ impl<W: Write> PerfettoWriter<W> {
         self.next_flow += 1;
         let when = "the wakeup's own time is not recorded: it happened during the call, before this snapshot";
         let args = vec![("woken_tid", Arg::Int(i64::from(tid))), ("when", Arg::Str(when.into()))];
-        let name = format!("woke tid {tid}");
-        self.instant(now, waker_track, &name, args, vec![flow], vec![])?;
+        self.instant(now, waker_track, "woke a thread", args, vec![flow], vec![])?;
         let args = vec![("waker_tid", Arg::Int(i64::from(waker))), ("when", Arg::Str(when.into()))];
-        let name = format!("woken by tid {waker}");
-        self.instant(now, woken_track, &name, args, vec![], vec![flow])?;
+        self.instant(now, woken_track, "woken", args, vec![], vec![flow])?;
         self.stats.flows += 1;
         Ok(())
     }
@@ -705,7 +707,8 @@ impl<W: Write> PerfettoWriter<W> {
                 clock(CLOCK_MONOTONIC, snap.taken_at.monotonic_ns),
                 clock(CLOCK_REALTIME, snap.taken_at.wall_unix_ns),
             ],
-            primary_trace_clock: Some(CLOCK_MONOTONIC as i32),
+            // Said once: trace_processor refuses to change the trace clock after using it.
+            primary_trace_clock: (self.stats.snapshots == 1).then_some(CLOCK_MONOTONIC as i32),
         };
         self.packet(Some(snap.taken_at.monotonic_ns), trace_packet::Data::ClockSnapshot(data), None)
     }
@@ -736,7 +739,7 @@ impl<W: Write> PerfettoWriter<W> {
             ..Default::default()
         };
         event.category_iids.push(self.intern_category(category, &mut interned));
-        event.name_field = Some(track_event::NameField::NameIid(self.intern_name(&open.name, &mut interned)));
+        event.name_field = Some(self.intern_name(&open.name, &mut interned));
         event.debug_annotations =
             args.into_iter().map(|(k, v)| self.annotation(k, v, &mut interned)).collect();
         self.packet(Some(begin_ns), trace_packet::Data::TrackEvent(event), Some(interned))?;
@@ -766,7 +769,7 @@ impl<W: Write> PerfettoWriter<W> {
             ..Default::default()
         };
         event.category_iids.push(self.intern_category("wakeup", &mut interned));
-        event.name_field = Some(track_event::NameField::NameIid(self.intern_name(name, &mut interned)));
+        event.name_field = Some(self.intern_name(name, &mut interned));
         event.debug_annotations =
             args.into_iter().map(|(k, v)| self.annotation(k, v, &mut interned)).collect();
         self.packet(Some(at_ns), trace_packet::Data::TrackEvent(event), Some(interned))
@@ -784,14 +787,17 @@ impl<W: Write> PerfettoWriter<W> {
         self.packet(Some(at_ns), trace_packet::Data::TrackEvent(event), None)
     }
 
-    fn intern_name(&mut self, name: &str, interned: &mut InternedData) -> u64 {
+    fn intern_name(&mut self, name: &str, interned: &mut InternedData) -> track_event::NameField {
         if let Some(&iid) = self.names.get(name) {
-            return iid;
+            return track_event::NameField::NameIid(iid);
+        }
+        if self.names.len() >= NAME_INTERN_LIMIT {
+            return track_event::NameField::Name(name.to_owned());
         }
         let iid = self.names.len() as u64 + 1;
         self.names.insert(name.to_owned(), iid);
         interned.event_names.push(EventName { iid: Some(iid), name: Some(name.to_owned()) });
-        iid
+        track_event::NameField::NameIid(iid)
     }
 
     fn intern_category(&mut self, name: &'static str, interned: &mut InternedData) -> u64 {

@@ -89,7 +89,17 @@ struct Slice {
 fn check_structure(trace: &Trace) {
     let mut declared = HashSet::new();
     let mut per_track: HashMap<u64, Vec<(u64, usize, i32)>> = HashMap::new();
+    let mut clock_snapshots = 0;
     for (i, p) in trace.packet.iter().enumerate() {
+        if let Some(trace_packet::Data::ClockSnapshot(c)) = &p.data {
+            // The trace clock is said once, in the first; trace_processor refuses a second.
+            let primary = if clock_snapshots == 0 { Some(CLOCK_MONOTONIC as i32) } else { None };
+            assert_eq!(c.primary_trace_clock, primary);
+            clock_snapshots += 1;
+        } else if p.timestamp.is_some() {
+            assert!(clock_snapshots > 0, "packet {i}: a MONOTONIC time before any ClockSnapshot maps it");
+            assert_eq!(p.timestamp_clock_id, Some(CLOCK_MONOTONIC));
+        }
         assert_eq!(
             p.optional_trusted_packet_sequence_id,
             Some(trace_packet::OptionalTrustedPacketSequenceId::TrustedPacketSequenceId(SEQUENCE_ID))
