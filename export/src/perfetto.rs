@@ -154,6 +154,9 @@ struct OpenSlice {
     args: Vec<(&'static str, Arg)>,
     /// Wakers already drawn for this slice.
     wakers: Vec<u32>,
+    /// A later sighting without an exact time allowed a new call after the previous sighting
+    /// (same syscall and fd): taken as the same call, and the slice says so.
+    continuity_assumed: bool,
 }
 
 /// One observation of a call or wait in a snapshot.
@@ -561,6 +564,7 @@ impl<W: Write> PerfettoWriter<W> {
             last_seen_ns: end,
             args,
             wakers: Vec::new(),
+            continuity_assumed: false,
         };
         self.write_thread_slice(tid, open, end)
     }
@@ -732,6 +736,11 @@ impl<W: Write> PerfettoWriter<W> {
         if !args.iter().any(|(k, _)| *k == "begin") {
             args.push(("begin", Arg::Str(begin)));
         }
+        if open.continuity_assumed {
+            let why = "assumed: a later snapshot showed the same call without an exact time, which \
+                       cannot rule out a return and a new identical call in between";
+            args.push(("one_call", Arg::Str(why.into())));
+        }
         let begin_ns = open.begin_ns.min(end_ns);
         let mut event = TrackEvent {
             r#type: Some(track_event::Type::SliceBegin as i32),
@@ -898,11 +907,15 @@ fn open_slice(obs: Observation, now: u64) -> OpenSlice {
         last_seen_ns: now,
         args: obs.args,
         wakers: Vec::new(),
+        continuity_assumed: false,
     }
 }
 
 /// A later sighting: an exact begin replaces a bound, an earlier bound replaces a later one.
 fn refine(open: &mut OpenSlice, obs: &Observation, now: u64) {
+    if !obs.exact && obs.since_ns.is_none_or(|since| since > open.last_seen_ns) {
+        open.continuity_assumed = true;
+    }
     open.last_seen_ns = now;
     match (obs.exact, obs.since_ns) {
         (true, Some(since)) if !open.begin_exact => {

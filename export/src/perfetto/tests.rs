@@ -237,6 +237,14 @@ fn a_lower_bound_begin_says_so_and_takes_the_earliest_bound() {
     assert_eq!(slices.len(), 1, "{slices:?}");
     assert_eq!((slices[0].begin, slices[0].end), (6 * S, 12 * S));
     assert!(slices[0].args["begin"].starts_with("lower bound"), "{:?}", slices[0].args);
+    // The third bound (begin <= 9 s) allowed a new call after the second sighting (11 s)? No:
+    // 9 s is before 11 s, so nothing is assumed.
+    assert!(!slices[0].args.contains_key("one_call"), "{:?}", slices[0].args);
+    // A bound that leaves room for a return and a new call in between is flagged.
+    let (trace, _) = export(vec![at(10, 9), at(20, 1)]);
+    let slices = super::tests::slices(&trace);
+    assert_eq!((slices.len(), slices[0].begin), (1, S));
+    assert!(slices[0].args["one_call"].starts_with("assumed"), "{:?}", slices[0].args);
 }
 
 #[test]
