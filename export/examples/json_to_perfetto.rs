@@ -22,7 +22,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let snapshot: Snapshot = serde_json::from_value(json).map_err(|e| format!("{path}: {e}"))?;
         entries.push(Entry::Snapshot(Box::new(snapshot)));
     }
+    let started = std::time::Instant::now();
     let stats = parkscope_export::perfetto(entries, BufWriter::new(std::fs::File::create(&out)?))?;
-    eprintln!("{out}: {stats:?}");
+    eprintln!("{out}: exported in {:?}: {stats:?}", started.elapsed());
     Ok(())
 }

@@ -573,7 +573,12 @@ impl<W: Write> PerfettoWriter<W> {
 
     fn observe_goroutines(&mut self, snap: &Snapshot, process: Process) -> Result<(), ExportError> {
         let now = snap.taken_at.monotonic_ns;
-        let present: HashSet<u64> = snap.goroutines.iter().map(|g| g.goid).collect();
+        // Tracked goroutines the snapshot no longer lists have exited.
+        let present: HashSet<u64> = if self.goroutines.is_empty() {
+            HashSet::new()
+        } else {
+            snap.goroutines.iter().map(|g| g.goid).filter(|g| self.goroutines.contains_key(g)).collect()
+        };
         let gone: Vec<u64> = self.goroutines.keys().copied().filter(|g| !present.contains(g)).collect();
         for goid in gone {
             self.close_goroutine_slice(
@@ -583,16 +588,21 @@ impl<W: Write> PerfettoWriter<W> {
             self.goroutines.remove(&goid);
         }
         // Goroutines that wait and have no track yet get one while the budget lasts, longest
-        // waiting first.
-        let mut candidates: Vec<&GoroutineView> = snap
-            .goroutines
-            .iter()
-            .filter(|g| !self.goroutines.contains_key(&g.goid) && goroutine_label(g).is_some())
-            .collect();
-        candidates.sort_by_key(|g| (std::cmp::Reverse(g.waiting_ns.or(g.status_ns).unwrap_or(0)), g.goid));
+        // waiting first (once it is spent, they are only counted: no sort of 100k goroutines).
         let budget = GOROUTINE_TRACK_LIMIT.saturating_sub(self.goroutine_tracks_made);
-        let untracked = candidates.len().saturating_sub(budget) as u64;
-        self.stats.goroutines_without_track_max = self.stats.goroutines_without_track_max.max(untracked);
+        let untracked = snap.goroutines.iter().filter(|g| waits(g) && !self.goroutines.contains_key(&g.goid));
+        let mut candidates: Vec<&GoroutineView> = Vec::new();
+        let mut without_track = 0u64;
+        for g in untracked {
+            if budget == 0 {
+                without_track += 1;
+            } else {
+                candidates.push(g);
+            }
+        }
+        candidates.sort_by_key(|g| (std::cmp::Reverse(g.waiting_ns.or(g.status_ns).unwrap_or(0)), g.goid));
+        without_track += candidates.len().saturating_sub(budget) as u64;
+        self.stats.goroutines_without_track_max = self.stats.goroutines_without_track_max.max(without_track);
         for g in candidates.into_iter().take(budget) {
             let group = match self.goroutine_group {
                 Some(uuid) => uuid,
@@ -678,20 +688,26 @@ impl<W: Write> PerfettoWriter<W> {
             self.counter(now, uuid, value)?;
         }
         // Waiting goroutines per wait reason: the grouped view of every goroutine.
-        let mut by_reason: BTreeMap<String, usize> = BTreeMap::new();
+        let mut counts: HashMap<&str, usize> = HashMap::new();
         for g in snap.goroutines.iter().filter(|g| g.status == GoStatus::Waiting) {
-            let reason = g.wait_reason.as_deref().unwrap_or("unknown");
-            let known = self.wait_reason_counters.contains_key(reason)
-                || self.wait_reason_counters.len() < WAIT_REASON_TRACK_LIMIT;
-            let reason = if known { reason } else { "other wait reasons" };
-            *by_reason.entry(reason.to_owned()).or_default() += 1;
+            *counts.entry(g.wait_reason.as_deref().unwrap_or("unknown")).or_default() += 1;
         }
-        for reason in by_reason.keys() {
+        let mut counts: Vec<(&str, usize)> = counts.into_iter().collect();
+        counts.sort_unstable();
+        let mut by_reason: HashMap<String, usize> = HashMap::new();
+        for (reason, n) in counts {
+            let room = self.wait_reason_counters.len() < WAIT_REASON_TRACK_LIMIT;
+            let reason = if room || self.wait_reason_counters.contains_key(reason) {
+                reason
+            } else {
+                "other wait reasons"
+            };
             if !self.wait_reason_counters.contains_key(reason) {
                 let uuid =
                     self.named_track(Some(process.uuid), format!("goroutines waiting: {reason}"), true)?;
-                self.wait_reason_counters.insert(reason.clone(), uuid);
+                self.wait_reason_counters.insert(reason.to_owned(), uuid);
             }
+            *by_reason.entry(reason.to_owned()).or_default() += n;
         }
         let tracks: Vec<(String, u64)> =
             self.wait_reason_counters.iter().map(|(r, &u)| (r.clone(), u)).collect();
@@ -927,8 +943,16 @@ fn refine(open: &mut OpenSlice, obs: &Observation, now: u64) {
     }
 }
 
+/// Whether a goroutine waits (parked, or in a syscall or C call): what gets a slice.
+fn waits(g: &GoroutineView) -> bool {
+    matches!(g.status, GoStatus::Waiting | GoStatus::Syscall)
+}
+
 /// The slice key and name of what a goroutine waits in, if it waits.
 fn goroutine_label(g: &GoroutineView) -> Option<(String, String)> {
+    if !waits(g) {
+        return None;
+    }
     match g.status {
         GoStatus::Waiting => {
             let reason = g.wait_reason.clone().unwrap_or_else(|| "waiting".into());
