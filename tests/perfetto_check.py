@@ -9,7 +9,7 @@ the full official TracePacket, not parkscope's subset) and checks:
   - every packet is on one trusted packet sequence; the first clears the incremental state, and
     every packet that uses interned data says it needs it; every interned id is defined before use;
   - every track is declared (TrackDescriptor) before a packet uses it, parents before children;
-  - slice begins and ends balance on every track (in timestamp order, as Perfetto sorts them);
+  - no slice gives an arg twice; slice begins and ends balance on every track and never overlap (in timestamp order, as Perfetto sorts them);
   - thread descriptors carry --pid, and every tid of --tids has a thread track.
 Prints the slices (track, tid, name, begin, end, args) as JSON on stdout; exits 1 with the
 reasons on stderr when a check fails.
@@ -115,10 +115,15 @@ def main():
         for ts, i, typ, p in sorted(evs, key=lambda x: (x[0], x[1])):
             e = p.track_event
             if typ == pb.TrackEvent.TYPE_SLICE_BEGIN:
+                if stack:
+                    errors.append(f"track {track}: slices overlap at {ts} (parkscope never nests them)")
                 args = {}
                 for d in e.debug_annotations:
                     value = d.string_value if d.HasField("string_value") else d.int_value
-                    args[keys.get(d.name_iid, d.name)] = value
+                    key = keys.get(d.name_iid, d.name)
+                    if key in args:
+                        errors.append(f"packet {i}: arg {key} given twice")
+                    args[key] = value
                 stack.append({"track": track, "tid": tid_of.get(track), "name": names.get(e.name_iid, e.name),
                               "begin": ts, "args": args})
             elif typ == pb.TrackEvent.TYPE_SLICE_END:

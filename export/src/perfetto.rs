@@ -182,6 +182,7 @@ struct ThreadTrack {
 struct GoroutineTrack {
     uuid: u64,
     open: Option<OpenSlice>,
+    last_end_ns: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -321,7 +322,8 @@ impl<W: Write> PerfettoWriter<W> {
                         let mut open = self.threads.get_mut(&tid).and_then(|t| t.open.take()).expect("open");
                         open.begin_ns = begin;
                         open.begin_exact = true;
-                        open.args.extend(args);
+                        // The snapshots gave fd and fd_desc already; one key once.
+                        open.args.push(("ret", Arg::Int(*ret)));
                         open.args.push(("end", Arg::Str("exact: its return was streamed".into())));
                         self.write_thread_slice(tid, open, end)?;
                     }
@@ -536,8 +538,9 @@ impl<W: Write> PerfettoWriter<W> {
         self.write_thread_slice(tid, open, end)
     }
 
-    fn write_thread_slice(&mut self, tid: u32, open: OpenSlice, end_ns: u64) -> Result<(), ExportError> {
+    fn write_thread_slice(&mut self, tid: u32, mut open: OpenSlice, end_ns: u64) -> Result<(), ExportError> {
         let track = self.threads.get_mut(&tid).expect("declared");
+        not_before(&mut open, track.last_end_ns);
         track.last_end_ns = track.last_end_ns.max(end_ns);
         let uuid = track.uuid;
         self.stats.thread_slices += 1;
@@ -614,7 +617,7 @@ impl<W: Write> PerfettoWriter<W> {
             };
             let uuid = self.named_track(Some(group), format!("goroutine {} {}", g.goid, g.start), false)?;
             self.goroutine_tracks_made += 1;
-            self.goroutines.insert(g.goid, GoroutineTrack { uuid, open: None });
+            self.goroutines.insert(g.goid, GoroutineTrack { uuid, open: None, last_end_ns: 0 });
         }
         for g in &snap.goroutines {
             let Some(track) = self.goroutines.get(&g.goid) else { continue };
@@ -652,6 +655,8 @@ impl<W: Write> PerfettoWriter<W> {
         let uuid = track.uuid;
         open.args.push(("end", Arg::Str(why.to_owned())));
         let end = open.last_seen_ns;
+        not_before(&mut open, track.last_end_ns);
+        track.last_end_ns = track.last_end_ns.max(end);
         self.stats.goroutine_slices += 1;
         self.slice(uuid, "goroutine", open, end)
     }
@@ -924,6 +929,17 @@ fn open_slice(obs: Observation, now: u64) -> OpenSlice {
         args: obs.args,
         wakers: Vec::new(),
         continuity_assumed: false,
+    }
+}
+
+/// Keeps a slice from beginning before the previous one on its track ended, so the track's
+/// slices never overlap (the bounds of two sightings can disagree: a snapshot is not atomic).
+fn not_before(open: &mut OpenSlice, previous_end_ns: u64) {
+    if open.begin_ns < previous_end_ns {
+        open.begin_ns = previous_end_ns;
+        open.begin_exact = false;
+        let why = "moved to the end of the previous slice on this track, which the data overlapped";
+        open.args.push(("begin_moved", Arg::Str(why.into())));
     }
 }
 

@@ -135,6 +135,7 @@ fn check_structure(trace: &Trace) {
         for (ts, _, ty) in events {
             if ty == track_event::Type::SliceBegin as i32 {
                 depth += 1;
+                assert!(depth <= 1, "track {track}: slices overlap at {ts}");
             } else if ty == track_event::Type::SliceEnd as i32 {
                 depth -= 1;
                 assert!(depth >= 0, "track {track}: an end at {ts} without a begin");
@@ -172,7 +173,10 @@ fn slices(trace: &Trace) -> Vec<Slice> {
                     };
                     (keys[&k].clone(), v)
                 })
-                .collect();
+                .collect::<Vec<_>>();
+            let unique: HashSet<&String> = args.iter().map(|(k, _)| k).collect();
+            assert_eq!(unique.len(), args.len(), "an arg key given twice: {args:?}");
+            let args = args.into_iter().collect();
             let name = names[&iid].clone();
             open.entry(track).or_default().push(Slice { track, name, begin: p.timestamp(), end: 0, args });
         } else if e.r#type() == track_event::Type::SliceEnd {
@@ -296,6 +300,7 @@ fn a_streamed_return_ends_the_open_slice_exactly_and_a_call_between_snapshots_ge
     let spans: Vec<(u64, u64)> = slices.iter().map(|s| (s.begin, s.end)).collect();
     assert_eq!(spans, [(8 * S, 11 * S + 300), (12 * S + 500, 12 * S + 700)]);
     assert!(slices[0].args["end"].starts_with("exact"));
+    assert_eq!((slices[0].args["fd_desc"].as_str(), slices[0].args["ret"].as_str()), ("pipe:[777]", "5"));
     assert_eq!((slices[1].args["fd"].as_str(), slices[1].args["ret"].as_str()), ("4", "5"));
     assert_eq!((stats.events, stats.events_conflicting), (2, 0));
 }
@@ -437,4 +442,20 @@ fn a_second_process_and_an_empty_recording_are_errors() {
     assert!(matches!(err, ExportError::OtherProcess { .. }), "{err}");
     let err = perfetto(Vec::new(), Vec::new()).expect_err("nothing");
     assert!(matches!(err, ExportError::NoSnapshot), "{err}");
+}
+
+#[test]
+fn a_begin_that_would_overlap_the_previous_slice_is_moved_to_its_end() {
+    // read(3) exactly since 8 s, seen at 10 and 11 s; at 12 s a write(4) whose bound says it
+    // began at 10.5 s, while the read was still seen at 11 s: the snapshots disagree.
+    let mut writer = thread(101, "pipe_read", ThreadState::Sleeping);
+    let mut call = read_call(4, None, Some(S + S / 2));
+    (call.nr, call.name) = (1, "write".into());
+    writer.syscall = Some(call);
+    let (trace, _) =
+        export(vec![snap(blocked_reader(10)), snap(blocked_reader(11)), snap(snapshot(12, vec![writer]))]);
+    let slices = slices(&trace);
+    let spans: Vec<(&str, u64, u64)> = slices.iter().map(|s| (s.name.as_str(), s.begin, s.end)).collect();
+    assert_eq!(spans, [("read", 8 * S, 11 * S), ("write", 11 * S, 12 * S)]);
+    assert!(slices[1].args.contains_key("begin_moved"), "{:?}", slices[1].args);
 }
