@@ -21,7 +21,8 @@
 //!   side, "woke a thread" and "woken", at the snapshot that reported it, since the wakeup's own
 //!   time is not recorded);
 //! - counter tracks: blocked threads per syscall class, runnable and running threads, runtime
-//!   threads idle by design, goroutines per status and wait reason.
+//!   threads idle by design, goroutines per status and wait reason, async tasks (tokio) per
+//!   state and workers stalled in a poll.
 //!
 //! A slice is written when it closes (its begin can still be refined until then), so packets are
 //! not in timestamp order; Perfetto sorts them. Every track is declared (a TrackDescriptor packet)
@@ -35,7 +36,8 @@ use std::fmt;
 use std::io::{self, Write};
 
 use parkscope_model::{
-    Event, EventKind, GoStatus, GoroutineView, Snapshot, StackId, StackTable, SyscallClass, ThreadView,
+    Event, EventKind, GoStatus, GoroutineView, Snapshot, StackId, StackTable, SyscallClass, TaskState,
+    ThreadView,
 };
 use prost::Message;
 
@@ -675,11 +677,19 @@ impl<W: Write> PerfettoWriter<W> {
         if snap.runtime.is_some() {
             values.push(("runtime threads idle by design".into(), s.runtime_idle));
         }
-        if !snap.goroutines.is_empty() || self.goroutine_group.is_some() {
+        // Once a runtime's counters exist they go on (at 0 when a snapshot could not list any).
+        if !snap.goroutines.is_empty() || self.counters.contains_key("goroutines waiting") {
             for status in [GoStatus::Runnable, GoStatus::Running, GoStatus::Syscall, GoStatus::Waiting] {
                 let n = snap.goroutines.iter().filter(|g| g.status == status).count();
                 values.push((format!("goroutines {}", status.as_str()), n));
             }
+        }
+        if !snap.tasks.is_empty() || self.counters.contains_key("tasks idle") {
+            for state in [TaskState::Running, TaskState::Scheduled, TaskState::Idle] {
+                let n = snap.tasks.iter().filter(|t| t.state == state).count();
+                values.push((format!("tasks {}", state.as_str()), n));
+            }
+            values.push(("workers stalled in a poll".into(), snap.stalls.len()));
         }
         for (name, value) in values {
             let uuid = match self.counters.get(&name) {

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use parkscope_model::{
     Event, EventKind, Frame, GoStatus, GoroutineView, Snapshot, StackId, Summary, SyscallClass, SyscallView,
-    ThreadState, ThreadView, Timestamp,
+    TaskState, TaskView, ThreadState, ThreadView, Timestamp,
 };
 use prost::Message;
 
@@ -458,4 +458,53 @@ fn a_begin_that_would_overlap_the_previous_slice_is_moved_to_its_end() {
     let spans: Vec<(&str, u64, u64)> = slices.iter().map(|s| (s.name.as_str(), s.begin, s.end)).collect();
     assert_eq!(spans, [("read", 8 * S, 11 * S), ("write", 11 * S, 12 * S)]);
     assert!(slices[1].args.contains_key("begin_moved"), "{:?}", slices[1].args);
+}
+
+#[test]
+fn task_counters_follow_the_tasks_and_go_on_at_zero() {
+    let task = |state| TaskView {
+        task_id: Some(7),
+        console_id: None,
+        name: None,
+        kind: Some("task".into()),
+        spawn_location: None,
+        state,
+        polls: 1,
+        busy_ns: 0,
+        scheduled_ns: 0,
+        idle_ns: 0,
+        wakes: 0,
+        waker_clones: 0,
+        waker_drops: 0,
+        self_wakes: 0,
+        warnings: Vec::new(),
+        worker_tid: None,
+        io_fd: None,
+        io_fd_desc: None,
+    };
+    let mut first = snapshot(10, vec![thread(PID, "tokio", ThreadState::Sleeping)]);
+    first.tasks = vec![task(TaskState::Idle), task(TaskState::Idle), task(TaskState::Running)];
+    let second = snapshot(11, vec![thread(PID, "tokio", ThreadState::Sleeping)]);
+    let (trace, _) = export(vec![snap(first), snap(second)]);
+    let mut names = HashMap::new();
+    let mut values: HashMap<String, Vec<i64>> = HashMap::new();
+    for p in &trace.packet {
+        match &p.data {
+            Some(trace_packet::Data::TrackDescriptor(d)) => {
+                if let Some(track_descriptor::StaticOrDynamicName::Name(n)) = &d.static_or_dynamic_name {
+                    names.insert(d.uuid(), n.clone());
+                }
+            }
+            Some(trace_packet::Data::TrackEvent(e)) => {
+                if let Some(track_event::CounterValueField::CounterValue(v)) = e.counter_value_field {
+                    values.entry(names[&e.track_uuid()].clone()).or_default().push(v);
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(values["tasks idle"], [2, 0]);
+    assert_eq!(values["tasks running"], [1, 0]);
+    assert_eq!(values["workers stalled in a poll"], [0, 0]);
+    assert!(!values.contains_key("goroutines waiting"), "no goroutine counters for a tokio target");
 }
