@@ -1,7 +1,9 @@
-//! The Perfetto export end to end: three `snapshot --json` of the C blocker, read back into the
-//! model, exported, then decoded by tests/perfetto_check.py with the official generated protos
-//! of the `perfetto` PyPI package (the venv `cargo xtask setup` makes). Ground truth: blocker's
-//! manifest (tids, fds) and the monotonic clock around its start (when the read began).
+//! The Perfetto export end to end: three `snapshot --json` of a real target (the C blocker; the
+//! Go parked example), read back into the model, exported, then decoded by
+//! tests/perfetto_check.py with the official generated protos of the `perfetto` PyPI package (the
+//! venv `cargo xtask setup` makes). Ground truth: blocker's manifest (tids, fds) and the monotonic
+//! clock around its start; the Go target's own clock reading when a goroutine parked, and its
+//! goroutine dump (`goroutine?debug=2`).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -31,19 +33,7 @@ fn the_pipe_readers_blocked_read_is_one_slice_spanning_the_snapshots() {
     let pipe_read = blocker.role("pipe_read").clone();
     let pid = blocker.pid.to_string();
 
-    let snapshots: Vec<Snapshot> = (0..3)
-        .map(|_| {
-            let out = run_parkscope(&["snapshot", "-p", &pid, "--json"]);
-            out.assert_code(0);
-            let mut json = out.json();
-            // The contract lists the stack table bare; the model's own form wraps it.
-            if json["stacks"].is_array() {
-                json["stacks"] = serde_json::json!({ "stacks": json["stacks"].take() });
-            }
-            serde_json::from_value(json)
-                .unwrap_or_else(|e| panic!("snapshot --json is not a model Snapshot: {e}"))
-        })
-        .collect();
+    let snapshots: Vec<Snapshot> = (0..3).map(|_| snapshot_of(&pid)).collect();
     let path = std::env::temp_dir().join(format!("parkscope-perfetto-{pid}.pftrace"));
     let file = std::fs::File::create(&path).expect("create the trace file");
     let entries = snapshots.iter().cloned().map(|s| Entry::Snapshot(Box::new(s)));
@@ -52,15 +42,7 @@ fn the_pipe_readers_blocked_read_is_one_slice_spanning_the_snapshots() {
 
     let mut tids: Vec<String> = blocker.roles.iter().map(|r| r.tid.to_string()).collect();
     tids.push(pid.clone());
-    let out = Command::new(perfetto_python())
-        .arg(workspace_root().join("tests/perfetto_check.py"))
-        .arg(&path)
-        .args(["--pid", &pid, "--tids", &tids.join(",")])
-        .output()
-        .expect("run perfetto_check.py");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "perfetto_check.py failed on {}:\n{stderr}", path.display());
-    let checked: Value = serde_json::from_slice(&out.stdout).expect("perfetto_check.py prints JSON");
+    let checked = check(&path, &pid, &tids);
     let _ = std::fs::remove_file(&path);
 
     let reads: Vec<&Value> =
@@ -94,4 +76,80 @@ fn the_pipe_readers_blocked_read_is_one_slice_spanning_the_snapshots() {
     assert!(
         end - begin >= last.thread(pipe_read.tid).and_then(|t| t.syscall.as_ref()?.time_ns()).expect("time")
     );
+}
+
+/// Runs tests/perfetto_check.py on `path`; returns what it printed.
+fn check(path: &std::path::Path, pid: &str, tids: &[String]) -> Value {
+    let out = Command::new(perfetto_python())
+        .arg(workspace_root().join("tests/perfetto_check.py"))
+        .arg(path)
+        .args(["--pid", pid, "--tids", &tids.join(",")])
+        .output()
+        .expect("run perfetto_check.py");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "perfetto_check.py failed on {}:\n{stderr}", path.display());
+    serde_json::from_slice(&out.stdout).expect("perfetto_check.py prints JSON")
+}
+
+/// One `snapshot --json`, read back into the model.
+fn snapshot_of(pid: &str) -> Snapshot {
+    let out = run_parkscope(&["snapshot", "-p", pid, "--json"]);
+    out.assert_code(0);
+    let mut json = out.json();
+    // The contract lists the stack table bare; the model's own form wraps it.
+    if json["stacks"].is_array() {
+        json["stacks"] = serde_json::json!({ "stacks": json["stacks"].take() });
+    }
+    serde_json::from_value(json).unwrap_or_else(|e| panic!("snapshot --json is not a model Snapshot: {e}"))
+}
+
+#[test]
+fn a_goroutine_parked_between_snapshots_is_one_wait_slice_named_as_the_runtime_names_it() {
+    let target = parkscope_tests::GoTarget::start("parked-go1.27", &["-n", "1"], &[], false);
+    let pid = target.pid.to_string();
+    let first = snapshot_of(&pid);
+    let (late_goid, parked_ns) = target.park_late_goroutine();
+    let (second, third) = (snapshot_of(&pid), snapshot_of(&pid));
+    let dump = target.pprof_dump();
+
+    let path = std::env::temp_dir().join(format!("parkscope-perfetto-go-{pid}.pftrace"));
+    let file = std::fs::File::create(&path).expect("create the trace file");
+    let snapshots = [first, second, third];
+    let entries = snapshots.iter().cloned().map(|s| Entry::Snapshot(Box::new(s)));
+    let stats = parkscope_export::perfetto(entries, std::io::BufWriter::new(file)).expect("export");
+    assert!(stats.goroutine_slices > 0, "{stats:?}");
+    let tids: Vec<String> = snapshots[2].threads.iter().map(|t| t.tid.to_string()).collect();
+    let checked = check(&path, &pid, &tids);
+    let _ = std::fs::remove_file(&path);
+
+    let slices = checked["slices"].as_array().expect("slices");
+    let goid_of = |s: &Value| s["args"]["goid"].as_u64();
+    let late: Vec<&Value> = slices.iter().filter(|s| goid_of(s) == Some(late_goid)).collect();
+    assert_eq!(late.len(), 1, "one wait of the late goroutine: {late:#?}");
+    assert_eq!(late[0]["name"], "chan receive");
+    // It parked at parked_ns (the target's own clock reading); the slice's begin is the latest
+    // start the snapshots allow, so not before that, and it was waiting at the second snapshot.
+    let begin = late[0]["begin"].as_u64().expect("begin");
+    assert!(
+        (parked_ns..=snapshots[1].taken_at.monotonic_ns).contains(&begin),
+        "begin {begin}, parked {parked_ns}"
+    );
+    assert_eq!(late[0]["end"].as_u64(), Some(snapshots[2].taken_at.monotonic_ns));
+
+    // Every goroutine still waiting at the end is named as the runtime's own dump names it.
+    let mut compared = 0;
+    for s in slices.iter().filter(|s| s["end"].as_u64() == Some(snapshots[2].taken_at.monotonic_ns)) {
+        let Some(goid) = goid_of(s) else { continue };
+        let Some((reason, block)) = dump.get(&goid) else { continue };
+        if parkscope_tests::transient_in_dump(reason, block) {
+            continue;
+        }
+        // A goroutine in a syscall is "syscall" in the dump; its slice names the call.
+        let label =
+            if s["args"]["status"] == "syscall" { "syscall" } else { s["name"].as_str().expect("name") };
+        assert_eq!(label, reason, "goroutine {goid}: {block}");
+        compared += 1;
+    }
+    eprintln!("{compared} goroutine slices named as the runtime's dump names them");
+    assert!(compared >= 5, "compared {compared} goroutines with the dump");
 }
