@@ -13,10 +13,14 @@ use parkscope_model::Snapshot;
 use parkscope_tests::{Blocker, monotonic_ns, run_parkscope, workspace_root};
 use serde_json::Value;
 
-/// The venv's python (made by `cargo xtask setup`).
+/// The venv's python (made by `cargo xtask setup` under `$PARKSCOPE_TOOLS`, default
+/// `~/.cache/parkscope`).
 fn perfetto_python() -> PathBuf {
-    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
-    let python = home.join(".cache/parkscope/perfetto-venv/bin/python3");
+    let tools = std::env::var_os("PARKSCOPE_TOOLS").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache/parkscope"),
+        PathBuf::from,
+    );
+    let python = tools.join("perfetto-venv/bin/python3");
     assert!(
         python.is_file(),
         "{} not found: run `cargo xtask setup` (installs the perfetto package)",
