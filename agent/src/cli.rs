@@ -52,6 +52,23 @@ pub enum Command {
     /// A live terminal view of the threads, goroutines and tasks, refreshed every interval:
     /// what is stuck, on what, since when. Needs a terminal; press ? in it for the keys.
     Top(TopArgs),
+    /// Turn a recording into another tool's format: --perfetto writes a Perfetto trace
+    /// (ui.perfetto.dev) with a slice per blocked syscall and goroutine wait.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The recording to read (`parkscope record -o FILE`).
+    pub file: std::path::PathBuf,
+
+    /// Write a Perfetto protobuf trace (open it at ui.perfetto.dev).
+    #[arg(long)]
+    pub perfetto: bool,
+
+    /// The trace to write (replaced if it exists).
+    #[arg(short, long)]
+    pub output: std::path::PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -39,6 +39,7 @@ fn main() -> ExitCode {
             cli::Command::Profile(args) => commands::profile::run(args).await,
             cli::Command::Record(args) => commands::record::run(args).await,
             cli::Command::Top(args) => commands::top::run(args).await,
+            cli::Command::Export(args) => commands::export::run(args).await,
         }
     });
     // Dropping the runtime first joins the blocking pool, so probes are detached before exit

