@@ -24,7 +24,10 @@ use std::{
 };
 
 use parkscope_common::{NO_STACK, OffCpuStart, PRE_ATTACH_STACK};
-use parkscope_model::profile::{Mapping, Profile};
+use parkscope_model::{
+    RuntimeKind,
+    profile::{Mapping, Profile},
+};
 use parkscope_probes::{
     kernel::{CpuSamples, KernelProbes, ProbeConfig, ProbeSelection, monotonic_now_ns, sample_period_ns},
     procfs::{
@@ -266,8 +269,12 @@ fn run(
             return;
         }
     };
-    let unreadable_at_start =
-        runtime_unreadable.as_ref().map(|e| RuntimeUnreadable { cause: e.to_string(), hint: e.hint() });
+    let unreadable_at_start = runtime_unreadable.as_ref().map(|(kind, e)| RuntimeUnreadable {
+        runtime: *kind,
+        cause: e.to_string(),
+        hint: e.hint(),
+    });
+    let runtime_unreadable = runtime_unreadable.map(|(_, e)| e);
     let time_nanos =
         SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
 
@@ -319,8 +326,8 @@ fn run(
             };
             let profile =
                 finish_offcpu(pid, comm, run, followed.as_deref_mut(), info, time_nanos, window.cut_short);
-            let mut unreadable = followed.as_ref().and_then(|f| f.unreadable()).or(unreadable_at_start);
-            let _ = outcome.send(with_unreadable(profile, &mut unreadable));
+            let unreadable = followed.as_ref().and_then(|f| f.unreadable()).or(unreadable_at_start);
+            let _ = outcome.send(with_unreadable(profile, unreadable));
         }
         ProfileMode::Cpu { frequency_hz } => {
             let selection =
@@ -359,24 +366,28 @@ fn run(
                 kernel_build_id: kernel_build_id(),
                 cut_short: window.cut_short,
             });
-            let mut unreadable = unreadable_at_start;
-            let _ = outcome.send(with_unreadable(profile, &mut unreadable));
+            let unreadable = unreadable_at_start;
+            let _ = outcome.send(with_unreadable(profile, unreadable));
         }
     }
 }
 
 /// The outcome, with the comment saying why a runtime's tasks are missing.
-fn with_unreadable(mut profile: Profile, unreadable: &mut Option<RuntimeUnreadable>) -> ProfileOutcome {
-    if let Some(u) = unreadable.as_ref() {
+fn with_unreadable(mut profile: Profile, unreadable: Option<RuntimeUnreadable>) -> ProfileOutcome {
+    if let Some(u) = &unreadable {
+        let (tasks, runtime) = match u.runtime {
+            RuntimeKind::Go => ("goroutines", "Go"),
+            RuntimeKind::Tokio => ("tasks", "tokio"),
+        };
         profile
             .comments
-            .push(format!("threads only, no goroutines: the Go runtime cannot be read: {}", u.cause));
+            .push(format!("threads only, no {tasks}: the {runtime} runtime cannot be read: {}", u.cause));
     }
-    ProfileOutcome { profile, runtime_unreadable: unreadable.take() }
+    ProfileOutcome { profile, runtime_unreadable: unreadable }
 }
 
-/// A runtime found (or not), and, beside None, why one found cannot be read.
-type FoundRuntime = (Option<Box<dyn RuntimeReader>>, Option<CollectError>);
+/// A runtime found (or not), and, beside None, which one was found that cannot be read and why.
+type FoundRuntime = (Option<Box<dyn RuntimeReader>>, Option<(RuntimeKind, CollectError)>);
 
 /// The target's runtime, per `mode`: None for none (or `Off`); with `Detect`, one that cannot
 /// be read is returned as the error beside None (its threads are still profiled).
@@ -391,7 +402,7 @@ fn find_runtime(pid: u32, comm: &str, mode: RuntimeMode) -> Result<FoundRuntime,
         }
         Detected::None => Ok((None, None)),
         Detected::Unreadable { error, .. } if mode == RuntimeMode::Require => Err(error),
-        Detected::Unreadable { error, .. } => Ok((None, Some(error))),
+        Detected::Unreadable { view, error } => Ok((None, Some((view.kind, error)))),
     }
 }
 

@@ -6,7 +6,10 @@
 
 use std::time::Duration;
 
-use parkscope_model::profile::{LabelValue, ValueType};
+use parkscope_model::{
+    RuntimeKind,
+    profile::{LabelValue, ValueType},
+};
 use parkscope_probes::kernel::KernelProbes;
 
 /// A runtime followed over one profile window, on the collector's thread.
@@ -30,6 +33,7 @@ pub trait RuntimeProfile {
 /// A runtime that cannot be read over a profile's window: the cause, and a remedy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeUnreadable {
+    pub runtime: RuntimeKind,
     pub cause: String,
     pub hint: Option<String>,
 }

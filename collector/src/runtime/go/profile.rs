@@ -34,7 +34,7 @@ use std::{
 
 use parkscope_common::{GoGState, GoWaitKey, GoWaitTotal, NO_WAIT_REASON, PRE_ATTACH_STACK};
 use parkscope_model::{
-    ThreadRole,
+    RuntimeKind, ThreadRole,
     profile::{LabelValue, ValueType},
 };
 use parkscope_probes::{
@@ -367,6 +367,7 @@ impl RuntimeProfile for GoProfile<'_> {
 
     fn unreadable(&self) -> Option<RuntimeUnreadable> {
         (self.times.reads == 0 && self.times.failed_reads > 0).then(|| RuntimeUnreadable {
+            runtime: RuntimeKind::Go,
             cause: format!(
                 "all {} reads of the Go runtime during the window failed",
                 self.times.failed_reads
