@@ -706,6 +706,34 @@ mod tests {
     }
 
     #[test]
+    fn thread_labels_come_from_the_ms_the_reads_saw() {
+        let mut t = GoroutineTimes::new("go1.27.3".into(), 0);
+        t.epfd = 4;
+        // tid 10 ran goroutine 7 at every read; tid 11 was started with sysmon; tid 12 ran two.
+        t.ms.insert(10, MSeen { mstartfn_pc: 0, goroutines: BTreeSet::from([7]), idle_reads: 0 });
+        t.ms.insert(11, MSeen { mstartfn_pc: 0x100, goroutines: BTreeSet::new(), idle_reads: 3 });
+        t.ms.insert(12, MSeen { mstartfn_pc: 0, goroutines: BTreeSet::from([7, 8]), idle_reads: 0 });
+        let function_at = |addr: u64| (addr == 0x100).then(|| "runtime.sysmon".to_owned());
+        let facts = |tid, syscall, fd| ThreadSampleFacts { tid, syscall, fd, user_functions: &[] };
+        let labels = |f: ThreadSampleFacts<'_>| t.thread_labels(&f, &function_at);
+        let role = |s: &str| ("role".to_owned(), LabelValue::Str(s.to_owned()));
+        assert_eq!(
+            labels(facts(10, Some("read"), 3)),
+            vec![role("goroutine"), ("goid".to_owned(), LabelValue::Num(7))]
+        );
+        assert_eq!(labels(facts(11, Some("nanosleep"), -1)), vec![role("sysmon")]);
+        assert_eq!(labels(facts(12, Some("read"), 3)), vec![role("goroutine")], "no goid: it ran two");
+        // Not an M the reads saw: the runtime's own epoll fd still makes it the netpoller.
+        assert_eq!(labels(facts(13, Some("epoll_pwait"), 4)), vec![role("netpoller")]);
+        assert_eq!(labels(facts(13, Some("epoll_pwait"), 5)), vec![]);
+        // Without a reader, only the stack speaks.
+        let parked = ["runtime.futex", "runtime.mPark", "runtime.stopm"];
+        let f = ThreadSampleFacts { tid: 13, syscall: Some("futex"), fd: -1, user_functions: &parked };
+        assert_eq!(labels_from_stack(&f), vec![role("idle_m")]);
+        assert_eq!(labels_from_stack(&facts(13, Some("epoll_pwait"), 4)), vec![]);
+    }
+
+    #[test]
     fn the_callers_frame_goes_back_only_when_missing() {
         assert_eq!(with_caller(&[1, 3], 2), vec![1, 2, 3]);
         assert_eq!(with_caller(&[1, 2, 3], 2), vec![1, 2, 3]);
