@@ -309,6 +309,12 @@ fn run(
                 None => Ok(None),
             };
             let mut followed = match followed {
+                // The uprobes were asked for and the runtime found has none for profiles (only
+                // Go's exist): as for no runtime at all.
+                Ok(None) if config.runtime_uprobes => {
+                    let _ = started.send(Err(CollectError::NotGo { pid, comm }));
+                    return;
+                }
                 Ok(f) => f,
                 Err(e) => {
                     let _ = started.send(Err(e));
