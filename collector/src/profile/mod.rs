@@ -655,3 +655,61 @@ fn finish_offcpu(
         runtime: runtime.map(|rt| rt.labels()),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{go::profile::GoroutineTimes, profile::ProfileLabels};
+
+    /// A runtime that only counts its reads (`true`: the read at the window's end).
+    struct CountingReads {
+        reads: Vec<bool>,
+        labels: GoroutineTimes,
+    }
+
+    impl RuntimeProfile for CountingReads {
+        fn read(&mut self, last: bool) -> Duration {
+            self.reads.push(last);
+            Duration::from_millis(100)
+        }
+        fn finish(&mut self, _: Option<&KernelProbes>, _: u64, _: u64) {}
+        fn unreadable(&self) -> Option<RuntimeUnreadable> {
+            None
+        }
+        fn labels(&self) -> &dyn ProfileLabels {
+            &self.labels
+        }
+    }
+
+    #[test]
+    fn the_window_reads_the_runtime_each_period_and_once_more_at_its_end() {
+        let pid = std::process::id();
+        let (end, end_rx) = mpsc::channel();
+        let ender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(350));
+            end.send(WindowEnd { elapsed: Duration::from_millis(350), cut_short: Some("why".into()) })
+        });
+        let mut runtime = CountingReads { reads: Vec::new(), labels: GoroutineTimes::default() };
+        let progress = AtomicU64::new(0);
+        let mut info = TargetInfo::default();
+        let began = Instant::now();
+        let window = wait_window(pid, &end_rx, &mut info, Some(&mut runtime), || 42, &progress)
+            .expect("the consumer ended the window");
+        ender.join().expect("ender").expect("sent");
+        assert!(began.elapsed() >= Duration::from_millis(350));
+        assert_eq!(window.cut_short.as_deref(), Some("why"));
+        // Reads at 0, 100, 200 and 300 ms (one may slip on a busy machine), then the last.
+        let during = runtime.reads.iter().filter(|&&last| !last).count();
+        assert!((2..=4).contains(&during), "{:?}", runtime.reads);
+        assert_eq!(runtime.reads.last(), Some(&true), "{:?}", runtime.reads);
+        assert_eq!(runtime.reads.iter().filter(|&&last| last).count(), 1);
+        assert_eq!(progress.load(Ordering::Relaxed), 42);
+
+        // A consumer gone without ending the window: no profile, no last read.
+        let (end, end_rx) = mpsc::channel::<WindowEnd>();
+        drop(end);
+        let mut runtime = CountingReads { reads: Vec::new(), labels: GoroutineTimes::default() };
+        assert!(wait_window(pid, &end_rx, &mut info, Some(&mut runtime), || 0, &progress).is_none());
+        assert_eq!(runtime.reads, vec![false]);
+    }
+}
