@@ -29,7 +29,8 @@ struct Cli {
 enum Task {
     /// Install the toolchain, bpf-linker, Go and system packages (idempotent).
     Setup,
-    /// Build the example targets (C; Go 1.19..1.27 for what the suite uses) into examples/bin.
+    /// Build the example targets (C; Go 1.19..1.27 for what the suite uses; the tokio example with
+    /// the oldest and newest tokio) into examples/bin.
     Examples {
         /// Also every build of the Go release matrix (what `test-go-matrix` runs against).
         #[arg(long)]
