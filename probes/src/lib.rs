@@ -7,3 +7,4 @@ pub mod go;
 pub mod kernel;
 pub mod procfs;
 pub mod stacks;
+pub mod tokio;
