@@ -87,6 +87,12 @@ pub struct SnapshotArgs {
     /// ns (docs/performance.md); blocked threads need none of it.
     #[arg(long)]
     pub syscalls: bool,
+
+    /// tokio targets: a worker inside one task's poll at least this long is a stall
+    /// (`stalls`: tid, task id, duration, syscall or on CPU, stack). Blocking-pool threads
+    /// never are.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    pub stall: Duration,
 }
 
 #[derive(Debug, Args)]

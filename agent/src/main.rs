@@ -14,6 +14,7 @@ mod profile;
 mod render;
 mod roles;
 mod session;
+mod tokio;
 
 use clap::Parser;
 use error::{Failure, code};
@@ -21,7 +22,7 @@ use error::{Failure, code};
 fn main() {
     let cli = cli::Cli::parse();
     init_logging(cli.verbose);
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match ::tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => exit_with(Failure::internal(&anyhow::Error::from(e).context("starting the runtime"))),
     };

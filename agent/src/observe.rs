@@ -86,6 +86,10 @@ pub struct Observer {
     /// args): what a block the kernel saw no switch of, or one that began before attach,
     /// is checked against before it is given the window as a lower bound.
     asleep_at_attach: Option<HashMap<u32, (u32, [u64; 6])>>,
+    /// The target's tokio runtime, when [`Observer::attach_tokio`] found one.
+    tokio: Option<crate::tokio::TokioTarget>,
+    /// A tokio worker inside one poll this long is a stall (`--stall`).
+    pub stall_ns: u64,
 }
 
 /// Everything the eBPF maps say at one instant.
@@ -118,6 +122,27 @@ impl Observer {
             go: GoTarget::NotLooked,
             go_uprobes_at_ns: None,
             asleep_at_attach: None,
+            tokio: None,
+            stall_ns: crate::tokio::DEFAULT_STALL_NS,
+        }
+    }
+
+    /// Looks for tokio in a target that is not a Go program; true when found. Blocking file
+    /// work: call it on the blocking pool.
+    pub fn attach_tokio(&mut self) -> bool {
+        if matches!(self.go, GoTarget::Go(_) | GoTarget::Unreadable(_)) {
+            return false;
+        }
+        self.tokio = crate::tokio::TokioTarget::detect(self.target.pid);
+        self.tokio.is_some()
+    }
+
+    /// Between views: reads which task each tokio worker polls now, so a worker seen in the
+    /// same task at every read has its on-CPU poll measured from the first. Cheap (one /proc
+    /// thread list and one memory read per worker); a no-op for other targets.
+    pub fn sample_tokio(&mut self) {
+        if let Some(tokio) = self.tokio.as_mut() {
+            tokio.sample(monotonic_now_ns());
         }
     }
 
@@ -333,8 +358,15 @@ impl Observer {
                 return Err(ProcError::Exited(pid));
             }
         }
+        let mut stalls = Vec::new();
+        if let Some(tokio) = self.tokio.as_mut() {
+            let (rv, found) = tokio.join(&samples, &mut threads, &stack_table, now, self.stall_ns);
+            runtime = Some(rv);
+            stalls = found;
+        }
         sort_for_display(&mut threads);
         let mut summary = Summary::count(&threads);
+        summary.stalls = stalls.len();
         summary.goroutines = goroutines.len();
         summary.goroutines_waiting = goroutines.iter().filter(|g| g.status == GoStatus::Waiting).count();
         summary.go_transitions = self.go_uprobes_at_ns.map(|_| counters.go_transitions);
@@ -347,6 +379,7 @@ impl Observer {
         snapshot.threads = threads;
         snapshot.runtime = runtime;
         snapshot.goroutines = goroutines;
+        snapshot.stalls = stalls;
         snapshot.summary = summary;
         snapshot.stacks = stack_table;
         Ok(snapshot)

@@ -9,7 +9,7 @@ use super::{attach, blocking, open_target, write_stdout};
 use crate::{
     cli::SnapshotArgs,
     error::{Failure, code},
-    model::Snapshot,
+    model::{RuntimeKind, Snapshot},
     observe::{ObserveOptions, Observer},
     render,
     session::{Session, Wake},
@@ -17,6 +17,9 @@ use crate::{
 
 /// Calls blocking at least this long during the window are listed per thread (`long_calls`).
 const LONG_CALL_NS: u64 = 10_000_000;
+/// How often a tokio target's workers are read during the window (a few microseconds each).
+const TOKIO_SAMPLE_EVERY: Duration = Duration::from_millis(10);
+
 /// The kernel batches ring-buffer wakeups; drain at least this often so it never fills.
 const DRAIN_EVERY: Duration = Duration::from_millis(200);
 
@@ -52,6 +55,7 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
         Some(attach(args.pid, selection, args.syscalls.then_some(LONG_CALL_NS)).await?)
     };
     let mut observer = Observer::new(target, probes);
+    let mut tokio_target = false;
     if !args.no_go {
         let (found, obs) = blocking(move || (observer.attach_go(), observer)).await?;
         observer = obs;
@@ -86,6 +90,13 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
         }
     }
 
+    if !opts.goroutines {
+        let (found, obs) = blocking(move || (observer.attach_tokio(), observer)).await?;
+        observer = obs;
+        observer.stall_ns = u64::try_from(args.stall.as_nanos()).unwrap_or(u64::MAX);
+        tokio_target = found;
+    }
+
     // The seed: what /proc says right now. Printed instead of the final view if the target
     // exits during the window, so nothing collected is lost.
     let (seed, obs) = observe(observer, opts).await?;
@@ -96,7 +107,7 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
     let final_view = if args.window.is_zero() {
         seed
     } else {
-        match wait_window(&mut session, &mut observer, args.window).await {
+        match wait_window(&mut session, &mut observer, args.window, tokio_target).await {
             Wake::Deadline => {}
             Wake::Interrupted => {
                 tracing::warn!("interrupted: taking the view now, window cut short");
@@ -117,7 +128,12 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
             }
         }
     };
-    if let Some(rt) = final_view.runtime.as_ref().filter(|rt| !rt.is_read()) {
+    if let Some(rt) = final_view.runtime.as_ref().filter(|rt| !rt.is_read() && rt.kind == RuntimeKind::Tokio) {
+        // tokio: the thread view is whole; without task ids only the stalls are missing.
+        let notice = rt.error.clone().unwrap_or_default();
+        print(final_view, args.json).await?;
+        eprintln!("parkscope: tokio: {notice}; printed its threads without task ids or stalls");
+    } else if let Some(rt) = final_view.runtime.as_ref().filter(|rt| !rt.is_read()) {
         let cause = rt.error.clone().unwrap_or_default();
         let hint = rt.hint.clone();
         print(final_view, args.json).await?;
@@ -137,12 +153,26 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
     Ok(exit)
 }
 
-/// Waits out the window while draining the long-call stream into the observer.
-async fn wait_window(session: &mut Session, observer: &mut Observer, window: Duration) -> Wake {
+/// Waits out the window while draining the long-call stream into the observer; for a tokio
+/// target, reads which task each worker polls every TOKIO_SAMPLE_EVERY meanwhile (on-CPU
+/// polls are measured from the first read that saw them).
+async fn wait_window(session: &mut Session, observer: &mut Observer, window: Duration, tokio: bool) -> Wake {
     let deadline = Instant::now() + window;
     let mut events = observer.take_block_events();
     loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
+        let mut remaining = deadline.saturating_duration_since(Instant::now());
+        if tokio && !remaining.is_zero() {
+            observer.sample_tokio();
+            remaining = remaining.min(TOKIO_SAMPLE_EVERY);
+            let wake = session.wait(Some(remaining)).await;
+            if let Some(stream) = events.as_mut() {
+                observer.add_block_events(stream.drain());
+            }
+            if !matches!(wake, Wake::Deadline) || Instant::now() >= deadline {
+                return wake;
+            }
+            continue;
+        }
         let Some(stream) = events.as_mut() else { return session.wait(Some(remaining)).await };
         tokio::select! {
             wake = session.wait(Some(remaining)) => {

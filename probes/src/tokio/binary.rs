@@ -10,6 +10,8 @@ use object::{Object, ObjectSection, ObjectSymbol};
 const MAX_BINARY_BYTES: u64 = 1 << 30;
 /// Most bytes of `set_current_task_id` decoded (it is a few dozen instructions).
 const MAX_FN_BYTES: usize = 512;
+/// Most bytes of a worker-loop caller decoded.
+const MAX_CALLER_BYTES: usize = 16 << 10;
 /// Most distinct `tokio-1.x.y` strings kept (one is expected: cargo links one tokio 1.x).
 const MAX_VERSIONS: usize = 4;
 
@@ -40,6 +42,9 @@ pub struct TokioBinary {
     pub symbols: bool,
     /// Where the task id is, or why it cannot be read.
     pub task_id_slot: Result<TlsSlot, String>,
+    /// Where `CONTEXT.scheduler` lives (non-null while a thread runs a worker loop), or why not
+    /// known.
+    pub scheduler_slot: Result<TlsSlot, String>,
 }
 
 impl TokioBinary {
@@ -63,6 +68,8 @@ impl TokioBinary {
         let mut symbols = false;
         let mut set_task_id = None;
         let mut context_var = None;
+        let mut scoped_set = None;
+        let mut worker_enter: Vec<(u64, u64)> = Vec::new();
         for sym in file.symbols().chain(file.dynamic_symbols()) {
             let Ok(name) = sym.name() else { continue };
             // Both manglings spell path segments as <len><ident>: legacy `_ZN5tokio7runtime`,
@@ -74,6 +81,15 @@ impl TokioBinary {
             if name.contains("7context19set_current_task_id") && sym.size() > 0 {
                 set_task_id = Some((sym.address(), sym.size()));
             }
+            // `Scoped<scheduler::Context>::set` as the multi-thread worker loop calls it, and
+            // the functions that call it (`enter_runtime` monomorphised for the worker loop).
+            if name.contains("6Scoped") && name.contains("9scheduler7Context") && name.contains("3set")
+                && name.contains("12multi_thread6worker3run")
+            {
+                scoped_set = Some(sym.address());
+            } else if name.contains("13enter_runtime") && name.contains("12multi_thread6worker3run") && sym.size() > 0 {
+                worker_enter.push((sym.address(), sym.size()));
+            }
             if name.contains("7context7CONTEXT") && name.contains("RUST_STD_INTERNAL_VAL") {
                 context_var = Some((sym.address(), sym.size()));
             }
@@ -82,12 +98,22 @@ impl TokioBinary {
         if !symbols && version.is_none() && !mentions_tokio_sources(data) {
             return Err(TokioError::NotTokio(what.to_owned()));
         }
-        let task_id_slot = if !symbols {
+        let stripped = !symbols;
+        let task_id_slot = if stripped {
             Err("the binary is stripped (no symbol table), so tokio's functions cannot be found".to_owned())
         } else {
             locate_slot(&file, set_task_id, context_var)
         };
-        Ok(TokioBinary { version, symbols, task_id_slot })
+        let scheduler_slot = match scoped_set {
+            None => Err("no Scoped<scheduler::Context>::set for the worker loop".to_owned()),
+            Some(callee) => worker_enter
+                .iter()
+                .filter_map(|&(a, n)| Some((a, function_bytes(&file, a, n, MAX_CALLER_BYTES)?)))
+                .map(|(a, code)| locate_call_arg_slot(code, a, callee))
+                .find(Result::is_ok)
+                .unwrap_or_else(|| Err("the worker loop's scheduler cell was not found".to_owned())),
+        };
+        Ok(TokioBinary { version, symbols, task_id_slot, scheduler_slot })
     }
 }
 
@@ -97,7 +123,7 @@ fn locate_slot(
     context_var: Option<(u64, u64)>,
 ) -> Result<TlsSlot, String> {
     let (addr, size) = set_task_id.ok_or("no tokio::runtime::context::set_current_task_id symbol")?;
-    let code = function_bytes(file, addr, size).ok_or("set_current_task_id's code is not in the file")?;
+    let code = function_bytes(file, addr, size, MAX_FN_BYTES).ok_or("set_current_task_id's code is not in the file")?;
     let slot = locate_task_id_slot(code, addr)?;
     // Cross-check with the thread-local's own symbol where it is kept: the slot must lie inside
     // the CONTEXT variable, placed as glibc places the executable's TLS block.
@@ -133,11 +159,11 @@ fn tls_block_size(file: &object::File) -> Option<u64> {
     Some((end - start + first_byte).div_ceil(align) * align)
 }
 
-fn function_bytes<'d>(file: &object::File<'d>, addr: u64, size: u64) -> Option<&'d [u8]> {
+fn function_bytes<'d>(file: &object::File<'d>, addr: u64, size: u64, max: usize) -> Option<&'d [u8]> {
     let section = file.sections().find(|s| (s.address()..s.address() + s.size()).contains(&addr))?;
     let data = section.data().ok()?;
     let start = usize::try_from(addr - section.address()).ok()?;
-    let len = usize::try_from(size).ok()?.min(MAX_FN_BYTES);
+    let len = usize::try_from(size).ok()?.min(max);
     data.get(start..start.checked_add(len)?)
 }
 
@@ -149,112 +175,18 @@ fn function_bytes<'d>(file: &object::File<'d>, addr: u64, size: u64) -> Option<&
 /// Registers holding the first argument (rdi and its copies) are tracked too. Any other write
 /// to a tracked register forgets it.
 pub fn locate_task_id_slot(code: &[u8], ip: u64) -> Result<TlsSlot, String> {
-    let mut tp: HashMap<Register, i64> = HashMap::new();
-    let mut arg: Vec<Register> = vec![Register::RDI];
+    let mut t = Tracker::new();
     let mut loads: Vec<i64> = Vec::new();
     let mut stores: Vec<i64> = Vec::new();
     let mut decoder = Decoder::with_ip(64, code, ip, DecoderOptions::NONE);
-    let tp_addr = |insn: &iced_x86::Instruction, tp: &HashMap<Register, i64>| -> Option<i64> {
-        if insn.memory_index() != Register::None {
-            return None;
-        }
-        let disp = insn.memory_displacement64() as i64;
-        if insn.segment_prefix() == Register::FS && insn.memory_base() == Register::None {
-            return Some(disp);
-        }
-        if insn.segment_prefix() == Register::FS {
-            return None;
-        }
-        tp.get(&insn.memory_base()).map(|k| k.wrapping_add(disp))
-    };
     while decoder.can_decode() {
         let insn = decoder.decode();
         if insn.is_invalid() {
             break;
         }
-        let op0_reg = (insn.op_count() > 0 && insn.op0_kind() == OpKind::Register).then(|| insn.op0_register());
-        match insn.mnemonic() {
-            Mnemonic::Mov if insn.op_count() == 2 && insn.op1_kind() == OpKind::Memory => {
-                let r = insn.op0_register();
-                let a = tp_addr(&insn, &tp);
-                if insn.segment_prefix() == Register::FS
-                    && insn.memory_base() == Register::None
-                    && insn.memory_displacement64() == 0
-                    && r.is_gpr64()
-                {
-                    tp.insert(r, 0);
-                    arg.retain(|x| *x != r);
-                    continue;
-                }
-                if let Some(a) = a
-                    && r.is_gpr64()
-                {
-                    loads.push(a);
-                }
-                tp.remove(&r.full());
-                arg.retain(|x| *x != r.full());
-            }
-            Mnemonic::Mov if insn.op_count() == 2 && insn.op0_kind() == OpKind::Memory => {
-                if let Some(a) = tp_addr(&insn, &tp)
-                    && insn.op1_kind() == OpKind::Register
-                    && insn.op1_register().is_gpr64()
-                    && arg.contains(&insn.op1_register())
-                {
-                    stores.push(a);
-                }
-            }
-            Mnemonic::Mov if insn.op_count() == 2 && insn.op1_kind() == OpKind::Register => {
-                let (dst, src) = (insn.op0_register(), insn.op1_register());
-                match tp.get(&src).copied() {
-                    Some(k) if dst.is_gpr64() => {
-                        tp.insert(dst, k);
-                    }
-                    _ => {
-                        tp.remove(&dst.full());
-                    }
-                }
-                if arg.contains(&src) && dst.is_gpr64() {
-                    arg.push(dst);
-                } else {
-                    arg.retain(|x| *x != dst.full());
-                }
-            }
-            Mnemonic::Lea => {
-                let r = insn.op0_register();
-                match tp_addr(&insn, &tp) {
-                    Some(a) if r.is_gpr64() => {
-                        tp.insert(r, a);
-                    }
-                    _ => {
-                        tp.remove(&r.full());
-                    }
-                }
-                arg.retain(|x| *x != r.full());
-            }
-            Mnemonic::Add | Mnemonic::Sub
-                if op0_reg.is_some_and(|r| tp.contains_key(&r))
-                    && matches!(insn.op1_kind(), OpKind::Immediate8to64 | OpKind::Immediate32to64) =>
-            {
-                let r = insn.op0_register();
-                let imm = insn.immediate(1) as i64;
-                let k = tp[&r];
-                tp.insert(r, if insn.mnemonic() == Mnemonic::Add { k.wrapping_add(imm) } else { k.wrapping_sub(imm) });
-            }
-            // Calls clobber the caller-saved registers; the tracked state of callee-saved ones
-            // survives (rbx, rbp, r12-r15).
-            Mnemonic::Call => {
-                let saved = [Register::RBX, Register::RBP, Register::R12, Register::R13, Register::R14, Register::R15];
-                tp.retain(|r, _| saved.contains(r));
-                arg.retain(|r| saved.contains(r));
-            }
-            Mnemonic::Ret => {}
-            _ => {
-                if let Some(r) = op0_reg {
-                    tp.remove(&r.full());
-                    arg.retain(|x| *x != r.full());
-                }
-            }
-        }
+        let (load, store) = t.step(&insn);
+        loads.extend(load);
+        stores.extend(store);
     }
     let mut swapped: Vec<i64> = stores.iter().copied().filter(|a| loads.contains(a)).collect();
     swapped.sort_unstable();
@@ -263,6 +195,145 @@ pub fn locate_task_id_slot(code: &[u8], ip: u64) -> Result<TlsSlot, String> {
         [offset] => Ok(TlsSlot { offset: *offset }),
         [] => Err("set_current_task_id loads and stores its argument into no thread-local word".to_owned()),
         many => Err(format!("set_current_task_id swaps {} thread-local words, not one", many.len())),
+    }
+}
+
+/// The thread-pointer offset passed as the first argument (`&self`, the thread-local cell) to
+/// every call of `callee` in `code`: where `Scoped<scheduler::Context>` lives, which the
+/// worker loop sets for as long as it runs. One value, or an error.
+pub fn locate_call_arg_slot(code: &[u8], ip: u64, callee: u64) -> Result<TlsSlot, String> {
+    let mut t = Tracker::new();
+    let mut found: Vec<i64> = Vec::new();
+    let mut decoder = Decoder::with_ip(64, code, ip, DecoderOptions::NONE);
+    while decoder.can_decode() {
+        let insn = decoder.decode();
+        if insn.is_invalid() {
+            break;
+        }
+        if insn.mnemonic() == Mnemonic::Call
+            && insn.op0_kind() == OpKind::NearBranch64
+            && insn.near_branch64() == callee
+        {
+            match t.tp.get(&Register::RDI) {
+                Some(k) => found.push(*k),
+                None => return Err("a call to Scoped::set whose cell is not thread-local".to_owned()),
+            }
+        }
+        t.step(&insn);
+    }
+    found.sort_unstable();
+    found.dedup();
+    match found.as_slice() {
+        [offset] => Ok(TlsSlot { offset: *offset }),
+        [] => Err("the worker loop never calls Scoped::set".to_owned()),
+        many => Err(format!("the worker loop sets {} scheduler cells, not one", many.len())),
+    }
+}
+
+/// Registers holding `tp + k`, and those holding the first argument.
+struct Tracker {
+    tp: HashMap<Register, i64>,
+    arg: Vec<Register>,
+}
+
+impl Tracker {
+    fn new() -> Tracker {
+        Tracker { tp: HashMap::new(), arg: vec![Register::RDI] }
+    }
+
+    fn forget(&mut self, r: Register) {
+        self.tp.remove(&r.full());
+        self.arg.retain(|x| *x != r.full());
+    }
+
+    fn tp_addr(&self, insn: &iced_x86::Instruction) -> Option<i64> {
+        if insn.memory_index() != Register::None {
+            return None;
+        }
+        let disp = insn.memory_displacement64() as i64;
+        if insn.segment_prefix() == Register::FS {
+            return (insn.memory_base() == Register::None).then_some(disp);
+        }
+        self.tp.get(&insn.memory_base()).map(|k| k.wrapping_add(disp))
+    }
+
+    /// Follows one instruction; returns the thread-local qword it loads, and the one it stores
+    /// the first argument into.
+    fn step(&mut self, insn: &iced_x86::Instruction) -> (Option<i64>, Option<i64>) {
+        let op0_reg = (insn.op_count() > 0 && insn.op0_kind() == OpKind::Register).then(|| insn.op0_register());
+        match insn.mnemonic() {
+            Mnemonic::Mov if insn.op_count() == 2 && insn.op1_kind() == OpKind::Memory => {
+                let r = insn.op0_register();
+                if insn.segment_prefix() == Register::FS
+                    && insn.memory_base() == Register::None
+                    && insn.memory_displacement64() == 0
+                    && r.is_gpr64()
+                {
+                    self.forget(r);
+                    self.tp.insert(r, 0);
+                    return (None, None);
+                }
+                let a = self.tp_addr(insn).filter(|_| r.is_gpr64());
+                self.forget(r);
+                (a, None)
+            }
+            Mnemonic::Mov if insn.op_count() == 2 && insn.op0_kind() == OpKind::Memory => {
+                let stored = (insn.op1_kind() == OpKind::Register
+                    && insn.op1_register().is_gpr64()
+                    && self.arg.contains(&insn.op1_register()))
+                .then(|| self.tp_addr(insn))
+                .flatten();
+                (None, stored)
+            }
+            Mnemonic::Mov if insn.op_count() == 2 && insn.op1_kind() == OpKind::Register => {
+                let (dst, src) = (insn.op0_register(), insn.op1_register());
+                let k = self.tp.get(&src).copied();
+                let is_arg = self.arg.contains(&src);
+                self.forget(dst);
+                if dst.is_gpr64() {
+                    if let Some(k) = k {
+                        self.tp.insert(dst, k);
+                    }
+                    if is_arg {
+                        self.arg.push(dst);
+                    }
+                }
+                (None, None)
+            }
+            Mnemonic::Lea => {
+                let r = insn.op0_register();
+                let a = self.tp_addr(insn);
+                self.forget(r);
+                if let Some(a) = a.filter(|_| r.is_gpr64()) {
+                    self.tp.insert(r, a);
+                }
+                (None, None)
+            }
+            Mnemonic::Add | Mnemonic::Sub
+                if op0_reg.is_some_and(|r| self.tp.contains_key(&r))
+                    && matches!(insn.op1_kind(), OpKind::Immediate8to64 | OpKind::Immediate32to64) =>
+            {
+                let r = insn.op0_register();
+                let imm = insn.immediate(1) as i64;
+                let k = self.tp[&r];
+                let k = if insn.mnemonic() == Mnemonic::Add { k.wrapping_add(imm) } else { k.wrapping_sub(imm) };
+                self.tp.insert(r, k);
+                (None, None)
+            }
+            // Calls clobber the caller-saved registers; callee-saved ones keep what they held.
+            Mnemonic::Call => {
+                let saved = [Register::RBX, Register::RBP, Register::R12, Register::R13, Register::R14, Register::R15];
+                self.tp.retain(|r, _| saved.contains(r));
+                self.arg.retain(|r| saved.contains(r));
+                (None, None)
+            }
+            _ => {
+                if let Some(r) = op0_reg {
+                    self.forget(r);
+                }
+                (None, None)
+            }
+        }
     }
 }
 
