@@ -13,8 +13,8 @@ use parkscope_probes::{
 };
 
 use crate::model::{
-    RuntimeKind, RuntimeView, StackTable, StallActivity, StallView, TaskOnThread, ThreadRole,
-    ThreadState, ThreadView,
+    RuntimeKind, RuntimeView, StackTable, StallActivity, StallView, TaskOnThread, ThreadRole, ThreadState,
+    ThreadView,
 };
 
 /// `--stall`'s default: a worker inside one poll this long is a stall.
@@ -85,8 +85,10 @@ impl TokioTarget {
                         .get(&tid)
                         .is_some_and(|p| p.task_id == task_id && p.voluntary_switches == switches);
                     if !keep {
-                        self.on_cpu
-                            .insert(tid, OnCpuPoll { task_id, first_seen_ns: now, voluntary_switches: switches });
+                        self.on_cpu.insert(
+                            tid,
+                            OnCpuPoll { task_id, first_seen_ns: now, voluntary_switches: switches },
+                        );
                     }
                 }
                 _ => {
@@ -116,8 +118,11 @@ impl TokioTarget {
             if let Some(role) = role {
                 self.roles.insert(t.tid, role);
             }
-            if is_parked(functions()) {
-                parked.push(t.tid);
+            match is_parked(functions()) {
+                Some(true) if stack_has_tokio(functions()) => parked.push(t.tid),
+                // Cut short: taken as parked only while this worker's idle id is unknown.
+                Some(true) if !self.base_task.contains_key(&t.tid) => parked.push(t.tid),
+                _ => {}
             }
         }
         self.base_task.retain(|tid, _| samples.iter().any(|s| s.tid == *tid));
@@ -231,15 +236,29 @@ impl TokioTarget {
     }
 }
 
-/// Whether a stack's innermost tokio frame is the scheduler parking (condvar or driver): the
-/// worker polls no task there.
-fn is_parked<'a>(mut functions: impl Iterator<Item = &'a str>) -> bool {
-    functions.find(|f| f.contains("tokio::")).is_some_and(|f| {
-        f.contains("scheduler::multi_thread::park::")
-            || f.contains("runtime::park::")
-            || f.contains("runtime::io::driver::")
-            || f.contains("runtime::time::Driver")
-    })
+/// Whether a stack shows the scheduler parking (a condvar or the I/O driver): the worker polls
+/// no task there. `Some(true)` when its innermost tokio frame says so, `Some(false)` when it
+/// names other tokio code; for a stack cut short before any tokio frame (unwinding without the
+/// frame pointer of a thread blocked since before attach), `None` unless it ends in a std
+/// condvar wait or mio's poll, which is how a parked worker's stack begins (`Some(true)`).
+fn is_parked<'a>(functions: impl Iterator<Item = &'a str>) -> Option<bool> {
+    let mut waiting = false;
+    for f in functions {
+        if f.contains("tokio::") {
+            return Some(
+                f.contains("scheduler::multi_thread::park::")
+                    || f.contains("runtime::park::")
+                    || f.contains("runtime::io::driver::")
+                    || f.contains("runtime::time::Driver"),
+            );
+        }
+        waiting |= f.contains("std::sys::sync::condvar") || f.contains("mio::poll::Poll");
+    }
+    waiting.then_some(true)
+}
+
+fn stack_has_tokio<'a>(mut functions: impl Iterator<Item = &'a str>) -> bool {
+    functions.any(|f| f.contains("tokio::"))
 }
 
 /// Each thread's (host tid, tid in the process's own pid namespace).

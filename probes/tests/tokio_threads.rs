@@ -24,7 +24,8 @@ fn field(line: &str, key: &str) -> Option<String> {
 fn check(which: &str, version: &str) {
     let path = bin(&format!("tokio-stalls-{which}"));
     assert!(path.is_file(), "{} missing: run `cargo xtask examples`", path.display());
-    let mut child = Command::new(&path).args(["idle:200", "spin:3000"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child =
+        Command::new(&path).args(["idle:200", "spin:3000"]).stdout(Stdio::piped()).spawn().unwrap();
     let pid = child.id();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let ready = lines.next().unwrap().unwrap();
@@ -62,8 +63,9 @@ fn check(which: &str, version: &str) {
     child.kill().unwrap();
     child.wait().unwrap();
 
-    let stripped = TokioBinary::parse(&std::fs::read(bin(&format!("tokio-stalls-{which}-stripped"))).unwrap(), which)
-        .unwrap();
+    let stripped =
+        TokioBinary::parse(&std::fs::read(bin(&format!("tokio-stalls-{which}-stripped"))).unwrap(), which)
+            .unwrap();
     assert_eq!(stripped.version.as_deref(), Some(version));
     assert!(!stripped.symbols);
     assert!(stripped.task_id_slot.is_err());

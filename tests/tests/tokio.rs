@@ -17,9 +17,9 @@ use serde_json::Value;
 /// The idle time before the block: parkscope has attached by then (its window covers the
 /// block's start, so a blocked call's time is exact and an on-CPU poll is seen from its first
 /// 10 ms).
-const LEAD_MS: u64 = 2000;
-const BLOCK_MS: u64 = 2500;
-const WINDOW: &str = "2500ms";
+const LEAD_MS: u64 = 2500;
+const BLOCK_MS: u64 = 4000;
+const WINDOW: &str = "3000ms";
 
 struct Target {
     child: Child,
@@ -35,7 +35,8 @@ impl Target {
             .spawn()
             .unwrap_or_else(|e| panic!("{bin}: {e} (run `cargo xtask examples`)"));
         let lines = lines_of(child.stdout.take().unwrap());
-        let ready: Value = serde_json::from_str(&lines.recv_timeout(Duration::from_secs(10)).unwrap()).unwrap();
+        let ready: Value =
+            serde_json::from_str(&lines.recv_timeout(Duration::from_secs(10)).unwrap()).unwrap();
         assert_eq!(ready["ready"], true, "{ready}");
         Target { child, lines, ready }
     }
@@ -84,8 +85,11 @@ fn check_block(bin: &'static str, kind: &'static str) {
     assert_eq!(snap["runtime"]["kind"], "tokio", "{ctx}");
     assert_eq!(snap["runtime"]["version"], format!("tokio {version}"), "{ctx}");
     assert!(snap["runtime"]["error"].is_null(), "{ctx}");
-    let (tid, task, began) =
-        (begin["tid"].as_u64().unwrap(), begin["task"].as_u64().unwrap(), begin["begin_ns"].as_u64().unwrap());
+    let (tid, task, began) = (
+        begin["tid"].as_u64().unwrap(),
+        begin["task"].as_u64().unwrap(),
+        begin["begin_ns"].as_u64().unwrap(),
+    );
     let taken = snap["taken_at"]["monotonic_ns"].as_u64().unwrap();
     assert!(taken < began + BLOCK_MS * 1_000_000, "the view was taken after the block: {ctx}");
     let stalls = snap["stalls"].as_array().unwrap();
@@ -151,12 +155,8 @@ fn spawn_blocking_sleep_and_idle_workers_are_no_stalls() {
         let r = roles(&snap);
         assert!(r.contains(&(tid, "tokio_blocking".to_owned())), "{ctx}");
         // The two workers, idle.
-        let workers: Vec<_> = snap["threads"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|th| th["role"] == "tokio_worker")
-            .collect();
+        let workers: Vec<_> =
+            snap["threads"].as_array().unwrap().iter().filter(|th| th["role"] == "tokio_worker").collect();
         assert_eq!(workers.len(), 2, "{ctx}");
         assert!(workers.iter().all(|w| w["task"].is_null()), "{ctx}");
     }
@@ -171,7 +171,10 @@ fn an_idle_run_has_no_stalls() {
 
 #[test]
 fn stripped_tokio_gives_the_thread_view_with_a_notice() {
-    let t = Target::start("tokio-stalls-newest-stripped", &[format!("idle:{LEAD_MS}"), format!("sleep:{BLOCK_MS}")]);
+    let t = Target::start(
+        "tokio-stalls-newest-stripped",
+        &[format!("idle:{LEAD_MS}"), format!("sleep:{BLOCK_MS}")],
+    );
     let out = run_parkscope(&["snapshot", "-p", &t.pid().to_string(), "--window", "300ms", "--json"]);
     out.assert_code(0);
     let snap = out.json();
@@ -179,12 +182,17 @@ fn stripped_tokio_gives_the_thread_view_with_a_notice() {
     assert_eq!(snap["runtime"]["version"], format!("tokio {}", t.ready["tokio"].as_str().unwrap()), "{out}");
     assert!(snap["runtime"]["error"].as_str().unwrap().contains("stripped"), "{out}");
     assert!(out.stderr.contains("tokio"), "{out}");
-    assert_eq!(snap["threads"].as_array().unwrap().len(), std::fs::read_dir(format!("/proc/{}/task", t.pid())).unwrap().count(), "{out}");
+    assert_eq!(
+        snap["threads"].as_array().unwrap().len(),
+        std::fs::read_dir(format!("/proc/{}/task", t.pid())).unwrap().count(),
+        "{out}"
+    );
 }
 
 #[test]
 fn tokio_in_a_pid_namespace_is_joined_in_host_tids() {
-    let t = Contained::start("tokio-stalls-newest", &[&format!("idle:{LEAD_MS}"), &format!("sleep:{BLOCK_MS}")]);
+    let t =
+        Contained::start("tokio-stalls-newest", &[&format!("idle:{LEAD_MS}"), &format!("sleep:{BLOCK_MS}")]);
     let snap = snapshot(t.pid, WINDOW);
     let begin = t.next_line(Duration::from_secs(20)).unwrap();
     let (ns_tid, task) = (begin["tid"].as_u64().unwrap() as u32, begin["task"].as_u64().unwrap());

@@ -128,7 +128,8 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
             }
         }
     };
-    if let Some(rt) = final_view.runtime.as_ref().filter(|rt| !rt.is_read() && rt.kind == RuntimeKind::Tokio) {
+    if let Some(rt) = final_view.runtime.as_ref().filter(|rt| !rt.is_read() && rt.kind == RuntimeKind::Tokio)
+    {
         // tokio: the thread view is whole; without task ids only the stalls are missing.
         let notice = rt.error.clone().unwrap_or_default();
         print(final_view, args.json).await?;

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 
 use super::duration::human;
 use crate::model::{
-    GoroutineView, RuntimeKind, RuntimeView, Snapshot, StackId, StackTable, StallActivity, SyscallView, ThreadRole,
+    GoroutineView, RuntimeKind, RuntimeView, Snapshot, StackId, StackTable, StallActivity, SyscallView,
+    ThreadRole,
 };
 
 /// Goroutine ids listed per group in the table view (JSON has them all).
@@ -160,14 +161,18 @@ fn render_tokio(out: &mut String, view: &Snapshot, rt: &RuntimeView) {
     for st in &view.stalls {
         let what = match &st.activity {
             StallActivity::Syscall { name, fd: Some(fd), fd_desc } => {
-                format!("in {name} fd {fd}{}", fd_desc.as_ref().map_or_else(String::new, |d| format!(" ({d})")))
+                format!(
+                    "in {name} fd {fd}{}",
+                    fd_desc.as_ref().map_or_else(String::new, |d| format!(" ({d})"))
+                )
             }
             StallActivity::Syscall { name, .. } => format!("in {name}"),
             StallActivity::OnCpu => "on CPU".to_owned(),
         };
         let task = st.task_id.map_or_else(|| "?".to_owned(), |t| t.to_string());
         let mark = if st.exact { "" } else { ">=" };
-        let _ = writeln!(out, "  STALL tid {} task {task} for {mark}{} {what}", st.tid, human(st.duration_ns));
+        let _ =
+            writeln!(out, "  STALL tid {} task {task} for {mark}{} {what}", st.tid, human(st.duration_ns));
     }
 }
 

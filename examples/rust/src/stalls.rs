@@ -77,11 +77,21 @@ fn block_mutex(ms: u64) {
 }
 
 #[inline(never)]
-fn block_fifo(path: &std::path::Path, ms: u64) {
+fn block_fifo(ms: u64) {
+    // A FIFO of its own (the pid alone repeats in pid namespaces), unlinked once both ends are
+    // open.
+    let path =
+        std::env::temp_dir().join(format!("parkscope-stalls-{}-{}.fifo", std::process::id(), now_ns()));
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: c is a NUL-terminated path.
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+        panic!("mkfifo {}: {}", path.display(), std::io::Error::last_os_error());
+    }
     // The writer opens its end first (O_RDWR never waits for a reader), so the reader's open
     // returns at once and the wait is in read(2).
-    let writer = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
-    let mut reader = std::fs::File::open(path).unwrap();
+    let writer = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
+    let mut reader = std::fs::File::open(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
     let t = std::thread::spawn(move || {
         let mut writer = writer;
         std::thread::sleep(Duration::from_millis(ms));
@@ -110,12 +120,6 @@ fn main() {
             (k.to_owned(), ms.parse().unwrap_or_else(|_| panic!("step {a:?}: bad milliseconds")))
         })
         .collect();
-    let fifo = std::env::temp_dir().join(format!("parkscope-stalls-{}.fifo", std::process::id()));
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: c is a NUL-terminated path.
-    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
-        panic!("mkfifo {}: {}", fifo.display(), std::io::Error::last_os_error());
-    }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async move {
         // Idle tasks parked on a timer and a channel: never stalls.
@@ -133,19 +137,18 @@ fn main() {
             env!("TOKIO_VERSION")
         ));
         for (step, (kind, ms)) in steps.into_iter().enumerate() {
-            let fifo = fifo.clone();
             match kind.as_str() {
                 "idle" => tokio::time::sleep(Duration::from_millis(ms)).await,
-                "blocking" => tokio::task::spawn_blocking(move || {
-                    reported(step, "blocking", ms, || block_sleep(ms))
-                })
-                .await
-                .unwrap(),
+                "blocking" => {
+                    tokio::task::spawn_blocking(move || reported(step, "blocking", ms, || block_sleep(ms)))
+                        .await
+                        .unwrap()
+                }
                 "sleep" | "mutex" | "fifo" | "spin" => tokio::spawn(async move {
                     reported(step, &kind, ms, || match kind.as_str() {
                         "sleep" => block_sleep(ms),
                         "mutex" => block_mutex(ms),
-                        "fifo" => block_fifo(&fifo, ms),
+                        "fifo" => block_fifo(ms),
                         _ => block_spin(ms),
                     })
                 })

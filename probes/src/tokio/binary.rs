@@ -83,11 +83,16 @@ impl TokioBinary {
             }
             // `Scoped<scheduler::Context>::set` as the multi-thread worker loop calls it, and
             // the functions that call it (`enter_runtime` monomorphised for the worker loop).
-            if name.contains("6Scoped") && name.contains("9scheduler7Context") && name.contains("3set")
+            if name.contains("6Scoped")
+                && name.contains("9scheduler7Context")
+                && name.contains("3set")
                 && name.contains("12multi_thread6worker3run")
             {
                 scoped_set = Some(sym.address());
-            } else if name.contains("13enter_runtime") && name.contains("12multi_thread6worker3run") && sym.size() > 0 {
+            } else if name.contains("13enter_runtime")
+                && name.contains("12multi_thread6worker3run")
+                && sym.size() > 0
+            {
                 worker_enter.push((sym.address(), sym.size()));
             }
             if name.contains("7context7CONTEXT") && name.contains("RUST_STD_INTERNAL_VAL") {
@@ -123,7 +128,8 @@ fn locate_slot(
     context_var: Option<(u64, u64)>,
 ) -> Result<TlsSlot, String> {
     let (addr, size) = set_task_id.ok_or("no tokio::runtime::context::set_current_task_id symbol")?;
-    let code = function_bytes(file, addr, size, MAX_FN_BYTES).ok_or("set_current_task_id's code is not in the file")?;
+    let code = function_bytes(file, addr, size, MAX_FN_BYTES)
+        .ok_or("set_current_task_id's code is not in the file")?;
     let slot = locate_task_id_slot(code, addr)?;
     // Cross-check with the thread-local's own symbol where it is kept: the slot must lie inside
     // the CONTEXT variable, placed as glibc places the executable's TLS block.
@@ -260,7 +266,8 @@ impl Tracker {
     /// Follows one instruction; returns the thread-local qword it loads, and the one it stores
     /// the first argument into.
     fn step(&mut self, insn: &iced_x86::Instruction) -> (Option<i64>, Option<i64>) {
-        let op0_reg = (insn.op_count() > 0 && insn.op0_kind() == OpKind::Register).then(|| insn.op0_register());
+        let op0_reg =
+            (insn.op_count() > 0 && insn.op0_kind() == OpKind::Register).then(|| insn.op0_register());
         match insn.mnemonic() {
             Mnemonic::Mov if insn.op_count() == 2 && insn.op1_kind() == OpKind::Memory => {
                 let r = insn.op0_register();
@@ -316,13 +323,21 @@ impl Tracker {
                 let r = insn.op0_register();
                 let imm = insn.immediate(1) as i64;
                 let k = self.tp[&r];
-                let k = if insn.mnemonic() == Mnemonic::Add { k.wrapping_add(imm) } else { k.wrapping_sub(imm) };
+                let k =
+                    if insn.mnemonic() == Mnemonic::Add { k.wrapping_add(imm) } else { k.wrapping_sub(imm) };
                 self.tp.insert(r, k);
                 (None, None)
             }
             // Calls clobber the caller-saved registers; callee-saved ones keep what they held.
             Mnemonic::Call => {
-                let saved = [Register::RBX, Register::RBP, Register::R12, Register::R13, Register::R14, Register::R15];
+                let saved = [
+                    Register::RBX,
+                    Register::RBP,
+                    Register::R12,
+                    Register::R13,
+                    Register::R14,
+                    Register::R15,
+                ];
                 self.tp.retain(|r, _| saved.contains(r));
                 self.arg.retain(|r| saved.contains(r));
                 (None, None)
