@@ -1,7 +1,7 @@
 //! The tokio facts (probes/src/tokio/) against the example's own ground truth: the release in
 //! its Cargo.lock, and the task id `tokio::task::id()` printed by the task that spins on a
-//! worker, read from that worker's thread-local storage while it spins; idle threads read no
-//! task. For both tokio releases the examples are built with, plain and stripped.
+//! worker, read from that worker's thread-local storage while it spins; the workers' scheduler
+//! cell is set and the main thread's is not. For both tokio releases the examples are built with, plain and stripped.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -47,16 +47,25 @@ fn check(which: &str, version: &str) {
     pointers.locate(pid, &tids, &AddressSpace::read(pid).unwrap());
     let read = |tid| pointers.read_word(pid, tid, slot.offset);
     assert_eq!(read(spin_tid), Some(task), "{which}: the spinning worker's task id");
+    let scheduler = binary.scheduler_slot.clone().unwrap();
     let mut found = 0;
     for &(tid, _) in &tids {
+        let in_scheduler = pointers.read_word(pid, tid, scheduler.offset);
         if tid == pid {
-            // The main thread (block_on, no worker) polls nothing, when its block is found.
+            // The main thread (block_on of a multi-thread runtime) is no worker and polls
+            // nothing, when its control block is found.
             assert!(matches!(read(tid), None | Some(0)), "{which}: main thread");
-        } else if tid != spin_tid {
-            // Every other thread (the idle worker, the blocking pool's launch threads) polls
-            // nothing now.
-            assert_eq!(read(tid), Some(0), "{which}: thread {tid}");
-            found += 1;
+            assert!(matches!(in_scheduler, None | Some(0)), "{which}: main thread");
+        } else {
+            // The other threads are the two workers (the example starts nothing else before
+            // the spin): each runs a scheduler loop. The idle one shows the id of the
+            // blocking-pool task its loop was launched in, never the spinning task's.
+            assert!(in_scheduler.is_some_and(|p| p != 0), "{which}: worker {tid}");
+            if tid != spin_tid {
+                assert_ne!(read(tid), Some(task), "{which}: thread {tid}");
+                assert!(read(tid).is_some(), "{which}: thread {tid}");
+                found += 1;
+            }
         }
     }
     assert!(found >= 1, "{which}: the other worker was not found");
