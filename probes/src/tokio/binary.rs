@@ -133,15 +133,15 @@ fn locate_slot(
     let slot = locate_task_id_slot(code, addr)?;
     // Cross-check with the thread-local's own symbol where it is kept: the slot must lie inside
     // the CONTEXT variable, placed as glibc places the executable's TLS block.
-    if let Some((value, size)) = context_var {
-        if let Some(block) = tls_block_size(file) {
-            let start = value as i64 - block as i64;
-            if !(start..start + size as i64).contains(&slot.offset) {
-                return Err(format!(
-                    "the decoded slot tp{:+#x} is outside CONTEXT (tp{start:+#x}, {size} bytes)",
-                    slot.offset
-                ));
-            }
+    if let Some((value, size)) = context_var
+        && let Some(block) = tls_block_size(file)
+    {
+        let start = value as i64 - block as i64;
+        if !(start..start + size as i64).contains(&slot.offset) {
+            return Err(format!(
+                "the decoded slot tp{:+#x} is outside CONTEXT (tp{start:+#x}, {size} bytes)",
+                slot.offset
+            ));
         }
     }
     Ok(slot)
@@ -274,19 +274,19 @@ impl Tracker {
                 if insn.segment_prefix() == Register::FS
                     && insn.memory_base() == Register::None
                     && insn.memory_displacement64() == 0
-                    && r.is_gpr64()
+                    && r.gpr64()
                 {
                     self.forget(r);
                     self.tp.insert(r, 0);
                     return (None, None);
                 }
-                let a = self.tp_addr(insn).filter(|_| r.is_gpr64());
+                let a = self.tp_addr(insn).filter(|_| r.gpr64());
                 self.forget(r);
                 (a, None)
             }
             Mnemonic::Mov if insn.op_count() == 2 && insn.op0_kind() == OpKind::Memory => {
                 let stored = (insn.op1_kind() == OpKind::Register
-                    && insn.op1_register().is_gpr64()
+                    && insn.op1_register().gpr64()
                     && self.arg.contains(&insn.op1_register()))
                 .then(|| self.tp_addr(insn))
                 .flatten();
@@ -297,7 +297,7 @@ impl Tracker {
                 let k = self.tp.get(&src).copied();
                 let is_arg = self.arg.contains(&src);
                 self.forget(dst);
-                if dst.is_gpr64() {
+                if dst.gpr64() {
                     if let Some(k) = k {
                         self.tp.insert(dst, k);
                     }
@@ -311,7 +311,7 @@ impl Tracker {
                 let r = insn.op0_register();
                 let a = self.tp_addr(insn);
                 self.forget(r);
-                if let Some(a) = a.filter(|_| r.is_gpr64()) {
+                if let Some(a) = a.filter(|_| r.gpr64()) {
                     self.tp.insert(r, a);
                 }
                 (None, None)
@@ -408,12 +408,12 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// Register widths without iced-x86's `instr_info` feature: the 64-bit register a general
 /// purpose register of any width is part of, and whether it is that 64-bit register.
 trait Gpr {
-    fn is_gpr64(self) -> bool;
+    fn gpr64(self) -> bool;
     fn full(self) -> Register;
 }
 
 impl Gpr for Register {
-    fn is_gpr64(self) -> bool {
+    fn gpr64(self) -> bool {
         let (r, rax) = (self as u32, Register::RAX as u32);
         (rax..rax + 16).contains(&r)
     }
