@@ -114,6 +114,11 @@ pub struct SchedtraceArgs {
     #[arg(long)]
     pub detail: bool,
 
+    /// tokio targets: a worker inside one task's poll at least this long counts as stalled
+    /// (`stalled=` on each line).
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    pub stall: Duration,
+
     /// On a Go process, print the thread-level lines (threads by state and syscall class, from
     /// the eBPF context-switch probe) instead of the runtime's GODEBUG lines, which need no probes.
     #[arg(long)]

@@ -203,3 +203,20 @@ fn tokio_in_a_pid_namespace_is_joined_in_host_tids() {
     assert_eq!(stalls[0]["tid"], host, "{:#}", stalls[0]);
     assert_eq!(stalls[0]["task_id"], task, "{:#}", stalls[0]);
 }
+
+#[test]
+fn schedtrace_counts_workers_blocking_threads_and_stalls() {
+    let t = Target::start("tokio-stalls-newest", &["idle:1000".to_owned(), "sleep:2000".to_owned()]);
+    let idle = Target::start("tokio-stalls-newest", &[]);
+    let (busy_pid, idle_pid) = (t.pid().to_string(), idle.pid().to_string());
+    let trace = |pid: String| {
+        std::thread::spawn(move || run_parkscope(&["schedtrace", "-p", &pid, "-i", "300ms", "-c", "10"]))
+    };
+    let (busy, quiet) = (trace(busy_pid), trace(idle_pid));
+    let (busy, quiet) = (busy.join().unwrap(), quiet.join().unwrap());
+    busy.assert_code(0);
+    quiet.assert_code(0);
+    assert!(busy.stdout.lines().all(|l| l.contains(" workers=2 blocking=0 stalled=")), "{busy}");
+    assert!(busy.stdout.lines().any(|l| l.ends_with(" stalled=1")), "the 2 s sleep: {busy}");
+    assert!(quiet.stdout.lines().all(|l| l.ends_with(" workers=2 blocking=0 stalled=0")), "{quiet}");
+}

@@ -24,7 +24,7 @@ pub async fn run(args: SchedtraceArgs) -> Result<i32, Failure> {
     let target = open_target(args.pid).await?;
     let mut session = Session::new(args.pid).map_err(|e| Failure::internal(&e.into()))?;
     let mut observer = Observer::new(target, None);
-    let opts = ObserveOptions {
+    let mut opts = ObserveOptions {
         stacks: false,
         goroutines: false,
         completed_calls: false,
@@ -51,6 +51,13 @@ pub async fn run(args: SchedtraceArgs) -> Result<i32, Failure> {
             }
         }
     };
+    if go_style.is_none() && !args.threads && !go_unreadable {
+        let (found, obs) = blocking(move || (observer.attach_tokio(), observer)).await?;
+        observer = obs;
+        observer.stall_ns = u64::try_from(args.stall.as_nanos()).unwrap_or(u64::MAX);
+        // A tokio worker's idle task id is learnt from a stack showing it parked.
+        opts.stacks = found;
+    }
     if go_style.is_none() {
         // Blocks attributed at the switch: the target pays per context switch, not per syscall.
         let selection = ProbeSelection { blocks: true, switches: true, ..Default::default() };
@@ -125,6 +132,7 @@ pub async fn run(args: SchedtraceArgs) -> Result<i32, Failure> {
             return Ok(code::TARGET_EXITED);
         };
         let mut text = schedtrace::line(started.elapsed().as_millis() as u64, &view.summary);
+        text.push_str(&schedtrace::tokio_counts(&view));
         text.push('\n');
         if args.detail {
             text.push_str(&schedtrace::detail(&view));
