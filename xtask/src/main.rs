@@ -43,6 +43,9 @@ enum Task {
     /// Build parked/parkedcgo with every Go release x every build variant and run the full
     /// matrix test (tests/tests/go_matrix.rs with PARKSCOPE_GO_MATRIX=full)
     TestGoMatrix,
+    /// The long tokio idle run: `snapshot --window 30s` of the idle tokio example must report
+    /// no stall (tests/tests/tokio.rs with PARKSCOPE_TOKIO_IDLE=30s; the suite runs 3 s)
+    TestTokioIdle,
     /// Measure tracing overhead against the bare workload and bpftrace (see docs/performance.md)
     Bench(bench::BenchArgs),
     /// Time a goroutine snapshot of a Go process with 100,000 parked goroutines (Go 1.27, 1.19)
@@ -67,6 +70,17 @@ fn main() -> Result<()> {
         Task::Demo => demo::run(),
         Task::Test => test(),
         Task::TestGoMatrix => test_go_matrix(),
+        Task::TestTokioIdle => {
+            setup::run()?;
+            examples::build(examples::GoBuilds::Suite)?;
+            util::step("cargo test: a 30 s idle tokio run has no stalls");
+            util::run(
+                std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                    .current_dir(util::root())
+                    .args(["test", "-p", "parkscope-tests", "--test", "tokio", "--", "an_idle_run"])
+                    .env("PARKSCOPE_TOKIO_IDLE", "30s"),
+            )
+        }
         Task::BenchGo(args) => {
             setup::run()?;
             examples::build(examples::GoBuilds::Suite)?;
