@@ -114,9 +114,14 @@ fn build_rust() -> Result<()> {
                 .args(["build", "--release", "--locked", "--target-dir"])
                 .arg(&target_dir),
         )?;
-        std::fs::copy(target_dir.join("release/stalls"), &out)
-            .with_context(|| format!("copying the build to {}", out.display()))?;
-        util::run(Command::new("strip").arg("--strip-all").arg("-o").arg(&stripped).arg(&out))?;
+        // Written beside and renamed over: a running copy (a test's target) keeps its inode.
+        let tmp = out.with_extension("tmp");
+        std::fs::copy(target_dir.join("release/stalls"), &tmp)
+            .with_context(|| format!("copying the build to {}", tmp.display()))?;
+        let tmp_stripped = stripped.with_extension("tmp");
+        util::run(Command::new("strip").arg("--strip-all").arg("-o").arg(&tmp_stripped).arg(&tmp))?;
+        std::fs::rename(&tmp, &out)?;
+        std::fs::rename(&tmp_stripped, &stripped)?;
     }
     Ok(())
 }

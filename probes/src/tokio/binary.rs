@@ -452,3 +452,55 @@ const GPR64: [Register; 16] = [
     Register::R14,
     Register::R15,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `tokio::runtime::context::set_current_task_id` of examples/rust built with tokio 1.54.1
+    /// and rustc 1.98.0 (objdump): `mov %fs:0,%rax; lea -0xf0(%rax),%rax; ...;
+    /// mov 0x30(%rax),%rcx; mov %rbx,0x30(%rax)` with rbx = rdi.
+    const SET_CURRENT_TASK_ID: &[u8] = &[
+        0x41, 0x56, 0x53, 0x50, 0x48, 0x89, 0xfb, 0x64, 0x48, 0x8b, 0x04, 0x25, 0x00, 0x00, 0x00, 0x00, 0x48,
+        0x8d, 0x80, 0x10, 0xff, 0xff, 0xff, 0x0f, 0xb6, 0x48, 0x48, 0x85, 0xc9, 0x75, 0x13, 0x48, 0x8b, 0x48,
+        0x30, 0x48, 0x89, 0x58, 0x30, 0x48, 0x89, 0xc8, 0x48, 0x83, 0xc4, 0x08, 0x5b, 0x41, 0x5e, 0xc3, 0x83,
+        0xf9, 0x01, 0x75, 0x1d, 0x48, 0x8d, 0x35, 0x12, 0x9f, 0xff, 0xff, 0x48, 0x89, 0xc7, 0x49, 0x89, 0xc6,
+        0xff, 0x15, 0xfe, 0x29, 0x05, 0x00, 0x4c, 0x89, 0xf0, 0x41, 0xc6, 0x46, 0x48, 0x00, 0xeb, 0xcb, 0x31,
+        0xc9, 0xeb, 0xcf,
+    ];
+
+    #[test]
+    fn the_swapped_thread_local_is_found() {
+        assert_eq!(locate_task_id_slot(SET_CURRENT_TASK_ID, 0x5f370), Ok(TlsSlot { offset: -0xf0 + 0x30 }));
+    }
+
+    #[test]
+    fn a_store_of_something_else_is_not_the_slot() {
+        // The same code with the argument copy (`mov %rdi,%rbx`) replaced by `xor %ebx,%ebx`
+        // plus a nop: nothing stores the argument.
+        let mut code = SET_CURRENT_TASK_ID.to_vec();
+        code[4..7].copy_from_slice(&[0x31, 0xdb, 0x90]);
+        assert!(locate_task_id_slot(&code, 0x5f370).is_err());
+    }
+
+    #[test]
+    fn garbage_and_truncation_never_panic() {
+        for len in 0..SET_CURRENT_TASK_ID.len() {
+            let _ = locate_task_id_slot(&SET_CURRENT_TASK_ID[..len], 0x1000);
+        }
+        let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let _ = locate_task_id_slot(&noise, 0);
+        let _ = locate_call_arg_slot(&noise, 0, 0x10);
+    }
+
+    #[test]
+    fn the_release_comes_from_registry_paths_only_when_one() {
+        let one =
+            b"\0/home/u/.cargo/registry/src/index.crates.io-abc/tokio-1.47.1/src/runtime/task/core.rs\0";
+        assert_eq!(version_in(one).as_deref(), Some("1.47.1"));
+        let two = [&one[..], b"/x/tokio-1.54.1/src/lib.rs"].concat();
+        assert_eq!(version_in(&two), None);
+        assert_eq!(version_in(b"mytokio-1.2.3/src/x"), None);
+        assert_eq!(version_in(b"/tokio-1.2/src/x"), None);
+    }
+}

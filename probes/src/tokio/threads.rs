@@ -18,8 +18,8 @@ use crate::procfs::maps::AddressSpace;
 /// `offsetof(struct pthread, tid)` in glibc on x86-64.
 const PTHREAD_TID_OFFSET: u64 = 0x2d0;
 /// How much of the top of each candidate mapping is searched for a control block (the block
-/// itself is ~2.3 KiB, below it only the static TLS of the loaded objects).
-const TCB_SEARCH_BYTES: u64 = 64 << 10;
+/// itself is ~2.3 KiB; between it and the top, only alignment: the static TLS lies below it).
+const TCB_SEARCH_BYTES: u64 = 16 << 10;
 /// `struct pthread` is aligned to 64 bytes.
 const TCB_ALIGN: u64 = 64;
 /// Most mappings searched in one locate (a process with more thread stacks than this is read
@@ -74,6 +74,9 @@ pub fn role_from_stack<'a>(functions: impl IntoIterator<Item = &'a str>) -> (Opt
 pub struct ThreadPointers {
     /// host tid -> (namespace tid, control block address).
     known: HashMap<u32, (u32, u64)>,
+    /// Threads searched for and not found: not searched again (a search reads the top of every
+    /// candidate mapping).
+    not_found: std::collections::HashSet<(u32, u32)>,
 }
 
 impl ThreadPointers {
@@ -86,8 +89,12 @@ impl ThreadPointers {
     /// exited are forgotten.
     pub fn locate(&mut self, pid: u32, threads: &[(u32, u32)], space: &AddressSpace) {
         self.known.retain(|host, (ns, _)| threads.iter().any(|(h, n)| h == host && n == ns));
-        let wanted: HashMap<u32, u32> =
-            threads.iter().filter(|(h, _)| !self.known.contains_key(h)).map(|(h, n)| (*n, *h)).collect();
+        self.not_found.retain(|t| threads.contains(t));
+        let wanted: HashMap<u32, u32> = threads
+            .iter()
+            .filter(|t| !self.known.contains_key(&t.0) && !self.not_found.contains(t))
+            .map(|(h, n)| (*n, *h))
+            .collect();
         if wanted.is_empty() {
             return;
         }
@@ -114,6 +121,11 @@ impl ThreadPointers {
                     }
                 }
                 at += TCB_ALIGN;
+            }
+        }
+        for (ns, host) in wanted {
+            if !self.known.contains_key(&host) {
+                self.not_found.insert((host, ns));
             }
         }
     }
