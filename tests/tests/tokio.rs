@@ -3,7 +3,8 @@
 //! read, a CPU busy loop) is reported as one stall with the right tid and task id, its onset
 //! and duration agreeing with what the target printed (CLOCK_MONOTONIC, like parkscope's
 //! `taken_at.monotonic_ns`); a 2 s spawn_blocking sleep, idle workers and an idle run give no
-//! stall; the stripped build gives the thread view with a notice; a target in its own pid
+//! stall; stalls in progress at attach are found with lower bounds; schedtrace counts workers,
+//! blocking threads and stalls; the stripped build gives the thread view with a notice; a target in its own pid
 //! namespace is joined in host tids. Ground truth: the target's own lines (tokio::task::id(),
 //! gettid) and /proc's NSpid.
 
@@ -221,4 +222,33 @@ fn schedtrace_counts_workers_blocking_threads_and_stalls() {
     assert!(busy.stdout.lines().all(|l| l.contains(" workers=2 blocking=0 stalled=")), "{busy}");
     assert!(busy.stdout.lines().any(|l| l.ends_with(" stalled=1")), "the 2 s sleep: {busy}");
     assert!(quiet.stdout.lines().all(|l| l.ends_with(" workers=2 blocking=0 stalled=0")), "{quiet}");
+}
+
+#[test]
+fn stalls_in_progress_at_attach_are_found_with_a_lower_bound() {
+    let runs: Vec<_> = ["sleep", "spin"]
+        .into_iter()
+        .map(|kind| {
+            std::thread::spawn(move || {
+                let t = Target::start("tokio-stalls-newest", &[format!("{kind}:{BLOCK_MS}")]);
+                let begin = t.next();
+                let snap = snapshot(t.pid(), "500ms");
+                let ctx = format!("{kind}: {:#}\n{begin}", snap["stalls"]);
+                let stalls = snap["stalls"].as_array().unwrap();
+                assert_eq!(stalls.len(), 1, "{ctx}");
+                assert_eq!(stalls[0]["tid"], begin["tid"], "{ctx}");
+                assert_eq!(stalls[0]["task_id"], begin["task"], "{ctx}");
+                assert_eq!(stalls[0]["exact"], false, "{ctx}");
+                let truth =
+                    snap["taken_at"]["monotonic_ns"].as_u64().unwrap() - begin["begin_ns"].as_u64().unwrap();
+                let ours = stalls[0]["duration_ns"].as_u64().unwrap();
+                assert!(truth < BLOCK_MS * 1_000_000, "the view was taken after the block: {ctx}");
+                // A lower bound: never more than the truth, at least the window.
+                assert!(ours <= truth + 20_000_000 && ours >= 450_000_000, "{ours} vs {truth}: {ctx}");
+            })
+        })
+        .collect();
+    for r in runs {
+        r.join().unwrap();
+    }
 }
