@@ -2,7 +2,7 @@
 //! task makes on its worker (std::thread::sleep, a std Mutex held elsewhere, a blocking FIFO
 //! read, a CPU busy loop) is reported as one stall with the right tid and task id, its onset
 //! and duration agreeing with what the target printed (CLOCK_MONOTONIC, like parkscope's
-//! `taken_at.monotonic_ns`); a 2 s spawn_blocking sleep, idle workers and an idle run give no
+//! `taken_at.monotonic_ns`); a 4 s spawn_blocking sleep, idle workers and an idle run give no
 //! stall; stalls in progress at attach are found with lower bounds; schedtrace counts workers,
 //! blocking threads and stalls; the stripped build gives the thread view with a notice; a target in its own pid
 //! namespace is joined in host tids. Ground truth: the target's own lines (tokio::task::id(),
