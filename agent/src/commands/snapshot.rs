@@ -10,7 +10,7 @@ use crate::{
     cli::SnapshotArgs,
     ebpf_object,
     error::{Failure, code},
-    model::Snapshot,
+    model::{RuntimeKind, Snapshot},
     render,
     session::Session,
 };
@@ -61,6 +61,7 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
         },
         runtime_schedtrace: None,
         runtime_schedtrace_with_views: false,
+        stall: args.stall,
         schedule: Schedule::Window(args.window),
     };
     let mut session = Session::signals().map_err(|e| Failure::internal(&e.into()))?;
@@ -100,7 +101,13 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
             return Err(Failure::new(code::INTERNAL, "the collector took no view", "report this"));
         }
     };
-    if let Some(rt) = final_view.runtime.as_ref().filter(|rt| !rt.is_read()) {
+    if let Some(rt) = final_view.runtime.as_ref().filter(|rt| !rt.is_read() && rt.kind == RuntimeKind::Tokio)
+    {
+        // tokio: the thread view is whole; without task ids only the stalls are missing.
+        let notice = rt.error.clone().unwrap_or_default();
+        print(*final_view, args.json).await?;
+        eprintln!("parkscope: tokio: {notice}; printed its threads without task ids or stalls");
+    } else if let Some(rt) = final_view.runtime.as_ref().filter(|rt| !rt.is_read()) {
         let cause = rt.error.clone().unwrap_or_default();
         let hint = rt.hint.clone();
         print(*final_view, args.json).await?;

@@ -6,7 +6,10 @@ use std::fmt::Write as _;
 use std::collections::BTreeMap;
 
 use super::duration::human;
-use crate::model::{GoroutineView, RuntimeView, Snapshot, StackId, StackTable, SyscallView};
+use crate::model::{
+    GoroutineView, RuntimeKind, RuntimeView, Snapshot, StackId, StackTable, StallActivity, SyscallView,
+    ThreadRole,
+};
 
 /// Goroutine ids listed per group in the table view (JSON has them all).
 const GOIDS_SHOWN: usize = 8;
@@ -59,10 +62,15 @@ pub fn render(view: &Snapshot) -> String {
     }
     out.push('\n');
 
-    // Go targets get the runtime's role of each thread and the goroutine it runs.
-    let go = view.runtime.as_ref().is_some_and(RuntimeView::is_read);
-    let header = ["TID", "NAME", "STATE", "SYSCALL", "FD", "ON", "BLOCKED", "WAKER", "ROLE", "G"];
-    let columns = if go { header.len() } else { header.len() - 2 };
+    // Go targets get the runtime's role of each thread and the goroutine it runs; tokio targets
+    // the role and the task a worker polls (with how long the poll has lasted).
+    let tokio = view.runtime.as_ref().is_some_and(|rt| rt.kind == RuntimeKind::Tokio);
+    let go = !tokio && view.runtime.as_ref().is_some_and(RuntimeView::is_read);
+    let mut header = ["TID", "NAME", "STATE", "SYSCALL", "FD", "ON", "BLOCKED", "WAKER", "ROLE", "G"];
+    if tokio {
+        header[9] = "TASK";
+    }
+    let columns = if go || tokio { header.len() } else { header.len() - 2 };
     let rows: Vec<[String; 10]> = view
         .threads
         .iter()
@@ -81,7 +89,14 @@ pub fn render(view: &Snapshot) -> String {
                 c.map_or_else(|| "-".to_owned(), time_cell),
                 c.and_then(|c| c.waker_tid).map_or_else(|| "-".to_owned(), |w| w.to_string()),
                 t.role.map_or_else(|| "-".to_owned(), |r| r.as_str().to_owned()),
-                t.goroutine.map_or_else(|| "-".to_owned(), |g| g.to_string()),
+                match (&t.task, t.goroutine) {
+                    (Some(task), _) => match task.poll_ns {
+                        Some(ns) => format!("{} (poll >={})", task.task_id, human(ns)),
+                        None => task.task_id.to_string(),
+                    },
+                    (None, Some(g)) => g.to_string(),
+                    (None, None) => "-".to_owned(),
+                },
             ]
         })
         .collect();
@@ -101,8 +116,10 @@ pub fn render(view: &Snapshot) -> String {
         push_row(r);
     }
 
-    if let Some(rt) = &view.runtime {
-        render_goroutines(&mut out, view, rt);
+    match &view.runtime {
+        Some(rt) if rt.kind == RuntimeKind::Tokio => render_tokio(&mut out, view, rt),
+        Some(rt) => render_goroutines(&mut out, view, rt),
+        None => {}
     }
 
     for t in view.threads.iter().filter(|t| !t.user_stack_id.is_empty() || !t.kernel_stack_id.is_empty()) {
@@ -125,6 +142,38 @@ pub fn render(view: &Snapshot) -> String {
         }
     }
     out
+}
+
+/// tokio: the runtime's threads by role, and each stall (a worker held inside one poll).
+fn render_tokio(out: &mut String, view: &Snapshot, rt: &RuntimeView) {
+    let count = |role| view.threads.iter().filter(|t| t.role == Some(role)).count();
+    let _ = writeln!(
+        out,
+        "\n{}: {} workers, {} blocking-pool threads; {} stalled",
+        rt.version,
+        count(ThreadRole::TokioWorker),
+        count(ThreadRole::TokioBlocking),
+        view.stalls.len()
+    );
+    if let Some(err) = &rt.error {
+        let _ = writeln!(out, "  tasks not read: {err}; the threads above are complete");
+    }
+    for st in &view.stalls {
+        let what = match &st.activity {
+            StallActivity::Syscall { name, fd: Some(fd), fd_desc } => {
+                format!(
+                    "in {name} fd {fd}{}",
+                    fd_desc.as_ref().map_or_else(String::new, |d| format!(" ({d})"))
+                )
+            }
+            StallActivity::Syscall { name, .. } => format!("in {name}"),
+            StallActivity::OnCpu => "on CPU".to_owned(),
+        };
+        let task = st.task_id.map_or_else(|| "?".to_owned(), |t| t.to_string());
+        let mark = if st.exact { "" } else { ">=" };
+        let _ =
+            writeln!(out, "  STALL tid {} task {task} for {mark}{} {what}", st.tid, human(st.duration_ns));
+    }
 }
 
 /// Goroutines grouped like the runtime's own `goroutine?debug=1` dump: by identical stack, so
