@@ -14,6 +14,7 @@ mod profile;
 mod render;
 mod roles;
 mod session;
+mod tokio_console;
 
 use clap::Parser;
 use error::{Failure, code};

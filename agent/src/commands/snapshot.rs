@@ -86,6 +86,9 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
         }
     }
 
+    // tokio tasks, read from the target's console beside the window (tokio_console.rs).
+    let console = crate::tokio_console::start(args.pid, args.console_addr, args.window);
+
     // The seed: what /proc says right now. Printed instead of the final view if the target
     // exits during the window, so nothing collected is lost.
     let (seed, obs) = observe(observer, opts).await?;
@@ -93,7 +96,7 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
     let mut seed = seed?;
 
     let mut exit = code::SUCCESS;
-    let final_view = if args.window.is_zero() {
+    let mut final_view = if args.window.is_zero() {
         seed
     } else {
         match wait_window(&mut session, &mut observer, args.window).await {
@@ -117,6 +120,7 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
             }
         }
     };
+    crate::tokio_console::finish(console, &mut final_view).await;
     if let Some(rt) = final_view.runtime.as_ref().filter(|rt| !rt.is_read()) {
         let cause = rt.error.clone().unwrap_or_default();
         let hint = rt.hint.clone();

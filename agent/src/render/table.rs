@@ -104,6 +104,7 @@ pub fn render(view: &Snapshot) -> String {
     if let Some(rt) = &view.runtime {
         render_goroutines(&mut out, view, rt);
     }
+    render_tasks(&mut out, view);
 
     for t in view.threads.iter().filter(|t| !t.user_stack_id.is_empty() || !t.kernel_stack_id.is_empty()) {
         let what = t
@@ -125,6 +126,74 @@ pub fn render(view: &Snapshot) -> String {
         }
     }
     out
+}
+
+/// Tasks listed in the table view (JSON has them all): those with warnings first, then running,
+/// scheduled, idle and completed ones.
+const TASKS_SHOWN: usize = 40;
+
+/// tokio tasks from the target's console, one line each, or why there are none.
+fn render_tasks(out: &mut String, view: &Snapshot) {
+    let Some(src) = &view.task_source else { return };
+    if let Some(err) = &src.error {
+        let _ = writeln!(out, "\ntasks: not read: {err}; the threads above are complete");
+        if let Some(hint) = &src.hint {
+            let _ = writeln!(out, "  hint: {hint}");
+        }
+        return;
+    }
+    let warned = view.tasks.iter().filter(|t| !t.warnings.is_empty()).count();
+    let _ = writeln!(
+        out,
+        "\ntasks: {} from tokio console {} ({} updates; {warned} with warnings){}",
+        view.tasks.len(),
+        src.addr.as_deref().unwrap_or("?"),
+        src.updates,
+        if src.tasks_capped > 0 { format!(" ({} more left out by the cap)", src.tasks_capped) } else { String::new() }
+    );
+    let mut order: Vec<&crate::model::TaskView> = view.tasks.iter().collect();
+    order.sort_by_key(|t| (t.warnings.is_empty(), t.state as u8, std::cmp::Reverse(t.busy_ns)));
+    let header = ["ID", "TASK", "NAME", "KIND", "STATE", "POLLS", "BUSY", "SCHED", "IDLE", "WORKER", "LOCATION"];
+    let rows: Vec<[String; 11]> = order
+        .iter()
+        .take(TASKS_SHOWN)
+        .map(|t| {
+            let opt = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
+            [
+                opt(t.console_id.map(|i| i.to_string())),
+                opt(t.task_id.map(|i| i.to_string())),
+                opt(t.name.clone()),
+                opt(t.kind.clone()),
+                t.state.as_str().to_owned(),
+                t.polls.to_string(),
+                human(t.busy_ns),
+                human(t.scheduled_ns),
+                human(t.idle_ns),
+                opt(t.worker_tid.map(|i| i.to_string())),
+                opt(t.spawn_location.clone()),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let cols: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        format!("  {}", cols.join("  ").trim_end())
+    };
+    let _ = writeln!(out, "{}", line(&header.map(str::to_owned)));
+    for (t, r) in order.iter().zip(&rows) {
+        let _ = writeln!(out, "{}", line(r));
+        for w in &t.warnings {
+            let _ = writeln!(out, "      warning {w}");
+        }
+    }
+    if view.tasks.len() > TASKS_SHOWN {
+        let _ = writeln!(out, "  ... {} more (see --json)", view.tasks.len() - TASKS_SHOWN);
+    }
 }
 
 /// Goroutines grouped like the runtime's own `goroutine?debug=1` dump: by identical stack, so
