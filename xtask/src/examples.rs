@@ -82,7 +82,8 @@ pub fn build(which: GoBuilds) -> Result<()> {
             )?;
         }
     }
-    Ok(())
+    // console-subscriber's own tokio examples (tests/tests/tokio_console.rs).
+    crate::console_examples::build()
 }
 
 /// One Go example build: `examples/bin/<prog>-<release><suffix>`.

@@ -10,6 +10,7 @@ mod bench_go_uprobes;
 mod bench_profile;
 mod bench_threads;
 mod demo;
+mod console_examples;
 mod examples;
 mod fuzz;
 mod setup;
