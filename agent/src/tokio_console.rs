@@ -47,7 +47,10 @@ pub async fn finish(read: Option<ConsoleRead>, view: &mut Snapshot) {
     let result = match handle.await {
         Ok(r) => r,
         Err(e) => {
-            view.task_source = Some(TaskSource { error: Some(format!("console reader failed: {e}")), ..TaskSource::default() });
+            view.task_source = Some(TaskSource {
+                error: Some(format!("console reader failed: {e}")),
+                ..TaskSource::default()
+            });
             return;
         }
     };
@@ -67,8 +70,11 @@ pub async fn finish(read: Option<ConsoleRead>, view: &mut Snapshot) {
         }
         Err(e) => {
             tracing::warn!("tasks not read: {e}");
-            view.task_source =
-                Some(TaskSource { error: Some(e.to_string()), hint: Some(e.hint()), ..TaskSource::default() });
+            view.task_source = Some(TaskSource {
+                error: Some(e.to_string()),
+                hint: Some(e.hint()),
+                ..TaskSource::default()
+            });
         }
     }
     view.summary.tasks = view.tasks.len();

@@ -107,7 +107,11 @@ pub async fn connect(pid: u32, addr: SocketAddr, timeout: Duration) -> Result<Tc
     TcpStream::from_std(joined).map_err(connect_err)
 }
 
-fn connect_in_netns(pid: u32, addr: SocketAddr, timeout: Duration) -> Result<std::net::TcpStream, ConsoleError> {
+fn connect_in_netns(
+    pid: u32,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<std::net::TcpStream, ConsoleError> {
     let netns_err = |cause: String| ConsoleError::Netns { pid, addr, cause };
     let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).map_err(|e| netns_err(e.to_string()))?;
     // SAFETY: setns with an fd we own; it changes this (short-lived) thread's namespace only.
@@ -115,8 +119,10 @@ fn connect_in_netns(pid: u32, addr: SocketAddr, timeout: Duration) -> Result<std
     if rc != 0 {
         return Err(netns_err(std::io::Error::last_os_error().to_string()));
     }
-    std::net::TcpStream::connect_timeout(&addr, timeout)
-        .map_err(|e| ConsoleError::Connect { addr, cause: format!("{e} (inside the target's network namespace)") })
+    std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| ConsoleError::Connect {
+        addr,
+        cause: format!("{e} (inside the target's network namespace)"),
+    })
 }
 
 /// A gRPC channel over the one connection made above (tonic would otherwise dial itself, in
@@ -126,7 +132,9 @@ pub async fn channel_over(stream: TcpStream, addr: SocketAddr) -> Result<Channel
     let connector = tower::service_fn(move |_: Uri| {
         let taken = slot.lock().ok().and_then(|mut s| s.take());
         async move {
-            taken.map(TokioIo::new).ok_or_else(|| std::io::Error::other("the console connection was already used"))
+            taken
+                .map(TokioIo::new)
+                .ok_or_else(|| std::io::Error::other("the console connection was already used"))
         }
     });
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))

@@ -18,7 +18,8 @@ pub use discover::{ConsoleHint, console_thread_present, listening_endpoints};
 pub use state::Caps;
 
 /// console-subscriber's default bind address.
-pub const DEFAULT_ADDR: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 6669);
+pub const DEFAULT_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 6669);
 
 /// Bounds on one read of a target's console.
 #[derive(Debug, Clone, Copy)]
@@ -105,7 +106,11 @@ impl ConsoleError {
 /// Reads the task list of `pid`: from `addr` when given, else from the process's own listening
 /// sockets (console-subscriber's default 127.0.0.1:6669 first, then each other one with a short
 /// handshake). A target in another network namespace is reached through that namespace.
-pub async fn collect(pid: u32, addr: Option<SocketAddr>, opts: Options) -> Result<ConsoleTasks, ConsoleError> {
+pub async fn collect(
+    pid: u32,
+    addr: Option<SocketAddr>,
+    opts: Options,
+) -> Result<ConsoleTasks, ConsoleError> {
     if let Some(addr) = addr {
         return collect_from(pid, addr, opts).await;
     }
@@ -116,7 +121,8 @@ pub async fn collect(pid: u32, addr: Option<SocketAddr>, opts: Options) -> Resul
         tried.push(addr);
         // A listener that is not the console is not worth waiting long for: the console
         // sends its whole state at once on subscription.
-        let probe = Options { first_update_timeout: opts.first_update_timeout.min(Duration::from_secs(1)), ..opts };
+        let probe =
+            Options { first_update_timeout: opts.first_update_timeout.min(Duration::from_secs(1)), ..opts };
         match collect_from(pid, addr, probe).await {
             Ok(tasks) => return Ok(tasks),
             Err(e @ ConsoleError::Netns { .. }) => return Err(e),
@@ -137,7 +143,8 @@ async fn collect_from(pid: u32, addr: SocketAddr, opts: Options) -> Result<Conso
     let stream = discover::connect(pid, addr, opts.connect_timeout).await?;
     let channel = discover::channel_over(stream, addr).await?;
     let mut client = InstrumentClient::new(channel).max_decoding_message_size(opts.max_message_bytes);
-    let protocol = |e: tonic::Status| ConsoleError::Protocol { addr, cause: format!("{}: {}", e.code(), e.message()) };
+    let protocol =
+        |e: tonic::Status| ConsoleError::Protocol { addr, cause: format!("{}: {}", e.code(), e.message()) };
     let first_deadline = tokio::time::Instant::now() + opts.first_update_timeout;
     let timeout = ConsoleError::Timeout { addr, waited: opts.first_update_timeout };
     let mut updates = tokio::time::timeout_at(first_deadline, client.watch_updates(InstrumentRequest {}))
@@ -148,7 +155,9 @@ async fn collect_from(pid: u32, addr: SocketAddr, opts: Options) -> Result<Conso
     let first = match tokio::time::timeout_at(first_deadline, updates.message()).await {
         Err(_) => return Err(timeout),
         Ok(Err(e)) => return Err(protocol(e)),
-        Ok(Ok(None)) => return Err(ConsoleError::Protocol { addr, cause: "stream ended before the first update".into() }),
+        Ok(Ok(None)) => {
+            return Err(ConsoleError::Protocol { addr, cause: "stream ended before the first update".into() });
+        }
         Ok(Ok(Some(u))) => u,
     };
     let started = Instant::now();

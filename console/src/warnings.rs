@@ -243,10 +243,13 @@ mod tests {
     fn future_sizes() {
         let stats = TaskStats { polls: 1, waker_clones: 1, ..TaskStats::default() };
         let names = |size, original| {
-            warnings(LintInput { stats: &stats, kind: "task", size_bytes: size, original_size_bytes: original }, 0)
-                .into_iter()
-                .map(|w| w.split(':').next().unwrap_or_default().to_owned())
-                .collect::<Vec<_>>()
+            warnings(
+                LintInput { stats: &stats, kind: "task", size_bytes: size, original_size_bytes: original },
+                0,
+            )
+            .into_iter()
+            .map(|w| w.split(':').next().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
         };
         assert_eq!(names(Some(8), Some(20_000)), ["auto-boxed-future"]);
         assert_eq!(names(Some(2048), Some(2048)), ["large-future"]);

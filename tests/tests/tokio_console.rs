@@ -120,7 +120,8 @@ fn watch(addr: SocketAddr) -> mpsc::Receiver<State> {
                     Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                 }
             };
-            let mut stream = client.watch_updates(InstrumentRequest {}).await.expect("WatchUpdates").into_inner();
+            let mut stream =
+                client.watch_updates(InstrumentRequest {}).await.expect("WatchUpdates").into_inner();
             let mut state = State::default();
             while let Ok(Some(update)) = stream.message().await {
                 fold(&mut state, update);
@@ -145,7 +146,9 @@ fn fold(state: &mut State, update: Update) {
             match (&f.name, &f.value) {
                 (Some(console_api::field::Name::StrName(n)), Some(v)) if n == "task.name" => {
                     name = Some(match v {
-                        console_api::field::Value::StrVal(s) | console_api::field::Value::DebugVal(s) => s.clone(),
+                        console_api::field::Value::StrVal(s) | console_api::field::Value::DebugVal(s) => {
+                            s.clone()
+                        }
                         other => format!("{other:?}"),
                     })
                 }
@@ -168,7 +171,12 @@ fn fold(state: &mut State, update: Update) {
 }
 
 /// The next state of the stream that satisfies `ready`, waiting at most `within`.
-fn wait_for(rx: &mpsc::Receiver<State>, within: Duration, what: &str, ready: impl Fn(&State) -> bool) -> State {
+fn wait_for(
+    rx: &mpsc::Receiver<State>,
+    within: Duration,
+    what: &str,
+    ready: impl Fn(&State) -> bool,
+) -> State {
     let deadline = Instant::now() + within;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -237,7 +245,8 @@ fn task_list_agrees_with_the_console_protocol() {
     let mut exact = 0;
     for t in tasks {
         let id = u64_of(&t["console_id"]);
-        let truth_next = next.tasks.get(&id).unwrap_or_else(|| panic!("task {id} unknown to the protocol: {t}"));
+        let truth_next =
+            next.tasks.get(&id).unwrap_or_else(|| panic!("task {id} unknown to the protocol: {t}"));
         assert_eq!(t["name"].as_str(), truth_next.name.as_deref(), "{t}");
         assert_eq!(t["task_id"].as_u64(), truth_next.task_id, "{t}");
         let polls = u64_of(&t["polls"]);
@@ -283,11 +292,14 @@ fn misbehaving_tasks_get_tokio_consoles_warnings() {
     // (it sleeps 20 s in it; 12 s leaves room before the next greedy starts).
     wait_for(&rx, Duration::from_secs(20), "burn self-waking and greedy stuck", |s| {
         let live = || s.tasks.values().filter(|t| !t.dropped);
-        let burn = live().filter(|t| t.name.as_deref() == Some("burn")).any(|t| t.wakes > 0 && t.self_wakes * 100 / t.wakes > 50);
+        let burn = live()
+            .filter(|t| t.name.as_deref() == Some("burn"))
+            .any(|t| t.wakes > 0 && t.self_wakes * 100 / t.wakes > 50);
         let greedy = live().filter(|t| t.name.as_deref() == Some("greedy")).any(|t| {
             t.running()
                 && t.polls <= 1
-                && (1_500_000_000..12_000_000_000).contains(&s.now.saturating_sub(t.last_poll_started.unwrap_or(u64::MAX)))
+                && (1_500_000_000..12_000_000_000)
+                    .contains(&s.now.saturating_sub(t.last_poll_started.unwrap_or(u64::MAX)))
         });
         burn && greedy
     });
@@ -319,7 +331,17 @@ fn a_dead_or_hostile_console_costs_the_task_list_only() {
     wait_for(&watch(app.addr), Duration::from_secs(20), "the app's console", |_| true);
     let pid = app.pid().to_string();
     let run = |addr: &str| {
-        let out = run_parkscope(&["snapshot", "-p", &pid, "--json", "--no-stacks", "--window", "0", "--console-addr", addr]);
+        let out = run_parkscope(&[
+            "snapshot",
+            "-p",
+            &pid,
+            "--json",
+            "--no-stacks",
+            "--window",
+            "0",
+            "--console-addr",
+            addr,
+        ]);
         out.assert_code(0);
         let v = out.json();
         assert!(!v["threads"].as_array().expect("threads").is_empty(), "{out}");

@@ -28,7 +28,10 @@ pub fn build() -> Result<()> {
     if built && std::fs::read_to_string(stamp()).is_ok_and(|s| s.trim() == VERSION) {
         return Ok(());
     }
-    util::step(&format!("console-subscriber {VERSION} examples ({}) with --cfg tokio_unstable", EXAMPLES.join(", ")));
+    util::step(&format!(
+        "console-subscriber {VERSION} examples ({}) with --cfg tokio_unstable",
+        EXAMPLES.join(", ")
+    ));
     let work = util::root().join("target/console-examples");
     // 1. Let cargo download the crate: a throwaway package that depends on it.
     let fetch = work.join("fetch");
@@ -52,9 +55,7 @@ pub fn build() -> Result<()> {
     let meta: serde_json::Value = serde_json::from_slice(&meta.stdout)?;
     let manifest = meta["packages"]
         .as_array()
-        .and_then(|p| {
-            p.iter().find(|p| p["name"] == "console-subscriber" && p["version"] == VERSION)
-        })
+        .and_then(|p| p.iter().find(|p| p["name"] == "console-subscriber" && p["version"] == VERSION))
         .and_then(|p| p["manifest_path"].as_str())
         .context("console-subscriber not in cargo metadata")?;
     let source = PathBuf::from(manifest).parent().context("manifest path")?.to_path_buf();

@@ -149,11 +149,16 @@ fn render_tasks(out: &mut String, view: &Snapshot) {
         view.tasks.len(),
         src.addr.as_deref().unwrap_or("?"),
         src.updates,
-        if src.tasks_capped > 0 { format!(" ({} more left out by the cap)", src.tasks_capped) } else { String::new() }
+        if src.tasks_capped > 0 {
+            format!(" ({} more left out by the cap)", src.tasks_capped)
+        } else {
+            String::new()
+        }
     );
     let mut order: Vec<&crate::model::TaskView> = view.tasks.iter().collect();
     order.sort_by_key(|t| (t.warnings.is_empty(), t.state as u8, std::cmp::Reverse(t.busy_ns)));
-    let header = ["ID", "TASK", "NAME", "KIND", "STATE", "POLLS", "BUSY", "SCHED", "IDLE", "WORKER", "LOCATION"];
+    let header =
+        ["ID", "TASK", "NAME", "KIND", "STATE", "POLLS", "BUSY", "SCHED", "IDLE", "WORKER", "LOCATION"];
     let rows: Vec<[String; 11]> = order
         .iter()
         .take(TASKS_SHOWN)
