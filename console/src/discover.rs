@@ -144,3 +144,22 @@ pub async fn channel_over(stream: TcpStream, addr: SocketAddr) -> Result<Channel
         .await
         .map_err(|e| ConsoleError::Protocol { addr, cause: e.to_string() })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_listeners_are_found_and_wildcards_reached_on_loopback() {
+        let any = std::net::TcpListener::bind("0.0.0.0:0").expect("bind");
+        let port = any.local_addr().expect("addr").port();
+        // A connected (not listening) socket is not a candidate.
+        let lo = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let _client = std::net::TcpStream::connect(lo.local_addr().expect("addr")).expect("connect");
+        let found = listening_endpoints(std::process::id()).expect("fd table");
+        assert!(found.contains(&SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)), "{found:?}");
+        assert!(found.contains(&lo.local_addr().expect("addr")), "{found:?}");
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(console_thread_present(std::process::id()), ConsoleHint::Absent);
+    }
+}

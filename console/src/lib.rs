@@ -156,7 +156,10 @@ async fn collect_from(pid: u32, addr: SocketAddr, opts: Options) -> Result<Conso
         Err(_) => return Err(timeout),
         Ok(Err(e)) => return Err(protocol(e)),
         Ok(Ok(None)) => {
-            return Err(ConsoleError::Protocol { addr, cause: "stream ended before the first update".into() });
+            return Err(ConsoleError::Protocol {
+                addr,
+                cause: "stream ended before the first update".into(),
+            });
         }
         Ok(Ok(Some(u))) => u,
     };

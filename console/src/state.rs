@@ -26,6 +26,9 @@ impl Default for Caps {
     }
 }
 
+/// Longest field name kept (the ones read are short: `task.name`, `original_size.bytes`).
+const MAX_FIELD_NAME: usize = 64;
+
 /// One task as merged so far.
 #[derive(Debug, Clone)]
 struct Task {
@@ -69,8 +72,14 @@ impl TaskState {
             if self.field_names.len() >= self.caps.max_metadata && !self.field_names.contains_key(&id.id) {
                 continue;
             }
-            let names =
-                meta.field_names.into_iter().take(self.caps.max_fields).map(|n| self.cut(n)).collect();
+            // Names are matched, not shown: one too long to be any we look for is kept empty
+            // (cutting it could make it match), so the indices of the others stay right.
+            let names = meta
+                .field_names
+                .into_iter()
+                .take(self.caps.max_fields)
+                .map(|n| if n.len() > MAX_FIELD_NAME { String::new() } else { n })
+                .collect();
             self.field_names.insert(id.id, names);
         }
         let Some(task_update) = update.task_update else { return };
@@ -257,4 +266,126 @@ fn stats_of(s: &tasks::Stats) -> Option<TaskStats> {
         waker_drops: s.waker_drops,
         self_wakes: s.self_wakes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use console_api::instrument::Update;
+    use console_api::register_metadata::NewMetadata;
+    use console_api::{Field, Id, MetaId, Metadata, PollStats, RegisterMetadata};
+    use parkscope_model::TaskState as State;
+    use prost_types::Timestamp;
+
+    use super::*;
+
+    fn at(secs: i64) -> Option<Timestamp> {
+        Some(Timestamp { seconds: secs, nanos: 0 })
+    }
+
+    fn stats(polls: u64, started: i64, ended: Option<i64>) -> tasks::Stats {
+        tasks::Stats {
+            created_at: at(100),
+            waker_clones: 1,
+            poll_stats: Some(PollStats {
+                polls,
+                last_poll_started: at(started),
+                last_poll_ended: ended.and_then(at),
+                busy_time: Some(prost_types::Duration { seconds: 2, nanos: 0 }),
+                ..PollStats::default()
+            }),
+            ..tasks::Stats::default()
+        }
+    }
+
+    fn field(name: field::Name, value: field::Value, meta: u64) -> Field {
+        Field { name: Some(name), value: Some(value), metadata_id: Some(MetaId { id: meta }) }
+    }
+
+    fn update(now: i64, new: Vec<tasks::Task>, stats: Vec<(u64, tasks::Stats)>) -> Update {
+        Update {
+            now: at(now),
+            task_update: Some(tasks::TaskUpdate {
+                new_tasks: new,
+                stats_update: stats.into_iter().collect(),
+                dropped_events: 1,
+            }),
+            new_metadata: Some(RegisterMetadata {
+                metadata: vec![NewMetadata {
+                    id: Some(MetaId { id: 7 }),
+                    metadata: Some(Metadata {
+                        field_names: vec!["kind".into(), "task.name".into()],
+                        ..Metadata::default()
+                    }),
+                }],
+            }),
+            ..Update::default()
+        }
+    }
+
+    fn task(id: u64) -> tasks::Task {
+        tasks::Task {
+            id: Some(Id { id }),
+            metadata: Some(MetaId { id: 7 }),
+            fields: vec![
+                field(field::Name::StrName("task.id".into()), field::Value::U64Val(id + 100), 7),
+                // A name given by index into the task's metadata's field names.
+                field(field::Name::NameIdx(1), field::Value::StrVal(format!("t{id}")), 7),
+                // An index into another metadata record is refused, not guessed.
+                field(field::Name::NameIdx(0), field::Value::StrVal("bogus".into()), 8),
+                field(field::Name::StrName("kind".into()), field::Value::StrVal("task".into()), 7),
+            ],
+            location: Some(common::Location {
+                file: Some("src/main.rs".into()),
+                line: Some(3),
+                column: Some(9),
+                ..common::Location::default()
+            }),
+            ..tasks::Task::default()
+        }
+    }
+
+    #[test]
+    fn merges_the_full_state_then_changed_stats() {
+        let mut st = TaskState::new(Caps::default());
+        // Task 2 comes without stats: dropped, as tokio-console drops it.
+        st.merge(update(110, vec![task(1), task(2)], vec![(1, stats(1, 105, None))]));
+        assert_eq!(st.len(), 1);
+        let v = &st.views()[0];
+        assert_eq!((v.task_id, v.console_id, v.name.as_deref()), (Some(101), Some(1), Some("t1")));
+        assert_eq!(v.kind.as_deref(), Some("task"));
+        assert_eq!(v.spawn_location.as_deref(), Some("src/main.rs:3:9"));
+        assert_eq!(v.state, State::Running);
+        // 2 s of finished polls plus the 5 s of the one running at `now`.
+        assert_eq!(v.busy_ns, 7_000_000_000);
+        assert_eq!(v.warnings.len(), 1, "{:?}", v.warnings);
+        assert!(v.warnings[0].starts_with("never-yielded"));
+        // A later update: stats of a known task replaced, of an unknown one ignored.
+        st.merge(update(111, vec![], vec![(1, stats(2, 105, Some(106))), (9, stats(1, 1, None))]));
+        let v = &st.views()[0];
+        assert_eq!((v.polls, v.state, v.busy_ns), (2, State::Idle, 2_000_000_000));
+        assert_eq!((st.updates, st.dropped_events, st.now), (2, 2, Some(111_000_000_000)));
+    }
+
+    #[test]
+    fn hostile_input_is_capped_and_refused() {
+        let caps = Caps { max_tasks: 2, max_string: 4, ..Caps::default() };
+        let mut st = TaskState::new(caps);
+        let mut bad_time = stats(1, 105, None);
+        bad_time.created_at = Some(Timestamp { seconds: -5, nanos: 0 });
+        let mut huge = stats(1, 105, Some(106));
+        huge.wakes = u64::MAX;
+        huge.self_wakes = u64::MAX;
+        let tasks = vec![task(1), task(2), task(3), task(4)];
+        st.merge(update(
+            110,
+            tasks,
+            vec![(1, stats(1, 105, None)), (2, huge), (3, stats(1, 105, None)), (4, bad_time)],
+        ));
+        // Task 4's created_at is before the epoch: refused. Task 3 is over the cap.
+        assert_eq!(st.len(), 2);
+        assert_eq!(st.tasks_capped, 1);
+        let views = st.views();
+        assert!(views.iter().all(|v| v.name.as_ref().is_some_and(|n| n.len() <= 4)));
+        assert!(views[1].warnings.iter().any(|w| w.starts_with("self-wakes: 100%")));
+    }
 }
