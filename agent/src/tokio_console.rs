@@ -89,3 +89,63 @@ pub fn join_workers(view: &mut Snapshot) {
             task.task_id.and_then(|id| polling.iter().find(|(polled, _)| *polled == id).map(|&(_, tid)| tid));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{StackId, TaskOnThread, TaskState, TaskView, ThreadState, ThreadView, Timestamp};
+
+    fn task(task_id: Option<u64>) -> TaskView {
+        TaskView {
+            task_id,
+            console_id: Some(1),
+            name: None,
+            kind: Some("task".into()),
+            spawn_location: None,
+            state: TaskState::Running,
+            polls: 1,
+            busy_ns: 0,
+            scheduled_ns: 0,
+            idle_ns: 0,
+            wakes: 0,
+            waker_clones: 0,
+            waker_drops: 0,
+            self_wakes: 0,
+            warnings: vec![],
+            worker_tid: None,
+            io_fd: None,
+            io_fd_desc: None,
+        }
+    }
+
+    #[test]
+    fn a_task_gets_the_worker_that_says_it_polls_it() {
+        let mut view = Snapshot::new(1, "app".into(), Timestamp::default());
+        for (tid, polling) in [(10, Some(7)), (11, None), (12, Some(8))] {
+            view.threads.push(ThreadView {
+                tid,
+                name: "tokio-rt-worker".into(),
+                state: ThreadState::Running,
+                syscall: None,
+                wchan: None,
+                user_stack_id: StackId::EMPTY,
+                kernel_stack_id: StackId::EMPTY,
+                completed: vec![],
+                long_calls: vec![],
+                role: None,
+                goroutine: None,
+                task: polling.map(|task_id| TaskOnThread { task_id, poll_ns: None, poll_ns_exact: false }),
+            });
+        }
+        view.tasks = vec![task(Some(8)), task(Some(9)), task(None)];
+        join_workers(&mut view);
+        let tids: Vec<Option<u32>> = view.tasks.iter().map(|t| t.worker_tid).collect();
+        assert_eq!(tids, [Some(12), None, None]);
+    }
+
+    #[test]
+    fn console_addr_takes_host_and_port() {
+        assert_eq!(parse_addr("127.0.0.1:6669"), Ok(parkscope_console::DEFAULT_ADDR));
+        assert!(parse_addr("127.0.0.1").is_err());
+    }
+}

@@ -394,6 +394,57 @@ mod tests {
     }
 
     #[test]
+    fn tasks_with_warnings_first_and_a_failed_console_says_why() {
+        use crate::model::{TaskSource, TaskState, TaskView};
+        let mut view = Snapshot::new(1, "app".into(), Timestamp::default());
+        let task = |id: u64, name: &str, warnings: Vec<String>| TaskView {
+            task_id: Some(id),
+            console_id: Some(id + 100),
+            name: Some(name.into()),
+            kind: Some("task".into()),
+            spawn_location: Some("src/main.rs:3:9".into()),
+            state: TaskState::Idle,
+            polls: 4,
+            busy_ns: 1_500_000,
+            scheduled_ns: 0,
+            idle_ns: 2_000_000_000,
+            wakes: 3,
+            waker_clones: 1,
+            waker_drops: 1,
+            self_wakes: 0,
+            warnings,
+            worker_tid: None,
+            io_fd: None,
+            io_fd_desc: None,
+        };
+        view.tasks = vec![task(1, "fine", vec![]), task(2, "coma", vec!["lost-waker: no waker left".into()])];
+        view.task_source =
+            Some(TaskSource { addr: Some("127.0.0.1:6669".into()), updates: 2, ..TaskSource::default() });
+        let text = render(&view);
+        let section = text.split("tasks: ").nth(1).expect("a tasks section");
+        assert!(
+            section.starts_with("2 from tokio console 127.0.0.1:6669 (2 updates; 1 with warnings)"),
+            "{text}"
+        );
+        let coma = section.find("coma").expect("coma listed");
+        assert!(coma < section.find("fine").expect("fine listed"), "{text}");
+        assert!(section.contains("      warning lost-waker: no waker left"), "{text}");
+        view.task_source = Some(TaskSource {
+            error: Some("cannot connect".into()),
+            hint: Some("check it".into()),
+            ..TaskSource::default()
+        });
+        view.tasks.clear();
+        let text = render(&view);
+        assert!(
+            text.contains(
+                "tasks: not read: cannot connect; the threads above are complete\n  hint: check it"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn aligned_and_marks_lower_bounds() {
         let call = SyscallView {
             nr: 0,
