@@ -112,6 +112,13 @@ pub async fn collect(
     opts: Options,
 ) -> Result<ConsoleTasks, ConsoleError> {
     if let Some(addr) = addr {
+        // Given by hand it may be anyone's console: say so when the target does not listen there
+        // (a forwarded port is legitimate, so this is a warning, not a refusal).
+        if let Ok(own) = discover::listening_endpoints(pid)
+            && !own.iter().any(|a| *a == addr || (a.port() == addr.port() && addr.ip().is_unspecified()))
+        {
+            tracing::warn!(pid, %addr, "not a listening socket of the target; the tasks shown are that endpoint's");
+        }
         return collect_from(pid, addr, opts).await;
     }
     let candidates = discover::candidates(pid, opts.max_candidates)?;
