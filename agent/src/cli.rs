@@ -186,6 +186,11 @@ pub struct SnapshotArgs {
     /// never are.
     #[arg(long, default_value = "100ms", value_parser = parse_duration)]
     pub stall: Duration,
+    /// tokio targets: read tasks from console-subscriber at HOST:PORT (its TOKIO_CONSOLE_BIND)
+    /// instead of finding it among the target's listening sockets. Needs a target built with
+    /// console-subscriber and RUSTFLAGS="--cfg tokio_unstable"; never pauses it.
+    #[arg(long, value_name = "HOST:PORT", value_parser = crate::tokio_console::parse_addr)]
+    pub console_addr: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]

@@ -83,7 +83,8 @@ pub fn build(which: GoBuilds) -> Result<()> {
             )?;
         }
     }
-    Ok(())
+    // console-subscriber's own tokio examples (tests/tests/tokio_console.rs).
+    crate::console_examples::build()
 }
 
 /// The tokio example (examples/rust/src/stalls.rs) is built with each of these tokio releases,

@@ -10,6 +10,7 @@ mod bench_go_uprobes;
 mod bench_profile;
 mod bench_record;
 mod bench_threads;
+mod console_examples;
 mod demo;
 mod examples;
 mod fuzz;

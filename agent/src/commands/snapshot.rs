@@ -66,6 +66,9 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
     };
     let mut session = Session::signals().map_err(|e| Failure::internal(&e.into()))?;
     let (mut collector, _started) = Collector::start(config).await.map_err(|e| not_go(e, &args))?;
+    // tokio tasks, read from the target's console beside the window (tokio_console.rs): a
+    // second source, on this reactor (gRPC is network I/O), joined into the final view.
+    let console = crate::tokio_console::start(args.pid, args.console_addr, args.window);
 
     // The seed (what /proc says at once) is printed instead of the final view if the target
     // exits during the window, so nothing collected is lost.
@@ -88,7 +91,7 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
             }
         }
     }
-    let final_view = match (final_view, seed) {
+    let mut final_view = match (final_view, seed) {
         (Some(v), _) => v,
         (None, Some(mut seed)) => {
             if exited {
@@ -101,6 +104,7 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
             return Err(Failure::new(code::INTERNAL, "the collector took no view", "report this"));
         }
     };
+    crate::tokio_console::finish(console, &mut final_view).await;
     if let Some(rt) = final_view.runtime.as_ref().filter(|rt| !rt.is_read() && rt.kind == RuntimeKind::Tokio)
     {
         // tokio: the thread view is whole; without task ids only the stalls are missing.

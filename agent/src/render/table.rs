@@ -121,6 +121,7 @@ pub fn render(view: &Snapshot) -> String {
         Some(rt) => render_goroutines(&mut out, view, rt),
         None => {}
     }
+    render_tasks(&mut out, view);
 
     for t in view.threads.iter().filter(|t| !t.user_stack_id.is_empty() || !t.kernel_stack_id.is_empty()) {
         let what = t
@@ -173,6 +174,79 @@ fn render_tokio(out: &mut String, view: &Snapshot, rt: &RuntimeView) {
         let mark = if st.exact { "" } else { ">=" };
         let _ =
             writeln!(out, "  STALL tid {} task {task} for {mark}{} {what}", st.tid, human(st.duration_ns));
+    }
+}
+
+/// Tasks listed in the table view (JSON has them all): those with warnings first, then running,
+/// scheduled, idle and completed ones.
+const TASKS_SHOWN: usize = 40;
+
+/// tokio tasks from the target's console, one line each, or why there are none.
+fn render_tasks(out: &mut String, view: &Snapshot) {
+    let Some(src) = &view.task_source else { return };
+    if let Some(err) = &src.error {
+        let _ = writeln!(out, "\ntasks: not read: {err}; the threads above are complete");
+        if let Some(hint) = &src.hint {
+            let _ = writeln!(out, "  hint: {hint}");
+        }
+        return;
+    }
+    let warned = view.tasks.iter().filter(|t| !t.warnings.is_empty()).count();
+    let _ = writeln!(
+        out,
+        "\ntasks: {} from tokio console {} ({} updates; {warned} with warnings){}",
+        view.tasks.len(),
+        src.addr.as_deref().unwrap_or("?"),
+        src.updates,
+        if src.tasks_capped > 0 {
+            format!(" ({} more left out by the cap)", src.tasks_capped)
+        } else {
+            String::new()
+        }
+    );
+    let mut order: Vec<&crate::model::TaskView> = view.tasks.iter().collect();
+    order.sort_by_key(|t| (t.warnings.is_empty(), t.state as u8, std::cmp::Reverse(t.busy_ns)));
+    let header =
+        ["ID", "TASK", "NAME", "KIND", "STATE", "POLLS", "BUSY", "SCHED", "IDLE", "WORKER", "LOCATION"];
+    let rows: Vec<[String; 11]> = order
+        .iter()
+        .take(TASKS_SHOWN)
+        .map(|t| {
+            let opt = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
+            [
+                opt(t.console_id.map(|i| i.to_string())),
+                opt(t.task_id.map(|i| i.to_string())),
+                opt(t.name.clone()),
+                opt(t.kind.clone()),
+                t.state.as_str().to_owned(),
+                t.polls.to_string(),
+                human(t.busy_ns),
+                human(t.scheduled_ns),
+                human(t.idle_ns),
+                opt(t.worker_tid.map(|i| i.to_string())),
+                opt(t.spawn_location.clone()),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let cols: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        format!("  {}", cols.join("  ").trim_end())
+    };
+    let _ = writeln!(out, "{}", line(&header.map(str::to_owned)));
+    for (t, r) in order.iter().zip(&rows) {
+        let _ = writeln!(out, "{}", line(r));
+        for w in &t.warnings {
+            let _ = writeln!(out, "      warning {w}");
+        }
+    }
+    if view.tasks.len() > TASKS_SHOWN {
+        let _ = writeln!(out, "  ... {} more (see --json)", view.tasks.len() - TASKS_SHOWN);
     }
 }
 
@@ -366,6 +440,57 @@ mod tests {
             goroutine: None,
             task: None,
         }
+    }
+
+    #[test]
+    fn tasks_with_warnings_first_and_a_failed_console_says_why() {
+        use crate::model::{TaskSource, TaskState, TaskView};
+        let mut view = Snapshot::new(1, "app".into(), Timestamp::default());
+        let task = |id: u64, name: &str, warnings: Vec<String>| TaskView {
+            task_id: Some(id),
+            console_id: Some(id + 100),
+            name: Some(name.into()),
+            kind: Some("task".into()),
+            spawn_location: Some("src/main.rs:3:9".into()),
+            state: TaskState::Idle,
+            polls: 4,
+            busy_ns: 1_500_000,
+            scheduled_ns: 0,
+            idle_ns: 2_000_000_000,
+            wakes: 3,
+            waker_clones: 1,
+            waker_drops: 1,
+            self_wakes: 0,
+            warnings,
+            worker_tid: None,
+            io_fd: None,
+            io_fd_desc: None,
+        };
+        view.tasks = vec![task(1, "fine", vec![]), task(2, "coma", vec!["lost-waker: no waker left".into()])];
+        view.task_source =
+            Some(TaskSource { addr: Some("127.0.0.1:6669".into()), updates: 2, ..TaskSource::default() });
+        let text = render(&view);
+        let section = text.split("tasks: ").nth(1).expect("a tasks section");
+        assert!(
+            section.starts_with("2 from tokio console 127.0.0.1:6669 (2 updates; 1 with warnings)"),
+            "{text}"
+        );
+        let coma = section.find("coma").expect("coma listed");
+        assert!(coma < section.find("fine").expect("fine listed"), "{text}");
+        assert!(section.contains("      warning lost-waker: no waker left"), "{text}");
+        view.task_source = Some(TaskSource {
+            error: Some("cannot connect".into()),
+            hint: Some("check it".into()),
+            ..TaskSource::default()
+        });
+        view.tasks.clear();
+        let text = render(&view);
+        assert!(
+            text.contains(
+                "tasks: not read: cannot connect; the threads above are complete\n  hint: check it"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
