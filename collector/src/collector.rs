@@ -338,6 +338,9 @@ impl<'a> Run<'a> {
         }
         if config.runtime_uprobes {
             run.observer.attach_runtime_uprobes()?;
+            // The window also counts from the uprobes' attach: a goroutine parked before it
+            // gets the window as its lower bound, as the window's length promises.
+            run.attached = Some(Instant::now());
         }
         if lazy_probes {
             if run.observer.runtime_has_schedtrace() {
