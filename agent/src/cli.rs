@@ -180,6 +180,17 @@ pub struct SnapshotArgs {
     /// ns (docs/performance.md); blocked threads need none of it.
     #[arg(long)]
     pub syscalls: bool,
+
+    /// tokio targets: a worker inside one task's poll at least this long is a stall
+    /// (`stalls`: tid, task id, duration, syscall or on CPU, stack). Blocking-pool threads
+    /// never are.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    pub stall: Duration,
+    /// tokio targets: read tasks from console-subscriber at HOST:PORT (its TOKIO_CONSOLE_BIND)
+    /// instead of finding it among the target's listening sockets. Needs a target built with
+    /// console-subscriber and RUSTFLAGS="--cfg tokio_unstable"; never pauses it.
+    #[arg(long, value_name = "HOST:PORT", value_parser = crate::tokio_console::parse_addr)]
+    pub console_addr: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -205,6 +216,11 @@ pub struct SchedtraceArgs {
     /// target, the runtime's own scheddetail block (P, M and G lines) instead.
     #[arg(long)]
     pub detail: bool,
+
+    /// tokio targets: a worker inside one task's poll at least this long counts as stalled
+    /// (`stalled=` on each line).
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    pub stall: Duration,
 
     /// On a Go process, print the thread-level lines (threads by state and syscall class, from
     /// the eBPF context-switch probe) instead of the runtime's GODEBUG lines, which need no probes.

@@ -107,6 +107,11 @@ impl From<CollectError> for Failure {
                 e.to_string(),
                 "drop --goroutines to see the threads of a non-Go process",
             ),
+            CollectError::Unsupported(cause) => Failure {
+                cause,
+                hint: Some("drop the option; the thread view needs none of it".to_owned()),
+                code: code::USAGE,
+            },
             CollectError::Internal(cause) => Failure { cause, hint: None, code: code::INTERNAL },
         }
     }

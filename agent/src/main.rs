@@ -10,6 +10,7 @@ mod model;
 mod profile;
 mod render;
 mod session;
+mod tokio_console;
 
 use std::process::ExitCode;
 

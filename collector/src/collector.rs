@@ -7,7 +7,7 @@
 
 use std::{os::fd::OwnedFd, time::Duration};
 
-use parkscope_model::{Event, Snapshot};
+use parkscope_model::{Event, RuntimeKind, Snapshot};
 use parkscope_probes::{
     kernel::{BlockEventStream, KernelProbes, ProbeConfig, ProbeSelection},
     procfs::process::{TargetProcess, pidfd_open},
@@ -84,6 +84,8 @@ pub struct Config {
     /// after each view and yield it with it (a live viewer's header line). A failed read is
     /// logged and the view goes out without it.
     pub runtime_schedtrace_with_views: bool,
+    /// A runtime worker inside one task's poll at least this long is a stall (tokio).
+    pub stall: Duration,
     pub schedule: Schedule,
 }
 
@@ -246,6 +248,13 @@ fn run(
     });
 }
 
+/// What woke a wait's select: its end, events to forward, or the runtime's sampling beat.
+enum Woke {
+    Done(Woken),
+    Events(Vec<parkscope_common::BlockEvent>),
+    Sample,
+}
+
 /// Why a wait ended.
 enum Woken {
     Deadline,
@@ -267,6 +276,8 @@ struct Run<'a> {
     long_calls: Option<BlockEventStream>,
     /// Yielding the runtime's own schedtrace text rather than snapshots.
     runtime_lines: bool,
+    /// When the runtime is next sampled between views (see `RuntimeReader::sample`).
+    next_sample: Option<Instant>,
     /// When the probes were attached: a window counts from here, so that reading the
     /// runtime and taking the seed view (a second or so for 10,000 threads with stacks)
     /// happen inside it, not before it.
@@ -295,6 +306,7 @@ impl<'a> Run<'a> {
             exit,
             long_calls: None,
             runtime_lines: false,
+            next_sample: None,
             attached: None,
         };
         // Probes first, so that calls begun while the runtime is looked for (its DWARF takes
@@ -303,10 +315,22 @@ impl<'a> Run<'a> {
         if !lazy_probes {
             run.load_probes()?;
         }
+        run.observer.stall_ns = u64::try_from(config.stall.as_nanos()).unwrap_or(u64::MAX);
         let mut runtime_unreadable = None;
         if config.runtime != RuntimeMode::Off {
             match run.observer.detect_runtime() {
-                Ok(true) => run.opts.goroutines = config.view.goroutines,
+                // Go detail asked for by name (goroutines, Go uprobes) of another runtime.
+                Ok(true)
+                    if config.runtime == RuntimeMode::Require
+                        && run.observer.runtime_identity().is_none_or(|r| r.kind != RuntimeKind::Go) =>
+                {
+                    return Err(CollectError::NotGo { pid, comm });
+                }
+                Ok(true) => {
+                    run.opts.goroutines = config.view.goroutines;
+                    // tokio learns roles from parked workers' stacks.
+                    run.opts.stacks |= run.observer.runtime_needs_thread_stacks();
+                }
                 Ok(false) if config.runtime == RuntimeMode::Require => {
                     return Err(CollectError::NotGo { pid, comm });
                 }
@@ -317,9 +341,12 @@ impl<'a> Run<'a> {
         }
         if config.runtime_uprobes {
             run.observer.attach_runtime_uprobes()?;
+            // The window also counts from the uprobes' attach: a goroutine parked before it
+            // gets the window as its lower bound, as the window's length promises.
+            run.attached = Some(Instant::now());
         }
         if lazy_probes {
-            if run.observer.has_runtime() {
+            if run.observer.runtime_has_schedtrace() {
                 run.runtime_lines = true;
             } else {
                 run.load_probes()?;
@@ -379,22 +406,39 @@ impl<'a> Run<'a> {
                     None => std::future::pending().await,
                 }
             };
+            // A runtime that wants sampling between views (tokio) gets it on a fixed beat.
+            let sample_every = self.observer.runtime_sample_every();
+            let sample_at =
+                sample_every.map(|every| *self.next_sample.get_or_insert_with(|| Instant::now() + every));
+            let sample = async {
+                match sample_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             let control = &mut self.control;
             let got = tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => Ok(Woken::Deadline),
-                c = control.recv() => Ok(match c {
+                _ = tokio::time::sleep_until(deadline) => Woke::Done(Woken::Deadline),
+                c = control.recv() => Woke::Done(match c {
                     Some(Control::Finish) => Woken::Finish,
                     Some(Control::Stop) | None => Woken::Stop,
                 }),
-                _ = exited => Ok(Woken::TargetExited),
-                Some(batch) = batch => Err(batch),
+                _ = exited => Woke::Done(Woken::TargetExited),
+                Some(batch) = batch => Woke::Events(batch),
+                _ = sample => Woke::Sample,
             };
             let woken = match got {
-                Ok(woken) => woken,
-                Err(batch) => {
+                Woke::Done(woken) => woken,
+                Woke::Events(batch) => {
                     if !self.forward_events(batch).await {
                         return Woken::Stop;
                     }
+                    continue;
+                }
+                Woke::Sample => {
+                    self.observer.sample_runtime();
+                    // The next beat from now: a slow sample never makes the beats pile up.
+                    self.next_sample = sample_every.map(|every| Instant::now() + every);
                     continue;
                 }
             };
@@ -439,7 +483,16 @@ impl<'a> Run<'a> {
         {
             return;
         }
-        match self.wait(self.attached.unwrap_or(started) + window).await {
+        // The window counts from attach, so the runtime read and the seed view (a second or so
+        // for 10,000 threads) happen inside it; but a runtime that samples between views
+        // (tokio: an on-CPU poll counts from the first view that saw it) gets the whole window
+        // after the seed to sample in, or a stall in progress would be under-measured by the
+        // set-up time.
+        let from = match self.observer.runtime_sample_every() {
+            Some(_) => Instant::now(),
+            None => self.attached.unwrap_or(started),
+        };
+        match self.wait(from + window).await {
             Woken::Stop => return,
             // The target's exit is confirmed by the view failing (an exited thread group).
             Woken::Deadline | Woken::Finish | Woken::TargetExited => {}
@@ -569,6 +622,7 @@ mod tests {
             },
             runtime_schedtrace: None,
             runtime_schedtrace_with_views: false,
+            stall: Duration::from_millis(100),
             schedule,
         }
     }

@@ -24,6 +24,9 @@ pub enum CollectError {
     /// A runtime was required (`RuntimeMode::Require`) and the target has none.
     #[error("process {pid} ({comm}) is not a Go program")]
     NotGo { pid: u32, comm: String },
+    /// Asked of a runtime that does not have it (tokio's uprobes, its own schedtrace).
+    #[error("{0}")]
+    Unsupported(String),
     /// The collector's thread could not be started, or ended without saying why.
     #[error("{0}")]
     Internal(String),

@@ -78,6 +78,8 @@ pub struct Observer {
     /// args): what a block the kernel saw no switch of, or one that began before attach,
     /// is checked against before it is given the window as a lower bound.
     asleep_at_attach: Option<HashMap<u32, (u32, [u64; 6])>>,
+    /// A runtime worker inside one poll this long is a stall (`--stall`).
+    pub stall_ns: u64,
 }
 
 /// Everything the eBPF maps say at one instant.
@@ -110,7 +112,34 @@ impl Observer {
             long_call_threshold_ns,
             runtime: RuntimeTarget::NotLooked,
             asleep_at_attach: None,
+            stall_ns: crate::runtime::tokio::DEFAULT_STALL_NS,
         }
+    }
+
+    /// How often the runtime found wants sampling between views (tokio: the task each worker
+    /// polls); None for none.
+    pub fn runtime_sample_every(&self) -> Option<std::time::Duration> {
+        match &self.runtime {
+            RuntimeTarget::Found(reader) => reader.sample_every(),
+            _ => None,
+        }
+    }
+
+    /// Between views: the runtime's cheap sample (see [`RuntimeReader::sample`]).
+    pub fn sample_runtime(&mut self) {
+        if let RuntimeTarget::Found(reader) = &mut self.runtime {
+            reader.sample(monotonic_now_ns());
+        }
+    }
+
+    /// The runtime found has a scheduler trace of its own.
+    pub fn runtime_has_schedtrace(&self) -> bool {
+        matches!(&self.runtime, RuntimeTarget::Found(r) if r.has_schedtrace())
+    }
+
+    /// The runtime found learns from the threads' user stacks.
+    pub fn runtime_needs_thread_stacks(&self) -> bool {
+        matches!(&self.runtime, RuntimeTarget::Found(r) if r.needs_thread_stacks())
     }
 
     /// Attaches probes loaded after the observer was made; times count from now.
@@ -314,6 +343,7 @@ impl Observer {
             threads.push(view);
         }
         let mut goroutines = Vec::new();
+        let mut stalls = Vec::new();
         let mut runtime = None;
         let mut transitions_counted = false;
         // The kernel's counters: as read with the other maps, or, with a runtime's uprobes, as
@@ -331,6 +361,9 @@ impl Observer {
                 stacks: opts.stacks,
                 stack_table: &mut stack_table,
                 probes: self.probes.as_ref(),
+                samples: &samples,
+                now_ns: now,
+                stall_ns: self.stall_ns,
             };
             match reader.read(cx) {
                 Ok(read) => {
@@ -339,6 +372,7 @@ impl Observer {
                     }
                     transitions_counted = read.transitions_counted;
                     goroutines = read.goroutines;
+                    stalls = read.stalls;
                     runtime = Some(read.view);
                 }
                 // The threads are still a true view, and the runtime part says why it has no
@@ -354,6 +388,7 @@ impl Observer {
         }
         sort_for_display(&mut threads);
         let mut summary = Summary::count(&threads);
+        summary.stalls = stalls.len();
         summary.goroutines = goroutines.len();
         summary.goroutines_waiting = goroutines.iter().filter(|g| g.status == GoStatus::Waiting).count();
         summary.go_transitions = transitions_counted.then_some(counters.go_transitions);
@@ -366,6 +401,7 @@ impl Observer {
         snapshot.threads = threads;
         snapshot.runtime = runtime;
         snapshot.goroutines = goroutines;
+        snapshot.stalls = stalls;
         snapshot.summary = summary;
         snapshot.stacks = stack_table;
         Ok(snapshot)

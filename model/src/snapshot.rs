@@ -40,6 +40,9 @@ pub struct Snapshot {
     /// Runtime workers held inside one poll for at least the stall threshold (tokio).
     #[serde(default)]
     pub stalls: Vec<crate::task::StallView>,
+    /// Where `tasks` came from, or why it is empty (null when no task source was tried).
+    #[serde(default)]
+    pub task_source: Option<crate::task::TaskSource>,
     pub summary: Summary,
     /// Set when the target exited before the snapshot was complete.
     pub target_exited: bool,
@@ -60,6 +63,7 @@ impl Snapshot {
             goroutines: Vec::new(),
             tasks: Vec::new(),
             stalls: Vec::new(),
+            task_source: None,
             summary: Summary::default(),
             target_exited: false,
             stacks: StackTable::new(),

@@ -92,3 +92,25 @@ pub struct StallView {
     pub activity: StallActivity,
     pub user_stack_id: StackId,
 }
+
+/// Where a snapshot's tasks come from (console-subscriber's gRPC endpoint in the target), or
+/// why there are none. Absent when no task source was tried (not a console-subscriber program
+/// and no `--console-addr`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSource {
+    /// The endpoint read (`127.0.0.1:6669`), when one was found.
+    pub addr: Option<String>,
+    /// Updates merged into the task list (the first is the full state, then one per publish
+    /// interval of the target's console-subscriber).
+    pub updates: u32,
+    /// Wall-clock instant (ns since the Unix epoch) the task stats describe: the `now` of the
+    /// last update merged. Busy, scheduled and idle times run up to it.
+    pub at_unix_ns: Option<u64>,
+    /// Events the target's console-subscriber dropped for lack of room (its own counter).
+    pub dropped_events: u64,
+    /// Tasks left out by our cap on the list.
+    pub tasks_capped: u64,
+    /// Why the task list is missing or incomplete; the thread view is unaffected.
+    pub error: Option<String>,
+    pub hint: Option<String>,
+}

@@ -9,3 +9,4 @@ pub mod kernel;
 pub mod memory;
 pub mod procfs;
 pub mod stacks;
+pub mod tokio;

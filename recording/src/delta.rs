@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 
 use parkscope_model::{
     Frame, GoroutineView, RuntimeView, Snapshot, StackId, StackTable, StallView, Summary, SyscallView,
-    TaskView, ThreadView, Timestamp,
+    TaskSource, TaskView, ThreadView, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -94,6 +94,9 @@ pub struct EncodedSnapshot {
     /// their stacks as recording-wide ids.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stalls: Vec<StallView>,
+    /// Where the tasks came from (the console's address, or why it could not be read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_source: Option<TaskSource>,
 }
 
 trait Keyed: Clone + PartialEq {
@@ -294,6 +297,7 @@ impl Encoder {
             threads: Entries::default(),
             goroutines: Entries::default(),
             tasks: Entries::default(),
+            task_source: s.task_source.clone(),
             stalls: s
                 .stalls
                 .iter()
@@ -540,6 +544,7 @@ impl Decoder {
             return Err(format!("expected at most {max} stalls, found {}", e.stalls.len()));
         }
         snapshot.tasks = tasks;
+        snapshot.task_source = e.task_source;
         snapshot.stalls = e
             .stalls
             .into_iter()

@@ -635,6 +635,12 @@ impl Contained {
         Contained { unshare: child, pid, inner_path, lines, _stdout: out, mount_point }
     }
 
+    /// Its next stdout line after the ready line, parsed (None after `timeout`).
+    pub fn next_line(&self, timeout: Duration) -> Option<Value> {
+        let line = self._stdout.recv_timeout(timeout).ok()?;
+        Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("the target printed {line:?}: {e}")))
+    }
+
     /// Its first stdout line (the Go examples' info line).
     pub fn info(&self) -> &Value {
         &self.lines[0]

@@ -49,6 +49,7 @@ pub fn build(which: GoBuilds) -> Result<()> {
                 .arg(&src),
         )?;
     }
+    build_rust()?;
     let gocache = setup::tools_dir().join("gocache");
     for &release in setup::GO_RELEASES {
         let go = setup::go_of(release)
@@ -81,6 +82,47 @@ pub fn build(which: GoBuilds) -> Result<()> {
                     .env("GOCACHE", gocache.join(release)),
             )?;
         }
+    }
+    // console-subscriber's own tokio examples (tests/tests/tokio_console.rs).
+    crate::console_examples::build()
+}
+
+/// The tokio example (examples/rust/src/stalls.rs) is built with each of these tokio releases,
+/// one cargo workspace (and Cargo.lock) per release: the oldest console-subscriber 0.5 accepts
+/// (its Cargo.toml asks for tokio ^1.47.1) and the newest.
+pub const TOKIO_BUILDS: &[&str] = &["oldest", "newest"];
+
+/// `examples/bin/tokio-stalls-<which>` (release profile, symbols kept, as cargo's default
+/// release profile does) and `...-stripped` (`strip --strip-all` of it: no .symtab).
+fn build_rust() -> Result<()> {
+    let root = util::root();
+    let dir = root.join("examples/rust");
+    for which in TOKIO_BUILDS {
+        let ws = dir.join(format!("tokio-{which}"));
+        let out = bin_dir().join(format!("tokio-stalls-{which}"));
+        let stripped = bin_dir().join(format!("tokio-stalls-{which}-stripped"));
+        let sources =
+            [dir.join("src/stalls.rs"), dir.join("build.rs"), ws.join("Cargo.toml"), ws.join("Cargo.lock")];
+        if newer_than(&out, &sources) && newer_than(&stripped, std::slice::from_ref(&out)) {
+            continue;
+        }
+        util::step(&format!("cargo build --release examples/rust/tokio-{which}"));
+        // Its own target dir under ours: the example is not a member of the workspace.
+        let target_dir = root.join("target/rust-examples").join(which);
+        util::run(
+            Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .current_dir(&ws)
+                .args(["build", "--release", "--locked", "--target-dir"])
+                .arg(&target_dir),
+        )?;
+        // Written beside and renamed over: a running copy (a test's target) keeps its inode.
+        let tmp = out.with_extension("tmp");
+        std::fs::copy(target_dir.join("release/stalls"), &tmp)
+            .with_context(|| format!("copying the build to {}", tmp.display()))?;
+        let tmp_stripped = stripped.with_extension("tmp");
+        util::run(Command::new("strip").arg("--strip-all").arg("-o").arg(&tmp_stripped).arg(&tmp))?;
+        std::fs::rename(&tmp, &out)?;
+        std::fs::rename(&tmp_stripped, &stripped)?;
     }
     Ok(())
 }

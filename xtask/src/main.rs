@@ -10,6 +10,7 @@ mod bench_go_uprobes;
 mod bench_profile;
 mod bench_record;
 mod bench_threads;
+mod console_examples;
 mod demo;
 mod examples;
 mod fuzz;
@@ -30,7 +31,8 @@ struct Cli {
 enum Task {
     /// Install the toolchain, bpf-linker, Go and system packages (idempotent).
     Setup,
-    /// Build the example targets (C; Go 1.19..1.27 for what the suite uses) into examples/bin.
+    /// Build the example targets (C; Go 1.19..1.27 for what the suite uses; the tokio example with
+    /// the oldest and newest tokio) into examples/bin.
     Examples {
         /// Also every build of the Go release matrix (what `test-go-matrix` runs against).
         #[arg(long)]
@@ -43,6 +45,9 @@ enum Task {
     /// Build parked/parkedcgo with every Go release x every build variant and run the full
     /// matrix test (tests/tests/go_matrix.rs with PARKSCOPE_GO_MATRIX=full)
     TestGoMatrix,
+    /// The long tokio idle run: `snapshot --window 30s` of the idle tokio example must report
+    /// no stall (tests/tests/tokio.rs with PARKSCOPE_TOKIO_IDLE=30s; the suite runs 3 s)
+    TestTokioIdle,
     /// Measure tracing overhead against the bare workload and bpftrace (see docs/performance.md)
     Bench(bench::BenchArgs),
     /// Time a goroutine snapshot of a Go process with 100,000 parked goroutines (Go 1.27, 1.19)
@@ -71,6 +76,17 @@ fn main() -> Result<()> {
         Task::Demo => demo::run(),
         Task::Test => test(),
         Task::TestGoMatrix => test_go_matrix(),
+        Task::TestTokioIdle => {
+            setup::run()?;
+            examples::build(examples::GoBuilds::Suite)?;
+            util::step("cargo test: a 30 s idle tokio run has no stalls");
+            util::run(
+                std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                    .current_dir(util::root())
+                    .args(["test", "-p", "parkscope-tests", "--test", "tokio", "--", "an_idle_run"])
+                    .env("PARKSCOPE_TOKIO_IDLE", "30s"),
+            )
+        }
         Task::BenchGo(args) => {
             setup::run()?;
             examples::build(examples::GoBuilds::Suite)?;

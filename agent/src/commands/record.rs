@@ -54,6 +54,7 @@ pub async fn run(args: RecordArgs) -> Result<i32, Failure> {
         },
         runtime_schedtrace: None,
         runtime_schedtrace_with_views: false,
+        stall: std::time::Duration::from_nanos(parkscope_collector::runtime::tokio::DEFAULT_STALL_NS),
         // The first view right after attach (it also tells the observer which calls threads
         // were already asleep in), then one per interval, on multiples of it (no drift).
         schedule: Schedule::Interval { every: args.interval, count: snapshots_in(&args), at_start: true },

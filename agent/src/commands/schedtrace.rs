@@ -35,14 +35,18 @@ pub async fn run(args: SchedtraceArgs) -> Result<i32, Failure> {
         runtime: if args.threads { RuntimeMode::Off } else { RuntimeMode::Detect },
         runtime_uprobes: false,
         view: ObserveOptions {
+            // A tokio target's reader turns stacks on: it learns worker roles from them.
             stacks: false,
-            goroutines: false,
+            // The runtime's tasks: a Go target whose runtime is readable gets its own lines
+            // instead of views; a tokio target's stalls are counted on each line.
+            goroutines: true,
             completed_calls: false,
             // Only the --detail lines show what each fd is.
             fd_descriptions: args.detail,
         },
         runtime_schedtrace: Some(args.detail),
         runtime_schedtrace_with_views: false,
+        stall: args.stall,
         schedule: Schedule::Interval { every: args.interval, count: args.count, at_start: false },
     };
     let mut session = Session::signals().map_err(|e| Failure::internal(&e.into()))?;
@@ -69,6 +73,7 @@ pub async fn run(args: SchedtraceArgs) -> Result<i32, Failure> {
             }
             Some(Update::Snapshot { snapshot, elapsed, .. }) => {
                 let mut text = schedtrace::line(elapsed.as_millis() as u64, &snapshot.summary);
+                text.push_str(&schedtrace::tokio_counts(&snapshot));
                 text.push('\n');
                 if args.detail {
                     text.push_str(&schedtrace::detail(&snapshot));

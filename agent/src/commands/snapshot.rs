@@ -10,7 +10,7 @@ use crate::{
     cli::SnapshotArgs,
     ebpf_object,
     error::{Failure, code},
-    model::Snapshot,
+    model::{RuntimeKind, Snapshot},
     render,
     session::Session,
 };
@@ -61,10 +61,14 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
         },
         runtime_schedtrace: None,
         runtime_schedtrace_with_views: false,
+        stall: args.stall,
         schedule: Schedule::Window(args.window),
     };
     let mut session = Session::signals().map_err(|e| Failure::internal(&e.into()))?;
     let (mut collector, _started) = Collector::start(config).await.map_err(|e| not_go(e, &args))?;
+    // tokio tasks, read from the target's console beside the window (tokio_console.rs): a
+    // second source, on this reactor (gRPC is network I/O), joined into the final view.
+    let console = crate::tokio_console::start(args.pid, args.console_addr, args.window);
 
     // The seed (what /proc says at once) is printed instead of the final view if the target
     // exits during the window, so nothing collected is lost.
@@ -87,7 +91,7 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
             }
         }
     }
-    let final_view = match (final_view, seed) {
+    let mut final_view = match (final_view, seed) {
         (Some(v), _) => v,
         (None, Some(mut seed)) => {
             if exited {
@@ -100,7 +104,14 @@ pub async fn run(args: SnapshotArgs) -> Result<i32, Failure> {
             return Err(Failure::new(code::INTERNAL, "the collector took no view", "report this"));
         }
     };
-    if let Some(rt) = final_view.runtime.as_ref().filter(|rt| !rt.is_read()) {
+    crate::tokio_console::finish(console, &mut final_view).await;
+    if let Some(rt) = final_view.runtime.as_ref().filter(|rt| !rt.is_read() && rt.kind == RuntimeKind::Tokio)
+    {
+        // tokio: the thread view is whole; without task ids only the stalls are missing.
+        let notice = rt.error.clone().unwrap_or_default();
+        print(*final_view, args.json).await?;
+        eprintln!("parkscope: tokio: {notice}; printed its threads without task ids or stalls");
+    } else if let Some(rt) = final_view.runtime.as_ref().filter(|rt| !rt.is_read()) {
         let cause = rt.error.clone().unwrap_or_default();
         let hint = rt.hint.clone();
         print(*final_view, args.json).await?;

@@ -102,6 +102,7 @@ pub async fn run(args: TopArgs) -> Result<i32, Failure> {
         },
         runtime_schedtrace: None,
         runtime_schedtrace_with_views: true,
+        stall: std::time::Duration::from_nanos(parkscope_collector::runtime::tokio::DEFAULT_STALL_NS),
         schedule: Schedule::Interval { every: args.interval, count: None, at_start: true },
     };
     let mut session = Session::signals().map_err(|e| Failure::internal(&e.into()))?;

@@ -30,6 +30,7 @@ struct ContractSnapshot<'a> {
     runtime: &'a Option<crate::model::RuntimeView>,
     goroutines: Goroutines<'a>,
     tasks: &'a [crate::model::TaskView],
+    task_source: &'a Option<crate::model::TaskSource>,
     stalls: Stalls<'a>,
     summary: &'a crate::model::Summary,
     /// The structured frames the `*_stack_id` fields refer to: entry N is stack id N.
@@ -48,6 +49,7 @@ impl<'a> ContractSnapshot<'a> {
             runtime: &s.runtime,
             goroutines: Goroutines(&s.goroutines, &s.stacks),
             tasks: &s.tasks,
+            task_source: &s.task_source,
             stalls: Stalls(&s.stalls, &s.stacks),
             summary: &s.summary,
             stacks: StackList(&s.stacks),

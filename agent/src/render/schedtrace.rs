@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use super::duration::human;
 use parkscope_collector::runtime::{SchedTrace, SchedValue};
 
-use crate::model::{Snapshot, Summary};
+use crate::model::{RuntimeKind, Snapshot, Summary, ThreadRole};
 
 /// The one-line summary at `elapsed_ms` since the trace began.
 pub fn line(elapsed_ms: u64, s: &Summary) -> String {
@@ -58,11 +58,32 @@ pub fn runtime_json_line(pid: u32, trace: &SchedTrace) -> serde_json::Result<Str
     Ok(line)
 }
 
+/// For a tokio target, what follows the line: ` workers=N blocking=M stalled=K` (threads by
+/// role, and workers inside one poll for at least `--stall`); empty for other targets.
+pub fn tokio_counts(view: &Snapshot) -> String {
+    if !view.runtime.as_ref().is_some_and(|rt| rt.kind == RuntimeKind::Tokio) {
+        return String::new();
+    }
+    let count = |role| view.threads.iter().filter(|t| t.role == Some(role)).count();
+    format!(
+        " workers={} blocking={} stalled={}",
+        count(ThreadRole::TokioWorker),
+        count(ThreadRole::TokioBlocking),
+        view.stalls.len()
+    )
+}
+
 /// The `--detail` block: one indented line per thread, in display order.
 pub fn detail(view: &Snapshot) -> String {
     let mut out = String::new();
     for t in &view.threads {
         let _ = write!(out, "  tid={} name={} state={}", t.tid, t.name, t.state.as_str());
+        if let Some(role) = t.role {
+            let _ = write!(out, " role={}", role.as_str());
+        }
+        if let Some(task) = &t.task {
+            let _ = write!(out, " task={}", task.task_id);
+        }
         if let Some(c) = &t.syscall {
             let _ = write!(out, " syscall={}", c.name);
             if let Some(fd) = c.fd {

@@ -6,7 +6,10 @@ use std::fmt::Write as _;
 use std::collections::BTreeMap;
 
 use super::duration::human;
-use crate::model::{GoroutineView, RuntimeView, Snapshot, StackId, StackTable, SyscallView};
+use crate::model::{
+    GoroutineView, RuntimeKind, RuntimeView, Snapshot, StackId, StackTable, StallActivity, SyscallView,
+    ThreadRole,
+};
 
 /// Goroutine ids listed per group in the table view (JSON has them all).
 const GOIDS_SHOWN: usize = 8;
@@ -59,10 +62,15 @@ pub fn render(view: &Snapshot) -> String {
     }
     out.push('\n');
 
-    // Go targets get the runtime's role of each thread and the goroutine it runs.
-    let go = view.runtime.as_ref().is_some_and(RuntimeView::is_read);
-    let header = ["TID", "NAME", "STATE", "SYSCALL", "FD", "ON", "BLOCKED", "WAKER", "ROLE", "G"];
-    let columns = if go { header.len() } else { header.len() - 2 };
+    // Go targets get the runtime's role of each thread and the goroutine it runs; tokio targets
+    // the role and the task a worker polls (with how long the poll has lasted).
+    let tokio = view.runtime.as_ref().is_some_and(|rt| rt.kind == RuntimeKind::Tokio);
+    let go = !tokio && view.runtime.as_ref().is_some_and(RuntimeView::is_read);
+    let mut header = ["TID", "NAME", "STATE", "SYSCALL", "FD", "ON", "BLOCKED", "WAKER", "ROLE", "G"];
+    if tokio {
+        header[9] = "TASK";
+    }
+    let columns = if go || tokio { header.len() } else { header.len() - 2 };
     let rows: Vec<[String; 10]> = view
         .threads
         .iter()
@@ -81,7 +89,14 @@ pub fn render(view: &Snapshot) -> String {
                 c.map_or_else(|| "-".to_owned(), time_cell),
                 c.and_then(|c| c.waker_tid).map_or_else(|| "-".to_owned(), |w| w.to_string()),
                 t.role.map_or_else(|| "-".to_owned(), |r| r.as_str().to_owned()),
-                t.goroutine.map_or_else(|| "-".to_owned(), |g| g.to_string()),
+                match (&t.task, t.goroutine) {
+                    (Some(task), _) => match task.poll_ns {
+                        Some(ns) => format!("{} (poll >={})", task.task_id, human(ns)),
+                        None => task.task_id.to_string(),
+                    },
+                    (None, Some(g)) => g.to_string(),
+                    (None, None) => "-".to_owned(),
+                },
             ]
         })
         .collect();
@@ -101,9 +116,12 @@ pub fn render(view: &Snapshot) -> String {
         push_row(r);
     }
 
-    if let Some(rt) = &view.runtime {
-        render_goroutines(&mut out, view, rt);
+    match &view.runtime {
+        Some(rt) if rt.kind == RuntimeKind::Tokio => render_tokio(&mut out, view, rt),
+        Some(rt) => render_goroutines(&mut out, view, rt),
+        None => {}
     }
+    render_tasks(&mut out, view);
 
     for t in view.threads.iter().filter(|t| !t.user_stack_id.is_empty() || !t.kernel_stack_id.is_empty()) {
         let what = t
@@ -125,6 +143,111 @@ pub fn render(view: &Snapshot) -> String {
         }
     }
     out
+}
+
+/// tokio: the runtime's threads by role, and each stall (a worker held inside one poll).
+fn render_tokio(out: &mut String, view: &Snapshot, rt: &RuntimeView) {
+    let count = |role| view.threads.iter().filter(|t| t.role == Some(role)).count();
+    let _ = writeln!(
+        out,
+        "\n{}: {} workers, {} blocking-pool threads; {} stalled",
+        rt.version,
+        count(ThreadRole::TokioWorker),
+        count(ThreadRole::TokioBlocking),
+        view.stalls.len()
+    );
+    if let Some(err) = &rt.error {
+        let _ = writeln!(out, "  tasks not read: {err}; the threads above are complete");
+    }
+    for st in &view.stalls {
+        let what = match &st.activity {
+            StallActivity::Syscall { name, fd: Some(fd), fd_desc } => {
+                format!(
+                    "in {name} fd {fd}{}",
+                    fd_desc.as_ref().map_or_else(String::new, |d| format!(" ({d})"))
+                )
+            }
+            StallActivity::Syscall { name, .. } => format!("in {name}"),
+            StallActivity::OnCpu => "on CPU".to_owned(),
+        };
+        let task = st.task_id.map_or_else(|| "?".to_owned(), |t| t.to_string());
+        let mark = if st.exact { "" } else { ">=" };
+        let _ =
+            writeln!(out, "  STALL tid {} task {task} for {mark}{} {what}", st.tid, human(st.duration_ns));
+    }
+}
+
+/// Tasks listed in the table view (JSON has them all): those with warnings first, then running,
+/// scheduled, idle and completed ones.
+const TASKS_SHOWN: usize = 40;
+
+/// tokio tasks from the target's console, one line each, or why there are none.
+fn render_tasks(out: &mut String, view: &Snapshot) {
+    let Some(src) = &view.task_source else { return };
+    if let Some(err) = &src.error {
+        let _ = writeln!(out, "\ntasks: not read: {err}; the threads above are complete");
+        if let Some(hint) = &src.hint {
+            let _ = writeln!(out, "  hint: {hint}");
+        }
+        return;
+    }
+    let warned = view.tasks.iter().filter(|t| !t.warnings.is_empty()).count();
+    let _ = writeln!(
+        out,
+        "\ntasks: {} from tokio console {} ({} updates; {warned} with warnings){}",
+        view.tasks.len(),
+        src.addr.as_deref().unwrap_or("?"),
+        src.updates,
+        if src.tasks_capped > 0 {
+            format!(" ({} more left out by the cap)", src.tasks_capped)
+        } else {
+            String::new()
+        }
+    );
+    let mut order: Vec<&crate::model::TaskView> = view.tasks.iter().collect();
+    order.sort_by_key(|t| (t.warnings.is_empty(), t.state as u8, std::cmp::Reverse(t.busy_ns)));
+    let header =
+        ["ID", "TASK", "NAME", "KIND", "STATE", "POLLS", "BUSY", "SCHED", "IDLE", "WORKER", "LOCATION"];
+    let rows: Vec<[String; 11]> = order
+        .iter()
+        .take(TASKS_SHOWN)
+        .map(|t| {
+            let opt = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
+            [
+                opt(t.console_id.map(|i| i.to_string())),
+                opt(t.task_id.map(|i| i.to_string())),
+                opt(t.name.clone()),
+                opt(t.kind.clone()),
+                t.state.as_str().to_owned(),
+                t.polls.to_string(),
+                human(t.busy_ns),
+                human(t.scheduled_ns),
+                human(t.idle_ns),
+                opt(t.worker_tid.map(|i| i.to_string())),
+                opt(t.spawn_location.clone()),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let cols: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        format!("  {}", cols.join("  ").trim_end())
+    };
+    let _ = writeln!(out, "{}", line(&header.map(str::to_owned)));
+    for (t, r) in order.iter().zip(&rows) {
+        let _ = writeln!(out, "{}", line(r));
+        for w in &t.warnings {
+            let _ = writeln!(out, "      warning {w}");
+        }
+    }
+    if view.tasks.len() > TASKS_SHOWN {
+        let _ = writeln!(out, "  ... {} more (see --json)", view.tasks.len() - TASKS_SHOWN);
+    }
 }
 
 /// Goroutines grouped like the runtime's own `goroutine?debug=1` dump: by identical stack, so
@@ -317,6 +440,57 @@ mod tests {
             goroutine: None,
             task: None,
         }
+    }
+
+    #[test]
+    fn tasks_with_warnings_first_and_a_failed_console_says_why() {
+        use crate::model::{TaskSource, TaskState, TaskView};
+        let mut view = Snapshot::new(1, "app".into(), Timestamp::default());
+        let task = |id: u64, name: &str, warnings: Vec<String>| TaskView {
+            task_id: Some(id),
+            console_id: Some(id + 100),
+            name: Some(name.into()),
+            kind: Some("task".into()),
+            spawn_location: Some("src/main.rs:3:9".into()),
+            state: TaskState::Idle,
+            polls: 4,
+            busy_ns: 1_500_000,
+            scheduled_ns: 0,
+            idle_ns: 2_000_000_000,
+            wakes: 3,
+            waker_clones: 1,
+            waker_drops: 1,
+            self_wakes: 0,
+            warnings,
+            worker_tid: None,
+            io_fd: None,
+            io_fd_desc: None,
+        };
+        view.tasks = vec![task(1, "fine", vec![]), task(2, "coma", vec!["lost-waker: no waker left".into()])];
+        view.task_source =
+            Some(TaskSource { addr: Some("127.0.0.1:6669".into()), updates: 2, ..TaskSource::default() });
+        let text = render(&view);
+        let section = text.split("tasks: ").nth(1).expect("a tasks section");
+        assert!(
+            section.starts_with("2 from tokio console 127.0.0.1:6669 (2 updates; 1 with warnings)"),
+            "{text}"
+        );
+        let coma = section.find("coma").expect("coma listed");
+        assert!(coma < section.find("fine").expect("fine listed"), "{text}");
+        assert!(section.contains("      warning lost-waker: no waker left"), "{text}");
+        view.task_source = Some(TaskSource {
+            error: Some("cannot connect".into()),
+            hint: Some("check it".into()),
+            ..TaskSource::default()
+        });
+        view.tasks.clear();
+        let text = render(&view);
+        assert!(
+            text.contains(
+                "tasks: not read: cannot connect; the threads above are complete\n  hint: check it"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -5,11 +5,14 @@
 
 pub mod go;
 pub mod profile;
+pub mod tokio;
 
-use parkscope_model::{GoroutineView, RuntimeView, StackTable, ThreadView};
+use std::time::Duration;
+
+use parkscope_model::{GoroutineView, RuntimeView, StackTable, StallView, ThreadView};
 use parkscope_probes::{
     kernel::{KernelCounters, KernelProbes},
-    procfs::fds::FdTable,
+    procfs::{fds::FdTable, threads::ThreadSample},
 };
 
 use crate::error::CollectError;
@@ -25,6 +28,12 @@ pub struct ReadContext<'a> {
     pub stack_table: &'a mut StackTable,
     /// The kernel probes, when loaded (a reader's own uprobes keep their state there).
     pub probes: Option<&'a KernelProbes>,
+    /// The /proc samples the threads were made from (thread ids, switch counts).
+    pub samples: &'a [ThreadSample],
+    /// The view's instant, CLOCK_MONOTONIC ns.
+    pub now_ns: u64,
+    /// A runtime worker held inside one task's poll at least this long is a stall.
+    pub stall_ns: u64,
 }
 
 /// One read of a runtime.
@@ -38,6 +47,8 @@ pub struct RuntimeRead {
     pub counters: Option<KernelCounters>,
     /// The reader's uprobes count the runtime's transitions (`summary.go_transitions`).
     pub transitions_counted: bool,
+    /// Workers held inside one task's poll for at least the stall threshold.
+    pub stalls: Vec<StallView>,
 }
 
 /// One interval of a runtime's own scheduler trace.
@@ -93,6 +104,18 @@ pub trait RuntimeReader: Send {
     ) -> Result<Option<Box<dyn profile::RuntimeProfile + 'a>>, CollectError> {
         Ok(None)
     }
+    /// Whether the runtime has a scheduler trace of its own ([`RuntimeReader::schedtrace`]).
+    fn has_schedtrace(&self) -> bool;
+
+    /// Whether its join learns from the threads' user stacks, so views must unwind them.
+    fn needs_thread_stacks(&self) -> bool;
+
+    /// How often to [`RuntimeReader::sample`] between views; None: its reads need none.
+    fn sample_every(&self) -> Option<Duration>;
+
+    /// A cheap read between views (tokio: which task each worker polls now), so that the
+    /// next view can tell how long a poll has lasted.
+    fn sample(&mut self, now_ns: u64);
 }
 
 /// What looking for a runtime in the target found.
@@ -110,5 +133,8 @@ pub enum Detected {
 
 /// Looks for each runtime parkscope reads in process `pid`. Blocking file work.
 pub fn detect(pid: u32) -> Detected {
-    go::GoReader::detect(pid)
+    match go::GoReader::detect(pid) {
+        Detected::None => tokio::TokioReader::detect(pid),
+        found => found,
+    }
 }

@@ -76,8 +76,24 @@ impl RuntimeReader for GoReader {
             view,
             counters: timing.map(|t| t.counters),
             transitions_counted: self.uprobes_at_ns.is_some(),
+            stalls: Vec::new(),
         })
     }
+
+    fn has_schedtrace(&self) -> bool {
+        true
+    }
+
+    fn needs_thread_stacks(&self) -> bool {
+        false
+    }
+
+    /// Go's reads take everything from the runtime's own structures at the view.
+    fn sample_every(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    fn sample(&mut self, _now_ns: u64) {}
 
     fn attach_uprobes(&mut self, probes: &mut KernelProbes) -> Result<(), CollectError> {
         uprobes::attach(probes, &self.process, false, None)?;

@@ -1,0 +1,358 @@
+//! The tokio runtime as a [`RuntimeReader`] ([`TokioReader`]): joins the tokio runtime's facts
+//! (probes/src/tokio/) with the thread view: each tokio thread's
+//! role, the task a worker polls now (read from its thread-local storage), how long that poll
+//! has lasted as far as the thread view can tell, and the stalls (a worker held inside one poll
+//! for at least `--stall`). Blocking-pool threads are never stalls. No probe runs per poll: a
+//! blocked worker's time comes from its syscall's block time, an on-CPU worker's from the reads
+//! that saw it in the same task without sleeping in between (a lower bound).
+
+use std::{collections::HashMap, time::Duration};
+
+use parkscope_probes::{
+    procfs::{maps::AddressSpace, pidns::TidMap, threads::ThreadSample},
+    tokio::{ThreadPointers, TokioBinary, TokioError, TokioRole, role_from_stack, voluntary_switches},
+};
+
+use parkscope_model::{
+    RuntimeKind, RuntimeView, StackTable, StallActivity, StallView, TaskOnThread, ThreadRole, ThreadState,
+    ThreadView,
+};
+use parkscope_probes::kernel::KernelProbes;
+
+use super::{Detected, ReadContext, RuntimeRead, RuntimeReader, SchedTrace};
+use crate::error::CollectError;
+
+/// How often a tokio target's workers are read between views (a few microseconds each): an
+/// on-CPU poll is measured from the first read that saw it.
+const SAMPLE_EVERY: Duration = Duration::from_millis(10);
+
+/// `--stall`'s default: a worker inside one poll this long is a stall.
+pub const DEFAULT_STALL_NS: u64 = 100_000_000;
+
+/// A worker polling the same task, seen at several reads without a voluntary switch between.
+#[derive(Debug, Clone, Copy)]
+struct OnCpuPoll {
+    task_id: u64,
+    first_seen_ns: u64,
+    voluntary_switches: u64,
+}
+
+/// A tokio target, once found.
+struct TokioTarget {
+    pid: u32,
+    binary: TokioBinary,
+    pointers: ThreadPointers,
+    /// Roles learnt from stacks, kept: a running thread has no stack in /proc, and a thread's
+    /// role does not change while it lives (workers stay workers until the runtime stops).
+    roles: HashMap<u32, TokioRole>,
+    on_cpu: HashMap<u32, OnCpuPoll>,
+    /// The task id each worker shows while it polls nothing: a multi-thread worker's loop runs
+    /// inside the poll of the blocking-pool task that launched it, so its thread-local id is
+    /// that task's between polls. Learnt when the worker's stack shows it parked.
+    base_task: HashMap<u32, u64>,
+}
+
+impl TokioTarget {
+    /// Looks at the target's executable; None for a program without tokio. Blocking file work.
+    fn detect(pid: u32) -> Option<TokioTarget> {
+        match TokioBinary::of_process(pid) {
+            Ok(binary) => {
+                tracing::info!(version = ?binary.version, slot = ?binary.task_id_slot, "tokio runtime found");
+                Some(TokioTarget {
+                    pid,
+                    binary,
+                    pointers: ThreadPointers::new(),
+                    roles: HashMap::new(),
+                    on_cpu: HashMap::new(),
+                    base_task: HashMap::new(),
+                })
+            }
+            Err(TokioError::NotTokio(_)) => None,
+            Err(e) => {
+                tracing::debug!("looking for tokio: {e}");
+                None
+            }
+        }
+    }
+
+    /// `tokio 1.47.1`, or `unknown` when the binary does not say.
+    fn version(&self) -> String {
+        self.binary.version.as_ref().map_or_else(|| "unknown".to_owned(), |v| format!("tokio {v}"))
+    }
+
+    /// Reads the task id of each known worker now and updates the on-CPU polls seen: a cheap
+    /// read between views (one memory read and one status file per worker). The switch count
+    /// is read after the task id, so a sleep between two reads always restarts the poll.
+    fn sample(&mut self, now: u64) {
+        let Ok(slot) = &self.binary.task_id_slot else { return };
+        let offset = slot.offset;
+        let workers: Vec<u32> =
+            self.roles.iter().filter(|(_, r)| **r == TokioRole::Worker).map(|(t, _)| *t).collect();
+        for tid in workers {
+            let base = self.base_task.get(&tid).copied().unwrap_or(0);
+            let task = self.pointers.read_word(self.pid, tid, offset).filter(|t| *t != 0 && *t != base);
+            let switches = voluntary_switches(self.pid, tid);
+            match (task, switches) {
+                (Some(task_id), Some(switches)) => {
+                    let keep = self
+                        .on_cpu
+                        .get(&tid)
+                        .is_some_and(|p| p.task_id == task_id && p.voluntary_switches == switches);
+                    if !keep {
+                        self.on_cpu.insert(
+                            tid,
+                            OnCpuPoll { task_id, first_seen_ns: now, voluntary_switches: switches },
+                        );
+                    }
+                }
+                _ => {
+                    self.on_cpu.remove(&tid);
+                }
+            }
+        }
+    }
+
+    /// Fills each tokio thread's role and task, and returns the runtime part and the stalls.
+    fn join(
+        &mut self,
+        samples: &[ThreadSample],
+        threads: &mut [ThreadView],
+        stacks: &StackTable,
+        now: u64,
+        stall_ns: u64,
+    ) -> (RuntimeView, Vec<StallView>) {
+        let mut parked: Vec<u32> = Vec::new();
+        for t in threads.iter() {
+            let frames = stacks.get(t.user_stack_id);
+            if frames.is_empty() {
+                continue;
+            }
+            let functions = || frames.iter().filter_map(|f| f.function.as_deref());
+            let (role, _polling) = role_from_stack(functions());
+            if let Some(role) = role {
+                self.roles.insert(t.tid, role);
+            }
+            match is_parked(functions()) {
+                Some(true) if stack_has_tokio(functions()) => parked.push(t.tid),
+                // Cut short: taken as parked only while this worker's idle id is unknown.
+                Some(true) if !self.base_task.contains_key(&t.tid) => parked.push(t.tid),
+                _ => {}
+            }
+        }
+        self.base_task.retain(|tid, _| samples.iter().any(|s| s.tid == *tid));
+        self.roles.retain(|tid, _| samples.iter().any(|s| s.tid == *tid));
+        self.on_cpu.retain(|tid, _| samples.iter().any(|s| s.tid == *tid));
+
+        let mut error = self.binary.task_id_slot.as_ref().err().cloned();
+        if let (None, Err(e)) = (&error, &self.binary.scheduler_slot) {
+            tracing::info!("tokio worker roles from stacks only: {e}");
+        }
+        if error.is_none() {
+            match thread_ids(self.pid, samples) {
+                Ok(ids) => match AddressSpace::read(self.pid) {
+                    Ok(space) => self.pointers.locate(self.pid, &ids, &space),
+                    Err(e) => error = Some(format!("reading the target's maps: {e}")),
+                },
+                Err(e) => error = Some(format!("reading the target's thread ids: {e}")),
+            }
+        }
+        self.sample(now);
+        let offset = self.binary.task_id_slot.as_ref().ok().map(|s| s.offset);
+        let scheduler = self.binary.scheduler_slot.as_ref().ok().map(|s| s.offset);
+        let switches: HashMap<u32, u64> =
+            samples.iter().filter_map(|s| Some((s.tid, s.voluntary_switches?))).collect();
+
+        let mut stalls = Vec::new();
+        for t in threads.iter_mut() {
+            let mut task_id = offset.and_then(|o| self.pointers.read_word(self.pid, t.tid, o));
+            // The worker loop keeps CONTEXT.scheduler set for as long as it runs; a thread
+            // polling a task outside any scheduler is on the blocking pool (spawn_blocking).
+            match (scheduler.and_then(|o| self.pointers.read_word(self.pid, t.tid, o)), task_id) {
+                (Some(s), _) if s != 0 => {
+                    self.roles.insert(t.tid, TokioRole::Worker);
+                }
+                (Some(0), Some(id)) if id != 0 => {
+                    self.roles.insert(t.tid, TokioRole::Blocking);
+                }
+                _ => {}
+            }
+            let role = self.roles.get(&t.tid).copied();
+            if role == Some(TokioRole::Worker) {
+                if parked.contains(&t.tid)
+                    && let Some(id) = task_id
+                {
+                    self.base_task.insert(t.tid, id);
+                }
+                if task_id.is_some() && task_id == self.base_task.get(&t.tid).copied() {
+                    task_id = None;
+                }
+            }
+            t.role = role.map(|r| match r {
+                TokioRole::Worker => ThreadRole::TokioWorker,
+                TokioRole::Blocking => ThreadRole::TokioBlocking,
+            });
+            // A blocked thread that switched since /proc was read may have left that call (and
+            // the poll the id belongs to): its call's time is then not the poll's.
+            let moved = t.state.is_blocked()
+                && voluntary_switches(self.pid, t.tid).is_none_or(|n| Some(&n) != switches.get(&t.tid));
+            let Some(task_id) = task_id.filter(|id| *id != 0) else { continue };
+            // How long the poll has lasted, as far as the thread view can tell: a thread blocked
+            // inside it has been in the poll at least as long as in its call; one on a CPU at
+            // least since the first read that saw it in this task without having slept since.
+            let blocked = t.syscall.as_ref().and_then(|c| c.time_ns());
+            let on_cpu = self
+                .on_cpu
+                .get(&t.tid)
+                .filter(|p| p.task_id == task_id && !t.state.is_blocked())
+                .map(|p| now.saturating_sub(p.first_seen_ns));
+            let poll_ns = if moved {
+                None
+            } else if t.state.is_blocked() {
+                blocked
+            } else {
+                on_cpu
+            };
+            t.task = Some(TaskOnThread { task_id, poll_ns, poll_ns_exact: false });
+            if role != Some(TokioRole::Worker) {
+                continue;
+            }
+            let Some(duration_ns) = poll_ns.filter(|d| *d >= stall_ns) else { continue };
+            let activity = match (&t.syscall, t.state) {
+                (Some(c), s) if s.is_blocked() => {
+                    StallActivity::Syscall { name: c.name.clone(), fd: c.fd, fd_desc: c.fd_desc.clone() }
+                }
+                (_, ThreadState::Running | ThreadState::Runnable) => StallActivity::OnCpu,
+                _ => continue,
+            };
+            stalls.push(StallView {
+                tid: t.tid,
+                task_id: Some(task_id),
+                duration_ns,
+                exact: false,
+                activity,
+                user_stack_id: t.user_stack_id,
+            });
+        }
+        let view = RuntimeView {
+            kind: RuntimeKind::Tokio,
+            version: self.version(),
+            module: None,
+            layout: None,
+            gomaxprocs: None,
+            goroutines_dead: None,
+            goroutines_inconsistent: None,
+            hint: error.as_ref().map(|_| {
+                "the threads above are complete; build with symbols (cargo's release default) for task ids and stalls"
+                    .to_owned()
+            }),
+            error,
+        };
+        (view, stalls)
+    }
+}
+
+/// Whether a stack shows the scheduler parking (a condvar or the I/O driver): the worker polls
+/// no task there. `Some(true)` when its innermost tokio frame says so, `Some(false)` when it
+/// names other tokio code; for a stack cut short before any tokio frame (unwinding without the
+/// frame pointer of a thread blocked since before attach), `None` unless it ends in a std
+/// condvar wait or mio's poll, which is how a parked worker's stack begins (`Some(true)`).
+fn is_parked<'a>(functions: impl Iterator<Item = &'a str>) -> Option<bool> {
+    let mut waiting = false;
+    for f in functions {
+        if f.contains("tokio::") {
+            return Some(
+                f.contains("scheduler::multi_thread::park::")
+                    || f.contains("runtime::park::")
+                    || f.contains("runtime::io::driver::")
+                    || f.contains("runtime::time::Driver"),
+            );
+        }
+        waiting |= f.contains("std::sys::sync::condvar") || f.contains("mio::poll::Poll");
+    }
+    waiting.then_some(true)
+}
+
+fn stack_has_tokio<'a>(mut functions: impl Iterator<Item = &'a str>) -> bool {
+    functions.any(|f| f.contains("tokio::"))
+}
+
+/// Each thread's (host tid, tid in the process's own pid namespace).
+fn thread_ids(pid: u32, samples: &[ThreadSample]) -> Result<Vec<(u32, u32)>, String> {
+    let map = TidMap::read(pid).map_err(|e| e.to_string())?;
+    let host_to_ns: HashMap<u32, u32> = match &map {
+        TidMap::Same => samples.iter().map(|s| (s.tid, s.tid)).collect(),
+        TidMap::Nested(m) => m.iter().map(|(ns, host)| (*host, *ns)).collect(),
+    };
+    Ok(samples.iter().filter_map(|s| host_to_ns.get(&s.tid).map(|ns| (s.tid, *ns))).collect())
+}
+
+/// A tokio target behind the [`RuntimeReader`] trait. It has no goroutine-like task list of
+/// its own (tasks come from console-subscriber, when the target serves it), no uprobes and no
+/// scheduler trace: what it reads is the role and current task of each thread, and stalls.
+pub struct TokioReader {
+    target: TokioTarget,
+}
+
+impl TokioReader {
+    /// Looks for tokio in process `pid` (blocking: reads its binary's symbols).
+    pub fn detect(pid: u32) -> Detected {
+        match TokioTarget::detect(pid) {
+            Some(target) => Detected::Found(Box::new(TokioReader { target })),
+            None => Detected::None,
+        }
+    }
+}
+
+impl RuntimeReader for TokioReader {
+    fn identity(&self) -> RuntimeView {
+        RuntimeView {
+            kind: RuntimeKind::Tokio,
+            version: self.target.version(),
+            module: None,
+            layout: None,
+            gomaxprocs: None,
+            goroutines_dead: None,
+            goroutines_inconsistent: None,
+            error: None,
+            hint: None,
+        }
+    }
+
+    fn unreadable(&self, err: &CollectError) -> RuntimeView {
+        RuntimeView { error: Some(err.to_string()), hint: err.hint(), ..self.identity() }
+    }
+
+    fn read(&mut self, cx: ReadContext<'_>) -> Result<RuntimeRead, CollectError> {
+        let (view, stalls) = self.target.join(cx.samples, cx.threads, cx.stack_table, cx.now_ns, cx.stall_ns);
+        Ok(RuntimeRead { goroutines: Vec::new(), view, counters: None, transitions_counted: false, stalls })
+    }
+
+    fn attach_uprobes(&mut self, _probes: &mut KernelProbes) -> Result<(), CollectError> {
+        Err(CollectError::Unsupported(
+            "tokio targets have no uprobes in parkscope: their stalls need none".to_owned(),
+        ))
+    }
+
+    fn schedtrace(&self, _elapsed_ms: u64, _detail: bool) -> Result<SchedTrace, CollectError> {
+        Err(CollectError::Unsupported(
+            "tokio has no scheduler trace of its own; parkscope prints thread-level lines".to_owned(),
+        ))
+    }
+
+    fn has_schedtrace(&self) -> bool {
+        false
+    }
+
+    /// Roles and a worker's idle task id are learnt from stacks showing it parked.
+    fn needs_thread_stacks(&self) -> bool {
+        true
+    }
+
+    fn sample_every(&self) -> Option<Duration> {
+        Some(SAMPLE_EVERY)
+    }
+
+    fn sample(&mut self, now_ns: u64) {
+        self.target.sample(now_ns);
+    }
+}
