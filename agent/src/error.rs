@@ -1,8 +1,11 @@
 //! The agent's failure kinds and their exit codes. Every bad input ends in one line naming the
 //! cause, one line with a hint, and a distinct exit code, so scripts can tell them apart.
 
-use parkscope_collector::{CollectError, runtime::go::uprobes::GoUprobeError};
-use parkscope_probes::{go::GoError, kernel::KernelError, procfs::ProcError};
+use parkscope_collector::{
+    CollectError,
+    error::{GoError, KernelError, ProcError},
+    runtime::go::uprobes::GoUprobeError,
+};
 
 /// Exit codes (documented in README.md and `parkscope --help`).
 pub mod code {

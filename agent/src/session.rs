@@ -73,7 +73,7 @@ impl Session {
 /// A pidfd for `pid` registered with the reactor, or None if the kernel lacks pidfd_open
 /// (the callers then notice the exit when /proc reads fail).
 fn open_pidfd(pid: u32) -> Option<AsyncFd<OwnedFd>> {
-    let owned = parkscope_probes::procfs::process::pidfd_open(pid).ok()?;
+    let owned = parkscope_collector::pidfd_open(pid).ok()?;
     // SAFETY: the OwnedFd keeps the fd open for the AsyncFd's whole life.
     unsafe { AsyncFd::register_with_interest(owned, Interest::READABLE) }.ok()
 }

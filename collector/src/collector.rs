@@ -100,6 +100,9 @@ pub struct Started {
     pub runtime_unreadable: Option<CollectError>,
     /// The target's executable (/proc/PID/exe), when it can be read.
     pub exe: Option<std::path::PathBuf>,
+    /// The build id of that executable (GNU hex, or Go's), read through /proc/PID/exe: the
+    /// file the target runs, even if its path was replaced.
+    pub build_id: Option<String>,
     /// The runtime found (kind, version; readable or not), None when there is none or none
     /// was looked for.
     pub runtime: Option<parkscope_model::RuntimeView>,
@@ -354,6 +357,9 @@ impl<'a> Run<'a> {
             runtime_readable: run.observer.has_runtime(),
             runtime_unreadable,
             exe: run.observer.target.exe.clone(),
+            build_id: parkscope_probes::stacks::modules::elf_build_id(std::path::Path::new(&format!(
+                "/proc/{pid}/exe"
+            ))),
             runtime: run.observer.runtime_identity(),
         };
         Ok((run, started))

@@ -1,7 +1,9 @@
 //! Why collection could not start or go on, as typed causes: the consumer (the agent) turns
 //! each into its message, hint and exit code.
 
-use parkscope_probes::{go::GoError, kernel::KernelError, procfs::ProcError};
+/// The layers' own causes, re-exported so that consumers can tell them apart (exit codes)
+/// without importing the probes.
+pub use parkscope_probes::{go::GoError, kernel::KernelError, procfs::ProcError};
 
 use crate::runtime::go::uprobes::GoUprobeError;
 

@@ -1,6 +1,7 @@
 //! parkscope's data model: what every output consumes. A [`Snapshot`] is one instant of a
 //! process (its threads, what each is blocked in, its language runtime and that runtime's tasks);
-//! [`Event`]s are what happened between two snapshots. Both serialise both ways (serde), so a
+//! [`Event`]s are what happened between two snapshots; a [`profile::Profile`] is one window's
+//! off-CPU or CPU profile. All serialise both ways (serde), so a
 //! recording can be read back into exactly what a live collection produced.
 //!
 //! This crate depends on nothing of parkscope's but `parkscope-common` (the syscall table): the
@@ -13,6 +14,7 @@
 
 pub mod event;
 pub mod goroutine;
+pub mod profile;
 pub mod runtime;
 pub mod snapshot;
 pub mod stack;

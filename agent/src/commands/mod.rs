@@ -1,6 +1,6 @@
 //! One module per subcommand; each returns the exit code it ended with or a [`Failure`].
-//! snapshot, schedtrace, record and top consume a `parkscope_collector::Collector`; the helpers below that
-//! touch the probes (`open_target`, `attach`) serve `profile`, which still collects itself.
+//! snapshot, schedtrace, record and top consume a `parkscope_collector::Collector`, profile a
+//! `parkscope_collector::profile::ProfileCollector`; none touches the probes.
 pub mod export;
 pub mod profile;
 pub mod record;
@@ -9,35 +9,14 @@ pub mod schedtrace;
 pub mod snapshot;
 pub mod top;
 
-use parkscope_probes::{
-    kernel::{KernelProbes, ProbeConfig, ProbeSelection},
-    procfs::process::TargetProcess,
-};
 use tokio::io::AsyncWriteExt;
 
-use crate::{ebpf_object, error::Failure};
+use crate::error::Failure;
 
 /// Runs file-bound or otherwise blocking work (/proc, target memory, bpf() loads,
 /// symbolisation) on tokio's blocking pool, so the reactor never waits on it.
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Failure> {
     tokio::task::spawn_blocking(f).await.map_err(|e| Failure::internal(&e.into()))
-}
-
-/// Validates the pid (exists, is a user process) off the reactor.
-pub async fn open_target(pid: u32) -> Result<TargetProcess, Failure> {
-    Ok(blocking(move || TargetProcess::open(pid)).await??)
-}
-
-/// Loads and attaches the selected probes for `pid`, off the reactor (bpf() calls block).
-pub async fn attach(
-    pid: u32,
-    selection: ProbeSelection,
-    block_event_min_ns: Option<u64>,
-) -> Result<KernelProbes, Failure> {
-    let config = ProbeConfig { tgid: pid, selection, block_event_min_ns };
-    let probes = blocking(move || KernelProbes::load(ebpf_object::object(), config)).await??;
-    tracing::info!(pid, ?selection, "probes attached");
-    Ok(probes)
 }
 
 /// Writes to stdout through the reactor, so a slow reader never blocks our event loop.

@@ -7,7 +7,7 @@ use std::{fs::File, io::IsTerminal, time::Duration};
 use parkscope_collector::{
     Collector, Config, ObserveOptions, ProbePlan, ProbeSelection, RuntimeMode, Schedule, Started, Update,
 };
-use parkscope_model::{Event, Snapshot, Timestamp};
+use parkscope_model::{Event, Snapshot};
 use parkscope_recording::{End, Header, Writer};
 
 use super::blocking;
@@ -198,7 +198,7 @@ impl Recording {
         blocking(move || {
             w.write_events(&events)?;
             let (snapshots, bytes) = (w.snapshots(), w.bytes());
-            let end = End { reason, snapshots, ended_at: now() };
+            let end = End { reason, snapshots, ended_at: parkscope_collector::now() };
             w.finish(&end).map(|_| (snapshots, bytes))
         })
         .await
@@ -221,23 +221,12 @@ fn header(pid: u32, started: &Started, args: &RecordArgs) -> Header {
         pid,
         comm: started.comm.clone(),
         exe: started.exe.as_ref().map(|p| p.display().to_string()),
-        // Through /proc/PID/exe: the file the target runs, even if its path was replaced.
-        build_id: parkscope_probes::stacks::modules::elf_build_id(std::path::Path::new(&format!(
-            "/proc/{pid}/exe"
-        ))),
+        build_id: started.build_id.clone(),
         runtime: runtime.map(|r| r.kind),
         runtime_version: runtime.map(|r| r.version.clone()).filter(|v| !v.is_empty()),
         interval_ns: u64::try_from(args.interval.as_nanos()).unwrap_or(u64::MAX),
-        started_at: now(),
+        started_at: parkscope_collector::now(),
     }
-}
-
-/// Both clocks now.
-fn now() -> Timestamp {
-    let wall = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-    Timestamp { monotonic_ns: parkscope_probes::kernel::monotonic_now_ns(), wall_unix_ns: wall }
 }
 
 fn human_bytes(b: u64) -> String {

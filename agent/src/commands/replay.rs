@@ -267,11 +267,11 @@ pub async fn schedtrace(args: SchedtraceArgs) -> Result<i32, Failure> {
     Ok(report(&path, &outcome))
 }
 
-const OFFCPU: ValueType = ValueType { kind: "offcpu", unit: "nanoseconds" };
-const GOROUTINE_WAIT: ValueType = ValueType { kind: "goroutine_wait", unit: "nanoseconds" };
+const OFFCPU: (&str, &str) = ("offcpu", "nanoseconds");
+const GOROUTINE_WAIT: (&str, &str) = ("goroutine_wait", "nanoseconds");
 
 /// A sample's identity: its frames and sorted labels.
-type SampleKey = (Vec<usize>, Vec<(&'static str, LabelValue)>);
+type SampleKey = (Vec<usize>, Vec<(String, LabelValue)>);
 
 /// What the profile is built of while the recording is read.
 #[derive(Default)]
@@ -314,8 +314,8 @@ impl ProfileState {
         out
     }
 
-    fn add(&mut self, frames: Vec<usize>, mut labels: Vec<(&'static str, LabelValue)>, values: Vec<i64>) {
-        labels.sort_by(|a, b| a.0.cmp(b.0));
+    fn add(&mut self, frames: Vec<usize>, mut labels: Vec<(String, LabelValue)>, values: Vec<i64>) {
+        labels.sort_by(|a, b| a.0.cmp(&b.0));
         let key = (frames, labels);
         match self.sample_index.get(&key) {
             Some(&i) => {
@@ -349,16 +349,16 @@ impl ProfileState {
             let weight = known.map_or(interval, |k| k.min(interval));
             let frames = self.stack(s, &[t.kernel_stack_id, t.user_stack_id]);
             let mut labels = vec![
-                ("kind", LabelValue::Str("thread".into())),
-                ("thread", LabelValue::Str(t.name.clone())),
-                ("tid", LabelValue::Num(i64::from(t.tid))),
-                ("state", LabelValue::Str(t.state.as_str().into())),
+                ("kind".to_owned(), LabelValue::Str("thread".into())),
+                ("thread".to_owned(), LabelValue::Str(t.name.clone())),
+                ("tid".to_owned(), LabelValue::Num(i64::from(t.tid))),
+                ("state".to_owned(), LabelValue::Str(t.state.as_str().into())),
             ];
             if let Some(c) = &t.syscall {
-                labels.push(("syscall", LabelValue::Str(c.name.clone())));
+                labels.push(("syscall".to_owned(), LabelValue::Str(c.name.clone())));
             }
             if let Some(role) = t.role.filter(|r| *r != ThreadRole::Goroutine) {
-                labels.push(("role", LabelValue::Str(role.as_str().into())));
+                labels.push(("role".to_owned(), LabelValue::Str(role.as_str().into())));
             }
             self.add(frames, labels, vec![weight as i64, 0]);
         }
@@ -369,8 +369,8 @@ impl ProfileState {
             let weight = g.waiting_ns.map_or(interval, |w| w.min(interval));
             let frames = self.stack(s, &[g.stack_id]);
             let labels = vec![
-                ("kind", LabelValue::Str("goroutine".into())),
-                ("wait_reason", LabelValue::Str(g.wait_reason.clone().unwrap_or_default())),
+                ("kind".to_owned(), LabelValue::Str("goroutine".into())),
+                ("wait_reason".to_owned(), LabelValue::Str(g.wait_reason.clone().unwrap_or_default())),
             ];
             self.add(frames, labels, vec![0, weight as i64]);
         }
@@ -409,10 +409,13 @@ pub async fn profile(args: ProfileArgs) -> Result<i32, Failure> {
         kind: ProfileKind::OffCpu,
         pid: state.pid,
         comm: state.comm.clone(),
-        sample_types: vec![OFFCPU, GOROUTINE_WAIT],
-        default_sample_type: Some("offcpu"),
-        folded_value: FoldedValue { index: 0, also: Some(1), divisor: 1000, unit: "us" },
-        period_type: OFFCPU,
+        sample_types: vec![
+            ValueType::new(OFFCPU.0, OFFCPU.1),
+            ValueType::new(GOROUTINE_WAIT.0, GOROUTINE_WAIT.1),
+        ],
+        default_sample_type: Some(OFFCPU.0.to_owned()),
+        folded_value: FoldedValue { index: 0, also: Some(1), divisor: 1000, unit: "us".to_owned() },
+        period_type: ValueType::new(OFFCPU.0, OFFCPU.1),
         period: i64::try_from(interval).unwrap_or(i64::MAX),
         time_nanos: i64::try_from(state.first_wall_ns.unwrap_or(0)).unwrap_or(i64::MAX),
         duration_nanos: i64::try_from(state.span_ns).unwrap_or(i64::MAX),

@@ -10,7 +10,7 @@ use super::{FrameKind, Profile, Sample};
 /// The folded lines of `p`, sorted (inferno requires sorted input), using the profile's
 /// [`super::FoldedValue`]. Samples whose value rounds to zero are left out.
 pub fn lines(p: &Profile) -> Vec<String> {
-    let fv = p.folded_value;
+    let fv = &p.folded_value;
     let mut merged: BTreeMap<String, i64> = BTreeMap::new();
     for s in &p.samples {
         let value = s.values.get(fv.index).copied().unwrap_or(0)
@@ -77,17 +77,17 @@ mod tests {
         };
         let sample = |thread: &str, v| Sample {
             frames: vec![0, 1, 2],
-            labels: vec![("thread", LabelValue::Str(thread.into()))],
+            labels: vec![("thread".into(), LabelValue::Str(thread.into()))],
             values: vec![v],
         };
         let p = Profile {
             kind: ProfileKind::OffCpu,
             pid: 1,
             comm: "x".into(),
-            sample_types: vec![ValueType { kind: "offcpu", unit: "nanoseconds" }],
+            sample_types: vec![ValueType::new("offcpu", "nanoseconds")],
             default_sample_type: None,
-            folded_value: FoldedValue { index: 0, also: None, divisor: 1000, unit: "us" },
-            period_type: ValueType { kind: "offcpu", unit: "nanoseconds" },
+            folded_value: FoldedValue { index: 0, also: None, divisor: 1000, unit: "us".into() },
+            period_type: ValueType::new("offcpu", "nanoseconds"),
             period: 1,
             time_nanos: 0,
             duration_nanos: 0,

@@ -181,16 +181,16 @@ pub fn to_proto(p: &Profile) -> PbProfile {
         sample_type: p
             .sample_types
             .iter()
-            .map(|t| PbValueType { r#type: strings.get(t.kind), unit: strings.get(t.unit) })
+            .map(|t| PbValueType { r#type: strings.get(&t.kind), unit: strings.get(&t.unit) })
             .collect(),
         period_type: Some(PbValueType {
-            r#type: strings.get(p.period_type.kind),
-            unit: strings.get(p.period_type.unit),
+            r#type: strings.get(&p.period_type.kind),
+            unit: strings.get(&p.period_type.unit),
         }),
         period: p.period,
         time_nanos: p.time_nanos,
         duration_nanos: p.duration_nanos,
-        default_sample_type: p.default_sample_type.map_or(0, |t| strings.get(t)),
+        default_sample_type: p.default_sample_type.as_deref().map_or(0, |t| strings.get(t)),
         ..Default::default()
     };
     out.comment = p.comments.iter().map(|c| strings.get(c)).collect();
@@ -312,10 +312,10 @@ mod tests {
             kind: ProfileKind::OffCpu,
             pid: 42,
             comm: "t".into(),
-            sample_types: vec![ValueType { kind: "offcpu", unit: "nanoseconds" }],
-            default_sample_type: Some("offcpu"),
-            folded_value: FoldedValue { index: 0, also: None, divisor: 1, unit: "ns" },
-            period_type: ValueType { kind: "offcpu", unit: "nanoseconds" },
+            sample_types: vec![ValueType::new("offcpu", "nanoseconds")],
+            default_sample_type: Some("offcpu".into()),
+            folded_value: FoldedValue { index: 0, also: None, divisor: 1, unit: "ns".into() },
+            period_type: ValueType::new("offcpu", "nanoseconds"),
             period: 1,
             time_nanos: 1,
             duration_nanos: 2,
@@ -325,7 +325,10 @@ mod tests {
             ],
             samples: vec![Sample {
                 frames: vec![0, 1],
-                labels: vec![("thread", LabelValue::Str("main".into())), ("tid", LabelValue::Num(7))],
+                labels: vec![
+                    ("thread".into(), LabelValue::Str("main".into())),
+                    ("tid".into(), LabelValue::Num(7)),
+                ],
                 values: vec![123],
             }],
             mappings: vec![],

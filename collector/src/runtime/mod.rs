@@ -4,6 +4,7 @@
 //! first reader; another runtime (tokio) is a sibling implementation, detected by [`detect`].
 
 pub mod go;
+pub mod profile;
 pub mod tokio;
 
 use std::time::Duration;
@@ -91,6 +92,18 @@ pub trait RuntimeReader: Send {
     /// lines GODEBUG=schedtrace prints, `detail` adding scheddetail's).
     fn schedtrace(&self, elapsed_ms: u64, detail: bool) -> Result<SchedTrace, CollectError>;
 
+    /// Starts following the runtime over an off-CPU profile's window that began at
+    /// `window_start_ns` (see [`profile::RuntimeProfile`]); with `exact`, attaches its uprobes
+    /// to `probes` summing in kernel from the window start. None: the runtime adds nothing to
+    /// profiles (its threads are profiled like any others).
+    fn profile<'a>(
+        &'a mut self,
+        _probes: Option<&mut KernelProbes>,
+        _window_start_ns: u64,
+        _exact: bool,
+    ) -> Result<Option<Box<dyn profile::RuntimeProfile + 'a>>, CollectError> {
+        Ok(None)
+    }
     /// Whether the runtime has a scheduler trace of its own ([`RuntimeReader::schedtrace`]).
     fn has_schedtrace(&self) -> bool;
 

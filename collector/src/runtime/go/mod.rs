@@ -1,8 +1,10 @@
 //! The Go runtime as a [`RuntimeReader`]: memory reads of the runtime's goroutines and Ms
 //! (probes::go), joined with the threads (join.rs), each thread's role (roles.rs), the opt-in
-//! uprobes (uprobes.rs), and the runtime's own schedtrace lines (schedtrace.rs).
+//! uprobes (uprobes.rs), the runtime's own schedtrace lines (schedtrace.rs), and its part of
+//! off-CPU profiles (profile.rs: goroutine waits, thread roles and goids).
 
 pub mod join;
+pub mod profile;
 pub mod roles;
 pub mod schedtrace;
 pub mod uprobes;
@@ -13,7 +15,7 @@ use parkscope_probes::{
     kernel::{KernelProbes, monotonic_now_ns},
 };
 
-use super::{Detected, ReadContext, RuntimeRead, RuntimeReader, SchedTrace};
+use super::{Detected, ReadContext, RuntimeRead, RuntimeReader, SchedTrace, profile::RuntimeProfile};
 use crate::error::CollectError;
 
 /// A Go process whose runtime was found and can be read.
@@ -97,6 +99,19 @@ impl RuntimeReader for GoReader {
         uprobes::attach(probes, &self.process, false, None)?;
         self.uprobes_at_ns = Some(monotonic_now_ns());
         Ok(())
+    }
+
+    fn profile<'a>(
+        &'a mut self,
+        probes: Option<&mut KernelProbes>,
+        window_start_ns: u64,
+        exact: bool,
+    ) -> Result<Option<Box<dyn RuntimeProfile + 'a>>, CollectError> {
+        if exact {
+            let probes = probes.ok_or(uprobes::GoUprobeError::NoProbes)?;
+            uprobes::attach(probes, &self.process, true, Some(window_start_ns))?;
+        }
+        Ok(Some(Box::new(profile::GoProfile::new(&self.process, window_start_ns, exact))))
     }
 
     fn schedtrace(&self, elapsed_ms: u64, detail: bool) -> Result<SchedTrace, CollectError> {

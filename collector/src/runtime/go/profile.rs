@@ -1,7 +1,9 @@
-//! Per-goroutine blocked time for Go targets: "why is this goroutine not running". The kernel
-//! sees threads, not goroutines (a parked goroutine leaves its thread free to run others), so
-//! the goroutines are read from the Go runtime's own structures during the window, on tokio's
-//! blocking pool, without stopping the target (process_vm_readv of allgs, as snapshot does).
+//! The Go runtime's part of an off-CPU profile (crate::runtime::profile): per-goroutine blocked
+//! time, "why is this goroutine not running", and the thread samples' roles and goids. The
+//! kernel sees threads, not goroutines (a parked goroutine leaves its thread free to run
+//! others), so the goroutines are read from the Go runtime's own structures during the window,
+//! on the collector's thread, without stopping the target (process_vm_readv of allgs, as
+//! snapshot does).
 //!
 //! Accounting is by sampling: the runtime is read every [`SAMPLE_PERIOD`] (stretched to
 //! [`READ_SHARE`] times the read's own duration for targets with very many goroutines), and
@@ -15,7 +17,7 @@
 //! the GC, not at park time, so it is only a lower bound.
 //!
 //! The reader also reports which thread is which M and which goroutine each ran, for the
-//! thread samples' roles (crate::roles) and `goid` labels.
+//! thread samples' roles (super::roles) and `goid` labels.
 //!
 //! With `--go-uprobes` the sampled waits are replaced by exact ones from the kernel (the
 //! casgstatus and gopark uprobes, ebpf/src/probes/go.rs): every completed interval, summed in
@@ -27,12 +29,23 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    sync::mpsc,
     time::{Duration, Instant},
 };
 
 use parkscope_common::{GoGState, GoWaitKey, GoWaitTotal, NO_WAIT_REASON, PRE_ATTACH_STACK};
-use parkscope_probes::go::{GStatus, GoProcess, RuntimeState};
+use parkscope_model::{
+    RuntimeKind, ThreadRole,
+    profile::{LabelValue, ValueType},
+};
+use parkscope_probes::{
+    go::{GStatus, GoProcess, RuntimeState},
+    kernel::KernelProbes,
+};
+
+use super::roles::{BlockedCall, MEvidence, RoleEvidence, go_thread_role};
+use crate::runtime::profile::{
+    ProfileLabels, RuntimeProfile, RuntimeUnreadable, TaskSample, ThreadSampleFacts,
+};
 
 /// Time between reads of the runtime.
 pub const SAMPLE_PERIOD: Duration = Duration::from_millis(100);
@@ -307,60 +320,215 @@ fn with_caller(ips: &[u64], caller: u64) -> Vec<u64> {
     pcs
 }
 
-/// Reads the Go runtime periodically on the blocking pool until stopped.
-pub struct GoSampler {
-    stop: mpsc::Sender<()>,
-    task: tokio::task::JoinHandle<(GoroutineTimes, GoProcess)>,
+/// The Go runtime followed over one profile window: read every [`SAMPLE_PERIOD`] (or
+/// [`READ_SHARE`] times a read's duration) by the collector's thread.
+pub struct GoProfile<'a> {
+    process: &'a GoProcess,
+    times: GoroutineTimes,
+    /// The uprobes sum goroutine waits in kernel (`--go-uprobes`).
+    exact: bool,
 }
 
-impl GoSampler {
-    /// Starts reading at once; the first read stands for the time since `window_start_ns`.
-    /// `keep_reads` keeps what [`GoroutineTimes::use_exact`] needs.
-    pub fn start(go: GoProcess, window_start_ns: u64, keep_reads: bool) -> GoSampler {
-        let (stop, stopped) = mpsc::channel::<()>();
-        let task = tokio::task::spawn_blocking(move || {
-            let mut times = GoroutineTimes::new(go.version().to_owned(), window_start_ns);
-            if keep_reads {
-                times = times.keeping_reads();
-            }
-            loop {
-                let began = Instant::now();
-                match go.read(true) {
-                    Ok(rt) => times.add_read(&rt),
-                    Err(e) => {
-                        times.failed_reads += 1;
-                        tracing::debug!("reading the Go runtime: {e}");
-                    }
-                }
-                let took = began.elapsed();
-                let period = SAMPLE_PERIOD.max(took * READ_SHARE);
-                match stopped.recv_timeout(period.saturating_sub(took)) {
-                    Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    // Stopped: one last read, so the window's end is observed, not extrapolated.
-                    _ => {
-                        if let Ok(rt) = go.read(true) {
-                            times.add_read(&rt);
-                        }
-                        return (times, go);
-                    }
-                }
-            }
-        });
-        GoSampler { stop, task }
+impl<'a> GoProfile<'a> {
+    /// Follows `process` from `window_start_ns`; the first read stands for the time since.
+    pub fn new(process: &'a GoProcess, window_start_ns: u64, exact: bool) -> GoProfile<'a> {
+        let mut times = GoroutineTimes::new(process.version().to_owned(), window_start_ns);
+        if exact {
+            times = times.keeping_reads();
+        }
+        GoProfile { process, times, exact }
     }
+}
 
-    /// Stops reading and returns what was seen (the caller credits the window end), and the
-    /// process for the caller's own use.
-    pub async fn finish(self) -> Option<(GoroutineTimes, GoProcess)> {
-        let _ = self.stop.send(());
-        match self.task.await {
-            Ok(t) => Some(t),
+impl RuntimeProfile for GoProfile<'_> {
+    fn read(&mut self, last: bool) -> Duration {
+        let began = Instant::now();
+        match self.process.read(true) {
+            Ok(rt) => self.times.add_read(&rt),
+            // The read that observes the window's end is a bonus: its failure is no failed read.
+            Err(_) if last => {}
             Err(e) => {
-                tracing::warn!("the Go runtime sampler failed: {e}");
-                None
+                self.times.failed_reads += 1;
+                tracing::debug!("reading the Go runtime: {e}");
             }
         }
+        SAMPLE_PERIOD.max(began.elapsed() * READ_SHARE)
     }
+
+    fn finish(&mut self, probes: Option<&KernelProbes>, window_start_ns: u64, window_end_ns: u64) {
+        self.times.finish(window_end_ns);
+        if self.exact
+            && let Some(probes) = probes
+        {
+            let exact = exact_go_waits(probes);
+            self.times.use_exact(self.process, &exact, window_start_ns, window_end_ns);
+        }
+    }
+
+    fn unreadable(&self) -> Option<RuntimeUnreadable> {
+        (self.times.reads == 0 && self.times.failed_reads > 0).then(|| RuntimeUnreadable {
+            runtime: RuntimeKind::Go,
+            cause: format!(
+                "all {} reads of the Go runtime during the window failed",
+                self.times.failed_reads
+            ),
+            hint: Some(
+                "run with -vv to see why each read failed, or pass --no-go for the threads only".to_owned(),
+            ),
+        })
+    }
+
+    fn labels(&self) -> &dyn ProfileLabels {
+        &self.times
+    }
+}
+
+/// What the Go uprobes summed in kernel over the window (profiles with `--go-uprobes`).
+fn exact_go_waits(probes: &KernelProbes) -> ExactGoWaits {
+    let warn = |what: &str, e: &dyn std::fmt::Display| tracing::warn!("reading {what}: {e}");
+    let totals = probes.go_wait_totals().unwrap_or_else(|e| {
+        warn("goroutine wait totals", &e);
+        HashMap::new()
+    });
+    let open = probes.go_states().unwrap_or_else(|e| {
+        warn("goroutine states", &e);
+        HashMap::new()
+    });
+    let ids: std::collections::HashSet<i32> = totals
+        .keys()
+        .map(|k| k.user_stack_id)
+        .chain(open.values().map(|s| s.user_stack_id))
+        .filter(|&id| id >= 0)
+        .collect();
+    let stacks = ids.into_iter().filter_map(|id| Some((id, probes.stack(id).ok()?))).collect();
+    let counters = probes.counters().unwrap_or_default();
+    ExactGoWaits {
+        totals,
+        open,
+        stacks,
+        transitions: counters.go_transitions,
+        dropped: counters.go_states_full + counters.go_wait_totals_full,
+    }
+}
+
+const GOROUTINE_WAIT: (&str, &str) = ("goroutine_wait", "nanoseconds");
+
+impl ProfileLabels for GoroutineTimes {
+    fn sample_type(&self) -> ValueType {
+        ValueType::new(GOROUTINE_WAIT.0, GOROUTINE_WAIT.1)
+    }
+
+    fn user_stacks(&self) -> Vec<&[u64]> {
+        let waits = self.waits.keys().map(|w| &w.pcs[..]);
+        let starts =
+            self.ms.values().filter(|m| m.mstartfn_pc != 0).map(|m| std::slice::from_ref(&m.mstartfn_pc));
+        waits.chain(starts).collect()
+    }
+
+    fn thread_labels(
+        &self,
+        thread: &ThreadSampleFacts<'_>,
+        function_at: &dyn Fn(u64) -> Option<String>,
+    ) -> Vec<(String, LabelValue)> {
+        let m = self.ms.get(&thread.tid).map(|m| {
+            let sysmon = function_at(m.mstartfn_pc).as_deref() == Some("runtime.sysmon");
+            let runs = !m.goroutines.is_empty();
+            // The one goroutine it ran at every read, if so (a goroutine holding its M in a syscall).
+            let only = (m.goroutines.len() == 1 && m.idle_reads == 0)
+                .then(|| m.goroutines.first().copied())
+                .flatten();
+            (MEvidence { sysmon, runs_goroutine: Some(runs) }, only)
+        });
+        let runtime_epoll = |fd: i32| self.epfd >= 0 && fd == self.epfd;
+        let role = go_thread_role(&RoleEvidence {
+            m: m.map(|(m, _)| m),
+            call: blocked_call(thread, &runtime_epoll),
+            stack: thread.user_functions,
+        });
+        let goid = m.and_then(|(_, goid)| goid).filter(|_| role == Some(ThreadRole::Goroutine));
+        role_labels(role, goid)
+    }
+
+    fn task_samples(&self, fd_text: &dyn Fn(i32) -> String) -> Vec<TaskSample<'_>> {
+        self.waits
+            .iter()
+            .map(|(w, &ns)| {
+                let mut labels = vec![
+                    ("kind".to_owned(), LabelValue::Str("goroutine".to_owned())),
+                    ("goid".to_owned(), LabelValue::Num(w.goid as i64)),
+                    ("status".to_owned(), LabelValue::Str(w.status.as_str().to_owned())),
+                ];
+                if let Some(reason) = &w.wait_reason {
+                    labels.push(("wait_reason".to_owned(), LabelValue::Str(reason.clone())));
+                }
+                if let Some((fd, mode)) = w.netpoll {
+                    labels.push(("fd".to_owned(), LabelValue::Str(fd_text(fd))));
+                    labels.push(("netpoll".to_owned(), LabelValue::Str(mode.to_owned())));
+                }
+                TaskSample { pcs: &w.pcs, labels, ns }
+            })
+            .collect()
+    }
+
+    fn comment(&self) -> String {
+        match self.exact {
+            Some(exact) => format!(
+                "goroutine_wait: goroutines of the {} runtime not running (kind=goroutine), exact from the Go \
+                 uprobes: {} status changes, {} completed intervals{}; time in syscalls is in the threads' samples",
+                self.version,
+                exact.transitions,
+                exact.intervals,
+                if exact.dropped > 0 {
+                    format!("; {} changes lost for lack of room (totals are lower bounds)", exact.dropped)
+                } else {
+                    String::new()
+                }
+            ),
+            None => format!(
+                "goroutine_wait: goroutines of the {} runtime not running (kind=goroutine), estimated from {} \
+                 reads of the runtime (longest gap {:.0} ms, the resolution){}",
+                self.version,
+                self.reads,
+                self.max_gap_ns as f64 / 1e6,
+                if self.failed_reads > 0 {
+                    format!("; {} reads failed", self.failed_reads)
+                } else {
+                    String::new()
+                }
+            ),
+        }
+    }
+}
+
+/// The call a blocked thread is in, as far as roles care.
+fn blocked_call(thread: &ThreadSampleFacts<'_>, runtime_epoll: &dyn Fn(i32) -> bool) -> Option<BlockedCall> {
+    thread.syscall.map(|name| match name {
+        "futex" => BlockedCall::Futex,
+        n if n.starts_with("epoll_") && runtime_epoll(thread.fd) => BlockedCall::RuntimeEpoll,
+        _ => BlockedCall::Other,
+    })
+}
+
+fn role_labels(role: Option<ThreadRole>, goid: Option<u64>) -> Vec<(String, LabelValue)> {
+    let mut labels = Vec::new();
+    if let Some(role) = role {
+        labels.push(("role".to_owned(), LabelValue::Str(role.as_str().to_owned())));
+    }
+    if let Some(goid) = goid {
+        labels.push(("goid".to_owned(), LabelValue::Num(goid as i64)));
+    }
+    labels
+}
+
+/// The role of a thread sample of a target without a runtime reader (not Go, `--no-go`, or
+/// unreadable): Go's scheduler threads are still told by their stacks alone.
+pub fn labels_from_stack(thread: &ThreadSampleFacts<'_>) -> Vec<(String, LabelValue)> {
+    let role = go_thread_role(&RoleEvidence {
+        m: None,
+        call: blocked_call(thread, &|_| false),
+        stack: thread.user_functions,
+    });
+    role_labels(role, None)
 }
 
 #[cfg(test)]
@@ -535,6 +703,34 @@ mod tests {
         let exact = ExactGoWaits { dropped: 1, ..ExactGoWaits::default() };
         t.use_exact(&Go127, &exact, 0, 100);
         assert!(t.waits.is_empty(), "{:?}", t.waits);
+    }
+
+    #[test]
+    fn thread_labels_come_from_the_ms_the_reads_saw() {
+        let mut t = GoroutineTimes::new("go1.27.3".into(), 0);
+        t.epfd = 4;
+        // tid 10 ran goroutine 7 at every read; tid 11 was started with sysmon; tid 12 ran two.
+        t.ms.insert(10, MSeen { mstartfn_pc: 0, goroutines: BTreeSet::from([7]), idle_reads: 0 });
+        t.ms.insert(11, MSeen { mstartfn_pc: 0x100, goroutines: BTreeSet::new(), idle_reads: 3 });
+        t.ms.insert(12, MSeen { mstartfn_pc: 0, goroutines: BTreeSet::from([7, 8]), idle_reads: 0 });
+        let function_at = |addr: u64| (addr == 0x100).then(|| "runtime.sysmon".to_owned());
+        let facts = |tid, syscall, fd| ThreadSampleFacts { tid, syscall, fd, user_functions: &[] };
+        let labels = |f: ThreadSampleFacts<'_>| t.thread_labels(&f, &function_at);
+        let role = |s: &str| ("role".to_owned(), LabelValue::Str(s.to_owned()));
+        assert_eq!(
+            labels(facts(10, Some("read"), 3)),
+            vec![role("goroutine"), ("goid".to_owned(), LabelValue::Num(7))]
+        );
+        assert_eq!(labels(facts(11, Some("nanosleep"), -1)), vec![role("sysmon")]);
+        assert_eq!(labels(facts(12, Some("read"), 3)), vec![role("goroutine")], "no goid: it ran two");
+        // Not an M the reads saw: the runtime's own epoll fd still makes it the netpoller.
+        assert_eq!(labels(facts(13, Some("epoll_pwait"), 4)), vec![role("netpoller")]);
+        assert_eq!(labels(facts(13, Some("epoll_pwait"), 5)), vec![]);
+        // Without a reader, only the stack speaks.
+        let parked = ["runtime.futex", "runtime.mPark", "runtime.stopm"];
+        let f = ThreadSampleFacts { tid: 13, syscall: Some("futex"), fd: -1, user_functions: &parked };
+        assert_eq!(labels_from_stack(&f), vec![role("idle_m")]);
+        assert_eq!(labels_from_stack(&facts(13, Some("epoll_pwait"), 4)), vec![]);
     }
 
     #[test]

@@ -5,12 +5,10 @@
 
 use std::collections::HashMap;
 
-use parkscope_probes::{kernel::CpuSamples, stacks::ModuleMapping};
+use parkscope_model::profile::{FoldedValue, LabelValue, Mapping, Profile, ProfileKind, ValueType};
+use parkscope_probes::kernel::CpuSamples;
 
-use super::{
-    FoldedValue, LabelValue, Profile, ProfileKind, ValueType,
-    build::{AddrSet, ProfileBuilder, Symbols},
-};
+use super::build::{AddrSet, ProfileBuilder, Symbols};
 
 /// The inputs of one CPU profile.
 #[derive(Debug)]
@@ -22,13 +20,15 @@ pub struct CpuInput {
     pub duration_ns: u64,
     pub time_nanos: i64,
     pub names: HashMap<u32, String>,
-    pub mappings: Vec<ModuleMapping>,
+    pub mappings: Vec<Mapping>,
     pub kernel_build_id: Option<String>,
     pub cut_short: Option<String>,
 }
 
-const SAMPLE_TYPES: [ValueType; 2] =
-    [ValueType { kind: "samples", unit: "count" }, ValueType { kind: "cpu", unit: "nanoseconds" }];
+/// The sample types: samples/count, cpu/nanoseconds.
+fn sample_types() -> Vec<ValueType> {
+    vec![ValueType::new("samples", "count"), ValueType::new("cpu", "nanoseconds")]
+}
 
 /// Builds the profile (symbolises every stack; file-bound, run it off the reactor).
 pub fn build(input: CpuInput) -> Profile {
@@ -44,7 +44,10 @@ pub fn build(input: CpuInput) -> Profile {
         let mut frames = b.kernel_frames(&symbols, &key.kernel);
         frames.extend(b.user_frames(&symbols, input.pid, &key.user));
         let name = input.names.get(&key.tid).cloned().unwrap_or_else(|| format!("tid {}", key.tid));
-        let labels = vec![("thread", LabelValue::Str(name)), ("tid", LabelValue::Num(i64::from(key.tid)))];
+        let labels = vec![
+            ("thread".to_owned(), LabelValue::Str(name)),
+            ("tid".to_owned(), LabelValue::Num(i64::from(key.tid))),
+        ];
         b.add(frames, labels, vec![t.count as i64, t.cpu_ns as i64]);
         total += t.count;
     }
@@ -82,10 +85,10 @@ pub fn build(input: CpuInput) -> Profile {
         kind: ProfileKind::Cpu,
         pid: input.pid,
         comm: input.comm.clone(),
-        sample_types: SAMPLE_TYPES.to_vec(),
-        default_sample_type: Some("cpu"),
-        folded_value: FoldedValue { index: 0, also: None, divisor: 1, unit: "samples" },
-        period_type: SAMPLE_TYPES[1],
+        sample_types: sample_types(),
+        default_sample_type: Some("cpu".to_owned()),
+        folded_value: FoldedValue { index: 0, also: None, divisor: 1, unit: "samples".to_owned() },
+        period_type: sample_types().swap_remove(1),
         period: s.period_ns as i64,
         time_nanos: input.time_nanos,
         duration_nanos: input.duration_ns as i64,

@@ -18,36 +18,40 @@
 //! layout). Every nanosecond is in `offwake` exactly once too: an interval with a known waker
 //! stack has a chain sample, one without has its plain sample counted in both. So
 //! `-sample_index=offwake` shows who woke whom without changing totals, and the default view
-//! stays clean for `-top`. For a Go target, `goroutine_wait/nanoseconds` holds the goroutines'
-//! time not running (super::goroutines), under their own stacks; it is a separate type because
-//! it overlaps the threads' time (a parked goroutine's M is idle or runs another goroutine).
-//! Every sample carries `kind=thread` or `kind=goroutine` for pprof's tag filters.
+//! stays clean for `-top`. For a target whose runtime is read (Go), the runtime's tasks have a
+//! type of their own (Go: `goroutine_wait/nanoseconds`, the goroutines' time not running, from
+//! crate::runtime::go::profile), under their own stacks; it is a separate type because it
+//! overlaps the threads' time (a parked goroutine's M is idle or runs another goroutine).
+//! Every sample carries `kind=thread` or the runtime's kind (`kind=goroutine`) for pprof's tag
+//! filters.
 //!
 //! Labels: `syscall` (and, with `--fd-labels`, `fd`) from the saved user registers sched_switch
 //! reads as the thread goes off CPU, else (not in a syscall then, or blocked since before
-//! attach without a /proc entry) from the kernel stack (super::ksyscall); `role` (and `goid`) of Go runtime
-//! threads from crate::roles, with the Go reader's Ms when it ran.
+//! attach without a /proc entry) from the kernel stack (super::ksyscall); `role` (and `goid`)
+//! from the runtime's [`ProfileLabels`] when one was followed, else from the stack alone
+//! (crate::runtime::go::profile::labels_from_stack).
 
 use std::collections::{HashMap, HashSet};
 
 use parkscope_common::{
     COUNT_ONE, LastWake, NO_STACK, OffCpuKey, OffCpuStart, OffCpuTotal, PRE_ATTACH_STACK, syscalls,
 };
+use parkscope_model::profile::{
+    FoldedValue, FrameKind, LabelValue, Mapping, Profile, ProfileKind, ValueType,
+};
 use parkscope_probes::{
     kernel::KernelCounters,
     procfs::{fds::FdTable, tasks},
-    stacks::ModuleMapping,
 };
 
 use super::{
-    FoldedValue, FrameKind, LabelValue, Profile, ProfileKind, ValueType,
     build::{AddrSet, ProfileBuilder, Symbols},
-    goroutines::{GoroutineTimes, GoroutineWait},
     ksyscall,
 };
-use parkscope_collector::runtime::go::roles::{BlockedCall, MEvidence, RoleEvidence, go_thread_role};
-
-use crate::model::ThreadRole;
+use crate::runtime::{
+    go::profile::labels_from_stack,
+    profile::{ProfileLabels, ThreadSampleFacts},
+};
 
 /// What /proc said at attach about a thread that was already blocked.
 #[derive(Debug, Clone)]
@@ -76,8 +80,7 @@ pub struct KernelTotals {
 }
 
 /// The inputs of one off-CPU profile.
-#[derive(Debug)]
-pub struct OffCpuInput {
+pub struct OffCpuInput<'a> {
     pub pid: u32,
     pub comm: String,
     pub kernel: KernelTotals,
@@ -96,7 +99,7 @@ pub struct OffCpuInput {
     /// Threads alive at the window end; in-progress entries of others are deaths, not waits.
     pub alive: HashSet<u32>,
     pub fds: Option<FdTable>,
-    pub mappings: Vec<ModuleMapping>,
+    pub mappings: Vec<Mapping>,
     pub kernel_build_id: Option<String>,
     /// Why the window ended early, if it did (goes into the comments).
     pub cut_short: Option<String>,
@@ -104,8 +107,8 @@ pub struct OffCpuInput {
     pub waker_stacks: bool,
     /// The syscall probes ran: syscall numbers and fds are known per interval.
     pub fd_labels: bool,
-    /// For a Go target: the goroutines' wait times and the Ms seen during the window.
-    pub go: Option<GoroutineTimes>,
+    /// The runtime followed over the window (Go: the goroutines' wait times and the Ms seen).
+    pub runtime: Option<&'a dyn ProfileLabels>,
 }
 
 /// Where a stack comes from.
@@ -140,14 +143,6 @@ struct Interval {
     count: u64,
 }
 
-/// What the Go reader said about a thread that is an M.
-#[derive(Debug, Clone, Copy)]
-struct GoThread {
-    m: MEvidence,
-    /// The one goroutine it ran at every read, if so (a goroutine holding its M in a syscall).
-    goid: Option<u64>,
-}
-
 /// A process that woke target threads (possibly the target itself).
 #[derive(Debug, Clone)]
 struct Waker {
@@ -155,30 +150,30 @@ struct Waker {
     tgid: Option<u32>,
 }
 
-const OFFCPU: ValueType = ValueType { kind: "offcpu", unit: "nanoseconds" };
-const INTERVALS: ValueType = ValueType { kind: "intervals", unit: "count" };
-const OFFWAKE: ValueType = ValueType { kind: "offwake", unit: "nanoseconds" };
-const GOROUTINE_WAIT: ValueType = ValueType { kind: "goroutine_wait", unit: "nanoseconds" };
+const OFFCPU: (&str, &str) = ("offcpu", "nanoseconds");
+const INTERVALS: (&str, &str) = ("intervals", "count");
+const OFFWAKE: (&str, &str) = ("offwake", "nanoseconds");
 
 /// Which sample types this profile has, and where each value goes.
 struct Columns {
     types: Vec<ValueType>,
     offwake: Option<usize>,
-    goroutine_wait: Option<usize>,
+    /// The runtime's tasks' time.
+    tasks: Option<usize>,
 }
 
 impl Columns {
-    fn new(waker_stacks: bool, go: bool) -> Columns {
-        let mut types = vec![OFFCPU, INTERVALS];
-        let mut push = |on: bool, t: ValueType| {
-            on.then(|| {
+    fn new(waker_stacks: bool, tasks: Option<ValueType>) -> Columns {
+        let mut types = vec![ValueType::new(OFFCPU.0, OFFCPU.1), ValueType::new(INTERVALS.0, INTERVALS.1)];
+        let mut push = |t: Option<ValueType>| {
+            t.map(|t| {
                 types.push(t);
                 types.len() - 1
             })
         };
-        let offwake = push(waker_stacks, OFFWAKE);
-        let goroutine_wait = push(go, GOROUTINE_WAIT);
-        Columns { types, offwake, goroutine_wait }
+        let offwake = push(waker_stacks.then(|| ValueType::new(OFFWAKE.0, OFFWAKE.1)));
+        let tasks = push(tasks);
+        Columns { types, offwake, tasks }
     }
 
     /// A thread sample's values: its own time and count, and its time again in `offwake`.
@@ -192,9 +187,9 @@ impl Columns {
         v
     }
 
-    fn goroutine(&self, ns: i64) -> Vec<i64> {
+    fn task(&self, ns: i64) -> Vec<i64> {
         let mut v = vec![0; self.types.len()];
-        if let Some(i) = self.goroutine_wait {
+        if let Some(i) = self.tasks {
             v[i] = ns;
         }
         v
@@ -202,7 +197,7 @@ impl Columns {
 }
 
 /// Builds the profile (symbolises every stack; file-bound, run it off the reactor).
-pub fn build(input: OffCpuInput) -> Profile {
+pub fn build(input: OffCpuInput<'_>) -> Profile {
     let intervals = intervals(&input);
     let wakers = wakers(&input, &intervals);
 
@@ -233,29 +228,14 @@ pub fn build(input: OffCpuInput) -> Profile {
             }
         }
     }
-    if let Some(go) = &input.go {
-        for w in go.waits.keys() {
-            set.add_user(input.pid, &w.pcs);
-        }
-        for m in go.ms.values().filter(|m| m.mstartfn_pc != 0) {
-            set.add_user(input.pid, &[m.mstartfn_pc]);
+    if let Some(runtime) = input.runtime {
+        for pcs in runtime.user_stacks() {
+            set.add_user(input.pid, pcs);
         }
     }
     let symbols = Symbols::resolve(&set, input.pid, &input.mappings);
-    let columns = Columns::new(input.waker_stacks, input.go.is_some());
-    let ms: HashMap<u32, GoThread> = input
-        .go
-        .iter()
-        .flat_map(|go| &go.ms)
-        .map(|(&tid, m)| {
-            let sysmon = symbols.user_function(input.pid, m.mstartfn_pc) == Some("runtime.sysmon");
-            let runs = !m.goroutines.is_empty();
-            let only = (m.goroutines.len() == 1 && m.idle_reads == 0)
-                .then(|| m.goroutines.first().copied())
-                .flatten();
-            (tid, GoThread { m: MEvidence { sysmon, runs_goroutine: Some(runs) }, goid: only })
-        })
-        .collect();
+    let columns = Columns::new(input.waker_stacks, input.runtime.map(|r| r.sample_type()));
+    let function_at = |addr: u64| symbols.user_function(input.pid, addr).map(str::to_owned);
 
     let mut b = ProfileBuilder::default();
     for iv in &intervals {
@@ -285,24 +265,20 @@ pub fn build(input: OffCpuInput) -> Profile {
         } else {
             ksyscall::syscall_from_kernel_stack(functions(FrameKind::Kernel)).map(str::to_owned)
         };
-        let go_thread = ms.get(&iv.tid);
-        let call = syscall.as_deref().map(|name| match name {
-            "futex" => BlockedCall::Futex,
-            n if n.starts_with("epoll_")
-                && input.go.as_ref().is_some_and(|g| g.epfd >= 0 && iv.fd == g.epfd) =>
-            {
-                BlockedCall::RuntimeEpoll
-            }
-            _ => BlockedCall::Other,
-        });
-        let role = go_thread_role(&RoleEvidence {
-            m: go_thread.map(|t| t.m),
-            call,
-            stack: &functions(FrameKind::User),
-        });
-        let goid = go_thread.and_then(|t| t.goid).filter(|_| role == Some(ThreadRole::Goroutine));
+        let user_functions = functions(FrameKind::User);
+        let facts = ThreadSampleFacts {
+            tid: iv.tid,
+            syscall: syscall.as_deref(),
+            fd: iv.fd,
+            user_functions: &user_functions,
+        };
+        let runtime_labels = match input.runtime {
+            Some(runtime) => runtime.thread_labels(&facts, &function_at),
+            None => labels_from_stack(&facts),
+        };
 
-        let labels = labels(&input, iv, &wakers, syscall, role, goid);
+        let mut labels = labels(&input, iv, &wakers, syscall);
+        labels.extend(runtime_labels);
         let ns = iv.ns as i64;
         // The waker's stack, if any part of it was captured.
         let chain = iv.waker.and_then(|(wtid, wu, wk)| {
@@ -326,10 +302,10 @@ pub fn build(input: OffCpuInput) -> Profile {
             None => b.add(frames, labels, columns.thread(ns, iv.count as i64, ns)),
         }
     }
-    if let Some(go) = &input.go {
-        for (w, &ns) in &go.waits {
-            let frames = b.user_frames(&symbols, input.pid, &w.pcs);
-            b.add(frames, goroutine_labels(&input, w), columns.goroutine(ns as i64));
+    if let Some(runtime) = input.runtime {
+        for task in runtime.task_samples(&|fd| fd_text(&input, fd)) {
+            let frames = b.user_frames(&symbols, input.pid, task.pcs);
+            b.add(frames, task.labels, columns.task(task.ns as i64));
         }
     }
 
@@ -340,16 +316,16 @@ pub fn build(input: OffCpuInput) -> Profile {
         pid: input.pid,
         comm: input.comm.clone(),
         sample_types: columns.types.clone(),
-        default_sample_type: Some("offcpu"),
+        default_sample_type: Some(OFFCPU.0.to_owned()),
         // Flame graphs show the chained view where there is one, and the goroutines beside
         // the threads, in microseconds (offcputime's unit).
         folded_value: FoldedValue {
             index: columns.offwake.unwrap_or(0),
-            also: columns.goroutine_wait,
+            also: columns.tasks,
             divisor: 1000,
-            unit: "us",
+            unit: "us".to_owned(),
         },
-        period_type: OFFCPU,
+        period_type: ValueType::new(OFFCPU.0, OFFCPU.1),
         period: 1,
         time_nanos: input.time_nanos,
         duration_nanos: duration as i64,
@@ -362,7 +338,7 @@ pub fn build(input: OffCpuInput) -> Profile {
 }
 
 /// Completed intervals (whole) plus the ones in progress at the end (clipped to the window).
-fn intervals(input: &OffCpuInput) -> Vec<Interval> {
+fn intervals(input: &OffCpuInput<'_>) -> Vec<Interval> {
     let scale = ThreadScale::new(&input.kernel);
     let mut out: Vec<Interval> = input
         .kernel
@@ -482,7 +458,7 @@ impl ThreadScale {
 }
 
 /// Names and processes of the wakers, from /proc (a waker may belong to another process).
-fn wakers(input: &OffCpuInput, intervals: &[Interval]) -> HashMap<u32, Waker> {
+fn wakers(input: &OffCpuInput<'_>, intervals: &[Interval]) -> HashMap<u32, Waker> {
     let mut out = HashMap::new();
     for tid in intervals.iter().filter_map(|iv| iv.waker.map(|w| w.0)) {
         out.entry(tid).or_insert_with(|| {
@@ -504,71 +480,47 @@ fn wakers(input: &OffCpuInput, intervals: &[Interval]) -> HashMap<u32, Waker> {
     out
 }
 
-fn tid_in_target(input: &OffCpuInput, tid: u32) -> bool {
+fn tid_in_target(input: &OffCpuInput<'_>, tid: u32) -> bool {
     input.names.contains_key(&tid)
 }
 
+/// A thread sample's own labels (the runtime adds its own after them).
 fn labels(
-    input: &OffCpuInput,
+    input: &OffCpuInput<'_>,
     iv: &Interval,
     wakers: &HashMap<u32, Waker>,
     syscall: Option<String>,
-    role: Option<ThreadRole>,
-    goid: Option<u64>,
-) -> Vec<(&'static str, LabelValue)> {
+) -> Vec<(String, LabelValue)> {
     let name = input.names.get(&iv.tid).cloned().unwrap_or_else(|| format!("tid {}", iv.tid));
     let mut labels = vec![
-        ("kind", LabelValue::Str("thread".to_owned())),
-        ("thread", LabelValue::Str(name)),
-        ("tid", LabelValue::Num(i64::from(iv.tid))),
+        ("kind".to_owned(), LabelValue::Str("thread".to_owned())),
+        ("thread".to_owned(), LabelValue::Str(name)),
+        ("tid".to_owned(), LabelValue::Num(i64::from(iv.tid))),
     ];
     if let Some(name) = syscall {
-        labels.push(("syscall", LabelValue::Str(name)));
+        labels.push(("syscall".to_owned(), LabelValue::Str(name)));
     }
     if input.fd_labels && iv.fd >= 0 {
-        labels.push(("fd", LabelValue::Str(fd_text(input, iv.fd))));
+        labels.push(("fd".to_owned(), LabelValue::Str(fd_text(input, iv.fd))));
     }
     if let Some((wtid, _, _)) = iv.waker {
-        labels.push(("waker_tid", LabelValue::Num(i64::from(wtid))));
+        labels.push(("waker_tid".to_owned(), LabelValue::Num(i64::from(wtid))));
         if let Some(w) = wakers.get(&wtid) {
-            labels.push(("waker", LabelValue::Str(w.comm.clone())));
+            labels.push(("waker".to_owned(), LabelValue::Str(w.comm.clone())));
         }
-    }
-    if let Some(role) = role {
-        labels.push(("role", LabelValue::Str(role.as_str().to_owned())));
-    }
-    if let Some(goid) = goid {
-        labels.push(("goid", LabelValue::Num(goid as i64)));
     }
     labels
 }
 
 /// `15: tcp 127.0.0.1:41234 -> 127.0.0.1:5000`, or the bare number if the fd is gone.
-fn fd_text(input: &OffCpuInput, fd: i32) -> String {
+fn fd_text(input: &OffCpuInput<'_>, fd: i32) -> String {
     match input.fds.as_ref().and_then(|t| t.describe(fd)) {
         Some(d) => format!("{fd}: {d}"),
         None => fd.to_string(),
     }
 }
 
-/// Labels of a goroutine's sample: what it is and why it is not running.
-fn goroutine_labels(input: &OffCpuInput, w: &GoroutineWait) -> Vec<(&'static str, LabelValue)> {
-    let mut labels = vec![
-        ("kind", LabelValue::Str("goroutine".to_owned())),
-        ("goid", LabelValue::Num(w.goid as i64)),
-        ("status", LabelValue::Str(w.status.as_str().to_owned())),
-    ];
-    if let Some(reason) = &w.wait_reason {
-        labels.push(("wait_reason", LabelValue::Str(reason.clone())));
-    }
-    if let Some((fd, mode)) = w.netpoll {
-        labels.push(("fd", LabelValue::Str(fd_text(input, fd))));
-        labels.push(("netpoll", LabelValue::Str(mode.to_owned())));
-    }
-    labels
-}
-
-fn comments(input: &OffCpuInput, duration: u64) -> Vec<String> {
+fn comments(input: &OffCpuInput<'_>, duration: u64) -> Vec<String> {
     let c = &input.kernel.counters;
     let mut out = vec![
         format!(
@@ -592,28 +544,8 @@ fn comments(input: &OffCpuInput, duration: u64) -> Vec<String> {
     if !input.fd_labels {
         out.push("no fd labels (use --fd-labels)".to_owned());
     }
-    match input.go.as_ref().map(|go| (go, go.exact)) {
-        Some((go, Some(exact))) => out.push(format!(
-            "goroutine_wait: goroutines of the {} runtime not running (kind=goroutine), exact from the Go \
-             uprobes: {} status changes, {} completed intervals{}; time in syscalls is in the threads' samples",
-            go.version,
-            exact.transitions,
-            exact.intervals,
-            if exact.dropped > 0 {
-                format!("; {} changes lost for lack of room (totals are lower bounds)", exact.dropped)
-            } else {
-                String::new()
-            }
-        )),
-        Some((go, None)) => out.push(format!(
-            "goroutine_wait: goroutines of the {} runtime not running (kind=goroutine), estimated from {} \
-             reads of the runtime (longest gap {:.0} ms, the resolution){}",
-            go.version,
-            go.reads,
-            go.max_gap_ns as f64 / 1e6,
-            if go.failed_reads > 0 { format!("; {} reads failed", go.failed_reads) } else { String::new() }
-        )),
-        None => {}
+    if let Some(runtime) = input.runtime {
+        out.push(runtime.comment());
     }
     if let Some(why) = &input.cut_short {
         out.push(format!("window cut short: {why}"));
@@ -629,7 +561,7 @@ fn comments(input: &OffCpuInput, duration: u64) -> Vec<String> {
             "stacks sampled by off-CPU time: every wait of {} or more, shorter ones in proportion to \
              their length ({} of {} waits captured); each thread's total is exact, its split between \
              stacks an estimate",
-            crate::render::duration::human(input.kernel.stack_sample_ns),
+            human_duration(input.kernel.stack_sample_ns),
             c.offcpu_captured,
             c.offcpu_intervals
         ));
@@ -645,11 +577,28 @@ fn comments(input: &OffCpuInput, duration: u64) -> Vec<String> {
     out
 }
 
+/// `10.0ms`: a duration as parkscope's text outputs print it (one decimal, largest unit).
+fn human_duration(ns: u64) -> String {
+    const UNITS: [(u64, &str); 5] = [
+        (3_600_000_000_000, "h"),
+        (60_000_000_000, "m"),
+        (1_000_000_000, "s"),
+        (1_000_000, "ms"),
+        (1_000, "us"),
+    ];
+    for (scale, unit) in UNITS {
+        if ns >= scale {
+            return format!("{}.{}{unit}", ns / scale, (ns % scale) * 10 / scale);
+        }
+    }
+    format!("{ns}ns")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn input() -> OffCpuInput {
+    fn input<'a>() -> OffCpuInput<'a> {
         OffCpuInput {
             pid: 1,
             comm: "t".into(),
@@ -667,7 +616,7 @@ mod tests {
             cut_short: None,
             waker_stacks: true,
             fd_labels: true,
-            go: None,
+            runtime: None,
         }
     }
 
@@ -700,7 +649,7 @@ mod tests {
 
     #[test]
     fn go_targets_get_goroutine_samples_of_their_own_type() {
-        use super::super::goroutines::GoroutineWait;
+        use crate::runtime::go::profile::{GoroutineTimes, GoroutineWait};
         use parkscope_probes::go::GStatus;
 
         let mut i = input();
@@ -720,10 +669,10 @@ mod tests {
             pcs: vec![],
         };
         go.waits.insert(wait, 9_500);
-        i.go = Some(go);
+        i.runtime = Some(&go);
         let p = build(i);
 
-        let kinds: Vec<&str> = p.sample_types.iter().map(|t| t.kind).collect();
+        let kinds: Vec<&str> = p.sample_types.iter().map(|t| t.kind.as_str()).collect();
         assert_eq!(kinds, ["offcpu", "intervals", "goroutine_wait"], "no offwake without waker stacks");
         assert_eq!(p.folded_value.index, 0);
         assert_eq!(p.folded_value.also, Some(2));
@@ -737,7 +686,7 @@ mod tests {
         assert_eq!(g.label_str("wait_reason"), Some("IO wait"));
         assert_eq!(g.label_str("fd"), Some("5"), "the netpoll fd is labelled even without --fd-labels");
         assert_eq!(g.label_str("netpoll"), Some("read"));
-        assert!(g.labels.contains(&("goid", LabelValue::Num(7))));
+        assert!(g.labels.contains(&("goid".to_owned(), LabelValue::Num(7))));
     }
 
     fn key(tid: u32, stack: i32) -> OffCpuKey {

@@ -1,17 +1,16 @@
 //! Turning raw stacks (addresses from the kernel's stack maps or unwound over /proc, frame names
-//! from /proc) into a [`Profile`]'s frame table and merged samples. Symbolisation happens once
+//! from /proc) into a profile's frame table and merged samples. Symbolisation happens once
 //! per profile, over the distinct addresses of all stacks, through probes::stacks (blazesym:
 //! ELF/DWARF/Go symbols for user code, kallsyms for the kernel). Synchronous and file-bound:
 //! run it off the reactor.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use parkscope_model::profile::{FrameInfo, FrameKind, LabelValue, Mapping, Sample};
 use parkscope_probes::{
     procfs::tasks,
-    stacks::{Frame, ModuleMapping, Symbolizer},
+    stacks::{Frame, Symbolizer},
 };
-
-use super::{FrameInfo, FrameKind, LabelValue, Sample};
 
 /// Distinct addresses to name: `(addr, is_return)`, per process for user code.
 #[derive(Debug, Default)]
@@ -45,7 +44,7 @@ pub struct Symbols {
 impl Symbols {
     /// Names everything in `set`. `target` and its `mappings` (taken while it was alive) let
     /// the target's addresses be named from its files when the process has exited since.
-    pub fn resolve(set: &AddrSet, target: u32, mappings: &[ModuleMapping]) -> Symbols {
+    pub fn resolve(set: &AddrSet, target: u32, mappings: &[Mapping]) -> Symbols {
         let mut sym = Symbolizer::new();
         let mut out = Symbols::default();
         for (&pid, addrs) in &set.user {
@@ -75,7 +74,7 @@ impl Symbols {
 }
 
 /// Names addresses of an exited process from the files its mappings pointed at.
-fn by_file_offsets(sym: &mut Symbolizer, list: &[(u64, bool)], mappings: &[ModuleMapping]) -> Vec<Frame> {
+fn by_file_offsets(sym: &mut Symbolizer, list: &[(u64, bool)], mappings: &[Mapping]) -> Vec<Frame> {
     let mut out: Vec<Frame> = list
         .iter()
         .map(|&(addr, _)| Frame { addr, function: None, offset: 0, module: None, file_line: None })
@@ -89,7 +88,7 @@ fn by_file_offsets(sym: &mut Symbolizer, list: &[(u64, bool)], mappings: &[Modul
     }
     for (m, idxs) in by_mapping {
         let mapping = &mappings[m];
-        if !mapping.is_file() {
+        if !mapping.path.starts_with('/') {
             continue;
         }
         let offsets: Vec<u64> =
@@ -114,7 +113,7 @@ pub struct ProfileBuilder {
 }
 
 /// What makes two samples the same: their stack and their (sorted) labels.
-type SampleKey = (Vec<usize>, Vec<(&'static str, LabelValue)>);
+type SampleKey = (Vec<usize>, Vec<(String, LabelValue)>);
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum FrameKey {
@@ -197,8 +196,8 @@ impl ProfileBuilder {
     }
 
     /// Adds a sample, summing its values into an existing one with the same stack and labels.
-    pub fn add(&mut self, frames: Vec<usize>, mut labels: Vec<(&'static str, LabelValue)>, values: Vec<i64>) {
-        labels.sort_by(|a, b| a.0.cmp(b.0));
+    pub fn add(&mut self, frames: Vec<usize>, mut labels: Vec<(String, LabelValue)>, values: Vec<i64>) {
+        labels.sort_by(|a, b| a.0.cmp(&b.0));
         let key = (frames, labels);
         match self.sample_index.get(&key) {
             Some(&i) => {
@@ -270,9 +269,9 @@ mod tests {
         let u = b.user_frames(&symbols, 1, &[0x1000, 0x2000]);
         let mut stack = s1.clone();
         stack.extend(&u);
-        b.add(stack.clone(), vec![("thread", LabelValue::Str("a".into()))], vec![5, 1]);
-        b.add(stack.clone(), vec![("thread", LabelValue::Str("a".into()))], vec![7, 2]);
-        b.add(stack, vec![("thread", LabelValue::Str("b".into()))], vec![1, 1]);
+        b.add(stack.clone(), vec![("thread".into(), LabelValue::Str("a".into()))], vec![5, 1]);
+        b.add(stack.clone(), vec![("thread".into(), LabelValue::Str("a".into()))], vec![7, 2]);
+        b.add(stack, vec![("thread".into(), LabelValue::Str("b".into()))], vec![1, 1]);
         let (frames, samples) = b.finish();
         assert_eq!(frames.len(), 4);
         assert_eq!(samples.len(), 2);
