@@ -314,6 +314,10 @@ impl<'a> Run<'a> {
         }
         if config.runtime_uprobes {
             run.observer.attach_runtime_uprobes()?;
+            // The uprobes time a status from their own attach, which comes after the kernel
+            // probes' (the runtime is found in between): the window counts from the later one,
+            // so that a goroutine parked throughout is parked for the whole window.
+            run.attached = Some(Instant::now());
         }
         if lazy_probes {
             if run.observer.has_runtime() {
