@@ -6,14 +6,16 @@
 
 use std::io;
 
+use crate::errno::{ErrnoClass, classify};
+
 /// The kernel's limit on ranges per process_vm_readv call (UIO_MAXIOV).
 pub const MAX_IOV: usize = 1024;
 
 /// Why a read of the target failed as a whole (an unreadable range is not an error: see
-/// [`TargetMemory::read_ranges`]).
+/// [`TargetMemory::read_ranges`]). The errno is read by [`crate::errno::classify`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
-    /// The process is gone (ESRCH).
+    /// The process is gone (process_vm_readv: ESRCH).
     Exited,
     /// We may not read it (EPERM: ptrace access mode check).
     NotPermitted,
@@ -69,11 +71,11 @@ impl TargetMemory {
                 .collect();
             let n = match self.call(&local, &remote) {
                 Ok(n) => n,
-                Err(e) => match e.raw_os_error() {
-                    Some(libc::ESRCH) => return Err(Refused::Exited),
-                    Some(libc::EPERM) => return Err(Refused::NotPermitted),
+                Err(e) => match classify(&e) {
+                    ErrnoClass::Gone => return Err(Refused::Exited),
+                    ErrnoClass::Permission => return Err(Refused::NotPermitted),
                     // EFAULT on the first range: unmapped since the caller checked. Skip it.
-                    _ => {
+                    ErrnoClass::Other => {
                         start += 1;
                         continue;
                     }

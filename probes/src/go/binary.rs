@@ -9,7 +9,7 @@ use std::path::Path;
 use object::{Object, ObjectSection, ObjectSymbol};
 
 use super::buildinfo::{self, BuildInfo};
-use super::layout::{self, Layout, LayoutSource};
+use super::layout::{self, Layout, LayoutSource, LayoutTable};
 use super::locate::{self, Located};
 use super::{GoError, dwarf};
 
@@ -71,7 +71,8 @@ struct BuildCache {
 /// What a [`BuildCache`] file holds.
 #[derive(Default)]
 struct Cached {
-    layout: Option<Layout>,
+    /// The layout from this file's Go DWARF, as stored (completed by the caller).
+    layout: Option<LayoutTable>,
     located: Option<Located>,
 }
 
@@ -132,12 +133,8 @@ impl BuildCache {
         let layout = table
             .lines()
             .any(|l| !l.trim().is_empty() && !l.starts_with('#'))
-            .then(|| Layout::from_table("cache", &table).ok())
-            .flatten()
-            .map(|mut l| {
-                l.source = LayoutSource::Dwarf;
-                l
-            });
+            .then(|| LayoutTable::from_table(&table).ok())
+            .flatten();
         let complete = ok && GLOBALS.iter().all(|g| located.globals.contains_key(g));
         Cached { layout, located: complete.then_some(located) }
     }
@@ -270,12 +267,14 @@ impl GoBinary {
             |reason: String| GoError::Binary { path: display.to_owned(), reason: format!("DWARF: {reason}") };
         // A cached layout was stored from this very file's Go DWARF (below), so the DWARF is
         // neither checked nor decompressed again: that is what the cache saves.
-        let layout = match cached.layout.clone().filter(|l| l.check_complete(&buildinfo.version).is_ok()) {
+        let from_cache =
+            cached.layout.as_ref().and_then(|t| t.complete(LayoutSource::Dwarf, &buildinfo.version).ok());
+        let layout = match from_cache {
             Some(l) => l,
             None if dwarf::has_go_dwarf(file).map_err(dwarf_err)? => {
-                let l = dwarf::layout(file).map_err(dwarf_err)?;
-                l.check_complete(&buildinfo.version)?;
-                cached.layout = Some(l.clone());
+                let t = dwarf::layout(file).map_err(dwarf_err)?;
+                let l = t.complete(LayoutSource::Dwarf, &buildinfo.version)?;
+                cached.layout = Some(t);
                 dirty = true;
                 l
             }
@@ -308,8 +307,9 @@ impl GoBinary {
         self.functions.get(name)
     }
 
-    /// The layout from this binary's Go DWARF alone (for checking the repo's tables against it).
-    pub fn dwarf_layout(path: &Path) -> Result<Option<Layout>, String> {
+    /// The layout table from this binary's Go DWARF alone (for checking the repo's tables
+    /// against it).
+    pub fn dwarf_layout(path: &Path) -> Result<Option<LayoutTable>, String> {
         let data = std::fs::read(path).map_err(|e| e.to_string())?;
         let file = object::File::parse(&*data).map_err(|e| e.to_string())?;
         if !dwarf::has_go_dwarf(&file)? {

@@ -3,12 +3,12 @@
 //! because it describes exactly the runtime the target was built with, whatever its version.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use gimli::{AttributeValue, EndianSlice, LittleEndian, SectionId};
 use object::{Object, ObjectSection};
 
-use super::layout::{CONSTS, FIELDS, Field, Layout, LayoutSource, STRUCTS};
+use super::layout::{Field, GoConst, GoStruct, LayoutTable};
 
 type Reader<'a> = EndianSlice<'a, LittleEndian>;
 
@@ -89,9 +89,9 @@ fn load_sections<'a>(file: &'a object::File<'_>) -> Result<HashMap<SectionId, Co
     Ok(sections)
 }
 
-/// The layout as the binary's DWARF states it; `Err` is a parse failure of the DWARF itself.
-/// Fields the binary lacks are simply absent (the caller checks completeness).
-pub fn layout(file: &object::File<'_>) -> Result<Layout, String> {
+/// The layout table as the binary's DWARF states it; `Err` is a parse failure of the DWARF
+/// itself. Fields the binary lacks are simply absent (the caller completes the table).
+pub fn layout(file: &object::File<'_>) -> Result<LayoutTable, String> {
     let sections = load_sections(file)?;
     let dwarf = gimli::Dwarf::load(|id| -> Result<Reader<'_>, gimli::Error> {
         Ok(EndianSlice::new(sections.get(&id).map_or(&[][..], |c| &c[..]), LittleEndian))
@@ -100,8 +100,7 @@ pub fn layout(file: &object::File<'_>) -> Result<Layout, String> {
 
     let mut types: HashMap<usize, TypeDie> = HashMap::new();
     let mut structs_by_name: HashMap<String, usize> = HashMap::new();
-    let mut consts = BTreeMap::new();
-    let wanted_consts: Vec<&str> = CONSTS.iter().map(|(c, _)| *c).collect();
+    let mut table = LayoutTable::default();
 
     let mut units = dwarf.units();
     while let Some(header) = units.next().map_err(|e| e.to_string())? {
@@ -144,11 +143,12 @@ pub fn layout(file: &object::File<'_>) -> Result<Layout, String> {
                     }
                 }
                 gimli::DW_TAG_constant => {
-                    if let Some(name) = name.filter(|n| wanted_consts.contains(&n.as_str()))
+                    if let Some(name) = name
+                        && let Some(c) = GoConst::ALL.iter().find(|c| c.name() == name)
                         && let Some(a) = die.attr(gimli::DW_AT_const_value)
                         && let Some(v) = a.sdata_value().or_else(|| a.udata_value().map(|u| u as i64))
                     {
-                        consts.insert(name, v);
+                        table.consts[*c as usize] = Some(v);
                     }
                 }
                 tag => {
@@ -195,21 +195,14 @@ pub fn layout(file: &object::File<'_>) -> Result<Layout, String> {
         let size = follow(&types, ty)?.byte_size?;
         Some(Field { offset, size })
     };
-    let mut fields = BTreeMap::new();
-    for spec in FIELDS {
-        let Some(&start) = structs_by_name.get(spec.strukt) else { continue };
-        if let Some(f) = spec.paths.iter().find_map(|p| resolve(start, p)) {
-            fields.insert(spec.key.to_owned(), f);
-        }
+    for (spec, slot) in table.slots() {
+        let Some(&start) = structs_by_name.get(spec.strukt.name()) else { continue };
+        *slot = spec.paths.iter().find_map(|p| resolve(start, p));
     }
-    let sizes = STRUCTS
-        .iter()
-        .filter_map(|s| {
-            let size = types.get(structs_by_name.get(*s)?)?.byte_size?;
-            Some(((*s).to_owned(), size))
-        })
-        .collect();
-    Ok(Layout { source: LayoutSource::Dwarf, fields, sizes, consts })
+    for s in GoStruct::ALL {
+        table.sizes[s as usize] = structs_by_name.get(s.name()).and_then(|t| types.get(t)?.byte_size);
+    }
+    Ok(table)
 }
 
 /// Follows typedefs to the type that has the size and members.

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::binary::{GLOBALS, GoBinary};
 use super::buildinfo::{self, BuildInfo};
-use super::layout::{self, FIELDS, Layout, STRUCTS};
+use super::layout::{self, GField, GoConst, GoStruct, Layout, MField, PField, PollDescField, SchedField};
 use super::memory::ReadMemory;
 use super::runtime::{GoProcess, ProcView};
 use super::{GoError, GoExecutable, Pclntab, locate, netpoll};
@@ -271,35 +271,35 @@ const POLLDESC_AT: u64 = 0xc007_0000;
 fn runtime_seed(go119: bool, stacks: bool) -> Vec<u8> {
     let binary = image_binary(go119).expect("the repo's tables parse");
     let l = &binary.layout;
-    let c = |n: &str| l.constant(n).unwrap_or(0) as u64;
-    let put = |buf: &mut Vec<u8>, key: &str, v: u64| {
+    let c = |n: GoConst| l.constant(n).expect("a required constant") as u64;
+    let put = |buf: &mut Vec<u8>, key: layout::GoField, v: u64| {
         let f = l.field(key);
         let (off, size) = (f.offset as usize, f.size.min(8) as usize);
         buf[off..off + size].copy_from_slice(&v.to_le_bytes()[..size]);
     };
-    let gsize = l.size("runtime.g") as usize;
+    let gsize = l.size(GoStruct::G) as usize;
     let g_addr = |i: u64| G_AT + i * gsize as u64;
     let m_addr = |i: u64| M_AT + i * 0x1000;
     let mut regions = Vec::new();
 
     let mut gs = vec![0u8; 3 * gsize];
     for (i, status, goid) in
-        [(0, c("runtime._Gwaiting"), 1), (1, c("runtime._Grunning"), 2), (2, c("runtime._Gdead"), 0)]
+        [(0, c(GoConst::Gwaiting), 1), (1, c(GoConst::Grunning), 2), (2, c(GoConst::Gdead), 0)]
     {
         let g = &mut gs[i * gsize..(i + 1) * gsize];
         let mut buf = g.to_vec();
-        put(&mut buf, "g.atomicstatus", status);
-        put(&mut buf, "g.goid", goid);
-        put(&mut buf, "g.stack.lo", STACK_LO);
-        put(&mut buf, "g.stack.hi", STACK_HI);
+        put(&mut buf, GField::Atomicstatus.into(), status);
+        put(&mut buf, GField::Goid.into(), goid);
+        put(&mut buf, GField::StackLo.into(), STACK_LO);
+        put(&mut buf, GField::StackHi.into(), STACK_HI);
         if i == 0 {
-            put(&mut buf, "g.waitreason", 2);
-            put(&mut buf, "g.sched.sp", STACK_LO + 0x100);
-            put(&mut buf, "g.sched.bp", STACK_LO + 0x180);
-            put(&mut buf, "g.sched.pc", 0x40_1234);
-            put(&mut buf, "g.startpc", 0x40_2000);
+            put(&mut buf, GField::Waitreason.into(), 2);
+            put(&mut buf, GField::SchedSp.into(), STACK_LO + 0x100);
+            put(&mut buf, GField::SchedBp.into(), STACK_LO + 0x180);
+            put(&mut buf, GField::SchedPc.into(), 0x40_1234);
+            put(&mut buf, GField::Startpc.into(), 0x40_2000);
         } else if i == 1 {
-            put(&mut buf, "g.m", m_addr(0));
+            put(&mut buf, GField::M.into(), m_addr(0));
         }
         g.copy_from_slice(&buf);
     }
@@ -324,16 +324,16 @@ fn runtime_seed(go119: bool, stacks: bool) -> Vec<u8> {
     }
     regions.push((STACK_LO, stack));
 
-    let msize = l.size("runtime.m") as usize;
+    let msize = l.size(GoStruct::M) as usize;
     for i in 0..2 {
         let mut m = vec![0u8; msize];
-        put(&mut m, "m.id", i);
-        put(&mut m, "m.procid", 1000 + i);
-        put(&mut m, "m.alllink", if i == 0 { m_addr(1) } else { 0 });
+        put(&mut m, MField::Id.into(), i);
+        put(&mut m, MField::Procid.into(), 1000 + i);
+        put(&mut m, MField::Alllink.into(), if i == 0 { m_addr(1) } else { 0 });
         if i == 0 {
-            put(&mut m, "m.curg", g_addr(1));
-            put(&mut m, "m.p", P_AT);
-            let f = l.field("m.preemptoff");
+            put(&mut m, MField::Curg.into(), g_addr(1));
+            put(&mut m, MField::P.into(), P_AT);
+            let f = l.field(MField::Preemptoff);
             m[f.offset as usize..f.offset as usize + 8].copy_from_slice(&(STRINGS_AT + 0x100).to_le_bytes());
             m[f.offset as usize + 8..f.offset as usize + 16].copy_from_slice(&2u64.to_le_bytes());
         }
@@ -341,18 +341,18 @@ fn runtime_seed(go119: bool, stacks: bool) -> Vec<u8> {
     }
     regions.push((global_addr("runtime.allm"), m_addr(0).to_le_bytes().to_vec()));
 
-    let mut p = vec![0u8; l.size("runtime.p") as usize];
-    put(&mut p, "p.m", m_addr(0));
-    put(&mut p, "p.runqtail", 3);
-    put(&mut p, "p.runqhead", 1);
+    let mut p = vec![0u8; l.size(GoStruct::P) as usize];
+    put(&mut p, PField::M.into(), m_addr(0));
+    put(&mut p, PField::Runqtail.into(), 3);
+    put(&mut p, PField::Runqhead.into(), 1);
     regions.push((P_AT, p));
     regions.push((ALLP_ARRAY, P_AT.to_le_bytes().to_vec()));
     regions
         .push((global_addr("runtime.allp"), [ALLP_ARRAY, 1].iter().flat_map(|a| a.to_le_bytes()).collect()));
 
-    let mut sched = vec![0u8; l.size("runtime.schedt") as usize];
-    put(&mut sched, "sched.mnext", 2);
-    put(&mut sched, "sched.npidle", 0);
+    let mut sched = vec![0u8; l.size(GoStruct::Schedt) as usize];
+    put(&mut sched, SchedField::Mnext.into(), 2);
+    put(&mut sched, SchedField::Npidle.into(), 0);
     regions.push((global_addr("runtime.sched"), sched));
     regions.push((global_addr("runtime.gomaxprocs"), 1u64.to_le_bytes().to_vec()));
     regions.push((global_addr("runtime.epfd"), 5u64.to_le_bytes().to_vec()));
@@ -370,11 +370,11 @@ fn runtime_seed(go119: bool, stacks: bool) -> Vec<u8> {
     regions.push((STRINGS_AT, text));
     regions.push((global_addr("runtime.waitReasonStrings"), headers));
 
-    let mut pd = vec![0u8; l.size("runtime.pollDesc") as usize];
-    put(&mut pd, "pollDesc.fd", 7);
-    put(&mut pd, "pollDesc.rg", g_addr(0));
+    let mut pd = vec![0u8; l.size(GoStruct::PollDesc) as usize];
+    put(&mut pd, PollDescField::Fd.into(), 7);
+    put(&mut pd, PollDescField::Rg.into(), g_addr(0));
     regions.push((POLLDESC_AT, pd));
-    let data = match (l.constant("runtime.tagBits"), l.constant("runtime.tagAlignBits")) {
+    let data = match (l.constant(GoConst::TagBits), l.constant(GoConst::TagAlignBits)) {
         (Some(tag), Some(align)) => (POLLDESC_AT >> align) << tag,
         _ => POLLDESC_AT,
     };
@@ -557,11 +557,9 @@ fn dwarf_sections(layout: &Layout) -> (Vec<u8>, Vec<u8>) {
         children: BTreeMap<String, Node>,
         leaf: Option<(u64, u64)>,
     }
-    let mut trees: BTreeMap<&str, Node> = STRUCTS.iter().map(|s| (*s, Node::default())).collect();
-    for spec in FIELDS {
-        let (Some(f), Some(tree)) = (layout.opt_field(spec.key), trees.get_mut(spec.strukt)) else {
-            continue;
-        };
+    let mut trees: BTreeMap<&str, Node> = GoStruct::ALL.iter().map(|s| (s.name(), Node::default())).collect();
+    for (spec, f) in layout.all_fields() {
+        let Some(tree) = trees.get_mut(spec.strukt.name()) else { continue };
         let mut node = tree;
         for part in spec.paths[0].split('.') {
             node = node.children.entry(part.to_owned()).or_default();
@@ -618,12 +616,14 @@ fn dwarf_sections(layout: &Layout) -> (Vec<u8>, Vec<u8>) {
         at
     }
     for (sname, tree) in &trees {
-        emit(&mut info, &mut base, tree, sname, layout.size(sname), &name);
+        let size = GoStruct::ALL.iter().find(|s| s.name() == *sname).map_or(0, |s| layout.size(*s));
+        emit(&mut info, &mut base, tree, sname, size, &name);
     }
-    for (cname, v) in &layout.consts {
+    for c in GoConst::ALL {
+        let Some(v) = layout.constant(c) else { continue };
         uleb(&mut info, 5);
-        name(&mut info, cname);
-        sleb(&mut info, *v);
+        name(&mut info, c.name());
+        sleb(&mut info, v);
     }
     info.push(0);
     let unit_length = (info.len() - 4) as u32;
@@ -922,8 +922,7 @@ mod tests {
             assert_eq!(binary.buildinfo.version, version);
             assert_eq!(binary.layout.source, layout::LayoutSource::Dwarf);
             let table = layout::from_tables(version).unwrap();
-            assert_eq!((&binary.layout.fields, &binary.layout.sizes), (&table.fields, &table.sizes));
-            assert_eq!(binary.layout.consts, table.consts);
+            assert_eq!(binary.layout.table(), table.table());
             assert!(binary.function("runtime.gopark").is_some());
             let exe = GoExecutable::from_bytes(&elf, "seed").unwrap().unwrap();
             let (entry, _) = exe.pclntab.function(0).unwrap();
@@ -941,11 +940,11 @@ mod tests {
     #[test]
     fn implausible_layout_sizes_are_refused() {
         let mut binary = image_binary(false).unwrap();
-        binary.layout.sizes.insert("runtime.g".into(), 1 << 40);
+        binary.layout.set_size(GoStruct::G, 1 << 40);
         let err = GoProcess::prepare(0, binary, 0, &Image::default()).err().unwrap().to_string();
         assert!(err.contains("sizeof(runtime.g)"), "{err}");
         let mut binary = image_binary(false).unwrap();
-        binary.layout.fields.insert("m.curg".into(), layout::Field { offset: u64::MAX, size: 8 });
+        binary.layout.set_field(MField::Curg, layout::Field { offset: u64::MAX, size: 8 });
         let err = GoProcess::prepare(0, binary, 0, &Image::default()).err().unwrap().to_string();
         assert!(err.contains("m.curg"), "{err}");
     }
@@ -992,7 +991,7 @@ mod tests {
     #[test]
     fn allm_cycle_ends_the_walk() {
         let layout = layout::from_tables("go1.27.3").unwrap();
-        let alllink = layout.field("m.alllink").offset;
+        let alllink = layout.field(MField::Alllink).offset;
         let image = seed_image(|r| set_word(r, M_AT + 0x1000 + alllink, M_AT));
         let state = process_over(&image).read_with(&image, false, &image).unwrap();
         assert_eq!(state.ms.iter().map(|m| m.id).collect::<Vec<_>>(), [0, 1]);

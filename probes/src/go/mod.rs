@@ -19,11 +19,12 @@ use std::io;
 
 pub use binary::{FunctionCode, GLOBALS, GoBinary, UPROBE_FUNCTIONS};
 pub use buildinfo::BuildInfo;
-pub use layout::{Layout, LayoutSource, SchedtraceStyle, schedtrace_style};
+pub use layout::{Layout, LayoutSource, LayoutTable, SchedtraceStyle, schedtrace_style};
 pub use pclntab::{GoExecutable, GoLocation, Pclntab, PclntabError, PclntabVersion};
 pub use runtime::{GStatus, GoProcess, GoroutineState, MState, PState, PollMode, RuntimeState, SchedState};
 pub use uprobes::{FrameSetup, GoUprobePlan, UprobePoint, frame_setup};
 
+use crate::errno::{self, ErrnoClass};
 use crate::stacks::StackError;
 
 /// Why the Go runtime of a process cannot be read. Messages are one line naming the cause.
@@ -63,11 +64,10 @@ impl GoError {
     }
 
     fn from_io(pid: u32, path: &str, e: &io::Error) -> GoError {
-        match e.kind() {
-            io::ErrorKind::NotFound => GoError::NoSuchProcess(pid),
-            io::ErrorKind::PermissionDenied => GoError::NotPermitted { pid },
-            _ if e.raw_os_error() == Some(libc::ESRCH) => GoError::NoSuchProcess(pid),
-            _ => GoError::Binary { path: path.to_owned(), reason: e.to_string() },
+        match errno::classify(e) {
+            ErrnoClass::Gone => GoError::NoSuchProcess(pid),
+            ErrnoClass::Permission => GoError::NotPermitted { pid },
+            ErrnoClass::Other => GoError::Binary { path: path.to_owned(), reason: e.to_string() },
         }
     }
 }

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use super::GoError;
-use super::layout::Layout;
+use super::layout::{GoConst, GoStruct, Layout, PollDescField};
 use super::memory::{ReadMemory, uint_at};
 use super::runtime::PollMode;
 
@@ -36,9 +36,9 @@ pub fn parse_epoll_fdinfo(text: &str) -> Vec<(i32, u64)> {
 /// candidate is only accepted if that pollDesc names the same fd.
 fn candidate(layout: &Layout, data: u64) -> u64 {
     const POINTER_ALIGN_BITS: i64 = 3;
-    match layout.constant("runtime.tagBits") {
+    match layout.constant(GoConst::TagBits) {
         Some(tag) => {
-            let align = layout.constant("runtime.tagAlignBits").unwrap_or(POINTER_ALIGN_BITS);
+            let align = layout.constant(GoConst::TagAlignBits).unwrap_or(POINTER_ALIGN_BITS);
             if (0..64).contains(&tag) && (0..64).contains(&align) {
                 (((data as i64) >> tag) << align) as u64
             } else {
@@ -68,7 +68,7 @@ pub fn parked_on_fds<M: ReadMemory>(
 ) -> Result<HashMap<u64, (i32, PollMode)>, GoError> {
     let mut out = HashMap::new();
     let entries = parse_epoll_fdinfo(fdinfo);
-    let size = layout.size("runtime.pollDesc") as usize;
+    let size = layout.size(GoStruct::PollDesc) as usize;
     let mut bufs = vec![0u8; size * entries.len()];
     let mut reqs: Vec<(u64, &mut [u8])> = entries
         .iter()
@@ -82,7 +82,7 @@ pub fn parked_on_fds<M: ReadMemory>(
         "netpoll descriptors"
     );
     let (fd_f, rg_f, wg_f) =
-        (layout.field("pollDesc.fd"), layout.field("pollDesc.rg"), layout.field("pollDesc.wg"));
+        (layout.field(PollDescField::Fd), layout.field(PollDescField::Rg), layout.field(PollDescField::Wg));
     for (((fd, _), (_, buf)), ok) in entries.iter().zip(&reqs).zip(ok) {
         if !ok || uint_at(buf, fd_f.offset, fd_f.size) != *fd as u64 {
             continue;
@@ -114,8 +114,10 @@ tfd:        3 events:       19 data:           c0000a8000  pos:0 ino:3f3 sdev:e\
     /// (runtime.taggedPointerPack) and have no tagAlignBits.
     #[test]
     fn event_data_unpacks_per_release() {
-        let bare = Layout::from_table("go1.19", "").unwrap();
-        let go121 = Layout::from_table("go1.21", "const runtime.tagBits 19").unwrap();
+        let bare = super::super::layout::from_tables("go1.19.13").unwrap();
+        let go121 = super::super::layout::from_tables("go1.21.13").unwrap();
+        assert_eq!((bare.constant(GoConst::TagBits), go121.constant(GoConst::TagBits)), (None, Some(19)));
+        assert_eq!(go121.constant(GoConst::TagAlignBits), None);
         // A Go heap address and an mmap'd (persistentalloc) one, as pollDescs come from.
         for pd in [0xc0_0012_3400_u64, 0x7f2a_5c1c_0a48] {
             assert_eq!(candidate(&bare, pd), pd);

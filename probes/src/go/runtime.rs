@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::layout::{FIELDS, Field, STRUCTS};
+use super::layout::{Field, GField, GoConst, GoStruct, MField, OptionalField, PField, SchedField};
 use super::memory::{Memory, ReadMemory, sign_extend, uint_at};
 use super::{GoBinary, GoError, netpoll};
 use crate::procfs::{ProcError, TidMap};
@@ -240,25 +240,24 @@ impl GoProcess {
         };
         this.wait_reasons = this.read_wait_reasons(mem)?;
         let l = &this.binary.layout;
-        let c = |n: &str| l.constant(n);
-        for (name, status) in [
-            ("runtime._Gidle", GStatus::Idle),
-            ("runtime._Grunnable", GStatus::Runnable),
-            ("runtime._Grunning", GStatus::Running),
-            ("runtime._Gsyscall", GStatus::Syscall),
-            ("runtime._Gwaiting", GStatus::Waiting),
-            ("runtime._Gdead", GStatus::Dead),
-            ("runtime._Gcopystack", GStatus::Copystack),
-            ("runtime._Gpreempted", GStatus::Preempted),
+        for (c, status) in [
+            (GoConst::Gidle, GStatus::Idle),
+            (GoConst::Grunnable, GStatus::Runnable),
+            (GoConst::Grunning, GStatus::Running),
+            (GoConst::Gsyscall, GStatus::Syscall),
+            (GoConst::Gwaiting, GStatus::Waiting),
+            (GoConst::Gdead, GStatus::Dead),
+            (GoConst::Gcopystack, GStatus::Copystack),
+            (GoConst::Gpreempted, GStatus::Preempted),
             // A leaked goroutine is parked for good; a dead g kept for an extra M is dead.
-            ("runtime._Gleaked", GStatus::Waiting),
-            ("runtime._Gdeadextra", GStatus::Dead),
+            (GoConst::Gleaked, GStatus::Waiting),
+            (GoConst::Gdeadextra, GStatus::Dead),
         ] {
-            if let Some(v) = c(name) {
+            if let Some(v) = l.constant(c) {
                 this.status_of.insert(v, status);
             }
         }
-        this.scan_bit = c("runtime._Gscan").unwrap_or(0) as u32;
+        this.scan_bit = l.constant(GoConst::Gscan).unwrap_or(0) as u32;
         Ok(this)
     }
 
@@ -329,18 +328,18 @@ impl GoProcess {
         let ps = self.read_ps(mem, &by_addr)?;
         let epfd = sign_extend(mem.read_u64(self.global("runtime.epfd"))?, 4) as i32;
         let (gptrs, gbufs) = self.read_allgs(mem)?;
-        let gsize = l.size("runtime.g");
+        let gsize = l.size(GoStruct::G);
 
         let mut goroutines = Vec::with_capacity(gptrs.len());
         let mut dead = 0;
         let mut inconsistent = 0;
-        let f = |buf: &[u8], key: &str| {
+        let f = |buf: &[u8], key: GField| {
             let Field { offset, size } = l.field(key);
             uint_at(buf, offset, size)
         };
         for (i, &addr) in gptrs.iter().enumerate() {
             let Some(buf) = gbufs.get(i * gsize as usize..(i + 1) * gsize as usize) else { break };
-            let raw = f(buf, "g.atomicstatus") as u32;
+            let raw = f(buf, GField::Atomicstatus) as u32;
             let Some(&status) = self.status_of.get(&i64::from(raw & !self.scan_bit)) else {
                 inconsistent += 1;
                 continue;
@@ -350,16 +349,16 @@ impl GoProcess {
             if status == GStatus::Dead {
                 dead += 1;
             }
-            let goid = f(buf, "g.goid");
-            let (lo, hi) = (f(buf, "g.stack.lo"), f(buf, "g.stack.hi"));
+            let goid = f(buf, GField::Goid);
+            let (lo, hi) = (f(buf, GField::StackLo), f(buf, GField::StackHi));
             if goid == 0 && !matches!(status, GStatus::Idle | GStatus::Dead) || lo > hi {
                 inconsistent += 1;
                 continue;
             }
-            let waitreason = f(buf, "g.waitreason") as u8;
-            let m_addr = f(buf, "g.m");
+            let waitreason = f(buf, GField::Waitreason) as u8;
+            let m_addr = f(buf, GField::M);
             let m = by_addr.get(&m_addr);
-            let lockedm = f(buf, "g.lockedm");
+            let lockedm = f(buf, GField::Lockedm);
             goroutines.push(GoroutineState {
                 addr,
                 goid,
@@ -370,14 +369,14 @@ impl GoProcess {
                     .then(|| self.wait_reasons.get(usize::from(waitreason)).cloned())
                     .flatten()
                     .filter(|s| !s.is_empty()),
-                waitsince: sign_extend(f(buf, "g.waitsince"), 8),
+                waitsince: sign_extend(f(buf, GField::Waitsince), 8),
                 m: m_addr,
                 m_id: m.map(|m| m.id),
                 tid: m.map(|m| m.tid).filter(|&t| t != 0),
                 cgo: status == GStatus::Syscall && m.is_some_and(|m| m.incgo && m.ncgo > 0),
-                startpc: f(buf, "g.startpc"),
-                gopc: f(buf, "g.gopc"),
-                parent_goid: l.opt_field("g.parentGoid").map(|p| uint_at(buf, p.offset, p.size)),
+                startpc: f(buf, GField::Startpc),
+                gopc: f(buf, GField::Gopc),
+                parent_goid: l.optional(OptionalField::ParentGoid).map(|p| uint_at(buf, p.offset, p.size)),
                 pcs: Vec::new(),
                 netpoll: None,
                 lockedm_id: by_addr.get(&lockedm).map(|m| m.id),
@@ -396,7 +395,7 @@ impl GoProcess {
     /// allgs as a consistent (pointer array, g structs) pair: the slice header is re-read after
     /// the array, and the read repeated if the runtime grew or moved it meanwhile.
     fn read_allgs<M: ReadMemory>(&self, mem: &M) -> Result<(Vec<u64>, Vec<u8>), GoError> {
-        let gsize = self.binary.layout.size("runtime.g") as usize;
+        let gsize = self.binary.layout.size(GoStruct::G) as usize;
         let at = self.global("runtime.allgs");
         let mut last = String::new();
         for _ in 0..RETRIES {
@@ -446,9 +445,9 @@ impl GoProcess {
         gs: &mut [GoroutineState],
     ) -> Result<(), GoError> {
         let l = &self.binary.layout;
-        let gsize = l.size("runtime.g") as usize;
+        let gsize = l.size(GoStruct::G) as usize;
         let index: HashMap<u64, usize> = gptrs.iter().enumerate().map(|(i, &p)| (p, i)).collect();
-        let f = |buf: &[u8], key: &str| {
+        let f = |buf: &[u8], key: GField| {
             let Field { offset, size } = l.field(key);
             uint_at(buf, offset, size)
         };
@@ -466,8 +465,8 @@ impl GoProcess {
             }
             let Some(&i) = index.get(&g.addr) else { continue };
             let buf = &gbufs[i * gsize..(i + 1) * gsize];
-            let (sp, pc, bp) = (f(buf, "g.sched.sp"), f(buf, "g.sched.pc"), f(buf, "g.sched.bp"));
-            let (lo, hi) = (f(buf, "g.stack.lo"), f(buf, "g.stack.hi"));
+            let (sp, pc, bp) = (f(buf, GField::SchedSp), f(buf, GField::SchedPc), f(buf, GField::SchedBp));
+            let (lo, hi) = (f(buf, GField::StackLo), f(buf, GField::StackHi));
             if pc == 0 || sp < lo || sp >= hi {
                 continue;
             }
@@ -505,27 +504,27 @@ impl GoProcess {
 
     fn read_sched<M: ReadMemory>(&self, mem: &M) -> Result<SchedState, GoError> {
         let l = &self.binary.layout;
-        let mut buf = vec![0u8; l.size("runtime.schedt") as usize];
+        let mut buf = vec![0u8; l.size(GoStruct::Schedt) as usize];
         mem.read(self.global("runtime.sched"), &mut buf)?;
-        let i = |key: &str| {
+        let i = |key: SchedField| {
             let f = l.field(key);
             sign_extend(uint_at(&buf, f.offset, f.size), f.size)
         };
         let gomaxprocs = sign_extend(mem.read_u64(self.global("runtime.gomaxprocs"))?, 4);
         Ok(SchedState {
             gomaxprocs,
-            npidle: i("sched.npidle"),
-            mcount: i("sched.mnext") - i("sched.nmfreed"),
-            nmspinning: i("sched.nmspinning"),
+            npidle: i(SchedField::Npidle),
+            mcount: i(SchedField::Mnext) - i(SchedField::Nmfreed),
+            nmspinning: i(SchedField::Nmspinning),
             needspinning: l
-                .opt_field("sched.needspinning")
+                .optional(OptionalField::Needspinning)
                 .map(|f| sign_extend(uint_at(&buf, f.offset, f.size), f.size)),
-            nmidle: i("sched.nmidle"),
-            runqsize: i("sched.runqsize"),
-            gcwaiting: i("sched.gcwaiting"),
-            nmidlelocked: i("sched.nmidlelocked"),
-            stopwait: i("sched.stopwait"),
-            sysmonwait: i("sched.sysmonwait"),
+            nmidle: i(SchedField::Nmidle),
+            runqsize: i(SchedField::Runqsize),
+            gcwaiting: i(SchedField::Gcwaiting),
+            nmidlelocked: i(SchedField::Nmidlelocked),
+            stopwait: i(SchedField::Stopwait),
+            sysmonwait: i(SchedField::Sysmonwait),
         })
     }
 
@@ -533,7 +532,7 @@ impl GoProcess {
     /// linked, but a cycle or garbage pointer from a racing read ends the walk).
     fn read_ms<M: ReadMemory>(&self, mem: &M) -> Result<Vec<MState>, GoError> {
         let l = &self.binary.layout;
-        let size = l.size("runtime.m") as usize;
+        let size = l.size(GoStruct::M) as usize;
         let mut out: Vec<MState> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         let mut raw: Vec<(u64, Vec<u8>)> = Vec::new();
@@ -548,13 +547,13 @@ impl GoProcess {
             if mem.read(addr, &mut buf).is_err() {
                 break;
             }
-            let next = uint_at(&buf, l.field("m.alllink").offset, 8);
+            let next = uint_at(&buf, l.field(MField::Alllink).offset, 8);
             raw.push((addr, buf));
             addr = next;
         }
         // curg/lockedg/p are pointers: read just the fields we print from them.
-        let goid_f = l.field("g.goid");
-        let pid_f = l.field("p.id");
+        let goid_f = l.field(GField::Goid);
+        let pid_f = l.field(PField::Id);
         let read_at = |base: u64, f: Field| -> Option<u64> {
             if base == 0 {
                 return None;
@@ -565,16 +564,16 @@ impl GoProcess {
             Some(uint_at(b, 0, f.size))
         };
         for (addr, buf) in &raw {
-            let u = |key: &str| {
+            let u = |key: MField| {
                 let f = l.field(key);
                 uint_at(buf, f.offset, f.size)
             };
-            let i = |key: &str| {
+            let i = |key: MField| {
                 let f = l.field(key);
                 sign_extend(uint_at(buf, f.offset, f.size), f.size)
             };
             let preemptoff = {
-                let f = l.field("m.preemptoff");
+                let f = l.field(MField::Preemptoff);
                 let (ptr, len) =
                     (uint_at(buf, f.offset, 8), uint_at(buf, f.offset.saturating_add(8), 8).min(256));
                 let mut s = vec![0u8; len as usize];
@@ -585,29 +584,29 @@ impl GoProcess {
                 }
             };
             let mstartfn_pc = l
-                .opt_field("m.mstartfn")
+                .optional(OptionalField::Mstartfn)
                 .map(|f| uint_at(buf, f.offset, 8))
                 .filter(|&fv| fv != 0)
                 .and_then(|fv| mem.read_u64(fv).ok())
                 .unwrap_or(0);
             out.push(MState {
                 addr: *addr,
-                id: i("m.id"),
+                id: i(MField::Id),
                 // Translated to /proc's ids by read_with.
                 tid: 0,
-                ns_tid: u("m.procid") as u32,
-                curg_goid: read_at(u("m.curg"), goid_f),
-                p_id: read_at(u("m.p"), pid_f).map(|v| sign_extend(v, pid_f.size)),
-                ncgo: i("m.ncgo"),
-                incgo: u("m.incgo") != 0,
-                mallocing: i("m.mallocing"),
-                throwing: i("m.throwing"),
+                ns_tid: u(MField::Procid) as u32,
+                curg_goid: read_at(u(MField::Curg), goid_f),
+                p_id: read_at(u(MField::P), pid_f).map(|v| sign_extend(v, pid_f.size)),
+                ncgo: i(MField::Ncgo),
+                incgo: u(MField::Incgo) != 0,
+                mallocing: i(MField::Mallocing),
+                throwing: i(MField::Throwing),
                 preemptoff,
-                locks: i("m.locks"),
-                dying: i("m.dying"),
-                spinning: u("m.spinning") != 0,
-                blocked: u("m.blocked") != 0,
-                lockedg_goid: read_at(u("m.lockedg"), goid_f),
+                locks: i(MField::Locks),
+                dying: i(MField::Dying),
+                spinning: u(MField::Spinning) != 0,
+                blocked: u(MField::Blocked) != 0,
+                lockedg_goid: read_at(u(MField::Lockedg), goid_f),
                 mstartfn_pc,
             });
         }
@@ -616,7 +615,7 @@ impl GoProcess {
 
     fn read_ps<M: ReadMemory>(&self, mem: &M, ms: &HashMap<u64, &MState>) -> Result<Vec<PState>, GoError> {
         let l = &self.binary.layout;
-        let size = l.size("runtime.p") as usize;
+        let size = l.size(GoStruct::P) as usize;
         let at = self.global("runtime.allp");
         let deadline = Instant::now() + WALK_BUDGET;
         for _ in 0..RETRIES {
@@ -647,24 +646,26 @@ impl GoProcess {
                     failed = true;
                     break;
                 }
-                let u = |key: &str| {
+                let u = |key: PField| {
                     let f = l.field(key);
                     uint_at(&buf, f.offset, f.size)
                 };
-                let i = |key: &str| {
+                let i = |key: PField| {
                     let f = l.field(key);
                     sign_extend(uint_at(&buf, f.offset, f.size), f.size)
                 };
                 out.push(PState {
-                    id: i("p.id"),
-                    status: i("p.status"),
-                    schedtick: u("p.schedtick"),
-                    syscalltick: u("p.syscalltick"),
-                    m_id: ms.get(&u("p.m")).map(|m| m.id),
+                    id: i(PField::Id),
+                    status: i(PField::Status),
+                    schedtick: u(PField::Schedtick),
+                    syscalltick: u(PField::Syscalltick),
+                    m_id: ms.get(&u(PField::M)).map(|m| m.id),
                     // runqhead/runqtail are uint32 counters that wrap: their difference is the size.
-                    runqsize: u64::from((u("p.runqtail") as u32).wrapping_sub(u("p.runqhead") as u32)),
-                    gfreecnt: i("p.gfreecnt"),
-                    timerslen: u("p.timers.len"),
+                    runqsize: u64::from(
+                        (u(PField::Runqtail) as u32).wrapping_sub(u(PField::Runqhead) as u32),
+                    ),
+                    gfreecnt: i(PField::Gfreecnt),
+                    timerslen: u(PField::TimersLen),
                 });
             }
             if !failed {
@@ -736,14 +737,13 @@ fn check_layout_bounds(binary: &GoBinary) -> Result<(), GoError> {
         version: binary.buildinfo.version.clone(),
         missing: format!("plausible {what}"),
     };
-    for s in STRUCTS {
+    for s in GoStruct::ALL {
         let size = l.size(s);
         if size > MAX_STRUCT_SIZE {
-            return Err(bad(format!("sizeof({s}) (states {size})")));
+            return Err(bad(format!("sizeof({}) (states {size})", s.name())));
         }
     }
-    for spec in FIELDS {
-        let Some(f) = l.opt_field(spec.key) else { continue };
+    for (spec, f) in l.all_fields() {
         let inside = f.offset.checked_add(f.size).is_some_and(|end| end <= l.size(spec.strukt));
         if f.size > MAX_FIELD_SIZE || !inside {
             return Err(bad(format!("{} (offset {}, size {})", spec.key, f.offset, f.size)));

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 
 use parkscope_common::{GoProbeConfig, NO_GO_STATUS};
 
+use super::layout::{GField, GoConst};
 use super::{GoError, GoProcess};
 
 /// Where to attach one program: the executable (as /proc/PID/exe, so the right inode is used
@@ -135,22 +136,22 @@ impl GoProcess {
             })
         };
         let l = &self.binary.layout;
-        let status = |name: &str| -> Result<u32, GoError> {
-            l.constant(name).map(|v| v as u32).ok_or_else(|| GoError::UnknownLayout {
+        let status = |c: GoConst| -> Result<u32, GoError> {
+            l.constant(c).map(|v| v as u32).ok_or_else(|| GoError::UnknownLayout {
                 version: self.version().to_owned(),
-                missing: format!("constant {name}"),
+                missing: format!("constant {} in {}", c.name(), l.source),
             })
         };
         let config = GoProbeConfig {
             window_start_ns: 0,
-            goid_off: l.field("g.goid").offset as u32,
-            waitreason_off: l.field("g.waitreason").offset as u32,
-            running: status("runtime._Grunning")?,
-            syscall: status("runtime._Gsyscall")?,
-            waiting: status("runtime._Gwaiting")?,
-            dead: status("runtime._Gdead")?,
-            copystack: status("runtime._Gcopystack")?,
-            deadextra: l.constant("runtime._Gdeadextra").map_or(NO_GO_STATUS, |v| v as u32),
+            goid_off: l.field(GField::Goid).offset as u32,
+            waitreason_off: l.field(GField::Waitreason).offset as u32,
+            running: status(GoConst::Grunning)?,
+            syscall: status(GoConst::Gsyscall)?,
+            waiting: status(GoConst::Gwaiting)?,
+            dead: status(GoConst::Gdead)?,
+            copystack: status(GoConst::Gcopystack)?,
+            deadextra: l.constant(GoConst::Gdeadextra).map_or(NO_GO_STATUS, |v| v as u32),
             aggregate: 0,
             _pad: 0,
         };

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use parkscope_probes::go::{GoProcess, RuntimeState, SchedtraceStyle};
+use parkscope_probes::go::{GoProcess, RuntimeState, SchedtraceStyle, layout::SchedField};
 
 use crate::runtime::SchedValue;
 
@@ -42,15 +42,15 @@ pub fn render(
     }
     let _ = write!(out, " idlethreads={} runqueue={}", s.nmidle, s.runqsize);
     let layout = &go.binary.layout;
-    let is_bool = |key: &str| layout.opt_field(key).is_some_and(|f| f.size == 1);
+    let is_bool = |key: SchedField| layout.field(key).size == 1;
     if detail {
         let _ = writeln!(
             out,
             " gcwaiting={} nmidlelocked={} stopwait={} sysmonwait={}",
-            flag(s.gcwaiting, is_bool("sched.gcwaiting")),
+            flag(s.gcwaiting, is_bool(SchedField::Gcwaiting)),
             s.nmidlelocked,
             s.stopwait,
-            flag(s.sysmonwait, is_bool("sched.sysmonwait"))
+            flag(s.sysmonwait, is_bool(SchedField::Sysmonwait))
         );
         for (i, p) in rt.ps.iter().enumerate() {
             let _ = writeln!(
