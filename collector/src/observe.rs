@@ -344,6 +344,7 @@ impl Observer {
         }
         let mut goroutines = Vec::new();
         let mut stalls = Vec::new();
+        let mut io_driver_starved_ns = None;
         let mut runtime = None;
         let mut transitions_counted = false;
         // The kernel's counters: as read with the other maps, or, with a runtime's uprobes, as
@@ -373,6 +374,7 @@ impl Observer {
                     transitions_counted = read.transitions_counted;
                     goroutines = read.goroutines;
                     stalls = read.stalls;
+                    io_driver_starved_ns = read.io_driver_starved_ns;
                     runtime = Some(read.view);
                 }
                 // The threads are still a true view, and the runtime part says why it has no
@@ -389,6 +391,7 @@ impl Observer {
         sort_for_display(&mut threads);
         let mut summary = Summary::count(&threads);
         summary.stalls = stalls.len();
+        summary.io_driver_starved_ns = io_driver_starved_ns;
         summary.goroutines = goroutines.len();
         summary.goroutines_waiting = goroutines.iter().filter(|g| g.status == GoStatus::Waiting).count();
         summary.go_transitions = transitions_counted.then_some(counters.go_transitions);

@@ -39,6 +39,11 @@ pub struct Summary {
     pub tasks: usize,
     #[serde(default)]
     pub stalls: usize,
+    /// tokio, while a stall lasts: every worker has been inside a task's poll at least this
+    /// long, so none can have polled the I/O driver meanwhile (socket readiness waits
+    /// unseen). A lower bound; None when some worker is free (or not tokio).
+    #[serde(default)]
+    pub io_driver_starved_ns: Option<u64>,
 }
 
 impl Summary {

@@ -252,3 +252,33 @@ fn stalls_in_progress_at_attach_are_found_with_a_lower_bound() {
         r.join().unwrap();
     }
 }
+
+/// Both workers held in a poll at once: nobody can poll the I/O driver, for as long as the
+/// shorter of the two polls has lasted (the targets' own clock readings are the truth); with one
+/// worker free, no starvation.
+#[test]
+fn every_worker_inside_a_poll_starves_the_io_driver_and_one_free_worker_does_not() {
+    let t = Target::start("tokio-stalls-newest", &["sleepall:1500".to_owned(), "sleep:1500".to_owned()]);
+    let (a, b) = (t.next(), t.next());
+    assert!(a["begin"] == true && b["begin"] == true, "{a}\n{b}");
+    assert_ne!(a["tid"], b["tid"], "the two sleeps should hold both workers: {a}\n{b}");
+    let snap = snapshot(t.pid(), "300ms");
+    let ctx = format!("{:#}\n{a}\n{b}", snap["summary"]);
+    let starved = snap["summary"]["io_driver_starved_ns"].as_u64().unwrap_or_else(|| panic!("{ctx}"));
+    let later = a["begin_ns"].as_u64().unwrap().max(b["begin_ns"].as_u64().unwrap());
+    let truth = snap["taken_at"]["monotonic_ns"].as_u64().unwrap() - later;
+    assert!(truth < 1_500_000_000, "the view was taken after the sleeps: {ctx}");
+    assert!(starved <= truth + 20_000_000 && starved >= 100_000_000, "{starved} vs {truth}: {ctx}");
+    assert!(snap["stalls"].as_array().unwrap().len() == 2, "{:#}", snap["stalls"]);
+
+    // The single sleep: one worker stalled, the other free to poll the driver.
+    let single = loop {
+        let line = t.next();
+        if line["begin"] == true && line["kind"] == "sleep" {
+            break line;
+        }
+    };
+    let snap = snapshot(t.pid(), "300ms");
+    assert_eq!(snap["stalls"].as_array().unwrap().len(), 1, "{:#}\n{single}", snap["stalls"]);
+    assert!(snap["summary"]["io_driver_starved_ns"].is_null(), "{:#}", snap["summary"]);
+}

@@ -159,6 +159,13 @@ fn render_tokio(out: &mut String, view: &Snapshot, rt: &RuntimeView) {
     if let Some(err) = &rt.error {
         let _ = writeln!(out, "  tasks not read: {err}; the threads above are complete");
     }
+    if let Some(ns) = view.summary.io_driver_starved_ns {
+        let _ = writeln!(
+            out,
+            "  I/O DRIVER STARVED for >={}: every worker is inside a task's poll, none polls the driver",
+            human(ns)
+        );
+    }
     for st in &view.stalls {
         let what = match &st.activity {
             StallActivity::Syscall { name, fd: Some(fd), fd_desc } => {

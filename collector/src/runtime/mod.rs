@@ -49,6 +49,9 @@ pub struct RuntimeRead {
     pub transitions_counted: bool,
     /// Workers held inside one task's poll for at least the stall threshold.
     pub stalls: Vec<StallView>,
+    /// How long at least no worker can have polled the I/O driver (all inside polls), when
+    /// that is at least the stall threshold and a stall lasts.
+    pub io_driver_starved_ns: Option<u64>,
 }
 
 /// One interval of a runtime's own scheduler trace.

@@ -120,7 +120,7 @@ impl TokioTarget {
         stacks: &StackTable,
         now: u64,
         stall_ns: u64,
-    ) -> (RuntimeView, Vec<StallView>) {
+    ) -> Joined {
         let mut parked: Vec<u32> = Vec::new();
         for t in threads.iter() {
             let frames = stacks.get(t.user_stack_id);
@@ -247,8 +247,33 @@ impl TokioTarget {
             }),
             error,
         };
-        (view, stalls)
+        let io_driver_starved_ns = driver_starved(threads, &stalls, stall_ns);
+        Joined { view, stalls, io_driver_starved_ns }
     }
+}
+
+/// What one join found.
+struct Joined {
+    view: RuntimeView,
+    stalls: Vec<StallView>,
+    io_driver_starved_ns: Option<u64>,
+}
+
+/// How long at least the I/O driver has gone unpolled, while a stall lasts: a multi-thread
+/// runtime's driver is polled only by a worker outside any task's poll (parked on it, or
+/// between tasks), so while every worker is inside a poll none can have polled it; all have
+/// been for at least the shortest of their polls. None when a worker is free, a poll's
+/// length is unknown, no stall lasts, or it is shorter than `stall_ns`.
+fn driver_starved(threads: &[ThreadView], stalls: &[StallView], stall_ns: u64) -> Option<u64> {
+    if stalls.is_empty() {
+        return None;
+    }
+    let mut shortest: Option<u64> = None;
+    for t in threads.iter().filter(|t| t.role == Some(ThreadRole::TokioWorker)) {
+        let poll = t.task.as_ref()?.poll_ns?;
+        shortest = Some(shortest.map_or(poll, |s| s.min(poll)));
+    }
+    shortest.filter(|s| *s >= stall_ns)
 }
 
 /// Whether a stack shows the scheduler parking (a condvar or the I/O driver): the worker polls
@@ -323,8 +348,15 @@ impl RuntimeReader for TokioReader {
     }
 
     fn read(&mut self, cx: ReadContext<'_>) -> Result<RuntimeRead, CollectError> {
-        let (view, stalls) = self.target.join(cx.samples, cx.threads, cx.stack_table, cx.now_ns, cx.stall_ns);
-        Ok(RuntimeRead { goroutines: Vec::new(), view, counters: None, transitions_counted: false, stalls })
+        let joined = self.target.join(cx.samples, cx.threads, cx.stack_table, cx.now_ns, cx.stall_ns);
+        Ok(RuntimeRead {
+            goroutines: Vec::new(),
+            view: joined.view,
+            counters: None,
+            transitions_counted: false,
+            stalls: joined.stalls,
+            io_driver_starved_ns: joined.io_driver_starved_ns,
+        })
     }
 
     fn attach_uprobes(&mut self, _probes: &mut KernelProbes) -> Result<(), CollectError> {

@@ -7,6 +7,8 @@
 //! - `mutex:MS`    a std Mutex held by another OS thread for MS (futex)
 //! - `fifo:MS`     a blocking read(2) of a FIFO that another OS thread writes after MS
 //! - `spin:MS`     a CPU busy loop for MS (no syscall)
+//! - `sleepall:MS` std::thread::sleep in two tasks at once: both workers stalled, so none
+//!                 polls the I/O driver (two begin lines, one per worker)
 //! - `blocking:MS` std::thread::sleep on tokio's blocking pool (spawn_blocking): not a stall
 //! - `idle:MS`     the workers idle (tokio::time::sleep)
 //!
@@ -139,6 +141,14 @@ fn main() {
         for (step, (kind, ms)) in steps.into_iter().enumerate() {
             match kind.as_str() {
                 "idle" => tokio::time::sleep(Duration::from_millis(ms)).await,
+                "sleepall" => {
+                    let both: Vec<_> = (0..2)
+                        .map(|_| tokio::spawn(async move { reported(step, "sleepall", ms, || block_sleep(ms)) }))
+                        .collect();
+                    for t in both {
+                        t.await.unwrap();
+                    }
+                }
                 "blocking" => {
                     tokio::task::spawn_blocking(move || reported(step, "blocking", ms, || block_sleep(ms)))
                         .await

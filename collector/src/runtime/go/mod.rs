@@ -77,6 +77,7 @@ impl RuntimeReader for GoReader {
             counters: timing.map(|t| t.counters),
             transitions_counted: self.uprobes_at_ns.is_some(),
             stalls: Vec::new(),
+            io_driver_starved_ns: None,
         })
     }
 
