@@ -146,6 +146,6 @@ impl From<GoError> for Failure {
             GoError::NotPermitted { .. } => code::NOT_PERMITTED,
             _ => code::INTERNAL,
         };
-        Failure { cause: e.to_string(), hint: parkscope_collector::runtime::go::hint(&e), code }
+        Failure { cause: e.to_string(), hint: parkscope_collector::error::go_hint(&e), code }
     }
 }

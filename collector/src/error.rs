@@ -46,10 +46,26 @@ impl CollectError {
     /// not depend on the command (the agent adds the others).
     pub fn hint(&self) -> Option<String> {
         match self {
-            CollectError::Go(e) | CollectError::GoUprobes(GoUprobeError::Go(e)) => {
-                crate::runtime::go::hint(e)
-            }
+            CollectError::Go(e) | CollectError::GoUprobes(GoUprobeError::Go(e)) => go_hint(e),
             _ => None,
         }
     }
+}
+
+/// The remedy for a Go runtime that cannot be read, as the person at the terminal can apply it.
+pub fn go_hint(e: &GoError) -> Option<String> {
+    Some(match e {
+        GoError::Stripped { .. } => "this Go runtime's code is not laid out as parkscope expects; rebuild without -s (-ldflags=-w keeps the symbol table), or pass --no-go for the thread view only".to_owned(),
+        GoError::UnknownLayout { .. } => {
+            "build the target with DWARF (no -ldflags=-w), or pass --no-go for the thread view only".to_owned()
+        }
+        GoError::NotGo { .. } => "drop --goroutines to see the threads of a non-Go process".to_owned(),
+        GoError::NoSuchProcess(pid) | GoError::Exited(pid) => {
+            format!("check the pid (`ps -p {pid}`); the process may have exited")
+        }
+        GoError::NotPermitted { .. } => {
+            "run as root, or with CAP_SYS_PTRACE to read another process's memory".to_owned()
+        }
+        _ => return None,
+    })
 }

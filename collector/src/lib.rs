@@ -6,6 +6,7 @@
 
 pub mod collector;
 pub mod error;
+pub mod frame;
 pub mod observe;
 pub mod profile;
 pub mod runtime;

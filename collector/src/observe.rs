@@ -21,8 +21,8 @@ use parkscope_probes::{
 };
 
 use parkscope_model::{
-    CompletedCalls, Event, EventKind, Frame, FrameKind, GoStatus, LongCall, RuntimeView, Snapshot, StackId,
-    StackTable, Summary, SyscallClass, SyscallView, ThreadState, ThreadView, Timestamp, sort_for_display,
+    CompletedCalls, Event, EventKind, Frame, GoStatus, LongCall, RuntimeView, Snapshot, StackId, StackTable,
+    Summary, SyscallClass, SyscallView, ThreadState, ThreadView, Timestamp, sort_for_display,
 };
 
 use crate::{
@@ -311,7 +311,10 @@ impl Observer {
         if self.probes.is_some() && self.asleep_at_attach.is_none() {
             self.asleep_at_attach = Some(asleep_in_calls(&samples));
         }
+        // Both clocks at the same instant: `--at` a wall-clock time finds the snapshot by
+        // `wall_unix_ns`, which must say when the view was taken as `monotonic_ns` does.
         let now = monotonic_now_ns();
+        let wall_ns = wall_clock_ns();
         let fds = if opts.fd_descriptions { FdTable::read(pid).ok() } else { None };
         let window_ns = if self.probes.is_some() { now.saturating_sub(self.attached_at_ns) } else { 0 };
 
@@ -337,7 +340,8 @@ impl Observer {
                         _ => facts.in_flight.get(&s.tid).filter(|f| f.nr == *nr).map(|f| f.user_bp),
                     };
                     let frames = self.stacks.user_stack(*pc, *sp, bp, MAX_USER_FRAMES);
-                    view.user_stack_id = stack_table.intern(frames.iter().map(model_frame).collect());
+                    view.user_stack_id =
+                        stack_table.intern(frames.iter().map(crate::frame::model_frame).collect());
                 }
             }
             threads.push(view);
@@ -399,7 +403,7 @@ impl Observer {
         summary.dropped_events = counters.dropped();
         summary.syscalls_traced = counters.syscalls_entered;
         summary.long_call_threshold_ns = self.long_call_threshold_ns;
-        let taken_at = Timestamp { monotonic_ns: now, wall_unix_ns: wall_clock_ns() };
+        let taken_at = Timestamp { monotonic_ns: now, wall_unix_ns: wall_ns };
         let mut snapshot = Snapshot::new(pid, self.target.comm.clone(), taken_at);
         snapshot.threads = threads;
         snapshot.runtime = runtime;
@@ -605,28 +609,6 @@ fn completed_calls(tid: u32, stats: &HashMap<SyscallStatsKey, SyscallStats>) -> 
     calls.sort_by_key(|c| (std::cmp::Reverse(c.total_ns), c.name.clone()));
     calls.truncate(MAX_COMPLETED_PER_THREAD);
     calls
-}
-
-/// A symbolised user frame in the model's form (`file:line` split; text that has no line
-/// number is kept whole as the file).
-pub fn model_frame(f: &parkscope_probes::stacks::Frame) -> Frame {
-    let (file, line) = match f.file_line.as_deref().map(|fl| (fl, fl.rsplit_once(':'))) {
-        Some((_, Some((file, line)))) if line.parse::<u32>().is_ok() => {
-            (Some(file.to_owned()), line.parse().ok())
-        }
-        Some((whole, _)) => (Some(whole.to_owned()), None),
-        None => (None, None),
-    };
-    Frame {
-        kind: FrameKind::User,
-        address: f.addr,
-        offset: f.function.as_ref().map(|_| f.offset),
-        function: f.function.clone(),
-        size: None,
-        module: f.module.clone(),
-        file,
-        line,
-    }
 }
 
 /// Nanoseconds since the Unix epoch, now.

@@ -12,6 +12,7 @@
 //! [`StackTable`] and referenced by [`StackId`]; a frame is structured ([`Frame`]) and its text
 //! is a rendering.
 
+pub mod duration;
 pub mod event;
 pub mod goroutine;
 pub mod profile;

@@ -392,12 +392,22 @@ fn a_target_in_its_own_network_namespace_is_read_through_it() {
         assert!(Instant::now() < deadline, "the app in its namespace never listened");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let ours = snapshot(pid, &["--window", "0"]);
+    // The app spawns task1 and task2 just after its console listens: a first read may come
+    // before task2 exists, so read again (each a whole snapshot) until both are there.
+    let has = |v: &Value, name: &str| {
+        v["tasks"].as_array().is_some_and(|t| t.iter().any(|t| t["name"].as_str() == Some(name)))
+    };
+    let ours = loop {
+        let ours = snapshot(pid, &["--window", "0"]);
+        if ["task1", "task2"].iter().all(|n| has(&ours, n)) || Instant::now() >= deadline {
+            break ours;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(ours["task_source"]["addr"].as_str(), Some("127.0.0.1:6669"));
-    let tasks = ours["tasks"].as_array().expect("tasks");
     for name in ["task1", "task2"] {
-        assert!(tasks.iter().any(|t| t["name"].as_str() == Some(name)), "no task {name}: {tasks:#?}");
+        assert!(has(&ours, name), "no task {name}: {:#?}", ours["tasks"]);
     }
 }

@@ -10,8 +10,7 @@ use std::sync::Arc;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use parkscope_model::{
-    GoStatus, GoroutineView, Snapshot, StackId, SyscallClass, SyscallView, TaskState, TaskView, ThreadRole,
-    ThreadView,
+    GoroutineView, Snapshot, StackId, SyscallView, TaskState, TaskView, ThreadRole, ThreadView,
 };
 
 use crate::filter::{Field, Filter, Subject};
@@ -932,25 +931,4 @@ impl Subject for TaskSubject<'_> {
         .chain(t.warnings.iter().map(String::as_str))
         .any(visit)
     }
-}
-
-/// Goroutines in each status, for the header and the history.
-pub fn goroutine_counts(snap: &Snapshot) -> (usize, usize, usize) {
-    let mut waiting = 0;
-    let mut runnable = 0;
-    let mut running = 0;
-    for g in &snap.goroutines {
-        match g.status {
-            GoStatus::Waiting => waiting += 1,
-            GoStatus::Runnable => runnable += 1,
-            GoStatus::Running | GoStatus::Syscall => running += 1,
-            _ => {}
-        }
-    }
-    (waiting, runnable, running)
-}
-
-/// Blocked threads per class, in [`SyscallClass::ALL`] order.
-pub fn blocked_by_class(snap: &Snapshot) -> [usize; 6] {
-    SyscallClass::ALL.map(|c| snap.summary.blocked_in(c))
 }

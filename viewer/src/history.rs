@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use parkscope_model::Snapshot;
+use parkscope_model::{GoStatus, Snapshot, SyscallClass};
 
 /// Points kept: an hour at one sample a second.
 pub const HISTORY_POINTS: usize = 3600;
@@ -50,11 +50,11 @@ impl History {
         if self.points.len() == self.capacity {
             self.points.pop_front();
         }
-        let (waiting, runnable, _) = crate::app::goroutine_counts(snap);
+        let (waiting, runnable, _) = goroutine_counts(snap);
         let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
         self.points.push_back(Point {
             at_ns,
-            blocked_by_class: crate::app::blocked_by_class(snap).map(n),
+            blocked_by_class: blocked_by_class(snap).map(n),
             blocked: n(snap.summary.blocked),
             runnable: n(snap.summary.runnable),
             running: n(snap.summary.running),
@@ -95,4 +95,25 @@ mod tests {
         h.push(&Snapshot::new(1, "t".into(), Timestamp { monotonic_ns: 2, wall_unix_ns: 0 }));
         assert_eq!(h.len(), 1, "a step back in time starts over");
     }
+}
+
+/// Goroutines in each status, for the header and the history.
+pub fn goroutine_counts(snap: &Snapshot) -> (usize, usize, usize) {
+    let mut waiting = 0;
+    let mut runnable = 0;
+    let mut running = 0;
+    for g in &snap.goroutines {
+        match g.status {
+            GoStatus::Waiting => waiting += 1,
+            GoStatus::Runnable => runnable += 1,
+            GoStatus::Running | GoStatus::Syscall => running += 1,
+            _ => {}
+        }
+    }
+    (waiting, runnable, running)
+}
+
+/// Blocked threads per class, in [`SyscallClass::ALL`] order.
+pub fn blocked_by_class(snap: &Snapshot) -> [usize; 6] {
+    SyscallClass::ALL.map(|c| snap.summary.blocked_in(c))
 }

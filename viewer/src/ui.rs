@@ -13,26 +13,13 @@ use ratatui::widgets::{Paragraph, Row, Table, TableState, Wrap};
 
 use crate::app::{
     App, DetailItem, GROUP_COLUMNS, GroupRow, Input, Overlay, SortState, TASK_COLUMNS, THREAD_COLUMNS, Tab,
-    goroutine_counts, goroutine_wait, goroutine_wait_ns, place_of, task_key, thread_is_stuck,
+    goroutine_wait, goroutine_wait_ns, place_of, task_key, thread_is_stuck,
 };
+use crate::history::goroutine_counts;
 use crate::source::Mode;
 
-/// Human durations in the style of Go's time.Duration (2.0s, 350.0ms), as `snapshot` prints.
-pub fn human(ns: u64) -> String {
-    const UNITS: [(u64, &str); 5] = [
-        (3_600_000_000_000, "h"),
-        (60_000_000_000, "m"),
-        (1_000_000_000, "s"),
-        (1_000_000, "ms"),
-        (1_000, "us"),
-    ];
-    for (scale, unit) in UNITS {
-        if ns >= scale {
-            return format!("{}.{}{unit}", ns / scale, (ns % scale) * 10 / scale);
-        }
-    }
-    format!("{ns}ns")
-}
+/// Human durations as `snapshot` prints them (2.0s, 350.0ms).
+pub use parkscope_model::duration::human;
 
 /// A syscall's time: exact, or `>=` the lower bound.
 pub fn blocked_text(c: &SyscallView) -> String {

@@ -221,7 +221,7 @@ pub async fn snapshot(args: SnapshotArgs) -> Result<i32, Failure> {
     let mut exit = report(&path, &outcome);
     let unreadable =
         view.runtime.as_ref().filter(|rt| !rt.is_read()).map(|rt| (rt.error.clone(), rt.hint.clone()));
-    print(view, args.json).await?;
+    super::snapshot::print(view, args.json).await?;
     if let Some((cause, hint)) = unreadable {
         super::warn_go_unreadable(&cause.unwrap_or_default(), hint.as_deref(), "printed its threads only");
         if exit == code::SUCCESS {
@@ -229,22 +229,6 @@ pub async fn snapshot(args: SnapshotArgs) -> Result<i32, Failure> {
         }
     }
     Ok(exit)
-}
-
-async fn print(view: Snapshot, json: bool) -> Result<(), Failure> {
-    if json {
-        let written = blocking(move || {
-            let stdout = std::io::stdout();
-            render::json::write_snapshot(std::io::BufWriter::with_capacity(1 << 16, stdout.lock()), &view)
-        })
-        .await?;
-        return match written {
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-            Err(e) => Err(Failure::internal(&anyhow::Error::from(e).context("writing to stdout"))),
-            Ok(()) => Ok(()),
-        };
-    }
-    write_stdout(&render::table::render(&view)).await
 }
 
 /// `schedtrace --from FILE [--detail]`: the thread-level SCHED line of each snapshot, stamped

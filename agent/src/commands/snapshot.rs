@@ -143,7 +143,9 @@ fn not_go(e: CollectError, args: &SnapshotArgs) -> Failure {
     }
 }
 
-async fn print(view: Snapshot, json: bool) -> Result<(), Failure> {
+/// Prints a snapshot as `snapshot` does (live or from a recording): the table, or the JSON
+/// contract streamed from the blocking pool.
+pub async fn print(view: Snapshot, json: bool) -> Result<(), Failure> {
     if json {
         // Streamed (a 100k-goroutine snapshot is tens of MB of text) from the blocking pool.
         let written = blocking(move || {

@@ -3,8 +3,8 @@
 
 use std::fmt::Write as _;
 
-use super::duration::human;
 use parkscope_collector::runtime::{SchedTrace, SchedValue};
+use parkscope_model::duration::human;
 
 use crate::model::{RuntimeKind, Snapshot, Summary, ThreadRole};
 

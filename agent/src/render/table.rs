@@ -5,11 +5,11 @@ use std::fmt::Write as _;
 
 use std::collections::BTreeMap;
 
-use super::duration::human;
 use crate::model::{
     GoroutineView, RuntimeKind, RuntimeView, Snapshot, StackId, StackTable, StallActivity, SyscallView,
     ThreadRole,
 };
+use parkscope_model::duration::human;
 
 /// Goroutine ids listed per group in the table view (JSON has them all).
 const GOIDS_SHOWN: usize = 8;

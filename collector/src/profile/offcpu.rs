@@ -561,7 +561,7 @@ fn comments(input: &OffCpuInput<'_>, duration: u64) -> Vec<String> {
             "stacks sampled by off-CPU time: every wait of {} or more, shorter ones in proportion to \
              their length ({} of {} waits captured); each thread's total is exact, its split between \
              stacks an estimate",
-            human_duration(input.kernel.stack_sample_ns),
+            parkscope_model::duration::human(input.kernel.stack_sample_ns),
             c.offcpu_captured,
             c.offcpu_intervals
         ));
@@ -575,23 +575,6 @@ fn comments(input: &OffCpuInput<'_>, duration: u64) -> Vec<String> {
         ));
     }
     out
-}
-
-/// `10.0ms`: a duration as parkscope's text outputs print it (one decimal, largest unit).
-fn human_duration(ns: u64) -> String {
-    const UNITS: [(u64, &str); 5] = [
-        (3_600_000_000_000, "h"),
-        (60_000_000_000, "m"),
-        (1_000_000_000, "s"),
-        (1_000_000, "ms"),
-        (1_000, "us"),
-    ];
-    for (scale, unit) in UNITS {
-        if ns >= scale {
-            return format!("{}.{}{unit}", ns / scale, (ns % scale) * 10 / scale);
-        }
-    }
-    format!("{ns}ns")
 }
 
 #[cfg(test)]

@@ -59,7 +59,7 @@ impl Names {
     }
 
     fn frame(&self, addr: u64, exact: bool) -> Frame {
-        self.frames.get(&(addr, exact)).map_or_else(|| Frame::unnamed(addr), crate::observe::model_frame)
+        self.frames.get(&(addr, exact)).map_or_else(|| Frame::unnamed(addr), crate::frame::model_frame)
     }
 }
 

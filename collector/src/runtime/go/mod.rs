@@ -126,21 +126,3 @@ impl RuntimeReader for GoReader {
         })
     }
 }
-
-/// The remedy for a Go runtime that cannot be read, as the person at the terminal can apply it.
-pub fn hint(e: &GoError) -> Option<String> {
-    Some(match e {
-        GoError::Stripped { .. } => "this Go runtime's code is not laid out as parkscope expects; rebuild without -s (-ldflags=-w keeps the symbol table), or pass --no-go for the thread view only".to_owned(),
-        GoError::UnknownLayout { .. } => {
-            "build the target with DWARF (no -ldflags=-w), or pass --no-go for the thread view only".to_owned()
-        }
-        GoError::NotGo { .. } => "drop --goroutines to see the threads of a non-Go process".to_owned(),
-        GoError::NoSuchProcess(pid) | GoError::Exited(pid) => {
-            format!("check the pid (`ps -p {pid}`); the process may have exited")
-        }
-        GoError::NotPermitted { .. } => {
-            "run as root, or with CAP_SYS_PTRACE to read another process's memory".to_owned()
-        }
-        _ => return None,
-    })
-}

@@ -1,5 +1,5 @@
-//! Human durations in the style of Go's time.Duration (2.0s, 350ms, 12us), used everywhere a
-//! person reads a time.
+//! Human durations in the style of Go's time.Duration (2.0s, 350.0ms, 12.0us): one rendering for
+//! every text a person reads (the table, schedtrace lines, the viewer, profile comments).
 
 /// Formats `ns` with one decimal in the largest unit that keeps the number >= 1.
 pub fn human(ns: u64) -> String {
