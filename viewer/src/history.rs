@@ -77,26 +77,6 @@ impl History {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use parkscope_model::Timestamp;
-
-    #[test]
-    fn stays_bounded_and_in_order() {
-        let mut h = History::with_capacity(3);
-        for i in 1..=10u64 {
-            let mut s = Snapshot::new(1, "t".into(), Timestamp { monotonic_ns: i, wall_unix_ns: 0 });
-            s.summary.blocked = i as usize;
-            h.push(&s);
-        }
-        assert_eq!(h.len(), 3);
-        assert_eq!(h.last(2).map(|p| p.blocked).collect::<Vec<_>>(), vec![9, 10]);
-        h.push(&Snapshot::new(1, "t".into(), Timestamp { monotonic_ns: 2, wall_unix_ns: 0 }));
-        assert_eq!(h.len(), 1, "a step back in time starts over");
-    }
-}
-
 /// Goroutines in each status, for the header and the history.
 pub fn goroutine_counts(snap: &Snapshot) -> (usize, usize, usize) {
     let mut waiting = 0;
@@ -116,4 +96,24 @@ pub fn goroutine_counts(snap: &Snapshot) -> (usize, usize, usize) {
 /// Blocked threads per class, in [`SyscallClass::ALL`] order.
 pub fn blocked_by_class(snap: &Snapshot) -> [usize; 6] {
     SyscallClass::ALL.map(|c| snap.summary.blocked_in(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parkscope_model::Timestamp;
+
+    #[test]
+    fn stays_bounded_and_in_order() {
+        let mut h = History::with_capacity(3);
+        for i in 1..=10u64 {
+            let mut s = Snapshot::new(1, "t".into(), Timestamp { monotonic_ns: i, wall_unix_ns: 0 });
+            s.summary.blocked = i as usize;
+            h.push(&s);
+        }
+        assert_eq!(h.len(), 3);
+        assert_eq!(h.last(2).map(|p| p.blocked).collect::<Vec<_>>(), vec![9, 10]);
+        h.push(&Snapshot::new(1, "t".into(), Timestamp { monotonic_ns: 2, wall_unix_ns: 0 }));
+        assert_eq!(h.len(), 1, "a step back in time starts over");
+    }
 }
