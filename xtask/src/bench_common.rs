@@ -1,6 +1,7 @@
-//! Helpers shared by the benchmarks (bench.rs, bench_go.rs, bench_profile.rs): a child-process
-//! guard that never leaves a workload or tracer running, a line reader that keeps pipes
-//! drained, and the statistics the reports print.
+//! Helpers shared by the benchmarks (bench.rs, bench_go.rs, bench_profile.rs, bench_top.rs,
+//! bench_tokio.rs...): a child-process guard that never leaves a workload or tracer running, a
+//! line reader that keeps pipes drained, the statistics the reports print, `top` run in a real
+//! terminal (tmux), and a process's CPU time, RSS and context switches from /proc.
 
 use std::{
     io::{BufRead, BufReader, Read},

@@ -64,9 +64,19 @@ impl Mode {
 struct RunResult {
     rps: f64,
     switches_per_s: f64,
-    /// The tool's CPU seconds over the load, its peak RSS (KiB), and a note (snapshots taken,
-    /// lines printed, events dropped).
-    tool: Option<(f64, u64, String)>,
+    tool: Option<ToolResult>,
+}
+
+/// What a tool cost and did during one run.
+struct ToolResult {
+    /// CPU seconds (user + system) over the load.
+    cpu_s: f64,
+    /// Peak RSS, KiB.
+    hwm_kb: u64,
+    /// Snapshots taken / SCHED lines printed (top: 0).
+    count: u64,
+    /// Stalls the snapshots reported / events top says were dropped (schedtrace: 0).
+    flagged: u64,
 }
 
 struct Ctx {
@@ -97,7 +107,7 @@ pub fn run(args: BenchTokioArgs) -> Result<()> {
                 MODES[i].label(),
                 thousands(r.rps),
                 thousands(r.switches_per_s),
-                r.tool.as_ref().map_or("", |t| t.2.as_str())
+                r.tool.as_ref().map_or(String::new(), |t| note(MODES[i], t.count, t.flagged))
             );
             results[i].push(r);
         }
@@ -120,9 +130,11 @@ pub fn run(args: BenchTokioArgs) -> Result<()> {
             ("1.000".to_owned(), "-".to_owned(), "-".to_owned(), "-".to_owned())
         } else {
             let r = median(&ratios);
-            let tools: Vec<&(f64, u64, String)> = results[i].iter().filter_map(|r| r.tool.as_ref()).collect();
-            let cpu: Vec<f64> = tools.iter().map(|t| t.0 / args.seconds as f64 * 100.0).collect();
-            let rss = tools.iter().map(|t| t.1).max().unwrap_or(0);
+            let tools: Vec<&ToolResult> = results[i].iter().filter_map(|r| r.tool.as_ref()).collect();
+            let cpu: Vec<f64> = tools.iter().map(|t| t.cpu_s / args.seconds as f64 * 100.0).collect();
+            let rss = tools.iter().map(|t| t.hwm_kb).max().unwrap_or(0);
+            let count = tools.iter().map(|t| t.count).sum();
+            let flagged = tools.iter().map(|t| t.flagged).sum();
             (
                 format!(
                     "**{r:.3}** {} goal >= 0.97: {}",
@@ -131,7 +143,7 @@ pub fn run(args: BenchTokioArgs) -> Result<()> {
                 ),
                 format!("{:.1}% of a CPU", median(&cpu)),
                 format!("{:.1} MB", rss as f64 / 1024.0),
-                tools.iter().map(|t| t.2.clone()).collect::<Vec<_>>().join("; "),
+                format!("{} in all", note(*mode, count, flagged)),
             )
         };
         println!(
@@ -144,6 +156,16 @@ pub fn run(args: BenchTokioArgs) -> Result<()> {
     }
     println!("\nmachine at the end: {}", machine_facts());
     Ok(())
+}
+
+/// What a tool did, in words.
+fn note(mode: Mode, count: u64, flagged: u64) -> String {
+    match mode {
+        Mode::Bare => String::new(),
+        Mode::Snapshot => format!("{count} snapshots, {flagged} stalls reported"),
+        Mode::Schedtrace => format!("{count} lines"),
+        Mode::Top => format!("{flagged} events dropped"),
+    }
 }
 
 /// examples/bin/tokio-echo, started (guarded) and listening: (server, address, tokio version).
@@ -237,7 +259,7 @@ fn server_run(ctx: &Ctx, mode: Mode) -> Result<RunResult> {
             stop.store(true, Ordering::Relaxed);
             let (n, cpu_s, maxrss, stalls) =
                 handle.join().map_err(|_| anyhow::anyhow!("the snapshot loop panicked"))??;
-            Some((cpu_s, maxrss, format!("{n} snapshots, {stalls} stalls")))
+            Some(ToolResult { cpu_s, hwm_kb: maxrss, count: n as u64, flagged: stalls })
         }
         Tool::Schedtrace(mut p, rx) => {
             let code = p.interrupt(Duration::from_secs(15))?;
@@ -246,14 +268,14 @@ fn server_run(ctx: &Ctx, mode: Mode) -> Result<RunResult> {
             }
             // Lines after the first (the one waited for above).
             let n = rx.try_iter().filter(|l| l.starts_with("SCHED")).count() + 1;
-            let (cpu_s, hwm) = cpu(after);
-            Some((cpu_s, hwm, format!("{n} lines")))
+            let (cpu_s, hwm_kb) = cpu(after);
+            Some(ToolResult { cpu_s, hwm_kb, count: n as u64, flagged: 0 })
         }
         Tool::Top(t) => {
             let screen = t.stop()?;
-            let (cpu_s, hwm) = cpu(after);
-            let dropped = top_dropped(&screen).map_or("?".to_owned(), |d| d.to_string());
-            Some((cpu_s, hwm, format!("{dropped} dropped")))
+            let (cpu_s, hwm_kb) = cpu(after);
+            let dropped = top_dropped(&screen).context("no `dropped` count in top's header")?;
+            Some(ToolResult { cpu_s, hwm_kb, count: 0, flagged: dropped })
         }
     };
     let v = last_json(&out, "tokio-echoload")?;

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::{
@@ -67,11 +67,13 @@ pub fn run(args: BenchTopArgs) -> Result<()> {
     Ok(())
 }
 
-/// One server run under load: (req/s, server context switches/s, top's CPU seconds during
-/// the load, top's peak RSS KiB, events top says were dropped).
+/// One server run under load.
 struct RunResult {
     rps: f64,
+    /// The server's context switches per second (all its threads).
     switches_per_s: f64,
+    /// With top: its CPU seconds during the load, its peak RSS (KiB), and the events its
+    /// header says were dropped.
     top: Option<(f64, u64, u64)>,
 }
 
@@ -88,7 +90,7 @@ fn server_run(bin: &Path, seconds: u64, with_top: bool) -> Result<RunResult> {
         (Some(t), Some(b)) => {
             let after = usage(t.pid)?;
             let screen = t.stop()?;
-            let dropped = top_dropped(&screen).unwrap_or(0);
+            let dropped = top_dropped(&screen).context("no `dropped` count in top's header")?;
             Some((after.cpu_s - b.cpu_s, after.hwm_kb, dropped))
         }
         _ => None,
@@ -216,7 +218,7 @@ fn long_run(bin: &Path, args: &BenchTopArgs) -> Result<()> {
         last.hwm_kb as f64 / 1024.0,
         samples.len(),
         thousands(rps),
-        top_dropped(&screen).map_or("?".to_owned(), |d| d.to_string()),
+        top_dropped(&screen).context("no `dropped` count in top's header")?,
     );
     Ok(())
 }
