@@ -245,7 +245,8 @@ fn server_run(ctx: &Ctx, mode: Mode) -> Result<RunResult> {
         "tokio-echoload",
     )?;
     let out = load.finish()?;
-    let switches_per_s = (switches(pid) - switches_before) as f64 / started.elapsed().as_secs_f64();
+    let switches_per_s =
+        switches(pid).saturating_sub(switches_before) as f64 / started.elapsed().as_secs_f64();
     let after = tool_pid.map(usage).transpose()?;
     let cpu = |a: Option<crate::bench_common::Usage>| -> (f64, u64) {
         match (a, before) {
@@ -266,8 +267,8 @@ fn server_run(ctx: &Ctx, mode: Mode) -> Result<RunResult> {
             if code != Some(0) {
                 bail!("parkscope schedtrace exited with {code:?}");
             }
-            // Lines after the first (the one waited for above).
-            let n = rx.try_iter().filter(|l| l.starts_with("SCHED")).count() + 1;
+            // Lines after the first (the one waited for above), to its end of output.
+            let n = rx.iter().filter(|l| l.starts_with("SCHED")).count() + 1;
             let (cpu_s, hwm_kb) = cpu(after);
             Some(ToolResult { cpu_s, hwm_kb, count: n as u64, flagged: 0 })
         }

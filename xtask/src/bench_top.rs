@@ -85,7 +85,8 @@ fn server_run(bin: &Path, seconds: u64, with_top: bool) -> Result<RunResult> {
     let switches_before = switches(server.pid());
     let started = Instant::now();
     let (rps, errors) = load_result(&start_loadgen(&dir, &addr, seconds)?.finish()?)?;
-    let switches_per_s = (switches(server.pid()) - switches_before) as f64 / started.elapsed().as_secs_f64();
+    let switches_per_s =
+        switches(server.pid()).saturating_sub(switches_before) as f64 / started.elapsed().as_secs_f64();
     let top = match (top, before) {
         (Some(t), Some(b)) => {
             let after = usage(t.pid)?;

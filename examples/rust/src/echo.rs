@@ -49,7 +49,8 @@ fn main() {
     if !addr.ip().is_loopback() {
         usage("only loopback addresses are allowed");
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build().unwrap();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build().unwrap();
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap_or_else(|e| {
             eprintln!("echo: bind {addr}: {e}");

@@ -83,7 +83,9 @@ fn main() {
             "--addr" => addr = Some(value.parse().unwrap_or_else(|_| usage("--addr is not HOST:PORT"))),
             "--conns" => conns = count(&value, 10_000).unwrap_or_else(|| usage("bad --conns")),
             // At least the 8 bytes of the sequence number.
-            "--size" => size = count(&value, 1 << 20).filter(|&n| n >= 8).unwrap_or_else(|| usage("bad --size")),
+            "--size" => {
+                size = count(&value, 1 << 20).filter(|&n| n >= 8).unwrap_or_else(|| usage("bad --size"))
+            }
             "--workers" => workers = count(&value, 256).unwrap_or_else(|| usage("bad --workers")),
             "--duration" => duration = parse_duration(&value).unwrap_or_else(|| usage("bad --duration")),
             other => usage(&format!("unknown argument {other:?}")),
@@ -93,7 +95,8 @@ fn main() {
     if !addr.ip().is_loopback() {
         usage("only loopback addresses are allowed");
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build().unwrap();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build().unwrap();
     let (requests, seconds, errors) = rt.block_on(async move {
         let mut streams = Vec::with_capacity(conns);
         let mut errors = 0u64;
