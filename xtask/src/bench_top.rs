@@ -46,6 +46,9 @@ pub struct BenchTopArgs {
 const GO_HEADER: &str = " go go1.27";
 
 pub fn run(args: BenchTopArgs) -> Result<()> {
+    if (!args.no_rounds && (args.rounds == 0 || args.load_seconds == 0)) || args.minutes > 60 {
+        bail!("--rounds and --load-seconds must be at least 1, --minutes at most 60 (loadgen's limit)");
+    }
     if !args.no_frame_time {
         util::step("viewer frame time (release): viewer/examples/frame_time.rs");
         util::cargo(&["run", "--release", "-p", "parkscope-viewer", "--example", "frame_time"])?;
