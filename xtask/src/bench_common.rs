@@ -1,6 +1,7 @@
-//! Helpers shared by the benchmarks (bench.rs, bench_go.rs, bench_profile.rs): a child-process
-//! guard that never leaves a workload or tracer running, a line reader that keeps pipes
-//! drained, and the statistics the reports print.
+//! Helpers shared by the benchmarks (bench.rs, bench_go.rs, bench_profile.rs, bench_top.rs,
+//! bench_tokio.rs...): a child-process guard that never leaves a workload or tracer running, a
+//! line reader that keeps pipes drained, the statistics the reports print, `top` run in a real
+//! terminal (tmux), and a process's CPU time, RSS and context switches from /proc.
 
 use std::{
     io::{BufRead, BufReader, Read},
@@ -172,4 +173,189 @@ pub fn start_loadgen(bin_dir: &Path, addr: &str, seconds: u64) -> Result<Proc> {
 pub fn load_result(out: &str) -> Result<(f64, u64)> {
     let v = last_json(out, "loadgen")?;
     Ok((json_f64(&v, "rps")?, json_f64(&v, "errors")? as u64))
+}
+
+/// Kernel, CPUs and load average: what a throughput figure of these benches depends on.
+pub fn machine_facts() -> String {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let cpus = thread::available_parallelism().map_or(0, |n| n.get());
+    format!(
+        "kernel {}, {cpus} CPUs, load average {}",
+        kernel.trim(),
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    )
+}
+
+/// A process's CPU time and memory, from /proc.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    /// utime + stime of all its threads, in seconds.
+    pub cpu_s: f64,
+    /// VmRSS, KiB.
+    pub rss_kb: u64,
+    /// VmHWM (peak RSS so far), KiB.
+    pub hwm_kb: u64,
+}
+
+/// The CPU time (/proc/PID/stat) and RSS (/proc/PID/status) of `pid` now.
+pub fn usage(pid: u32) -> Result<Usage> {
+    let stat =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("pid {pid} gone"))?;
+    // Fields after the command name (which may hold spaces and parentheses): state is field 3,
+    // utime 14 and stime 15.
+    let rest = stat.rsplit_once(')').context("malformed /proc/PID/stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| -> Result<f64> {
+        fields.get(i).and_then(|f| f.parse::<f64>().ok()).context("malformed /proc/PID/stat")
+    };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let cpu_s = (tick(11)? + tick(12)?) / hz;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb = |key: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok(Usage { cpu_s, rss_kb: kb("VmRSS:"), hwm_kb: kb("VmHWM:") })
+}
+
+/// Context switches (voluntary + involuntary) of every thread of `pid` so far.
+pub fn switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .filter_map(|t| t.ok())
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .map(|s| {
+            s.lines()
+                .filter(|l| {
+                    l.starts_with("voluntary_ctxt_switches:") || l.starts_with("nonvoluntary_ctxt_switches:")
+                })
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum()
+}
+
+/// Runs `cmd` to its end with stdout captured, and returns its exit code, stdout, and its own
+/// CPU seconds and peak RSS (KiB) from wait4's rusage (nothing of other children).
+pub fn run_measured(cmd: &mut Command, what: &str) -> Result<(Option<i32>, String, f64, u64)> {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().with_context(|| format!("starting {what}"))?;
+    let mut out = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        stdout.read_to_string(&mut out).with_context(|| format!("reading {what} output"))?;
+    }
+    let mut status = 0;
+    // SAFETY: rusage is plain data the kernel fills in.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: the pid is our own unreaped child; status and ru are valid to write.
+    let r = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
+    if r < 0 {
+        let _ = child.kill();
+        bail!("waiting for {what}: {}", std::io::Error::last_os_error());
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    Ok((code, out, secs(ru.ru_utime) + secs(ru.ru_stime), ru.ru_maxrss as u64))
+}
+
+/// `parkscope top -p PID` in a real terminal: a detached 160x45 tmux session on a tmux server
+/// of its own (as tests/tests/top.rs runs it), killed on drop. The shell around top prints its
+/// exit status when it ends, so a top that failed is seen.
+pub struct TopInTmux {
+    socket: String,
+    /// The pid of `parkscope top` itself (not of the shell around it).
+    pub pid: u32,
+}
+
+impl TopInTmux {
+    /// Starts top on `target` and waits until it shows a live view of it whose header
+    /// contains `expect` (e.g. the runtime and version).
+    pub fn start(parkscope: &Path, target: u32, expect: &str) -> Result<TopInTmux> {
+        if !util::output_contains(Command::new("tmux").arg("-V"), "tmux") {
+            bail!("tmux not found: `cargo xtask setup` installs it");
+        }
+        let socket = format!("parkscope-bench-{}-{target}", std::process::id());
+        let script = format!("{} top -p {target}; echo \"top exited $?\"; sleep 600", parkscope.display());
+        let out = Command::new("tmux")
+            .args(["-L", &socket, "new-session", "-d", "-x", "160", "-y", "45", "-P", "-F", "#{pane_pid}"])
+            .args(["sh", "-c", &script])
+            .output()
+            .context("running tmux")?;
+        if !out.status.success() {
+            bail!("tmux new-session: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let mut top = TopInTmux { socket, pid: 0 };
+        let shell: u32 =
+            String::from_utf8_lossy(&out.stdout).trim().parse().context("tmux printed no pane pid")?;
+        let deadline = Instant::now() + READY_TIMEOUT;
+        // top is the shell's only child.
+        while top.pid == 0 {
+            let children =
+                std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).unwrap_or_default();
+            top.pid = children.split_whitespace().next().and_then(|p| p.parse().ok()).unwrap_or(0);
+            if top.pid == 0 && Instant::now() > deadline {
+                bail!("parkscope top did not start:\n{}", top.screen()?);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let header = format!("pid {target} (");
+        loop {
+            let screen = top.screen()?;
+            if screen.contains("LIVE") && screen.contains(&header) && screen.contains(expect) {
+                return Ok(top);
+            }
+            if Instant::now() > deadline || screen.contains("top exited") {
+                bail!(
+                    "parkscope top: no live view of pid {target} with {expect:?} within {READY_TIMEOUT:?}:\n{screen}"
+                );
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn screen(&self) -> Result<String> {
+        let out = Command::new("tmux").args(["-L", &self.socket, "capture-pane", "-p"]).output()?;
+        if !out.status.success() {
+            bail!("tmux capture-pane: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Quits top with `q` (it must still be showing its live view, then exit 0) and returns
+    /// the last live screen.
+    pub fn stop(self) -> Result<String> {
+        let screen = self.screen()?;
+        if !screen.contains("LIVE") {
+            bail!("parkscope top is no longer live:\n{screen}");
+        }
+        util::run(Command::new("tmux").args(["-L", &self.socket, "send-keys", "q"]))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = self.screen()?;
+            if now.contains("top exited 0") {
+                return Ok(screen);
+            }
+            if now.contains("top exited") || Instant::now() > deadline {
+                bail!("parkscope top did not quit cleanly on q:\n{now}");
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for TopInTmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").args(["-L", &self.socket, "kill-server"]).stderr(Stdio::null()).status();
+    }
+}
+
+/// The `dropped N` count of top's header (events the probes lost), if shown.
+pub fn top_dropped(screen: &str) -> Option<u64> {
+    let after = screen.split("| dropped ").nth(1)?;
+    after.split_whitespace().next()?.parse().ok()
 }

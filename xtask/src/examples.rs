@@ -124,6 +124,41 @@ fn build_rust() -> Result<()> {
         std::fs::rename(&tmp, &out)?;
         std::fs::rename(&tmp_stripped, &stripped)?;
     }
+    build_tokio_echo()
+}
+
+/// The tokio echo server and its load generator (examples/rust/tokio-echo, `cargo xtask
+/// bench-tokio`): `examples/bin/tokio-echo` and `examples/bin/tokio-echoload`.
+fn build_tokio_echo() -> Result<()> {
+    let root = util::root();
+    let dir = root.join("examples/rust");
+    let ws = dir.join("tokio-echo");
+    let sources = [
+        dir.join("src/echo.rs"),
+        dir.join("src/echoload.rs"),
+        dir.join("build.rs"),
+        ws.join("Cargo.toml"),
+        ws.join("Cargo.lock"),
+    ];
+    let outs = [("echo", bin_dir().join("tokio-echo")), ("echoload", bin_dir().join("tokio-echoload"))];
+    if outs.iter().all(|(_, out)| newer_than(out, &sources)) {
+        return Ok(());
+    }
+    util::step("cargo build --release examples/rust/tokio-echo");
+    let target_dir = root.join("target/rust-examples/echo");
+    util::run(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(&ws)
+            .args(["build", "--release", "--locked", "--target-dir"])
+            .arg(&target_dir),
+    )?;
+    for (name, out) in outs {
+        // Written beside and renamed over, like the stalls builds.
+        let tmp = out.with_extension("tmp");
+        std::fs::copy(target_dir.join("release").join(name), &tmp)
+            .with_context(|| format!("copying the build to {}", tmp.display()))?;
+        std::fs::rename(&tmp, &out)?;
+    }
     Ok(())
 }
 

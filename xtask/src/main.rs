@@ -10,6 +10,8 @@ mod bench_go_uprobes;
 mod bench_profile;
 mod bench_record;
 mod bench_threads;
+mod bench_tokio;
+mod bench_top;
 mod console_examples;
 mod demo;
 mod examples;
@@ -60,8 +62,11 @@ enum Task {
     BenchProfile(bench_profile::BenchProfileArgs),
     /// Time `snapshot --json` with stacks of a C process with 1k..10k threads blocked in read()
     BenchThreads(bench_threads::BenchThreadsArgs),
-    /// Frame time of `top`'s viewer at 1k, 10k and 100k rows (release build; budget 16 ms)
-    BenchTop,
+    /// What `top` costs: the viewer's frame time at 1k, 10k and 100k rows (budget 16 ms); the Go
+    /// server's throughput bare vs with `top` in a terminal; with --minutes, top's CPU and RSS
+    BenchTop(bench_top::BenchTopArgs),
+    /// What a tokio echo server keeps of its throughput while `snapshot`, `schedtrace` and `top` run
+    BenchTokio(bench_tokio::BenchTokioArgs),
     /// Fuzz the parsers of what a Go target controls (cargo-fuzz; ~1M inputs per target)
     Fuzz(fuzz::FuzzArgs),
 }
@@ -117,9 +122,15 @@ fn main() -> Result<()> {
             examples::build(examples::GoBuilds::Suite)?;
             bench_threads::run(args)
         }
-        Task::BenchTop => {
-            util::step("viewer frame time (release): viewer/examples/frame_time.rs");
-            util::cargo(&["run", "--release", "-p", "parkscope-viewer", "--example", "frame_time"])
+        Task::BenchTop(args) => {
+            setup::run()?;
+            examples::build(examples::GoBuilds::Suite)?;
+            bench_top::run(args)
+        }
+        Task::BenchTokio(args) => {
+            setup::run()?;
+            examples::build(examples::GoBuilds::Suite)?;
+            bench_tokio::run(args)
         }
         Task::Fuzz(args) => {
             setup::run()?;
