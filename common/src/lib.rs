@@ -447,7 +447,7 @@ pub struct GoGState {
     pub user_stack_id: i32,
     /// Status changes of this goroutine seen since attach.
     pub transitions: u32,
-    /// gopark's return address (read from [rsp] at its frame setup, where a frame-pointer walk
+    /// gopark's return address (read from `[rsp]` at its frame setup, where a frame-pointer walk
     /// would skip gopark's caller), or 0: see [`GoParkStack`].
     pub park_caller: u64,
 }

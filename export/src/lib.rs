@@ -1,5 +1,5 @@
 //! parkscope's exports of a recording (a time-ordered sequence of snapshots and events) to other
-//! tools' formats: today a Perfetto protobuf trace ([`perfetto`]).
+//! tools' formats: today a Perfetto protobuf trace ([`perfetto()`]).
 //!
 //! Depends on the model only: whatever yields [`Entry`]s (a recording's reader, a live
 //! collector) can be exported.

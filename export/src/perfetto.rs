@@ -16,7 +16,7 @@
 //! - goroutine tracks (children of a "goroutines" track) with one slice per wait (named by the
 //!   wait reason) or syscall. At most [`GOROUTINE_TRACK_LIMIT`] goroutines get a track of their
 //!   own (the longest waiting first); all goroutines, tracked or not, are counted per wait reason
-//!   on the "goroutines: <reason>" counter tracks, which are the grouped view of a big target;
+//!   on the `goroutines: <reason>` counter tracks, which are the grouped view of a big target;
 //! - a flow from the waker to the woken thread where `waker_tid` is known (an instant on each
 //!   side, "woke a thread" and "woken", at the snapshot that reported it, since the wakeup's own
 //!   time is not recorded);
@@ -118,7 +118,7 @@ pub struct ExportStats {
     /// `BlockEnded` events that contradict what a snapshot showed of the same thread (another
     /// call in progress during that call): not drawn.
     pub events_conflicting: u64,
-    /// Events before the first snapshot beyond [`PENDING_EVENT_LIMIT`]: not drawn.
+    /// Events before the first snapshot beyond `PENDING_EVENT_LIMIT`: not drawn.
     pub events_dropped: u64,
 }
 

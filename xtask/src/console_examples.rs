@@ -1,6 +1,6 @@
 //! Builds console-subscriber's own example programs (`app`, with its misbehaving tasks
 //! `coma`, `burn`, `noyield`, ...) from the crate's source as published on crates.io, with
-//! `--cfg tokio_unstable`, into examples/bin/console-<name>: the tokio targets the task tests
+//! `--cfg tokio_unstable`, into `examples/bin/console-<name>`: the tokio targets the task tests
 //! compare with the console protocol. Skipped when the binaries of this version are there.
 
 use std::{path::PathBuf, process::Command};

@@ -54,7 +54,7 @@ pub struct PbValueType {
     pub unit: i64,
 }
 
-/// profile.proto `message Sample`: location_id[0] is the leaf.
+/// profile.proto `message Sample`: `location_id[0]` is the leaf.
 #[derive(Clone, PartialEq, Message)]
 pub struct PbSample {
     #[prost(uint64, repeated, tag = "1")]

@@ -8,7 +8,7 @@
 //! start) to the window end. So a thread blocked for the whole window is exactly 100% of it.
 //! The kernel takes stacks for a time-weighted sample of the completed intervals (every one of
 //! at least the sampling period, see ebpf/src/probes/sched.rs) and sums each thread's intervals
-//! exactly; [`ThreadScale`] makes every thread's samples add up to its exact total. Intervals in
+//! exactly; `ThreadScale` makes every thread's samples add up to its exact total. Intervals in
 //! progress at the end have their stacks read from /proc by the caller, like the seeds.
 //!
 //! Sample types: `offcpu/nanoseconds` (default) and `intervals/count` on samples whose stack is

@@ -50,10 +50,10 @@ impl fmt::Display for Frame {
 /// Reusable symbolizer, meant to live as long as the agent (it is `Send`, so an observer that
 /// moves between threads keeps it across views). What it keeps, each bounded:
 /// - the name of every address it resolved in a file-backed mapping, by (mapping, file
-///   offset): the same code in every thread and view costs one lookup ([`MAX_NAMED`] entries,
+///   offset): the same code in every thread and view costs one lookup (`MAX_NAMED` entries,
 ///   dropped wholesale beyond);
-/// - the pclntabs of Go executables, per file ([`MAX_GO_EXECUTABLES`]);
-/// - blazesym's parsed ELF/DWARF and kallsyms, on blazesym's own thread ([`blaze::Blaze`]).
+/// - the pclntabs of Go executables, per file (`MAX_GO_EXECUTABLES`);
+/// - blazesym's parsed ELF/DWARF and kallsyms, on blazesym's own thread (`blaze::Blaze`).
 pub struct Symbolizer {
     blaze: blaze::Blaze,
     /// Each executable file mapping seen, by identity: its pclntab, or `None` when it has none

@@ -27,7 +27,7 @@ const CODE_CACHE_PAGES: usize = 1024;
 /// sections loaded on first use, so repeated unwinds of the same process stay cheap: objects
 /// survive map changes that leave them in place, so an unwinder kept across views parses each
 /// object's CFI once. Its memory is bounded by the target's own mappings (one slot per mapped
-/// object, dropped when the object goes away) and [`CODE_CACHE_PAGES`].
+/// object, dropped when the object goes away) and `CODE_CACHE_PAGES`.
 pub struct UserUnwinder {
     pid: u32,
     mem: RemoteMemory,

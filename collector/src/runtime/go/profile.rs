@@ -6,7 +6,7 @@
 //! snapshot does).
 //!
 //! Accounting is by sampling: the runtime is read every [`SAMPLE_PERIOD`] (stretched to
-//! [`READ_SHARE`] times the read's own duration for targets with very many goroutines), and
+//! `READ_SHARE` times the read's own duration for targets with very many goroutines), and
 //! each read stands for the time from the midpoint with the previous read to the midpoint with
 //! the next, the first read reaching back to the window start and the last forward to the
 //! window end. A goroutine seen not running (waiting, runnable, in a syscall, preempted) is
@@ -321,7 +321,7 @@ fn with_caller(ips: &[u64], caller: u64) -> Vec<u64> {
 }
 
 /// The Go runtime followed over one profile window: read every [`SAMPLE_PERIOD`] (or
-/// [`READ_SHARE`] times a read's duration) by the collector's thread.
+/// `READ_SHARE` times a read's duration) by the collector's thread.
 pub struct GoProfile<'a> {
     process: &'a GoProcess,
     times: GoroutineTimes,
