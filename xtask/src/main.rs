@@ -42,7 +42,7 @@ enum Task {
     },
     /// Set up, build, start a bundled example target, and show a snapshot and schedtrace lines.
     Demo,
-    /// Set up, build, and run every check: fmt, clippy, unit and integration tests.
+    /// Set up, build, and run every check: fmt, clippy, docs, unit and integration tests.
     Test,
     /// Build parked/parkedcgo with every Go release x every build variant and run the full
     /// matrix test (tests/tests/go_matrix.rs with PARKSCOPE_GO_MATRIX=full)
@@ -149,6 +149,13 @@ fn test() -> Result<()> {
     util::cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])?;
     util::step("cargo clippy -D warnings (eBPF crate, for bpfel-unknown-none)");
     util::clippy_ebpf()?;
+    util::step("cargo doc -D warnings (the crates' own docs)");
+    util::run(
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(util::root())
+            .env("RUSTDOCFLAGS", "-D warnings")
+            .args(["doc", "--no-deps", "--workspace", "--exclude", "parkscope-ebpf"]),
+    )?;
     util::step("building parkscope");
     util::cargo(&["build", "-p", "parkscope"])?;
     util::step("cargo test (unit and privileged integration tests)");
