@@ -74,8 +74,14 @@ pub struct ExportArgs {
 #[derive(Debug, Args)]
 pub struct TopArgs {
     /// Process id of the target.
-    #[arg(short, long)]
+    #[arg(short, long, required_unless_present = "from", default_value_t = 0, hide_default_value = true)]
     pub pid: u32,
+
+    /// Replay a recording (`parkscope record`) instead of watching a live process: it opens
+    /// paused at the first snapshot; space plays, [ and ] step, g goes to a time, + and -
+    /// change the speed. A damaged recording replays up to the damage (exit 9 after q).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["pid", "interval", "no_stacks", "no_go"])]
+    pub from: Option<std::path::PathBuf>,
 
     /// Time between snapshots (each is a full snapshot with stacks; the probes stay attached,
     /// so calls entered since the start get exact times).
