@@ -422,3 +422,284 @@ pub async fn run(path: PathBuf) -> Result<i32, Failure> {
     }
     Ok(exit)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parkscope_model::Timestamp;
+    use parkscope_recording::{End, Writer, delta::KEYFRAME_EVERY};
+
+    const SEC: u64 = 1_000_000_000;
+
+    /// Snapshot `i`, told apart by its time and its summary's thread count.
+    fn snapshot(i: u64) -> Snapshot {
+        let mut s = Snapshot::new(
+            7,
+            "demo".into(),
+            Timestamp { monotonic_ns: 500 * SEC + i * SEC, wall_unix_ns: 1_700_000_000 * SEC + i * SEC },
+        );
+        s.summary.threads = i as usize;
+        s.summary.blocked = (i % 5) as usize;
+        // Ten threads, one of which changes state: deltas carry one entry, so the writer makes
+        // keyframes only every KEYFRAME_EVERY snapshots.
+        for tid in 100..110u32 {
+            s.threads.push(parkscope_model::ThreadView {
+                tid,
+                name: format!("t{tid}"),
+                state: if tid == 100 && i % 2 == 1 {
+                    parkscope_model::ThreadState::Runnable
+                } else {
+                    parkscope_model::ThreadState::Sleeping
+                },
+                syscall: None,
+                wchan: None,
+                user_stack_id: Default::default(),
+                kernel_stack_id: Default::default(),
+                completed: Vec::new(),
+                long_calls: Vec::new(),
+                role: None,
+                goroutine: None,
+                task: None,
+            });
+        }
+        s
+    }
+
+    fn header() -> Header {
+        Header {
+            schema_version: parkscope_model::SCHEMA_VERSION,
+            parkscope_version: "test".into(),
+            kernel_release: "test".into(),
+            pid: 7,
+            comm: "demo".into(),
+            exe: None,
+            build_id: None,
+            runtime: None,
+            runtime_version: None,
+            interval_ns: SEC,
+            started_at: Timestamp { monotonic_ns: 500 * SEC - 20_000_000, wall_unix_ns: 0 },
+        }
+    }
+
+    /// A recording of `n` snapshots written by the recorder's own writer; with its end chunk
+    /// when `closed`. Returns the file and each snapshot chunk's offset.
+    fn record(name: &str, n: u64, closed: bool) -> (PathBuf, Vec<u64>) {
+        let path =
+            std::env::temp_dir().join(format!("parkscope-top-from-{}-{name}.psrec", std::process::id()));
+        let mut w = Writer::new(Vec::new(), &header()).unwrap();
+        let mut offsets = Vec::new();
+        for i in 0..n {
+            offsets.push(w.bytes());
+            w.write_snapshot(&snapshot(i)).unwrap();
+        }
+        let bytes = if closed {
+            let end = End { reason: "duration".into(), snapshots: n, ended_at: Timestamp::default() };
+            w.finish(&end).unwrap()
+        } else {
+            w.into_inner()
+        };
+        std::fs::write(&path, bytes).unwrap();
+        (path, offsets)
+    }
+
+    /// The snapshot number of what the source hands over next, if a sample.
+    fn shown(source: &mut RecordingSource) -> Option<u64> {
+        loop {
+            match source.poll() {
+                Some(Update::Sample(s)) => return Some(s.snapshot.summary.threads as u64),
+                Some(_) => {}
+                None => return None,
+            }
+        }
+    }
+
+    #[test]
+    fn steps_and_seeks_stay_in_range_and_decode_exactly() {
+        let n = 2 * KEYFRAME_EVERY + 50;
+        let (path, _) = record("steps", n, true);
+        let mut s = RecordingSource::open(&path).unwrap();
+        assert_eq!(shown(&mut s), Some(0));
+        assert_eq!(shown(&mut s), None, "nothing new while paused");
+        s.step(-1);
+        assert_eq!(shown(&mut s), None, "no step before the first");
+        assert_eq!(s.position().index, 0);
+        s.step(1);
+        assert_eq!(shown(&mut s), Some(1));
+        // Far past the end: the last one (indexing the rest on the way).
+        s.step(1_000_000);
+        assert_eq!(shown(&mut s), Some(n - 1));
+        let p = s.position();
+        assert_eq!((p.index, p.count, p.complete, p.damaged_at), (n as usize - 1, n as usize, true, None));
+        assert_eq!(p.length_ns, (n - 1) * SEC);
+        s.step(1);
+        assert_eq!(shown(&mut s), None, "no step after the last");
+        // Keyframes where the writer puts them, deltas in between: seeks below decode from one.
+        let keyframes: Vec<usize> = (0..s.index.len()).filter(|&i| s.index[i].keyframe).collect();
+        assert_eq!(keyframes, [0, KEYFRAME_EVERY as usize, 2 * KEYFRAME_EVERY as usize]);
+        // Back across a keyframe, and a seek into the middle of a keyframe's run: decoded from
+        // the keyframe before it, exactly what was written.
+        s.seek(KEYFRAME_EVERY * SEC + SEC / 2);
+        assert_eq!(shown(&mut s), Some(KEYFRAME_EVERY));
+        s.step(-1);
+        let Some(Update::Sample(got)) = s.poll() else { panic!("a sample") };
+        assert_eq!(got.snapshot, snapshot(KEYFRAME_EVERY - 1));
+        // The thread-level SCHED line of the snapshot's own instant, timed from the start.
+        let line = got.sched_line.as_deref().unwrap();
+        assert!(line.starts_with(&format!("SCHED {}ms:", (KEYFRAME_EVERY - 1) * 1000 + 20)), "{line}");
+        s.seek(0);
+        assert_eq!(shown(&mut s), Some(0));
+        s.seek(u64::MAX);
+        assert_eq!(shown(&mut s), Some(n - 1));
+        assert_eq!(s.outcome(&path), (None, code::SUCCESS));
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn playback_follows_the_recorded_pace_and_stops_at_the_end() {
+        let (path, _) = record("play", 3, true);
+        let mut s = RecordingSource::open(&path).unwrap();
+        assert_eq!(shown(&mut s), Some(0));
+        s.set_speed(64.0);
+        s.set_playing(true);
+        let start = Instant::now();
+        let mut seen = Vec::new();
+        while seen.len() < 2 && start.elapsed() < Duration::from_secs(5) {
+            seen.extend(shown(&mut s));
+        }
+        assert_eq!(seen, [1, 2]);
+        // Two recorded seconds at 64x: at least 31 ms.
+        assert!(start.elapsed() >= Duration::from_millis(31), "{:?}", start.elapsed());
+        assert_eq!(shown(&mut s), None);
+        assert!(!s.position().playing, "playback stops at the end");
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn a_truncated_recording_replays_up_to_the_damage_and_exits_9() {
+        let (path, offsets) = record("torn", 8, false);
+        let bytes = std::fs::read(&path).unwrap();
+        // Cut inside the sixth snapshot's chunk.
+        std::fs::write(&path, &bytes[..offsets[5] as usize + 20]).unwrap();
+        let mut s = RecordingSource::open(&path).unwrap();
+        assert_eq!(shown(&mut s), Some(0));
+        s.step(100);
+        let mut ended = None;
+        let mut last = None;
+        while let Some(u) = s.poll() {
+            match u {
+                Update::Sample(x) => last = Some(x.snapshot.summary.threads),
+                Update::Ended(why) => ended = Some(why),
+                Update::Warning(w) => panic!("unexpected warning {w}"),
+            }
+        }
+        assert_eq!(last, Some(4), "the last snapshot before the damage");
+        let why = ended.expect("the viewer is told the recording ends early");
+        assert!(why.starts_with(&format!("recording ends early at byte {}: ", offsets[5])), "{why}");
+        let p = s.position();
+        assert_eq!((p.count, p.complete, p.damaged_at), (5, true, Some(offsets[5])));
+        s.seek(u64::MAX);
+        assert_eq!(shown(&mut s), None, "nothing past the damage");
+        let (words, exit) = s.outcome(&path);
+        assert_eq!(exit, code::BAD_RECORDING);
+        let words = words.unwrap();
+        assert!(words.contains(&format!("at byte {}: expected", offsets[5])), "{words}");
+        assert!(words.ends_with("replayed the 5 snapshots before it"), "{words}");
+        std::fs::remove_file(path).unwrap();
+    }
+
+    /// A delta whose framing is sound but which names a thread the snapshot before it lacks:
+    /// found when decoded, not when indexed; the replay stops before it just the same.
+    #[test]
+    fn a_delta_that_does_not_decode_ends_the_replay_there() {
+        use parkscope_recording::{ChunkKind, Limits, chunk};
+        let (path, offsets) = record("bad-delta", 8, true);
+        let bytes = std::fs::read(&path).unwrap();
+        let (c, next) = chunk::read_chunk(&mut &bytes[offsets[3] as usize..], offsets[3], &Limits::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(next, offsets[4]);
+        let mut delta: serde_json::Value = serde_json::from_slice(&c.raw).unwrap();
+        assert_eq!(delta["keyframe"], false);
+        delta["threads"]["order"] = serde_json::json!([999]);
+        let mut damaged = bytes[..offsets[3] as usize].to_vec();
+        damaged.extend(chunk::encode(ChunkKind::Snapshot, &serde_json::to_vec(&delta).unwrap()).unwrap());
+        damaged.extend_from_slice(&bytes[offsets[4] as usize..]);
+        std::fs::write(&path, damaged).unwrap();
+
+        let mut s = RecordingSource::open(&path).unwrap();
+        s.index_all();
+        assert_eq!(s.position().count, 8, "the index cannot see it");
+        s.step(5);
+        let mut last = None;
+        let mut ended = None;
+        while let Some(u) = s.poll() {
+            match u {
+                Update::Sample(x) => last = Some(x.snapshot.summary.threads),
+                Update::Ended(why) => ended = Some(why),
+                Update::Warning(w) => panic!("unexpected warning {w}"),
+            }
+        }
+        assert_eq!(last, Some(2), "the last snapshot before the bad delta");
+        let why = ended.unwrap();
+        assert!(
+            why.contains(&format!("at byte {}: expected threads 999 in the previous snapshot", offsets[3])),
+            "{why}"
+        );
+        assert_eq!(s.position().count, 3);
+        assert_eq!(s.position().damaged_at, Some(offsets[3]));
+        assert_eq!(s.outcome(&path).1, code::BAD_RECORDING);
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn an_unclosed_recording_replays_whole_and_says_so() {
+        let (path, _) = record("unclosed", 3, false);
+        let mut s = RecordingSource::open(&path).unwrap();
+        s.index_all();
+        let mut warned = false;
+        while let Some(u) = s.poll() {
+            warned |= matches!(u, Update::Warning(w) if w.contains("not closed"));
+        }
+        assert!(warned);
+        let (words, exit) = s.outcome(&path);
+        assert_eq!(exit, code::SUCCESS);
+        assert!(words.unwrap().contains("was not closed"));
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn what_is_not_a_replayable_recording_fails_before_the_terminal() {
+        let fail = |path: &Path| RecordingSource::open(path).err().expect("open fails");
+        let dir = std::env::temp_dir();
+        let other = dir.join(format!("parkscope-top-from-{}-other", std::process::id()));
+        std::fs::write(&other, b"not a recording at all\n").unwrap();
+        let f = fail(&other);
+        assert_eq!(f.code, code::BAD_RECORDING);
+        assert!(f.cause.contains("at byte 0: expected a parkscope recording"), "{}", f.cause);
+        assert!(f.hint.is_some());
+        std::fs::remove_file(&other).unwrap();
+
+        let (empty, _) = record("empty", 0, true);
+        let f = fail(&empty);
+        assert_eq!(f.code, code::BAD_RECORDING);
+        assert!(f.cause.ends_with("holds no snapshot"), "{}", f.cause);
+        std::fs::remove_file(&empty).unwrap();
+
+        // Damaged inside its first snapshot: nothing to show.
+        let (torn, offsets) = record("torn-first", 2, true);
+        let bytes = std::fs::read(&torn).unwrap();
+        std::fs::write(&torn, &bytes[..offsets[0] as usize + 10]).unwrap();
+        let f = fail(&torn);
+        assert_eq!(f.code, code::BAD_RECORDING);
+        assert!(
+            f.cause.contains(&format!("at byte {}: expected a 16-byte chunk header", offsets[0])),
+            "{}",
+            f.cause
+        );
+        std::fs::remove_file(&torn).unwrap();
+
+        let f = fail(&dir.join("parkscope-no-such-recording"));
+        assert_eq!(f.code, code::BAD_RECORDING);
+        assert!(f.cause.starts_with("cannot open recording"), "{}", f.cause);
+    }
+}
