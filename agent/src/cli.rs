@@ -50,7 +50,8 @@ pub enum Command {
     /// `snapshot`, `schedtrace` and `profile` to replay with --from FILE.
     Record(RecordArgs),
     /// A live terminal view of the threads, goroutines and tasks, refreshed every interval:
-    /// what is stuck, on what, since when. Needs a terminal; press ? in it for the keys.
+    /// what is stuck, on what, since when; or the same view of a recording (--from FILE), step
+    /// by step. Needs a terminal; press ? in it for the keys.
     Top(TopArgs),
     /// Turn a recording into another tool's format: --perfetto writes a Perfetto trace
     /// (ui.perfetto.dev) with a slice per blocked syscall and goroutine wait.
