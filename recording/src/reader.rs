@@ -156,6 +156,50 @@ impl<R: Read + Seek> Reader<R> {
     }
 }
 
+impl<R: Read> Reader<R> {
+    /// Takes every chunk before byte `offset` (a chunk boundary at or after
+    /// [`Reader::offset`]) into the decoder's state without building their snapshots
+    /// ([`Decoder::skip`]), so the next item is the chunk at `offset`: a seek from a keyframe
+    /// to a snapshot after it costs the deltas in between, not as many whole snapshots.
+    pub fn skip_to(&mut self, offset: u64) -> Result<(), ReadError> {
+        while self.offset < offset {
+            let at = self.offset;
+            if self.ended {
+                return Err(ReadError::new(
+                    at,
+                    format!("expected chunks up to byte {offset}, found the end chunk"),
+                ));
+            }
+            let Some((c, next)) = chunk::read_chunk(&mut self.src, at, &self.limits)? else {
+                return Err(ReadError::new(
+                    at,
+                    format!("expected chunks up to byte {offset}, found the end of the file"),
+                ));
+            };
+            match c.kind {
+                ChunkKind::Header => {
+                    return Err(ReadError::new(
+                        at,
+                        "expected a snapshot, events or end chunk, found a second header",
+                    ));
+                }
+                ChunkKind::Snapshot => {
+                    let encoded: EncodedSnapshot = parse(&c.raw, at, "snapshot")?;
+                    self.decoder.skip(encoded).map_err(|e| ReadError::new(at, e))?;
+                }
+                // Events change no decoder state.
+                ChunkKind::Events => {}
+                ChunkKind::End => self.ended = true,
+            }
+            self.offset = next;
+        }
+        if self.offset != offset {
+            return Err(ReadError::new(offset, "expected a chunk to start here, found the middle of one"));
+        }
+        Ok(())
+    }
+}
+
 fn parse<'a, T: serde::Deserialize<'a>>(raw: &'a [u8], offset: u64, what: &str) -> Result<T, ReadError> {
     serde_json::from_slice(raw).map_err(|e| ReadError::new(offset, format!("expected a {what} record: {e}")))
 }

@@ -398,6 +398,24 @@ fn the_index_finds_every_snapshot_and_seeks_resume_at_keyframes() {
             assert!(matches!(r.next_item().unwrap(), Some(Item::Events(..))));
         }
     }
+    // Skipping the deltas between a keyframe and a later snapshot builds the same state.
+    for &k in &keyframes {
+        for ahead in [1, 7, 14] {
+            let Some(want) = snaps.get(k + ahead) else { continue };
+            r.seek_to_keyframe(index[k].offset).unwrap();
+            r.skip_to(index[k + ahead].offset).unwrap();
+            match r.next_item().unwrap() {
+                Some(Item::Snapshot(got, off)) => {
+                    assert_eq!(off, index[k + ahead].offset);
+                    assert_eq!(*got, *want, "snapshot {} after skipping from {k}", k + ahead);
+                }
+                other => panic!("expected snapshot {}, found {other:?}", k + ahead),
+            }
+        }
+    }
+    r.seek_to_keyframe(index[0].offset).unwrap();
+    let err = r.skip_to(index[2].offset + 1).unwrap_err();
+    assert!(err.what.contains("middle"), "{err}");
     // A delta is not a place to start.
     let delta = (0..index.len()).find(|&i| !index[i].keyframe).unwrap();
     r.seek_to_keyframe(index[delta].offset).unwrap();

@@ -1,9 +1,9 @@
 //! `parkscope top --from FILE`: the viewer replaying a recording. [`RecordingSource`] streams it
 //! from disk: an index of its snapshot chunks (offset, time, keyframe: 32 bytes a snapshot) is
 //! built a little at every UI tick, and the snapshot shown is decoded on demand, forward from
-//! the one before it or from the last keyframe at or before it (at most
-//! `KEYFRAME_EVERY` snapshots away). Memory holds one decoded snapshot and the decoder's state,
-//! whatever the recording's length. A damaged recording replays up to the damage, says where
+//! the one before it or from the last keyframe at or before it (at most `KEYFRAME_EVERY`
+//! snapshots away; the deltas in between are applied without building their snapshots).
+//! Memory holds one decoded snapshot and the decoder's state, whatever the recording's length. A damaged recording replays up to the damage, says where
 //! in the header, and the command exits 9 after `q`.
 
 use std::fs::File;
@@ -195,32 +195,17 @@ impl RecordingSource {
             self.cursor_next = k;
             self.cursor_valid = true;
         }
-        loop {
-            match self.cursor.next_item()? {
-                Some(Item::Snapshot(s, offset)) => {
-                    let i = self.cursor_next;
-                    if self.index.get(i).is_none_or(|e| e.offset != offset) {
-                        return Err(ReadError::new(
-                            offset,
-                            "expected the snapshot the index lists here, found another (the file changed?)",
-                        ));
-                    }
-                    self.cursor_next += 1;
-                    if i == j {
-                        return Ok(*s);
-                    }
-                }
-                Some(Item::Events(..)) => {}
-                Some(Item::End(_, offset)) => {
-                    return Err(ReadError::new(offset, "expected a snapshot, found the end chunk"));
-                }
-                None => {
-                    return Err(ReadError::new(
-                        self.cursor.offset(),
-                        "expected a snapshot, found the end of the file (the file changed?)",
-                    ));
-                }
+        // The snapshots in between change the decoder's state only: none is built.
+        self.cursor.skip_to(target.offset)?;
+        match self.cursor.next_item()? {
+            Some(Item::Snapshot(s, offset)) if offset == target.offset => {
+                self.cursor_next = j + 1;
+                Ok(*s)
             }
+            _ => Err(ReadError::new(
+                target.offset,
+                "expected the snapshot the index lists here, found something else (the file changed?)",
+            )),
         }
     }
 
@@ -297,7 +282,7 @@ impl Source for RecordingSource {
             }
             if self.current + 1 < self.index.len() {
                 let gap = self.at(self.current + 1).saturating_sub(self.at(self.current));
-                let due = Duration::from_secs_f64(gap as f64 / 1e9 / self.speed);
+                let due = Duration::try_from_secs_f64(gap as f64 / 1e9 / self.speed).unwrap_or(Duration::MAX);
                 if self.shown_at.elapsed() >= due {
                     self.go_to(self.current + 1);
                 }
