@@ -50,7 +50,8 @@ pub enum Command {
     /// `snapshot`, `schedtrace` and `profile` to replay with --from FILE.
     Record(RecordArgs),
     /// A live terminal view of the threads, goroutines and tasks, refreshed every interval:
-    /// what is stuck, on what, since when. Needs a terminal; press ? in it for the keys.
+    /// what is stuck, on what, since when; or the same view of a recording (--from FILE), step
+    /// by step. Needs a terminal; press ? in it for the keys.
     Top(TopArgs),
     /// Turn a recording into another tool's format: --perfetto writes a Perfetto trace
     /// (ui.perfetto.dev) with a slice per blocked syscall and goroutine wait.
@@ -74,8 +75,14 @@ pub struct ExportArgs {
 #[derive(Debug, Args)]
 pub struct TopArgs {
     /// Process id of the target.
-    #[arg(short, long)]
+    #[arg(short, long, required_unless_present = "from", default_value_t = 0, hide_default_value = true)]
     pub pid: u32,
+
+    /// Replay a recording (`parkscope record`) instead of watching a live process: it opens
+    /// paused at the first snapshot; space plays, [ and ] step, g goes to a time, + and -
+    /// change the speed. A damaged recording replays up to the damage (exit 9 after q).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["pid", "interval", "no_stacks", "no_go"])]
+    pub from: Option<std::path::PathBuf>,
 
     /// Time between snapshots (each is a full snapshot with stacks; the probes stay attached,
     /// so calls entered since the start get exact times).

@@ -409,6 +409,12 @@ impl<T: Keyed> KeyedBase<T> {
 
     /// Applies a delta; returns the entries in order.
     fn apply(&mut self, d: Entries<T>, max: usize, what: &str) -> Result<Vec<T>, String> {
+        self.update(d, max, what)?;
+        Ok(self.order.iter().filter_map(|k| self.by_key.get(k).cloned()).collect())
+    }
+
+    /// Applies a delta to the state only (checked as [`KeyedBase::apply`] checks it).
+    fn update(&mut self, d: Entries<T>, max: usize, what: &str) -> Result<(), String> {
         let removed: HashSet<u64> = d.removed.iter().copied().collect();
         for k in &removed {
             self.by_key.remove(k);
@@ -430,15 +436,10 @@ impl<T: Keyed> KeyedBase<T> {
         if self.order.len() > max {
             return Err(format!("expected at most {max} {what} in order, found {}", self.order.len()));
         }
-        self.order
-            .iter()
-            .map(|k| {
-                self.by_key
-                    .get(k)
-                    .cloned()
-                    .ok_or_else(|| format!("expected {what} {k} in the previous snapshot"))
-            })
-            .collect()
+        match self.order.iter().find(|k| !self.by_key.contains_key(k)) {
+            Some(k) => Err(format!("expected {what} {k} in the previous snapshot")),
+            None => Ok(()),
+        }
     }
 }
 
@@ -449,6 +450,18 @@ impl Decoder {
 
     /// The snapshot `e` encodes, or why it cannot be decoded (the caller adds the offset).
     pub fn decode(&mut self, e: EncodedSnapshot) -> Result<Snapshot, String> {
+        self.step(e, true)?.ok_or_else(|| "expected a decoded snapshot".to_owned())
+    }
+
+    /// Takes `e` into the decoder's state without building its snapshot: how a seek passes the
+    /// snapshots between a keyframe and the one it wants, at the cost of the deltas alone.
+    /// What only the built snapshot would reveal (an entry naming a stack the table lacks) is
+    /// found when a snapshot is decoded.
+    pub fn skip(&mut self, e: EncodedSnapshot) -> Result<(), String> {
+        self.step(e, false).map(drop)
+    }
+
+    fn step(&mut self, e: EncodedSnapshot, build: bool) -> Result<Option<Snapshot>, String> {
         let max = self.max_entries;
         if e.keyframe {
             self.stacks = vec![Vec::new()];
@@ -466,6 +479,17 @@ impl Decoder {
         }
         self.stacks.extend(e.new_stacks);
         let (threads, goroutines, tasks, stack_table) = match self.state.take() {
+            Some(mut base) if !e.keyframe && !build => {
+                base.threads.update(e.threads, max, "threads")?;
+                base.goroutines.update(e.goroutines, max, "goroutines")?;
+                base.tasks.update(e.tasks, max, "tasks")?;
+                if let Some(table) = e.stack_table {
+                    base.stack_table = table;
+                }
+                let table = base.stack_table.clone();
+                self.state = Some(base);
+                (Vec::new(), Vec::new(), Vec::new(), table)
+            }
             Some(mut base) if !e.keyframe => {
                 let t = base.threads.apply(e.threads, max, "threads")?;
                 let g = base.goroutines.apply(e.goroutines, max, "goroutines")?;
@@ -499,6 +523,9 @@ impl Decoder {
         };
         if stack_table.len() >= max {
             return Err(format!("expected at most {max} stacks in a snapshot, found {}", stack_table.len()));
+        }
+        if !build {
+            return Ok(None);
         }
         // The snapshot's table, in its original order: recording-wide id -> its id here.
         let mut table = StackTable::new();
@@ -554,6 +581,6 @@ impl Decoder {
             })
             .collect::<Result<_, String>>()?;
         snapshot.stacks = table;
-        Ok(snapshot)
+        Ok(Some(snapshot))
     }
 }

@@ -11,10 +11,12 @@ pub mod chunk;
 pub mod delta;
 pub mod fuzz;
 pub mod header;
+pub mod index;
 pub mod reader;
 pub mod writer;
 
 pub use chunk::{ChunkKind, Limits, ReadError};
 pub use header::{End, FORMAT_VERSION, Header};
+pub use index::{IndexEntry, Indexer};
 pub use reader::{Item, Reader};
 pub use writer::Writer;

@@ -1,13 +1,14 @@
 //! Reads a recording back, chunk by chunk, into the snapshots and events it was written from.
 //! Streaming: only the decoder's state (the previous snapshot, as encoded) is held.
 
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 
 use parkscope_model::{Event, SCHEMA_VERSION, Snapshot};
 
 use crate::chunk::{self, ChunkKind, FILE_HEADER_LEN, Limits, ReadError};
 use crate::delta::{Decoder, EncodedSnapshot};
 use crate::header::{End, FORMAT_VERSION, Header};
+use crate::index::Indexer;
 
 /// One thing read from a recording, with the byte offset of its chunk.
 #[derive(Debug)]
@@ -87,6 +88,12 @@ impl<R: Read> Reader<R> {
         self.offset
     }
 
+    /// An [`Indexer`] of the chunks from where this reader stands (right after
+    /// [`Reader::new`]: every snapshot of the recording).
+    pub fn into_indexer(self) -> Indexer<R> {
+        Indexer::new(self.src, self.offset, self.limits)
+    }
+
     /// The next item; `Ok(None)` at the end of the input (check [`Reader::ended`] for whether
     /// it was a clean close or the recorder was killed after its last complete chunk).
     pub fn next_item(&mut self) -> Result<Option<Item>, ReadError> {
@@ -130,6 +137,66 @@ impl<R: Read> Reader<R> {
         };
         self.offset = next;
         Ok(Some(item))
+    }
+}
+
+impl<R: Read + Seek> Reader<R> {
+    /// Moves to the snapshot chunk at `offset`, which must be a keyframe (an
+    /// [`crate::IndexEntry`] says which are), with the decoder's state dropped: the next item is
+    /// that snapshot. A delta there is a [`ReadError`] from [`Reader::next_item`], not a wrong
+    /// snapshot.
+    pub fn seek_to_keyframe(&mut self, offset: u64) -> Result<(), ReadError> {
+        self.src
+            .seek(SeekFrom::Start(offset))
+            .map_err(|e| ReadError::new(offset, format!("seeking to a snapshot: {e}")))?;
+        self.offset = offset;
+        self.decoder = Decoder::new(self.limits.max_entries);
+        self.ended = false;
+        Ok(())
+    }
+}
+
+impl<R: Read> Reader<R> {
+    /// Takes every chunk before byte `offset` (a chunk boundary at or after
+    /// [`Reader::offset`]) into the decoder's state without building their snapshots
+    /// ([`Decoder::skip`]), so the next item is the chunk at `offset`: a seek from a keyframe
+    /// to a snapshot after it costs the deltas in between, not as many whole snapshots.
+    pub fn skip_to(&mut self, offset: u64) -> Result<(), ReadError> {
+        while self.offset < offset {
+            let at = self.offset;
+            if self.ended {
+                return Err(ReadError::new(
+                    at,
+                    format!("expected chunks up to byte {offset}, found the end chunk"),
+                ));
+            }
+            let Some((c, next)) = chunk::read_chunk(&mut self.src, at, &self.limits)? else {
+                return Err(ReadError::new(
+                    at,
+                    format!("expected chunks up to byte {offset}, found the end of the file"),
+                ));
+            };
+            match c.kind {
+                ChunkKind::Header => {
+                    return Err(ReadError::new(
+                        at,
+                        "expected a snapshot, events or end chunk, found a second header",
+                    ));
+                }
+                ChunkKind::Snapshot => {
+                    let encoded: EncodedSnapshot = parse(&c.raw, at, "snapshot")?;
+                    self.decoder.skip(encoded).map_err(|e| ReadError::new(at, e))?;
+                }
+                // Events change no decoder state.
+                ChunkKind::Events => {}
+                ChunkKind::End => self.ended = true,
+            }
+            self.offset = next;
+        }
+        if self.offset != offset {
+            return Err(ReadError::new(offset, "expected a chunk to start here, found the middle of one"));
+        }
+        Ok(())
     }
 }
 

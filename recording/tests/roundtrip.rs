@@ -354,3 +354,98 @@ fn repeated_keys_are_kept_exactly() {
     assert!(err.is_none());
     assert_eq!(back, snaps);
 }
+
+/// The index lists every snapshot (offset, time, keyframe) without decoding; a reader moved to
+/// any indexed keyframe decodes from there exactly what was recorded.
+#[test]
+fn the_index_finds_every_snapshot_and_seeks_resume_at_keyframes() {
+    let n = 2 * KEYFRAME_EVERY + 15;
+    let (bytes, snaps, _) = record(n, true);
+    let reader = Reader::new(std::io::Cursor::new(bytes.as_slice())).unwrap();
+    let mut indexer = reader.into_indexer();
+    let mut index = Vec::new();
+    while let Some(e) = indexer.next_entry().unwrap() {
+        index.push(e);
+    }
+    assert!(indexer.ended(), "the end chunk was seen");
+    assert_eq!(index.len() as u64, n);
+    for (e, s) in index.iter().zip(&snaps) {
+        assert_eq!(e.taken_at, s.taken_at);
+    }
+    let keyframes: Vec<usize> = (0..index.len()).filter(|&i| index[i].keyframe).collect();
+    assert_eq!(keyframes.first(), Some(&0));
+    assert!(keyframes.len() >= 3, "a keyframe at least every {KEYFRAME_EVERY}: {keyframes:?}");
+    // The offsets are those the sequential reader reports.
+    let mut r = Reader::new(bytes.as_slice()).unwrap();
+    let mut offsets = Vec::new();
+    while let Some(item) = r.next_item().unwrap() {
+        if let Item::Snapshot(_, off) = item {
+            offsets.push(off);
+        }
+    }
+    assert_eq!(index.iter().map(|e| e.offset).collect::<Vec<_>>(), offsets);
+
+    // From the last keyframe back to the first: decode a few snapshots after each.
+    let mut r = Reader::new(std::io::Cursor::new(bytes.as_slice())).unwrap();
+    for &k in keyframes.iter().rev() {
+        r.seek_to_keyframe(index[k].offset).unwrap();
+        for s in snaps.iter().skip(k).take(3) {
+            match r.next_item().unwrap() {
+                Some(Item::Snapshot(got, _)) => assert_eq!(*got, *s),
+                other => panic!("expected snapshot {k}.., found {other:?}"),
+            }
+            // Events follow each snapshot.
+            assert!(matches!(r.next_item().unwrap(), Some(Item::Events(..))));
+        }
+    }
+    // Skipping the deltas between a keyframe and a later snapshot builds the same state.
+    for &k in &keyframes {
+        for ahead in [1, 7, 14] {
+            let Some(want) = snaps.get(k + ahead) else { continue };
+            r.seek_to_keyframe(index[k].offset).unwrap();
+            r.skip_to(index[k + ahead].offset).unwrap();
+            match r.next_item().unwrap() {
+                Some(Item::Snapshot(got, off)) => {
+                    assert_eq!(off, index[k + ahead].offset);
+                    assert_eq!(*got, *want, "snapshot {} after skipping from {k}", k + ahead);
+                }
+                other => panic!("expected snapshot {}, found {other:?}", k + ahead),
+            }
+        }
+    }
+    r.seek_to_keyframe(index[0].offset).unwrap();
+    let err = r.skip_to(index[2].offset + 1).unwrap_err();
+    assert!(err.what.contains("middle"), "{err}");
+    // A delta is not a place to start.
+    let delta = (0..index.len()).find(|&i| !index[i].keyframe).unwrap();
+    r.seek_to_keyframe(index[delta].offset).unwrap();
+    let err = r.next_item().unwrap_err();
+    assert_eq!(err.offset, index[delta].offset);
+    assert!(err.what.contains("expected a keyframe"), "{err}");
+}
+
+/// A truncated recording indexes up to the damage, which is an error at the torn chunk.
+#[test]
+fn the_index_of_a_truncated_recording_stops_at_the_torn_chunk() {
+    let (bytes, _, _) = record(5, false);
+    let mut r = Reader::new(bytes.as_slice()).unwrap();
+    let mut offsets = Vec::new();
+    while let Some(item) = r.next_item().unwrap() {
+        if let Item::Snapshot(_, off) = item {
+            offsets.push(off);
+        }
+    }
+    let cut = offsets[3] as usize + 20;
+    let mut indexer = Reader::new(&bytes[..cut]).unwrap().into_indexer();
+    let mut found = 0;
+    let err = loop {
+        match indexer.next_entry() {
+            Ok(Some(_)) => found += 1,
+            Ok(None) => panic!("a torn chunk is an error"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(found, 3);
+    assert_eq!(err.offset, offsets[3]);
+    assert!(err.what.contains("truncated"), "{err}");
+}

@@ -59,6 +59,11 @@ pub struct ReplayPosition {
     pub length_ns: u64,
     pub playing: bool,
     pub speed: f64,
+    /// `count` and `length_ns` are final: false while a source streaming a recording from disk
+    /// is still indexing it.
+    pub complete: bool,
+    /// Byte offset where the recording is damaged (it is replayed up to there).
+    pub damaged_at: Option<u64>,
 }
 
 /// Playback of a recording: the keys `[` `]` (step), `g` (go to a time), `+` `-` (speed) and
@@ -108,8 +113,8 @@ impl Source for ChannelSource {
 }
 
 /// Replay of samples held in memory, played back at the pace they were taken (times the
-/// speed). A recording reader can load a recording into it, or implement [`Source`] and
-/// [`ReplayControl`] itself to stream from disk.
+/// speed). `top --from FILE` does not use it (the agent's recording source streams from disk
+/// and implements [`Source`] and [`ReplayControl`] itself); it serves tests and small replays.
 pub struct SampleReplay {
     samples: Vec<Arc<Sample>>,
     index: usize,
@@ -216,6 +221,8 @@ impl ReplayControl for SampleReplay {
             length_ns: self.at(last).saturating_sub(self.at(0)),
             playing: self.playing,
             speed: self.speed,
+            complete: true,
+            damaged_at: None,
         }
     }
 }

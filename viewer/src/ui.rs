@@ -109,15 +109,23 @@ fn draw_header(f: &mut TermFrame<'_>, area: Rect, app: &App, theme: &Theme) {
         }
     }
     let state = match (app.mode, &app.ended, app.replay) {
-        (Mode::Replay, _, Some(p)) => format!(
-            "REPLAY {}/{} {}/{} {}x{}",
-            p.index + 1,
-            p.count,
-            human(p.offset_ns),
-            human(p.length_ns),
-            p.speed,
-            if p.playing { " playing" } else { " paused" }
-        ),
+        (Mode::Replay, _, Some(p)) => {
+            // `+`: the recording is still being indexed, more follows.
+            let more = if p.complete { "" } else { "+" };
+            let mut state = format!(
+                "REPLAY {}/{}{more} {}/{}{more} {}x{}",
+                p.index + 1,
+                p.count,
+                human(p.offset_ns),
+                human(p.length_ns),
+                p.speed,
+                if p.playing { " playing" } else { " paused" }
+            );
+            if let Some(at) = p.damaged_at {
+                let _ = write!(state, " ENDS EARLY (damaged at byte {at})");
+            }
+            state
+        }
         (Mode::Replay, _, None) => "REPLAY".to_owned(),
         (Mode::Live, Some(_), _) => "ENDED".to_owned(),
         (Mode::Live, None, _) if app.paused => "PAUSED".to_owned(),

@@ -205,6 +205,8 @@ fn replay_keys_drive_the_source() {
         length_ns: 60_000_000_000,
         playing: false,
         speed: 1.0,
+        complete: true,
+        damaged_at: None,
     });
     assert_eq!(key(&mut app, KeyCode::Char('[')), Action::Step(-1));
     assert_eq!(key(&mut app, KeyCode::Char(']')), Action::Step(1));
@@ -218,6 +220,31 @@ fn replay_keys_drive_the_source() {
     type_text(&mut app, "soon");
     assert_eq!(key(&mut app, KeyCode::Enter), Action::None);
     insta::assert_snapshot!("replay_goto_error", screen(&mut app, 80, 24));
+}
+
+/// A recording streamed from disk: its length is not final while it is indexed (`+`), and a
+/// damaged one says in the header where it ends and in the footer why.
+#[test]
+fn replay_of_a_damaged_recording_says_where_it_ends() {
+    let mut app = App::new(Mode::Replay, true);
+    let mut s = fixtures::c_blocker();
+    s.taken_at = fixtures::taken_at(2);
+    app.apply(Update::Sample(Arc::new(Sample { snapshot: s, sched_line: None })));
+    app.apply(Update::Ended(
+        "recording ends early at byte 4242: expected a 16-byte chunk header, found 3 bytes before the end (truncated)"
+            .into(),
+    ));
+    app.replay = Some(parkscope_viewer::ReplayPosition {
+        index: 2,
+        count: 3,
+        offset_ns: 2_000_000_000,
+        length_ns: 2_000_000_000,
+        playing: false,
+        speed: 1.0,
+        complete: false,
+        damaged_at: Some(4242),
+    });
+    insta::assert_snapshot!("replay_damaged", screen(&mut app, 160, 12));
 }
 
 #[test]

@@ -8,6 +8,7 @@ pub mod replay;
 pub mod schedtrace;
 pub mod snapshot;
 pub mod top;
+pub mod top_from;
 
 use tokio::io::AsyncWriteExt;
 

@@ -63,11 +63,21 @@ fn newest_log_line(seen: &mut u64) -> Option<String> {
     log.1.back().cloned()
 }
 
+/// Once the terminal is restored: what was logged meanwhile goes where logs always go.
+pub(super) fn print_kept_log() {
+    for line in std::mem::take(&mut LOG.lock().unwrap_or_else(PoisonError::into_inner).1) {
+        eprintln!("parkscope: {line}");
+    }
+}
+
 /// Samples waiting for the UI at most: a UI that falls behind holds the collector back
 /// instead of letting snapshots pile up in memory.
 const CHANNEL_BOUND: usize = 2;
 
 pub async fn run(args: TopArgs) -> Result<i32, Failure> {
+    if let Some(path) = args.from {
+        return super::top_from::run(path).await;
+    }
     if args.interval.is_zero() {
         return Err(Failure::new(code::USAGE, "--interval must be greater than 0", "e.g. --interval 1s"));
     }
@@ -143,10 +153,7 @@ pub async fn run(args: TopArgs) -> Result<i32, Failure> {
     stop.store(true, Ordering::Relaxed);
     // A stored permit: the forwarder sees it even if it is not waiting yet.
     stop_forwarding.notify_one();
-    // The terminal is restored: what was logged meanwhile goes where logs always go.
-    for line in std::mem::take(&mut LOG.lock().unwrap_or_else(PoisonError::into_inner).1) {
-        eprintln!("parkscope: {line}");
-    }
+    print_kept_log();
     // Joined so the probes are detached (the collector stopped) before we exit.
     forwarder.await.map_err(|e| Failure::internal(&e.into()))?;
     match ui_result {
