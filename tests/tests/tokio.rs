@@ -282,3 +282,38 @@ fn every_worker_inside_a_poll_starves_the_io_driver_and_one_free_worker_does_not
     assert_eq!(snap["stalls"].as_array().unwrap().len(), 1, "{:#}\n{single}", snap["stalls"]);
     assert!(snap["summary"]["io_driver_starved_ns"].is_null(), "{:#}", snap["summary"]);
 }
+
+/// An off-CPU profile of a worker stalled in one task: its sleep's samples carry the task id
+/// the target printed (`tokio::task::id()`), and the role; the idle worker's and the main
+/// thread's do not claim a task. Read back with pprof's own `-tags`.
+#[test]
+fn an_offcpu_profile_labels_a_stalled_workers_sleep_with_its_task() {
+    let t = Target::start("tokio-stalls-newest", &["sleep:4000".to_owned()]);
+    let begin = t.next();
+    assert_eq!(begin["begin"], true, "{begin}");
+    let dir = std::env::temp_dir().join(format!("parkscope-tokio-profile-{}", t.pid()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pb = dir.join("offcpu.pb.gz");
+    let pb_s = pb.to_str().unwrap();
+    run_parkscope(&["profile", "-p", &t.pid().to_string(), "--duration", "2s", "-o", pb_s]).assert_code(0);
+    let sleeping = parkscope_tests::pprof(&["-tags", "-tagfocus=syscall=clock_nanosleep", pb_s]);
+    assert_eq!(tag_values(&sleeping, "task"), [begin["task"].to_string()], "{sleeping}");
+    assert_eq!(tag_values(&sleeping, "role"), ["tokio_worker"], "{sleeping}");
+    // Every task label of the whole profile is that one task: no parked worker or other thread
+    // is labelled with a task it was not polling.
+    let all = parkscope_tests::pprof(&["-tags", pb_s]);
+    assert_eq!(tag_values(&all, "task"), [begin["task"].to_string()], "{all}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The values of label `key` that carry a non-zero total in `pprof -tags` output.
+fn tag_values(tags: &str, key: &str) -> Vec<String> {
+    tags.lines()
+        .skip_while(|l| !l.trim_start().starts_with(&format!("{key}:")))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_once("): "))
+        .filter(|(n, _)| n.split_whitespace().next() != Some("0"))
+        .map(|(_, v)| v.trim().to_owned())
+        .collect()
+}

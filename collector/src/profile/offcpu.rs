@@ -234,7 +234,7 @@ pub fn build(input: OffCpuInput<'_>) -> Profile {
         }
     }
     let symbols = Symbols::resolve(&set, input.pid, &input.mappings);
-    let columns = Columns::new(input.waker_stacks, input.runtime.map(|r| r.sample_type()));
+    let columns = Columns::new(input.waker_stacks, input.runtime.and_then(|r| r.sample_type()));
     let function_at = |addr: u64| symbols.user_function(input.pid, addr).map(str::to_owned);
 
     let mut b = ProfileBuilder::default();

@@ -61,8 +61,9 @@ pub struct TaskSample<'a> {
 
 /// How a runtime labels an off-CPU profile.
 pub trait ProfileLabels {
-    /// The sample type its tasks' samples are valued in (Go: `goroutine_wait/nanoseconds`).
-    fn sample_type(&self) -> ValueType;
+    /// The sample type its tasks' samples are valued in (Go: `goroutine_wait/nanoseconds`);
+    /// None for a runtime whose tasks have no samples of their own (tokio labels threads only).
+    fn sample_type(&self) -> Option<ValueType>;
 
     /// User stacks of the target to symbolise: its tasks' stacks, and every single address
     /// [`Self::thread_labels`] asks `function_at` about (as one-address stacks).

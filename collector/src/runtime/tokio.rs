@@ -16,10 +16,14 @@ use parkscope_probes::{
 use parkscope_model::{
     RuntimeKind, RuntimeView, StackTable, StallActivity, StallView, TaskOnThread, ThreadRole, ThreadState,
     ThreadView,
+    profile::{LabelValue, ValueType},
 };
 use parkscope_probes::kernel::KernelProbes;
 
-use super::{Detected, ReadContext, RuntimeRead, RuntimeReader, SchedTrace};
+use super::{
+    Detected, ReadContext, RuntimeRead, RuntimeReader, SchedTrace,
+    profile::{ProfileLabels, RuntimeProfile, RuntimeUnreadable, TaskSample, ThreadSampleFacts},
+};
 use crate::error::CollectError;
 
 /// How often a tokio target's workers are read between views (a few microseconds each): an
@@ -303,12 +307,17 @@ fn stack_has_tokio<'a>(mut functions: impl Iterator<Item = &'a str>) -> bool {
 
 /// Each thread's (host tid, tid in the process's own pid namespace).
 fn thread_ids(pid: u32, samples: &[ThreadSample]) -> Result<Vec<(u32, u32)>, String> {
+    thread_ids_of(pid, &samples.iter().map(|s| s.tid).collect::<Vec<_>>())
+}
+
+/// [`thread_ids`] of host tids.
+fn thread_ids_of(pid: u32, tids: &[u32]) -> Result<Vec<(u32, u32)>, String> {
     let map = TidMap::read(pid).map_err(|e| e.to_string())?;
     let host_to_ns: HashMap<u32, u32> = match &map {
-        TidMap::Same => samples.iter().map(|s| (s.tid, s.tid)).collect(),
+        TidMap::Same => tids.iter().map(|t| (*t, *t)).collect(),
         TidMap::Nested(m) => m.iter().map(|(ns, host)| (*host, *ns)).collect(),
     };
-    Ok(samples.iter().filter_map(|s| host_to_ns.get(&s.tid).map(|ns| (s.tid, *ns))).collect())
+    Ok(tids.iter().filter_map(|t| host_to_ns.get(t).map(|ns| (*t, *ns))).collect())
 }
 
 /// A tokio target behind the [`RuntimeReader`] trait. It has no goroutine-like task list of
@@ -386,5 +395,205 @@ impl RuntimeReader for TokioReader {
 
     fn sample(&mut self, now_ns: u64) {
         self.target.sample(now_ns);
+    }
+
+    /// Labels each thread sample with the task it was polling (see [`TokioProfile`]); no
+    /// uprobes (`exact`) exist for tokio.
+    fn profile<'a>(
+        &'a mut self,
+        _probes: Option<&mut KernelProbes>,
+        _window_start_ns: u64,
+        exact: bool,
+    ) -> Result<Option<Box<dyn RuntimeProfile + 'a>>, CollectError> {
+        if exact {
+            return Err(CollectError::Unsupported(
+                "tokio targets have no uprobes in parkscope: drop --go-uprobes".to_owned(),
+            ));
+        }
+        Ok(Some(Box::new(TokioProfile::new(&mut self.target))))
+    }
+}
+
+/// Reads of a tokio target over an off-CPU profile's window: which task each thread polls,
+/// and in which syscall it is blocked meanwhile, every [`PROFILE_READ_EVERY`] (stretched to
+/// [`PROFILE_READ_SHARE`] times a read's duration). A thread sample (one tid, one syscall,
+/// one stack, summed over the window) is labelled `task` only when every read that saw that
+/// thread blocked in that syscall inside a poll saw the same task, and its stack is not the
+/// scheduler parking: a worker runs many tasks, and a label must not claim one for time
+/// that others (or none) spent.
+struct TokioProfile<'a> {
+    target: &'a mut TokioTarget,
+    labels: TokioLabels,
+    /// The tids whose thread pointers were looked for (re-looked for when threads change).
+    located: Vec<u32>,
+    unreadable: Option<RuntimeUnreadable>,
+}
+
+/// What the reads saw, for the labels.
+#[derive(Debug, Default)]
+struct TokioLabels {
+    version: String,
+    /// (tid, syscall) -> the tasks seen polled while the thread was blocked in it (with how
+    /// many reads saw each).
+    seen: HashMap<(u32, String), HashMap<u64, u32>>,
+    /// Threads seen with the scheduler set (workers) or polling a task without it (blocking).
+    roles: HashMap<u32, TokioRole>,
+    reads: u64,
+}
+
+/// x86-64 syscall numbers the scheduler parks in.
+const FUTEX: u32 = 202;
+const EPOLL_WAIT: u32 = 232;
+const EPOLL_PWAIT: u32 = 281;
+const EPOLL_PWAIT2: u32 = 441;
+
+/// Time between reads of a tokio target during a profile.
+const PROFILE_READ_EVERY: Duration = Duration::from_millis(10);
+/// A read's period is at least this many times its duration (a target with a large blocking
+/// pool costs the reader at most ~1/PROFILE_READ_SHARE of a CPU).
+const PROFILE_READ_SHARE: u32 = 5;
+
+impl<'a> TokioProfile<'a> {
+    fn new(target: &'a mut TokioTarget) -> TokioProfile<'a> {
+        let labels = TokioLabels { version: target.version(), ..TokioLabels::default() };
+        TokioProfile { target, labels, located: Vec::new(), unreadable: None }
+    }
+
+    /// One read; Err: why tokio's thread-locals cannot be read at all.
+    fn read_once(&mut self) -> Result<(), String> {
+        let pid = self.target.pid;
+        let offset = self.target.binary.task_id_slot.as_ref().map_err(Clone::clone)?.offset;
+        let scheduler = self.target.binary.scheduler_slot.as_ref().ok().map(|s| s.offset);
+        let mut tids: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map_err(|e| format!("listing the target's threads: {e}"))?
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        tids.sort_unstable();
+        if tids != self.located {
+            let ids = thread_ids_of(pid, &tids)?;
+            let space = AddressSpace::read(pid).map_err(|e| format!("reading the target's maps: {e}"))?;
+            self.target.pointers.locate(pid, &ids, &space);
+            self.located = tids.clone();
+        }
+        self.labels.reads += 1;
+        for tid in tids {
+            let Some(task) = self.target.pointers.read_word(pid, tid, offset) else { continue };
+            let worker =
+                scheduler.and_then(|o| self.target.pointers.read_word(pid, tid, o)).is_some_and(|s| s != 0);
+            // The call after the task id: a thread that moved between the two is seen in the
+            // call it is in now, which the next read corrects if it was a passing one.
+            let Some(nr) = blocked_syscall(pid, tid) else { continue };
+            if worker {
+                self.labels.roles.insert(tid, TokioRole::Worker);
+                // Between tasks a worker's thread-local shows the task that launched it, not a
+                // poll. A worker blocked in epoll_wait is the one polling the I/O driver: that
+                // id is its launch task's.
+                if matches!(nr, EPOLL_WAIT | EPOLL_PWAIT | EPOLL_PWAIT2) {
+                    self.target.base_task.insert(tid, task);
+                    continue;
+                }
+                // The scheduler parks in a futex (a condvar) too: there the id is a poll's only
+                // when the launch task's is known and differs. In any other call the worker is
+                // inside a poll (the scheduler itself makes no other blocking call).
+                let base = self.target.base_task.get(&tid);
+                if base == Some(&task) || (nr == FUTEX && base.is_none()) {
+                    continue;
+                }
+            } else if task != 0 {
+                self.labels.roles.insert(tid, TokioRole::Blocking);
+            }
+            if task == 0 {
+                continue;
+            }
+            let name = parkscope_common::syscalls::display_name(nr).to_string();
+            *self.labels.seen.entry((tid, name)).or_default().entry(task).or_default() += 1;
+        }
+        Ok(())
+    }
+}
+
+/// The syscall number thread `tid` is blocked in now (None: running, or gone).
+fn blocked_syscall(pid: u32, tid: u32) -> Option<u32> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")).ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+impl RuntimeProfile for TokioProfile<'_> {
+    fn read(&mut self, _last: bool) -> Duration {
+        if self.unreadable.is_some() {
+            return Duration::from_secs(3600);
+        }
+        let began = std::time::Instant::now();
+        if let Err(cause) = self.read_once() {
+            tracing::info!("tokio tasks not read for the profile: {cause}");
+            self.unreadable = Some(RuntimeUnreadable {
+                runtime: RuntimeKind::Tokio,
+                cause,
+                hint: Some(
+                    "build with symbols (cargo's release default) for task labels; the threads are profiled as always"
+                        .to_owned(),
+                ),
+            });
+            return Duration::from_secs(3600);
+        }
+        PROFILE_READ_EVERY.max(began.elapsed() * PROFILE_READ_SHARE)
+    }
+
+    fn finish(&mut self, _probes: Option<&KernelProbes>, _window_start_ns: u64, _window_end_ns: u64) {}
+
+    fn unreadable(&self) -> Option<RuntimeUnreadable> {
+        self.unreadable.clone()
+    }
+
+    fn labels(&self) -> &dyn ProfileLabels {
+        &self.labels
+    }
+}
+
+impl ProfileLabels for TokioLabels {
+    fn sample_type(&self) -> Option<ValueType> {
+        None
+    }
+
+    fn user_stacks(&self) -> Vec<&[u64]> {
+        Vec::new()
+    }
+
+    fn thread_labels(
+        &self,
+        thread: &ThreadSampleFacts<'_>,
+        _function_at: &dyn Fn(u64) -> Option<String>,
+    ) -> Vec<(String, LabelValue)> {
+        let mut labels = Vec::new();
+        if let Some(role) = self.roles.get(&thread.tid) {
+            let role = match role {
+                TokioRole::Worker => ThreadRole::TokioWorker,
+                TokioRole::Blocking => ThreadRole::TokioBlocking,
+            };
+            labels.push(("role".to_owned(), LabelValue::Str(role.as_str().to_owned())));
+        }
+        if is_parked(thread.user_functions.iter().copied()) == Some(true) {
+            return labels;
+        }
+        let Some(syscall) = thread.syscall else { return labels };
+        if let Some(tasks) = self.seen.get(&(thread.tid, syscall.to_owned()))
+            && tasks.len() == 1
+            && let Some(task) = tasks.keys().next()
+        {
+            labels.push(("task".to_owned(), LabelValue::Num(*task as i64)));
+        }
+        labels
+    }
+
+    fn task_samples(&self, _fd_text: &dyn Fn(i32) -> String) -> Vec<TaskSample<'_>> {
+        Vec::new()
+    }
+
+    fn comment(&self) -> String {
+        format!(
+            "task: the {} task a thread was polling while blocked in that syscall, from {} reads of the workers' \
+             thread-locals (only where every read agreed; no task_name: console-subscriber is not read by profile)",
+            self.version, self.reads
+        )
     }
 }

@@ -414,8 +414,8 @@ fn exact_go_waits(probes: &KernelProbes) -> ExactGoWaits {
 const GOROUTINE_WAIT: (&str, &str) = ("goroutine_wait", "nanoseconds");
 
 impl ProfileLabels for GoroutineTimes {
-    fn sample_type(&self) -> ValueType {
-        ValueType::new(GOROUTINE_WAIT.0, GOROUTINE_WAIT.1)
+    fn sample_type(&self) -> Option<ValueType> {
+        Some(ValueType::new(GOROUTINE_WAIT.0, GOROUTINE_WAIT.1))
     }
 
     fn user_stacks(&self) -> Vec<&[u64]> {
