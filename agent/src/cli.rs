@@ -79,7 +79,7 @@ pub struct TopArgs {
     pub pid: u32,
 
     /// Replay a recording (`parkscope record`) instead of watching a live process: it opens
-    /// paused at the first snapshot; space plays, [ and ] step, g goes to a time, + and -
+    /// paused at the first snapshot; space plays, `[` and `]` step, g goes to a time, + and -
     /// change the speed. A damaged recording replays up to the damage (exit 9 after q).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["pid", "interval", "no_stacks", "no_go"])]
     pub from: Option<std::path::PathBuf>,

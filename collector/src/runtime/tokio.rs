@@ -397,7 +397,7 @@ impl RuntimeReader for TokioReader {
         self.target.sample(now_ns);
     }
 
-    /// Labels each thread sample with the task it was polling (see [`TokioProfile`]); no
+    /// Labels each thread sample with the task it was polling (see `TokioProfile`); no
     /// uprobes (`exact`) exist for tokio.
     fn profile<'a>(
         &'a mut self,
