@@ -119,7 +119,6 @@ pub async fn run(args: TopArgs) -> Result<i32, Failure> {
     let (collector, _started) = Collector::start(config).await?;
 
     let (tx, rx) = std::sync::mpsc::sync_channel(CHANNEL_BOUND);
-    let stop = Arc::new(AtomicBool::new(false));
     let stop_forwarding = Arc::new(tokio::sync::Notify::new());
     let forwarder = {
         let stop_forwarding = Arc::clone(&stop_forwarding);
@@ -128,12 +127,29 @@ pub async fn run(args: TopArgs) -> Result<i32, Failure> {
         // On the blocking pool: sending to the UI's bounded channel may wait for the UI.
         tokio::task::spawn_blocking(move || handle.block_on(forward(collector, pid, &tx, &stop_forwarding)))
     };
+    let viewed = run_viewer(ChannelSource::new(rx), &mut session).await;
+    // A stored permit: the forwarder sees it even if it is not waiting yet.
+    stop_forwarding.notify_one();
+    // Joined so the probes are detached (the collector stopped) before we exit.
+    forwarder.await.map_err(|e| Failure::internal(&e.into()))?;
+    viewed.map(|(_, exit)| exit)
+}
+
+/// Runs the viewer on `source` (on the blocking pool) until the person quits with `q`, or a
+/// SIGINT/SIGTERM comes from elsewhere (raw mode turns Ctrl-C into a key), then prints what
+/// was logged meanwhile. Gives back the source and the exit code so far (INTERRUPTED or
+/// SUCCESS); a terminal that could not be drawn is the failure. Live and replay share it.
+pub(super) async fn run_viewer<S: parkscope_viewer::Source + Send + 'static>(
+    mut source: S,
+    session: &mut Session,
+) -> Result<(S, i32), Failure> {
+    let stop = Arc::new(AtomicBool::new(false));
     let no_color = parkscope_viewer::no_color_from_env();
     let mut ui = {
         let stop = Arc::clone(&stop);
         tokio::task::spawn_blocking(move || {
-            let mut source = ChannelSource::new(rx);
-            parkscope_viewer::run(&mut source, no_color, &stop)
+            let drawn = parkscope_viewer::run(&mut source, no_color, &stop);
+            (drawn, source)
         })
     };
     let mut exit = code::SUCCESS;
@@ -141,7 +157,6 @@ pub async fn run(args: TopArgs) -> Result<i32, Failure> {
         tokio::select! {
             r = &mut ui => break r,
             wake = session.wait(None) => match wake {
-                // Raw mode turns Ctrl-C into a key; a SIGINT/SIGTERM from elsewhere stops us.
                 Wake::Interrupted => {
                     stop.store(true, Ordering::Relaxed);
                     exit = code::INTERRUPTED;
@@ -151,16 +166,10 @@ pub async fn run(args: TopArgs) -> Result<i32, Failure> {
         }
     };
     stop.store(true, Ordering::Relaxed);
-    // A stored permit: the forwarder sees it even if it is not waiting yet.
-    stop_forwarding.notify_one();
     print_kept_log();
-    // Joined so the probes are detached (the collector stopped) before we exit.
-    forwarder.await.map_err(|e| Failure::internal(&e.into()))?;
-    match ui_result {
-        Ok(Ok(())) => Ok(exit),
-        Ok(Err(e)) => Err(Failure::internal(&anyhow::Error::from(e).context("drawing the terminal"))),
-        Err(e) => Err(Failure::internal(&e.into())),
-    }
+    let (drawn, source) = ui_result.map_err(|e| Failure::internal(&e.into()))?;
+    drawn.map_err(|e| Failure::internal(&anyhow::Error::from(e).context("drawing the terminal")))?;
+    Ok((source, exit))
 }
 
 /// Turns the collector's updates into the viewer's until `stop`, the UI going away, or the

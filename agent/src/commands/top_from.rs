@@ -10,7 +10,6 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use parkscope_model::Snapshot;
@@ -20,7 +19,7 @@ use parkscope_viewer::{Mode, ReplayControl, ReplayPosition, Sample, Source, Upda
 use crate::{
     error::{Failure, code},
     render,
-    session::{Session, Wake},
+    session::Session,
 };
 
 /// Time spent indexing per poll of the UI (one poll per 50 ms tick when idle), so indexing a
@@ -352,7 +351,7 @@ impl ReplayControl for RecordingSource {
 
 /// `top --from FILE`.
 pub async fn run(path: PathBuf) -> Result<i32, Failure> {
-    let mut source = {
+    let source = {
         let path = path.clone();
         super::blocking(move || RecordingSource::open(&path)).await??
     };
@@ -367,31 +366,7 @@ pub async fn run(path: PathBuf) -> Result<i32, Failure> {
         ));
     }
     let mut session = Session::signals().map_err(|e| Failure::internal(&e.into()))?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let no_color = parkscope_viewer::no_color_from_env();
-    let mut ui = {
-        let stop = Arc::clone(&stop);
-        tokio::task::spawn_blocking(move || {
-            let r = parkscope_viewer::run(&mut source, no_color, &stop);
-            (r, source)
-        })
-    };
-    let mut exit = code::SUCCESS;
-    let ui_result = loop {
-        tokio::select! {
-            r = &mut ui => break r,
-            wake = session.wait(None) => match wake {
-                Wake::Interrupted => {
-                    stop.store(true, Ordering::Relaxed);
-                    exit = code::INTERRUPTED;
-                }
-                Wake::TargetExited | Wake::Deadline => {}
-            },
-        }
-    };
-    super::top::print_kept_log();
-    let (drawn, source) = ui_result.map_err(|e| Failure::internal(&e.into()))?;
-    drawn.map_err(|e| Failure::internal(&anyhow::Error::from(e).context("drawing the terminal")))?;
+    let (source, exit) = super::top::run_viewer(source, &mut session).await?;
     if exit != code::SUCCESS {
         return Ok(exit);
     }
