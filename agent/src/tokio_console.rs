@@ -152,7 +152,7 @@ pub async fn label_profile(console: Option<ProfileConsole>, profile: &mut Profil
             None
         }
         Err((cause, hint)) => {
-            tracing::warn!("task names not read: {cause}");
+            tracing::debug!("task names not read: {cause}");
             profile.comments.push(format!("no task_name labels: {cause}"));
             Some(format!("task names not read ({cause}); the profile has no task_name labels. hint: {hint}"))
         }

@@ -2,8 +2,9 @@
 //! `coma`, `burn`, `noyield`, ...) from the crate's source as published on crates.io, with
 //! `--cfg tokio_unstable`, into `examples/bin/console-<name>`: the tokio targets the task tests
 //! compare with the console protocol. Built in release mode (cargo's default keeps the symbol
-//! table), as tokio's task ids are read only from optimised code (a debug build calls its
-//! thread-local accessors out of line). Skipped when the binaries of this build are there.
+//! table): the tokio reader finds the task-id thread-local in `set_current_task_id`'s optimised
+//! code, which a debug build reaches through out-of-line accessors (no task ids, so no `task`
+//! or `task_name` profile labels). Skipped when the binaries of this build are there.
 
 use std::{path::PathBuf, process::Command};
 
