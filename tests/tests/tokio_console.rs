@@ -466,11 +466,13 @@ impl Drop for TempDir {
 
 /// An off-CPU profile of the app while `greedy` (noyield's child, named so in the app's
 /// source) sleeps 20 s inside its poll: the worker's sleep carries `task` = greedy's task id
-/// and `task_name` = greedy, and every sample with a task is named exactly as the test's own
-/// console stream names that task id (no name where the protocol gives none).
+/// and `task_name` = greedy; `huge-blocking` (`large`'s named spawn_blocking, sleeping 100 ms
+/// at a time) names its blocking thread's sleeps; and every sample with a task is named
+/// exactly as the test's own console stream names that task id (no name where the protocol
+/// gives none). `burn` spins on a CPU: an off-CPU profile has no task for it.
 #[test]
 fn an_offcpu_profile_names_each_task_as_the_console_protocol_does() {
-    let app = App::start(&["noyield", "blocks"]);
+    let app = App::start(&["noyield", "blocks", "large", "burn"]);
     let rx = watch(app.addr);
     // greedy inside its first poll, with at least 8 s of its 20 s sleep left for the window.
     let running_greedy = |s: &State| -> Option<u64> {
@@ -524,6 +526,15 @@ fn an_offcpu_profile_names_each_task_as_the_console_protocol_does() {
     assert_eq!(greedy_sleep.labels.get("role").map(String::as_str), Some("tokio_worker"), "{greedy_sleep:?}");
     // The whole window, within a scheduling tick.
     assert!(greedy_sleep.value > 2_500_000_000, "{greedy_sleep:?}");
+    let huge_blocking = names.iter().find(|(_, n)| *n == "huge-blocking").map(|(id, _)| id);
+    let huge_blocking = huge_blocking.unwrap_or_else(|| panic!("no huge-blocking task: {names:?}"));
+    assert!(
+        samples.iter().any(|s| s.value > 0
+            && s.labels.get("task") == Some(huge_blocking)
+            && s.labels.get("role").map(String::as_str) == Some("tokio_blocking")
+            && s.labels.get("task_name").map(String::as_str) == Some("huge-blocking")),
+        "no named sleep of huge-blocking ({huge_blocking}): {samples:#?}"
+    );
     let comments = parkscope_tests::pprof(&["-comments", &pb]);
     assert!(comments.contains(&format!("console-subscriber at {}", app.addr)), "{comments}");
     eprintln!("{named} samples named, {} tasks named by the protocol", names.len());
