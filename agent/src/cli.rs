@@ -317,6 +317,13 @@ pub struct ProfileArgs {
     /// must; for checking that path.
     #[arg(long, hide = true)]
     pub stacks_at_switch_out: bool,
+
+    /// --kind offcpu on tokio targets: read task names (label `task_name`) from
+    /// console-subscriber at HOST:PORT (its TOKIO_CONSOLE_BIND) instead of finding it among the
+    /// target's listening sockets. Needs a target built with console-subscriber and
+    /// RUSTFLAGS="--cfg tokio_unstable"; never pauses it.
+    #[arg(long, value_name = "HOST:PORT", value_parser = crate::tokio_console::parse_addr, conflicts_with_all = ["from", "no_go"])]
+    pub console_addr: Option<std::net::SocketAddr>,
 }
 
 /// What `profile` measures.

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use console_api::instrument::{InstrumentRequest, instrument_client::InstrumentClient};
 use parkscope_model::TaskView;
+use tokio::sync::watch;
 
 pub use discover::{ConsoleHint, console_thread_present, listening_endpoints};
 pub use state::Caps;
@@ -111,6 +112,20 @@ pub async fn collect(
     addr: Option<SocketAddr>,
     opts: Options,
 ) -> Result<ConsoleTasks, ConsoleError> {
+    // Never stopped early: the sender lives as long as the read.
+    let (_never, stop) = watch::channel(false);
+    collect_until(pid, addr, opts, stop).await
+}
+
+/// [`collect`], whose merging of updates also ends when `stop` turns true or its sender is
+/// dropped (a window cut short): the tasks merged so far stand. Finding the endpoint and its
+/// first update are bounded by `opts` alone.
+pub async fn collect_until(
+    pid: u32,
+    addr: Option<SocketAddr>,
+    opts: Options,
+    mut stop: watch::Receiver<bool>,
+) -> Result<ConsoleTasks, ConsoleError> {
     if let Some(addr) = addr {
         // Given by hand it may be anyone's console: say so when the target does not listen there
         // (a forwarded port is legitimate, so this is a warning, not a refusal).
@@ -119,7 +134,7 @@ pub async fn collect(
         {
             tracing::warn!(pid, %addr, "not a listening socket of the target; the tasks shown are that endpoint's");
         }
-        return collect_from(pid, addr, opts).await;
+        return collect_from(pid, addr, opts, &mut stop).await;
     }
     let candidates = discover::candidates(pid, opts.max_candidates)?;
     let mut tried = Vec::new();
@@ -130,7 +145,7 @@ pub async fn collect(
         // sends its whole state at once on subscription.
         let probe =
             Options { first_update_timeout: opts.first_update_timeout.min(Duration::from_secs(1)), ..opts };
-        match collect_from(pid, addr, probe).await {
+        match collect_from(pid, addr, probe, &mut stop).await {
             Ok(tasks) => return Ok(tasks),
             Err(e @ ConsoleError::Netns { .. }) => return Err(e),
             Err(e) => {
@@ -146,7 +161,12 @@ pub async fn collect(
     }
 }
 
-async fn collect_from(pid: u32, addr: SocketAddr, opts: Options) -> Result<ConsoleTasks, ConsoleError> {
+async fn collect_from(
+    pid: u32,
+    addr: SocketAddr,
+    opts: Options,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<ConsoleTasks, ConsoleError> {
     let stream = discover::connect(pid, addr, opts.connect_timeout).await?;
     let channel = discover::channel_over(stream, addr).await?;
     let mut client = InstrumentClient::new(channel).max_decoding_message_size(opts.max_message_bytes);
@@ -174,8 +194,13 @@ async fn collect_from(pid: u32, addr: SocketAddr, opts: Options) -> Result<Conso
     let mut state = state::TaskState::new(opts.caps);
     state.merge(first);
     let end = tokio::time::Instant::now() + opts.collect_for;
-    while state.updates < opts.max_updates && started.elapsed() < opts.collect_for {
-        match tokio::time::timeout_at(end, updates.message()).await {
+    while state.updates < opts.max_updates && started.elapsed() < opts.collect_for && !*stop.borrow() {
+        let next = tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            next = tokio::time::timeout_at(end, updates.message()) => next,
+        };
+        match next {
             Ok(Ok(Some(u))) => state.merge(u),
             // The state so far stands; a stream that fails later is reported in the log only.
             Ok(Ok(None)) => break,

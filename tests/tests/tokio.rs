@@ -285,7 +285,8 @@ fn every_worker_inside_a_poll_starves_the_io_driver_and_one_free_worker_does_not
 
 /// An off-CPU profile of a worker stalled in one task: its sleep's samples carry the task id
 /// the target printed (`tokio::task::id()`), and the role; the idle worker's and the main
-/// thread's do not claim a task. Read back with pprof's own `-tags`.
+/// thread's do not claim a task, and none has a `task_name` (the target serves no console).
+/// Read back with pprof's own `-tags`.
 #[test]
 fn an_offcpu_profile_labels_a_stalled_workers_sleep_with_its_task() {
     let t = Target::start("tokio-stalls-newest", &["sleep:4000".to_owned()]);
@@ -295,7 +296,10 @@ fn an_offcpu_profile_labels_a_stalled_workers_sleep_with_its_task() {
     std::fs::create_dir_all(&dir).unwrap();
     let pb = dir.join("offcpu.pb.gz");
     let pb_s = pb.to_str().unwrap();
-    run_parkscope(&["profile", "-p", &t.pid().to_string(), "--duration", "2s", "-o", pb_s]).assert_code(0);
+    let out = run_parkscope(&["profile", "-p", &t.pid().to_string(), "--duration", "2s", "-o", pb_s]);
+    out.assert_code(0);
+    // No console-subscriber in this target: no console read, no notice, no task names.
+    assert!(!out.stderr.contains("task names"), "{out}");
     let sleeping = parkscope_tests::pprof(&["-tags", "-tagfocus=syscall=clock_nanosleep", pb_s]);
     assert_eq!(tag_values(&sleeping, "task"), [begin["task"].to_string()], "{sleeping}");
     assert_eq!(tag_values(&sleeping, "role"), ["tokio_worker"], "{sleeping}");
@@ -303,6 +307,7 @@ fn an_offcpu_profile_labels_a_stalled_workers_sleep_with_its_task() {
     // is labelled with a task it was not polling.
     let all = parkscope_tests::pprof(&["-tags", pb_s]);
     assert_eq!(tag_values(&all, "task"), [begin["task"].to_string()], "{all}");
+    assert!(!all.contains("task_name:"), "{all}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

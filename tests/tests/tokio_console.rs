@@ -411,3 +411,166 @@ fn a_target_in_its_own_network_namespace_is_read_through_it() {
         assert!(has(&ours, name), "no task {name}: {:#?}", ours["tasks"]);
     }
 }
+
+/// One sample of a pprof profile as `go tool pprof -raw` prints it: its first value and its
+/// labels (string and numeric alike, by key).
+#[derive(Debug)]
+struct RawSample {
+    value: i64,
+    labels: BTreeMap<String, String>,
+}
+
+/// Every sample of a profile, from pprof's own `-raw` dump: a line of values (`V1 V2: LOCS`),
+/// then a line of string labels and one of numeric labels (`key:[value] ...`), each if any.
+fn raw_samples(path: &str) -> Vec<RawSample> {
+    let raw = parkscope_tests::pprof(&["-raw", path]);
+    let mut samples: Vec<RawSample> = Vec::new();
+    let section = raw.lines().skip_while(|l| !l.starts_with("Samples:")).skip(2);
+    for line in section.take_while(|l| !l.starts_with("Locations")) {
+        if line.contains(":[") {
+            let sample = samples.last_mut().unwrap_or_else(|| panic!("labels before a sample: {raw}"));
+            for pair in line.trim().split("] ") {
+                let (k, v) = pair.split_once(":[").unwrap_or_else(|| panic!("label {pair:?}: {raw}"));
+                sample.labels.insert(k.to_owned(), v.trim_end_matches(']').to_owned());
+            }
+        } else if let Some((values, _)) = line.split_once(':') {
+            let value = values.split_whitespace().next().and_then(|v| v.parse().ok());
+            let value = value.unwrap_or_else(|| panic!("sample line {line:?}: {raw}"));
+            samples.push(RawSample { value, labels: BTreeMap::new() });
+        }
+    }
+    assert!(!samples.is_empty(), "no samples: {raw}");
+    samples
+}
+
+/// A temporary directory of this test's, removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(what: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("parkscope-{what}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+
+    fn file(&self, name: &str) -> String {
+        self.0.join(name).to_str().expect("utf-8 path").to_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// An off-CPU profile of the app while `greedy` (noyield's child, named so in the app's
+/// source) sleeps 20 s inside its poll: the worker's sleep carries `task` = greedy's task id
+/// and `task_name` = greedy; `huge-blocking` (`large`'s named spawn_blocking, sleeping 100 ms
+/// at a time) names its blocking thread's sleeps; and every sample with a task is named
+/// exactly as the test's own console stream names that task id (no name where the protocol
+/// gives none). `burn` spins on a CPU: an off-CPU profile has no task for it.
+#[test]
+fn an_offcpu_profile_names_each_task_as_the_console_protocol_does() {
+    let app = App::start(&["noyield", "blocks", "large", "burn"]);
+    let rx = watch(app.addr);
+    // greedy inside its first poll, with at least 8 s of its 20 s sleep left for the window.
+    let running_greedy = |s: &State| -> Option<u64> {
+        s.tasks
+            .values()
+            .filter(|t| !t.dropped && t.name.as_deref() == Some("greedy") && t.running() && t.polls <= 1)
+            .find(|t| s.now.saturating_sub(t.last_poll_started.unwrap_or(u64::MAX)) < 12_000_000_000)
+            .and_then(|t| t.task_id)
+    };
+    let before =
+        wait_for(&rx, Duration::from_secs(20), "greedy in its poll", |s| running_greedy(s).is_some());
+    let greedy = running_greedy(&before).expect("greedy's task id");
+
+    let dir = TempDir::new("task-names");
+    let pb = dir.file("offcpu.pb.gz");
+    let out = run_parkscope(&["profile", "-p", &app.pid().to_string(), "--duration", "3s", "-o", &pb]);
+    out.assert_code(0);
+    assert!(!out.stderr.contains("task names not read"), "{out}");
+    // The protocol's names from an update published over an interval after the window (the
+    // queued ones are drained first): every task the profile saw is in it.
+    let ended = Instant::now();
+    let after = loop {
+        let s = wait_for(&rx, Duration::from_secs(5), "an update after the profile", |_| true);
+        if ended.elapsed() > Duration::from_nanos(PUBLISH_INTERVAL_NS) {
+            break s;
+        }
+    };
+    let names: BTreeMap<String, String> = after
+        .tasks
+        .values()
+        .filter_map(|t| Some((t.task_id?.to_string(), t.name.clone().filter(|n| !n.is_empty())?)))
+        .collect();
+
+    let samples = raw_samples(&pb);
+    let mut named = 0;
+    for s in samples.iter().filter(|s| s.value > 0) {
+        let Some(task) = s.labels.get("task") else {
+            assert!(!s.labels.contains_key("task_name"), "a task_name without a task: {s:?}");
+            continue;
+        };
+        assert_eq!(s.labels.get("task_name"), names.get(task), "task {task} ({s:?}); protocol: {names:?}");
+        named += usize::from(s.labels.contains_key("task_name"));
+    }
+    let greedy_sleep = samples.iter().find(|s| {
+        s.value > 0
+            && s.labels.get("task") == Some(&greedy.to_string())
+            && s.labels.get("syscall").map(String::as_str) == Some("clock_nanosleep")
+    });
+    let greedy_sleep = greedy_sleep.unwrap_or_else(|| panic!("no sleep of greedy ({greedy}): {samples:#?}"));
+    assert_eq!(greedy_sleep.labels.get("task_name").map(String::as_str), Some("greedy"), "{greedy_sleep:?}");
+    assert_eq!(greedy_sleep.labels.get("role").map(String::as_str), Some("tokio_worker"), "{greedy_sleep:?}");
+    // The whole window, within a scheduling tick.
+    assert!(greedy_sleep.value > 2_500_000_000, "{greedy_sleep:?}");
+    let huge_blocking = names.iter().find(|(_, n)| *n == "huge-blocking").map(|(id, _)| id);
+    let huge_blocking = huge_blocking.unwrap_or_else(|| panic!("no huge-blocking task: {names:?}"));
+    assert!(
+        samples.iter().any(|s| s.value > 0
+            && s.labels.get("task") == Some(huge_blocking)
+            && s.labels.get("role").map(String::as_str) == Some("tokio_blocking")
+            && s.labels.get("task_name").map(String::as_str) == Some("huge-blocking")),
+        "no named sleep of huge-blocking ({huge_blocking}): {samples:#?}"
+    );
+    let comments = parkscope_tests::pprof(&["-comments", &pb]);
+    assert!(comments.contains(&format!("console-subscriber at {}", app.addr)), "{comments}");
+    eprintln!("{named} samples named, {} tasks named by the protocol", names.len());
+}
+
+/// A console that cannot be read costs the names only: the profile is written, with its
+/// threads and task ids, no `task_name`, and one line on stderr says why.
+#[test]
+fn a_dead_console_costs_the_profile_its_task_names_only() {
+    let app = App::start(&[]);
+    wait_for(&watch(app.addr), Duration::from_secs(20), "the app's console", |_| true);
+    let dead = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a port");
+    let dir = TempDir::new("dead-console");
+    let pb = dir.file("offcpu.pb.gz");
+    let pid = app.pid().to_string();
+    let out = run_parkscope(&[
+        "profile",
+        "-p",
+        &pid,
+        "--duration",
+        "1s",
+        "-o",
+        &pb,
+        "--console-addr",
+        &dead.to_string(),
+    ]);
+    out.assert_code(0);
+    let notice: Vec<&str> = out.stderr.lines().filter(|l| l.contains("task names not read")).collect();
+    assert_eq!(notice.len(), 1, "{out}");
+    assert!(notice[0].contains("cannot connect") && notice[0].contains("hint:"), "{out}");
+    let samples = raw_samples(&pb);
+    assert!(
+        samples.iter().any(|s| s.labels.get("role").map(String::as_str) == Some("tokio_worker")),
+        "{samples:#?}"
+    );
+    assert!(samples.iter().all(|s| !s.labels.contains_key("task_name")), "{samples:#?}");
+    let comments = parkscope_tests::pprof(&["-comments", &pb]);
+    assert!(comments.contains("no task_name labels: cannot connect"), "{comments}");
+}

@@ -50,10 +50,12 @@ pub async fn run(args: ProfileArgs) -> Result<i32, Failure> {
             "the default, 10ms, keeps the cost low; 0 captures every wait",
         ));
     }
-    if args.kind == ProfileKindArg::Cpu && (args.waker_stacks || args.fd_labels || args.go_uprobes) {
+    if args.kind == ProfileKindArg::Cpu
+        && (args.waker_stacks || args.fd_labels || args.go_uprobes || args.console_addr.is_some())
+    {
         return Err(Failure::new(
             code::USAGE,
-            "--waker-stacks, --fd-labels and --go-uprobes apply to off-CPU profiles",
+            "--waker-stacks, --fd-labels, --go-uprobes and --console-addr apply to off-CPU profiles",
             "drop them, or use --kind offcpu",
         ));
     }
@@ -77,7 +79,7 @@ pub async fn run(args: ProfileArgs) -> Result<i32, Failure> {
         // GO_UNREADABLE).
         runtime: if args.go_uprobes {
             RuntimeMode::Require
-        } else if args.kind == ProfileKindArg::Offcpu && !args.no_go {
+        } else if config_reads_runtime(&args) {
             RuntimeMode::Detect
         } else {
             RuntimeMode::Off
@@ -95,6 +97,12 @@ pub async fn run(args: ProfileArgs) -> Result<i32, Failure> {
     if let Some(e) = &started.runtime_unreadable {
         tracing::info!("the Go runtime cannot be read ({e}): profiling the threads only");
     }
+
+    // tokio task names, from the target's console beside the window (tokio_console.rs): only
+    // where the runtime is read, since only then do samples carry the `task` labels they name.
+    let console = config_reads_runtime(&args)
+        .then(|| crate::tokio_console::start_for_profile(pid, args.console_addr, args.duration))
+        .flatten();
 
     // The window, with a progress line every second. It starts once collection has started
     // (attaching takes a while), so the profile covers the whole --duration.
@@ -117,7 +125,8 @@ pub async fn run(args: ProfileArgs) -> Result<i32, Failure> {
         Wake::TargetExited => Some(format!("the target exited after {:.1} s", elapsed.as_secs_f64())),
     };
     let outcome = collector.finish(WindowEnd { elapsed, cut_short: cut_short.clone() }).await?;
-    let profile = outcome.profile;
+    let mut profile = outcome.profile;
+    let console_notice = crate::tokio_console::label_profile(console, &mut profile).await;
 
     write_outputs(&args, &profile).await?;
     let samples: usize = profile.samples.len();
@@ -128,6 +137,9 @@ pub async fn run(args: ProfileArgs) -> Result<i32, Failure> {
         elapsed.as_secs_f64(),
         cut_short.as_ref().map_or(String::new(), |w| format!("; window cut short: {w}, partial profile"))
     );
+    if let Some(notice) = console_notice {
+        eprintln!("parkscope: tokio: {notice}");
+    }
     if let Some(u) = &outcome.runtime_unreadable {
         super::warn_go_unreadable(&u.cause, u.hint.as_deref(), "profiled its threads only");
     }
@@ -137,6 +149,11 @@ pub async fn run(args: ProfileArgs) -> Result<i32, Failure> {
         Wake::Interrupted => code::INTERRUPTED,
         Wake::TargetExited => code::TARGET_EXITED,
     })
+}
+
+/// Whether the target's runtime is followed (off-CPU profiles, unless --no-go).
+fn config_reads_runtime(args: &ProfileArgs) -> bool {
+    args.kind == ProfileKindArg::Offcpu && !args.no_go
 }
 
 /// The progress line on stderr: redrawn in place on a terminal, one line per tick otherwise.

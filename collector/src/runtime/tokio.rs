@@ -592,7 +592,7 @@ impl ProfileLabels for TokioLabels {
     fn comment(&self) -> String {
         format!(
             "task: the {} task a thread was polling while blocked in that syscall, from {} reads of the workers' \
-             thread-locals (only where every read agreed; no task_name: console-subscriber is not read by profile)",
+             thread-locals (only where every read agreed; task_name, where present, is that task's console-subscriber name)",
             self.version, self.reads
         )
     }
