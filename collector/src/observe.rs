@@ -349,6 +349,7 @@ impl Observer {
         let mut goroutines = Vec::new();
         let mut stalls = Vec::new();
         let mut io_driver_starved_ns = None;
+        let mut io_waits = None;
         let mut runtime = None;
         let mut transitions_counted = false;
         // The kernel's counters: as read with the other maps, or, with a runtime's uprobes, as
@@ -379,6 +380,7 @@ impl Observer {
                     goroutines = read.goroutines;
                     stalls = read.stalls;
                     io_driver_starved_ns = read.io_driver_starved_ns;
+                    io_waits = read.io_waits;
                     runtime = Some(read.view);
                 }
                 // The threads are still a true view, and the runtime part says why it has no
@@ -409,6 +411,7 @@ impl Observer {
         snapshot.runtime = runtime;
         snapshot.goroutines = goroutines;
         snapshot.stalls = stalls;
+        snapshot.io_waits = io_waits;
         snapshot.summary = summary;
         snapshot.stacks = stack_table;
         Ok(snapshot)

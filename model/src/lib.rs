@@ -29,7 +29,10 @@ pub use runtime::{RuntimeKind, RuntimeView};
 pub use snapshot::{SCHEMA_VERSION, Snapshot, Timestamp};
 pub use stack::{Frame, FrameKind, StackId, StackTable};
 pub use summary::Summary;
-pub use task::{StallActivity, StallView, TaskOnThread, TaskSource, TaskState, TaskView};
+pub use task::{
+    IoInterest, IoWaitView, IoWaiterKind, IoWaits, StallActivity, StallView, TaskOnThread, TaskSource,
+    TaskState, TaskView,
+};
 pub use thread::{
     CompletedCalls, LongCall, SyscallClass, SyscallView, ThreadRole, ThreadState, ThreadView,
     sort_for_display,

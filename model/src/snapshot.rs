@@ -43,6 +43,10 @@ pub struct Snapshot {
     /// Where `tasks` came from, or why it is empty (null when no task source was tried).
     #[serde(default)]
     pub task_source: Option<crate::task::TaskSource>,
+    /// Tasks parked on sockets and pipes (tokio: their wakers in the reactor's registrations);
+    /// null when the runtime has none parkscope reads, or the view described no fds.
+    #[serde(default)]
+    pub io_waits: Option<crate::task::IoWaits>,
     pub summary: Summary,
     /// Set when the target exited before the snapshot was complete.
     pub target_exited: bool,
@@ -64,6 +68,7 @@ impl Snapshot {
             tasks: Vec::new(),
             stalls: Vec::new(),
             task_source: None,
+            io_waits: None,
             summary: Summary::default(),
             target_exited: false,
             stacks: StackTable::new(),

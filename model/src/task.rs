@@ -114,3 +114,75 @@ pub struct TaskSource {
     pub error: Option<String>,
     pub hint: Option<String>,
 }
+
+/// Which readiness a waiter on an fd wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IoInterest {
+    Read,
+    Write,
+    ReadWrite,
+}
+
+impl IoInterest {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IoInterest::Read => "read",
+            IoInterest::Write => "write",
+            IoInterest::ReadWrite => "read_write",
+        }
+    }
+}
+
+/// Whose waker waits on an fd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IoWaiterKind {
+    /// A runtime task (`task_id` set), idle when read: parked until the fd is ready.
+    Task,
+    /// The future the runtime's `block_on` runs (`#[tokio::main]`'s body), which is no task.
+    BlockOn,
+    /// A waker of another kind (a combinator's such as FuturesUnordered, another executor's):
+    /// its task is not known.
+    Other,
+}
+
+impl IoWaiterKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IoWaiterKind::Task => "task",
+            IoWaiterKind::BlockOn => "block_on",
+            IoWaiterKind::Other => "other",
+        }
+    }
+}
+
+/// One waiter on a socket or pipe registered with the runtime's I/O driver (tokio's reactor):
+/// its waker is stored for the fd, so the fd's readiness wakes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IoWaitView {
+    pub fd: i32,
+    /// What the fd is (`tcp 127.0.0.1:40784 -> 127.0.0.1:41905`), when the fd table was read.
+    pub fd_desc: Option<String>,
+    /// The readiness waited for, when the registration says.
+    pub interest: Option<IoInterest>,
+    pub waiter: IoWaiterKind,
+    /// The runtime's task id (`tokio::task::id()`) of a `task` waiter.
+    pub task_id: Option<u64>,
+}
+
+/// The tasks parked on I/O (tokio), read from the target's memory, or why they could not be.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IoWaits {
+    /// Every waiter found, by fd.
+    pub waits: Vec<IoWaitView>,
+    /// The runtime's fd registrations read.
+    pub registrations: u64,
+    /// Registrations or waiters left out because their memory did not have the shape
+    /// parkscope knows, or changed while being read.
+    pub unrecognized: u64,
+    /// Registrations left out by parkscope's cap on one read.
+    pub capped: u64,
+    /// Why nothing could be read (the rest of the view is unaffected).
+    pub error: Option<String>,
+}

@@ -32,6 +32,7 @@ struct ContractSnapshot<'a> {
     tasks: &'a [crate::model::TaskView],
     task_source: &'a Option<crate::model::TaskSource>,
     stalls: Stalls<'a>,
+    io_waits: &'a Option<crate::model::IoWaits>,
     summary: &'a crate::model::Summary,
     /// The structured frames the `*_stack_id` fields refer to: entry N is stack id N.
     stacks: StackList<'a>,
@@ -51,6 +52,7 @@ impl<'a> ContractSnapshot<'a> {
             tasks: &s.tasks,
             task_source: &s.task_source,
             stalls: Stalls(&s.stalls, &s.stacks),
+            io_waits: &s.io_waits,
             summary: &s.summary,
             stacks: StackList(&s.stacks),
         }

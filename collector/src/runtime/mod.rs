@@ -9,7 +9,7 @@ pub mod tokio;
 
 use std::time::Duration;
 
-use parkscope_model::{GoroutineView, RuntimeView, StackTable, StallView, ThreadView};
+use parkscope_model::{GoroutineView, IoWaits, RuntimeView, StackTable, StallView, ThreadView};
 use parkscope_probes::{
     kernel::{KernelCounters, KernelProbes},
     procfs::{fds::FdTable, threads::ThreadSample},
@@ -52,6 +52,8 @@ pub struct RuntimeRead {
     /// How long at least no worker can have polled the I/O driver (all inside polls), when
     /// that is at least the stall threshold and a stall lasts.
     pub io_driver_starved_ns: Option<u64>,
+    /// Tasks parked on sockets and pipes, when the runtime tells (tokio, with the fd table).
+    pub io_waits: Option<IoWaits>,
 }
 
 /// One interval of a runtime's own scheduler trace.

@@ -9,13 +9,17 @@
 use std::{collections::HashMap, time::Duration};
 
 use parkscope_probes::{
+    procfs::fds::FdTable,
     procfs::{maps::AddressSpace, pidns::TidMap, threads::ThreadSample},
-    tokio::{ThreadPointers, TokioBinary, TokioError, TokioRole, role_from_stack, voluntary_switches},
+    tokio::{
+        IoInterest, IoWaiter, ThreadPointers, TokioBinary, TokioError, TokioRole, read_io_waits,
+        role_from_stack, voluntary_switches,
+    },
 };
 
 use parkscope_model::{
-    RuntimeKind, RuntimeView, StackTable, StallActivity, StallView, TaskOnThread, ThreadRole, ThreadState,
-    ThreadView,
+    IoWaitView, IoWaiterKind, IoWaits, RuntimeKind, RuntimeView, StackTable, StallActivity, StallView,
+    TaskOnThread, ThreadRole, ThreadState, ThreadView,
     profile::{LabelValue, ValueType},
 };
 use parkscope_probes::kernel::KernelProbes;
@@ -280,6 +284,45 @@ fn driver_starved(threads: &[ThreadView], stalls: &[StallView], stall_ns: u64) -
     shortest.filter(|s| *s >= stall_ns)
 }
 
+/// The tasks parked on the target's sockets and pipes, from its reactor registrations (see
+/// parkscope_probes::tokio::read_io_waits), each fd described from `fds`. A registration
+/// whose fd number no longer names the registered file is left out.
+fn io_waits(target: &TokioTarget, fds: &FdTable) -> IoWaits {
+    let registrations: Vec<_> =
+        fds.epoll_registrations().into_iter().filter(|r| fds.is_registered_file(r)).collect();
+    match read_io_waits(target.pid, &target.binary, &registrations) {
+        Ok(read) => IoWaits {
+            waits: read
+                .waits
+                .iter()
+                .map(|w| IoWaitView {
+                    fd: w.fd,
+                    fd_desc: fds.describe(w.fd),
+                    interest: w.interest.map(|i| match i {
+                        IoInterest::Read => parkscope_model::IoInterest::Read,
+                        IoInterest::Write => parkscope_model::IoInterest::Write,
+                        IoInterest::ReadWrite => parkscope_model::IoInterest::ReadWrite,
+                    }),
+                    waiter: match w.waiter {
+                        IoWaiter::Task(_) => IoWaiterKind::Task,
+                        IoWaiter::BlockOn => IoWaiterKind::BlockOn,
+                        IoWaiter::Other => IoWaiterKind::Other,
+                    },
+                    task_id: match w.waiter {
+                        IoWaiter::Task(id) => Some(id),
+                        _ => None,
+                    },
+                })
+                .collect(),
+            registrations: read.registrations as u64,
+            unrecognized: read.unrecognized as u64,
+            capped: read.capped as u64,
+            error: None,
+        },
+        Err(e) => IoWaits { error: Some(e), ..IoWaits::default() },
+    }
+}
+
 /// Whether a stack shows the scheduler parking (a condvar or the I/O driver): the worker polls
 /// no task there. `Some(true)` when its innermost tokio frame says so, `Some(false)` when it
 /// names other tokio code; for a stack cut short before any tokio frame (unwinding without the
@@ -365,6 +408,7 @@ impl RuntimeReader for TokioReader {
             transitions_counted: false,
             stalls: joined.stalls,
             io_driver_starved_ns: joined.io_driver_starved_ns,
+            io_waits: cx.fds.map(|fds| io_waits(&self.target, fds)),
         })
     }
 

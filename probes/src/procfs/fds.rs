@@ -98,6 +98,26 @@ struct FdEntry {
     target: FdTarget,
     /// Open flags from fdinfo (`O_ACCMODE`, `O_NONBLOCK`, ...).
     flags: Option<u32>,
+    /// The inode of the open file (fdinfo `ino:`, kernels since 5.14), to tell whether an
+    /// epoll registration's `tfd` still names the file it was registered for.
+    inode: Option<u64>,
+    /// For an epoll fd, its registrations.
+    registrations: Vec<EpollRegistration>,
+}
+
+/// One fd registered in an epoll instance, as the epoll's fdinfo lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpollRegistration {
+    /// The fd number it was registered under (the kernel keeps listing it after the process
+    /// closes or reuses that number: compare `inode`).
+    pub tfd: i32,
+    /// The event mask asked for (EPOLLIN, EPOLLOUT, EPOLLET, ...).
+    pub events: u32,
+    /// The registrant's 64-bit `epoll_data` (a runtime's token: tokio stores the address of
+    /// the fd's `ScheduledIo` there).
+    pub data: u64,
+    /// The inode of the registered file, when the kernel prints it.
+    pub inode: Option<u64>,
 }
 
 impl FdTable {
@@ -151,6 +171,25 @@ impl FdTable {
     /// The open flags of `fd` (from /proc/PID/fdinfo), e.g. to tell whether it is non-blocking.
     pub fn flags(&self, fd: i32) -> Option<u32> {
         self.entries.get(&fd).and_then(|e| e.flags)
+    }
+
+    /// Every registration of every epoll fd of the process, once each: two fds of one epoll
+    /// instance (mio dups its epoll fd) list the same registrations.
+    pub fn epoll_registrations(&self) -> Vec<EpollRegistration> {
+        let mut all: Vec<EpollRegistration> =
+            self.entries.values().flat_map(|e| e.registrations.iter().copied()).collect();
+        all.sort_unstable_by_key(|r| (r.tfd, r.data, r.inode));
+        all.dedup_by_key(|r| (r.tfd, r.data, r.inode));
+        all
+    }
+
+    /// Whether `fd` is still the file an epoll registration was made for (same inode); true
+    /// when either inode is unknown (older kernels print none).
+    pub fn is_registered_file(&self, reg: &EpollRegistration) -> bool {
+        match (self.entries.get(&reg.tfd).and_then(|e| e.inode), reg.inode) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.entries.contains_key(&reg.tfd),
+        }
     }
 
     /// All fds in ascending order.
@@ -219,8 +258,12 @@ fn classify_link(text: &[u8]) -> Link {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct FdInfo {
     flags: Option<u32>,
+    /// The open file's inode (`ino:`, decimal).
+    inode: Option<u64>,
     /// For an epoll fd, the fds registered in it (`tfd:` lines), ascending.
     watched_fds: Vec<i32>,
+    /// For an epoll fd, each `tfd:` line whole, in the kernel's order.
+    registrations: Vec<EpollRegistration>,
 }
 
 /// Parses /proc/PID/fdinfo/FD: `flags:` in octal, and for epoll one line per registration:
@@ -234,14 +277,47 @@ fn parse_fdinfo(text: &str) -> Result<FdInfo, String> {
         if let Some(value) = line.strip_prefix("flags:") {
             let value = value.trim();
             info.flags = Some(u32::from_str_radix(value, 8).map_err(|_| format!("bad flags {value:?}"))?);
+        } else if let Some(value) = line.strip_prefix("ino:") {
+            info.inode = value.trim().parse().ok();
         } else if let Some(rest) = line.strip_prefix("tfd:") {
             let tfd = rest.split_ascii_whitespace().next().unwrap_or_default();
-            info.watched_fds.push(tfd.parse().map_err(|_| format!("bad tfd {tfd:?}"))?);
+            let tfd: i32 = tfd.parse().map_err(|_| format!("bad tfd {tfd:?}"))?;
+            info.watched_fds.push(tfd);
+            if info.registrations.len() < MAX_EPOLL_REGISTRATIONS {
+                info.registrations.push(parse_registration(tfd, rest));
+            }
         }
     }
     info.watched_fds.sort_unstable();
     info.watched_fds.dedup();
     Ok(info)
+}
+
+/// How many registrations of one epoll are kept (a server with more connections than this has
+/// the rest left out of what is read through them).
+pub const MAX_EPOLL_REGISTRATIONS: usize = 200_000;
+
+/// The fields of a `tfd:` line after the fd: `events: 8000201d data: 7fb5a8000d80 pos:0
+/// ino:2c5531 sdev:9` (hex; `data` is the registrant's word). A field that does not parse is
+/// left out (`events`/`data` 0), never guessed.
+fn parse_registration(tfd: i32, rest: &str) -> EpollRegistration {
+    let mut reg = EpollRegistration { tfd, events: 0, data: 0, inode: None };
+    let mut words = rest.split_ascii_whitespace().skip(1);
+    while let Some(word) = words.next() {
+        let (key, value) = match word.split_once(':') {
+            Some((k, v)) if !v.is_empty() => (k, Some(v)),
+            Some((k, _)) => (k, words.next()),
+            None => continue,
+        };
+        let Some(value) = value else { break };
+        match key {
+            "events" => reg.events = u32::from_str_radix(value, 16).unwrap_or(0),
+            "data" => reg.data = u64::from_str_radix(value, 16).unwrap_or(0),
+            "ino" => reg.inode = u64::from_str_radix(value, 16).ok(),
+            _ => {}
+        }
+    }
+    reg
 }
 
 /// Resolves sockets against `sockets` (inode -> target) and finds each pipe fd's other end.
@@ -255,7 +331,8 @@ fn assemble(raw: Vec<RawFd>, sockets: &HashMap<u64, FdTarget>) -> BTreeMap<i32, 
     }
 
     raw.into_iter()
-        .map(|r| {
+        .map(|mut r| {
+            let registrations = std::mem::take(&mut r.info.registrations);
             let target = match r.link {
                 Link::Socket(inode) => sockets.get(&inode).cloned().unwrap_or(FdTarget::Socket { inode }),
                 Link::Pipe(inode) => {
@@ -278,7 +355,7 @@ fn assemble(raw: Vec<RawFd>, sockets: &HashMap<u64, FdTarget>) -> BTreeMap<i32, 
                 Link::Path(path) => FdTarget::Path(path),
                 Link::Other(text) => FdTarget::Other(text),
             };
-            (r.fd, FdEntry { target, flags: r.info.flags })
+            (r.fd, FdEntry { target, flags: r.info.flags, inode: r.info.inode, registrations })
         })
         .collect()
 }
@@ -404,7 +481,27 @@ mod tests {
         let epoll = "pos:\t0\nflags:\t02000002\nmnt_id:\t16\nino:\t1057\n\
 tfd:        8 events:       19 data:                8  pos:0 ino:3f2 sdev:e\n\
 tfd:        5 events:       19 data:                5  pos:0 ino:3f3 sdev:e\n";
-        assert_eq!(parse_fdinfo(epoll), Ok(FdInfo { flags: Some(0o2000002), watched_fds: vec![5, 8] }));
+        let reg = |tfd, data, inode| EpollRegistration { tfd, events: 0x19, data, inode: Some(inode) };
+        assert_eq!(
+            parse_fdinfo(epoll),
+            Ok(FdInfo {
+                flags: Some(0o2000002),
+                inode: Some(1057),
+                watched_fds: vec![5, 8],
+                registrations: vec![reg(8, 8, 0x3f2), reg(5, 5, 0x3f3)],
+            })
+        );
+        // tokio's line: the data word is a pointer; a line cut short keeps what it has.
+        let tokio = "tfd:        7 events: 8000201d data:     7fb5a8000d80  pos:0 ino:2c5531 sdev:9\n\
+tfd:        9 events: 8000201d data:\n";
+        let regs = parse_fdinfo(tokio).unwrap().registrations;
+        assert_eq!(
+            regs,
+            vec![
+                EpollRegistration { tfd: 7, events: 0x8000201d, data: 0x7fb5a8000d80, inode: Some(0x2c5531) },
+                EpollRegistration { tfd: 9, events: 0x8000201d, data: 0, inode: None },
+            ]
+        );
         assert_eq!(parse_fdinfo("").map(|i| i.flags), Ok(None));
         assert!(parse_fdinfo("flags:\t09\n").is_err());
         assert!(parse_fdinfo("tfd: x events: 1\n").is_err());

@@ -45,6 +45,23 @@ pub struct TokioBinary {
     /// Where `CONTEXT.scheduler` lives (non-null while a thread runs a worker loop), or why not
     /// known.
     pub scheduler_slot: Result<TlsSlot, String>,
+    /// tokio's wakers, to tell whose waker an I/O registration holds.
+    pub wakers: WakerSymbols,
+    /// The lowest PT_LOAD virtual address, page-aligned: the load bias of a running copy is
+    /// where its first mapping of the file starts minus this.
+    pub first_load_vaddr: u64,
+}
+
+/// The addresses (the file's own, before the load bias) that identify tokio's wakers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WakerSymbols {
+    /// `tokio::runtime::task::waker::WAKER_VTABLE`: every task's waker points at it, with the
+    /// task's header as its data.
+    pub task_vtable: Option<u64>,
+    /// The functions of the wakers `block_on` polls its future with (the parked thread's
+    /// `runtime::park` waker, and the current-thread scheduler's handle waker): a waker
+    /// vtable holding one of them belongs to the runtime's main future, not to a task.
+    pub block_on_fns: Vec<u64>,
 }
 
 impl TokioBinary {
@@ -70,12 +87,19 @@ impl TokioBinary {
         let mut context_var = None;
         let mut scoped_set = None;
         let mut worker_enter: Vec<(u64, u64)> = Vec::new();
+        let mut wakers = WakerSymbols::default();
         for sym in file.symbols().chain(file.dynamic_symbols()) {
             let Ok(name) = sym.name() else { continue };
             // Both manglings spell path segments as <len><ident>: legacy `_ZN5tokio7runtime`,
             // v0 `...5tokio7runtime...`.
+            if is_block_on_waker_fn(name) && wakers.block_on_fns.len() < MAX_BLOCK_ON_FNS {
+                wakers.block_on_fns.push(sym.address());
+            }
             if !name.contains("5tokio7runtime") {
                 continue;
+            }
+            if name.contains("4task5waker12WAKER_VTABLE") {
+                wakers.task_vtable = Some(sym.address());
             }
             symbols = true;
             if name.contains("7context19set_current_task_id") && sym.size() > 0 {
@@ -118,8 +142,29 @@ impl TokioBinary {
                 .find(Result::is_ok)
                 .unwrap_or_else(|| Err("the worker loop's scheduler cell was not found".to_owned())),
         };
-        Ok(TokioBinary { version, symbols, task_id_slot, scheduler_slot })
+        let first_load_vaddr =
+            file.segments().map(|seg| object::ObjectSegment::address(&seg)).min().map_or(0, |a| a & !0xfff);
+        Ok(TokioBinary { version, symbols, task_id_slot, scheduler_slot, wakers, first_load_vaddr })
     }
+}
+
+/// Most `block_on` waker functions kept (a handful: four per waker kind).
+const MAX_BLOCK_ON_FNS: usize = 32;
+
+/// The functions of the wakers `block_on` polls its future with, in either mangling: the parked
+/// thread's (tokio >= 1.5x: `tokio::runtime::park::{clone, wake, wake_by_ref, drop_waker}`;
+/// before: `tokio::util::wake::*_arc_raw::<runtime::park::Inner>`) and the current-thread
+/// scheduler's (`tokio::util::wake::*_arc_raw::<current_thread::Handle>`).
+fn is_block_on_waker_fn(name: &str) -> bool {
+    const PARK_FNS: [&str; 4] = [
+        "7runtime4park5clone",
+        "7runtime4park4wake",
+        "7runtime4park11wake_by_ref",
+        "7runtime4park10drop_waker",
+    ];
+    let park = name.contains("7runtime4park") && PARK_FNS.iter().any(|f| name.contains(f));
+    let arc_raw = name.contains("5tokio4util4wake") && name.contains("arc_raw");
+    park || (arc_raw && (name.contains("14current_thread6Handle") || name.contains("4park5Inner")))
 }
 
 fn locate_slot(

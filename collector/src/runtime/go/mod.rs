@@ -78,6 +78,7 @@ impl RuntimeReader for GoReader {
             transitions_counted: self.uprobes_at_ns.is_some(),
             stalls: Vec::new(),
             io_driver_starved_ns: None,
+            io_waits: None,
         })
     }
 
