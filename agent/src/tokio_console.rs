@@ -226,9 +226,17 @@ fn label_text(name: &str) -> String {
 pub fn join_workers(view: &mut Snapshot) {
     let polling: Vec<(u64, u32)> =
         view.threads.iter().filter_map(|t| t.task.as_ref().map(|task| (task.task_id, t.tid))).collect();
+    let waits = view.io_waits.as_ref().map_or(&[][..], |w| &w.waits[..]);
     for task in &mut view.tasks {
         task.worker_tid =
             task.task_id.and_then(|id| polling.iter().find(|(polled, _)| *polled == id).map(|&(_, tid)| tid));
+        // The fd a task is parked on, when it waits on exactly one (snapshot.io_waits lists
+        // every wait of a task that waits on several).
+        let mut on = waits.iter().filter(|w| w.task_id.is_some() && w.task_id == task.task_id);
+        if let (Some(w), None) = (on.next(), on.next()) {
+            task.io_fd = Some(w.fd);
+            task.io_fd_desc = w.fd_desc.clone();
+        }
     }
 }
 

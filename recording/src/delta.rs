@@ -17,8 +17,8 @@
 use std::collections::{HashMap, HashSet};
 
 use parkscope_model::{
-    Frame, GoroutineView, RuntimeView, Snapshot, StackId, StackTable, StallView, Summary, SyscallView,
-    TaskSource, TaskView, ThreadView, Timestamp,
+    Frame, GoroutineView, IoWaits, RuntimeView, Snapshot, StackId, StackTable, StallView, Summary,
+    SyscallView, TaskSource, TaskView, ThreadView, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -97,6 +97,12 @@ pub struct EncodedSnapshot {
     /// Where the tasks came from (the console's address, or why it could not be read).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_source: Option<TaskSource>,
+    /// Tasks parked on I/O, whole when they changed since the previous snapshot (or in a
+    /// keyframe); absent with `io_waits_unchanged` when they did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_waits: Option<IoWaits>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub io_waits_unchanged: bool,
 }
 
 trait Keyed: Clone + PartialEq {
@@ -170,6 +176,7 @@ pub struct Encoder {
 
 struct Base {
     stack_table: Vec<u32>,
+    io_waits: Option<IoWaits>,
     threads: KeyedBase<ThreadView>,
     goroutines: KeyedBase<GoroutineView>,
     tasks: KeyedBase<TaskView>,
@@ -298,6 +305,8 @@ impl Encoder {
             goroutines: Entries::default(),
             tasks: Entries::default(),
             task_source: s.task_source.clone(),
+            io_waits: s.io_waits.clone(),
+            io_waits_unchanged: false,
             stalls: s
                 .stalls
                 .iter()
@@ -329,6 +338,10 @@ impl Encoder {
             Some((t, g, k)) => {
                 out.tasks = k;
                 out.keyframe = false;
+                if self.base.as_ref().is_some_and(|b| b.io_waits == s.io_waits) {
+                    out.io_waits = None;
+                    out.io_waits_unchanged = true;
+                }
                 out.new_stacks = new_stacks;
                 let same_table = self.base.as_ref().is_some_and(|b| b.stack_table == stack_table);
                 out.stack_table = (!same_table).then(|| stack_table.clone());
@@ -351,7 +364,13 @@ impl Encoder {
                 self.since_keyframe = 0;
             }
         }
-        self.base = new_base.map(|(t, g, k)| Base { stack_table, threads: t, goroutines: g, tasks: k });
+        self.base = new_base.map(|(t, g, k)| Base {
+            stack_table,
+            io_waits: s.io_waits.clone(),
+            threads: t,
+            goroutines: g,
+            tasks: k,
+        });
         out
     }
 
@@ -394,6 +413,7 @@ pub struct Decoder {
 
 struct DecodedBase {
     stack_table: Vec<u32>,
+    io_waits: Option<IoWaits>,
     threads: KeyedBase<ThreadView>,
     goroutines: KeyedBase<GoroutineView>,
     tasks: KeyedBase<TaskView>,
@@ -514,6 +534,7 @@ impl Decoder {
                 let table = e.stack_table.ok_or("expected a stack table in a keyframe, found none")?;
                 self.state = Some(DecodedBase {
                     stack_table: table.clone(),
+                    io_waits: None,
                     threads: KeyedBase::from_keyframe(&t),
                     goroutines: KeyedBase::from_keyframe(&g),
                     tasks: KeyedBase::from_keyframe(&k),
@@ -523,6 +544,19 @@ impl Decoder {
         };
         if stack_table.len() >= max {
             return Err(format!("expected at most {max} stacks in a snapshot, found {}", stack_table.len()));
+        }
+        let io_waits = match (e.io_waits_unchanged, e.keyframe) {
+            (true, true) => return Err("expected a keyframe's I/O waits whole, found \"unchanged\"".into()),
+            (true, false) => self.state.as_ref().and_then(|b| b.io_waits.clone()),
+            (false, _) => e.io_waits,
+        };
+        if let Some(io) = &io_waits
+            && io.waits.len() > max
+        {
+            return Err(format!("expected at most {max} I/O waits, found {}", io.waits.len()));
+        }
+        if let Some(base) = &mut self.state {
+            base.io_waits = io_waits.clone();
         }
         if !build {
             return Ok(None);
@@ -572,6 +606,7 @@ impl Decoder {
         }
         snapshot.tasks = tasks;
         snapshot.task_source = e.task_source;
+        snapshot.io_waits = io_waits;
         snapshot.stalls = e
             .stalls
             .into_iter()

@@ -147,6 +147,22 @@ fn sample_snapshot(i: u64) -> Snapshot {
             }),
         });
     }
+    // Tasks parked on I/O: which ones wait changes from one snapshot to the next.
+    s.io_waits = Some(parkscope_model::IoWaits {
+        waits: (0..(i / 3 % 2 + 1))
+            .map(|k| parkscope_model::IoWaitView {
+                fd: 7 + k as i32,
+                fd_desc: Some(format!("tcp 127.0.0.1:{} -> 127.0.0.1:80", 4000 + k)),
+                interest: Some(parkscope_model::IoInterest::Read),
+                waiter: parkscope_model::IoWaiterKind::Task,
+                task_id: Some(20 + k),
+            })
+            .collect(),
+        registrations: 5,
+        unrecognized: i / 3,
+        capped: 0,
+        error: None,
+    });
     if i.is_multiple_of(3) {
         s.stalls.push(StallView {
             tid: 8,

@@ -84,6 +84,22 @@ fn snapshot(i: u64) -> Snapshot {
             }),
         });
     }
+    // Tasks parked on I/O: which ones wait changes from one snapshot to the next.
+    s.io_waits = Some(parkscope_model::IoWaits {
+        waits: (0..(i / 3 % 2 + 1))
+            .map(|k| parkscope_model::IoWaitView {
+                fd: 7 + k as i32,
+                fd_desc: Some(format!("tcp 127.0.0.1:{} -> 127.0.0.1:80", 4000 + k)),
+                interest: Some(parkscope_model::IoInterest::Read),
+                waiter: parkscope_model::IoWaiterKind::Task,
+                task_id: Some(20 + k),
+            })
+            .collect(),
+        registrations: 5,
+        unrecognized: i / 3,
+        capped: 0,
+        error: None,
+    });
     // A stall on the worker in some snapshots, and console tasks whose counters move.
     if i % 3 != 2 {
         s.stalls.push(StallView {
@@ -252,6 +268,9 @@ fn every_snapshot_decodes_exactly_and_unchanged_entries_cost_nothing() {
         let goroutines = d.goroutines.upsert.len() + d.goroutines.removed.len();
         assert!(goroutines <= 1, "snapshot {i}: only goroutine 50 comes or goes, not {goroutines}");
         assert!(d.new_stacks.is_empty() && d.stack_table.is_none());
+        // The I/O waits change at snapshot 3 only (1 wait in 0..3, 2 in 3..6).
+        assert_eq!(d.io_waits_unchanged, i != 3, "snapshot {i}: I/O waits carried only when changed");
+        assert_eq!(d.io_waits.is_some(), i == 3);
     }
     assert!(sizes[5] * 2 < sizes[0], "delta {} B vs keyframe {} B", sizes[5], sizes[0]);
     let mut r = Reader::new(bytes.as_slice()).unwrap();

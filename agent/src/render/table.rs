@@ -182,6 +182,81 @@ fn render_tokio(out: &mut String, view: &Snapshot, rt: &RuntimeView) {
         let _ =
             writeln!(out, "  STALL tid {} task {task} for {mark}{} {what}", st.tid, human(st.duration_ns));
     }
+    render_io_waits(out, view);
+}
+
+/// fd lines listed under "parked on I/O" (JSON has every wait).
+const IO_FDS_SHOWN: usize = 40;
+/// Task ids listed on one fd line.
+const IO_TASKS_SHOWN: usize = 8;
+
+/// tokio: the tasks parked on sockets and pipes, one line per fd and interest with the
+/// waiters on it (they wait on the same thing), or why they could not be read.
+fn render_io_waits(out: &mut String, view: &Snapshot) {
+    use crate::model::IoWaiterKind;
+    let Some(io) = &view.io_waits else { return };
+    if let Some(err) = &io.error {
+        let _ = writeln!(out, "  parked on I/O: not read: {err}");
+        return;
+    }
+    let tasks = io.waits.iter().filter(|w| w.waiter == IoWaiterKind::Task).count();
+    let mut groups: Vec<(i32, Option<crate::model::IoInterest>, Vec<&crate::model::IoWaitView>)> = Vec::new();
+    for w in &io.waits {
+        match groups.iter_mut().find(|(fd, i, _)| *fd == w.fd && *i == w.interest) {
+            Some((_, _, members)) => members.push(w),
+            None => groups.push((w.fd, w.interest, vec![w])),
+        }
+    }
+    let mut notes = Vec::new();
+    if io.unrecognized > 0 {
+        notes.push(format!("{} unrecognized", io.unrecognized));
+    }
+    if io.capped > 0 {
+        notes.push(format!("{} left out by the cap", io.capped));
+    }
+    let _ = writeln!(
+        out,
+        "  parked on I/O: {tasks} tasks, {} waiters on {} fds ({} registrations read{}{})",
+        io.waits.len(),
+        {
+            let mut fds: Vec<i32> = io.waits.iter().map(|w| w.fd).collect();
+            fds.dedup();
+            fds.len()
+        },
+        io.registrations,
+        if notes.is_empty() { "" } else { "; " },
+        notes.join(", ")
+    );
+    for (fd, interest, members) in groups.iter().take(IO_FDS_SHOWN) {
+        let mut who: Vec<String> = Vec::new();
+        let ids: Vec<String> = members.iter().filter_map(|w| w.task_id).map(|id| id.to_string()).collect();
+        if !ids.is_empty() {
+            let shown = ids.len().min(IO_TASKS_SHOWN);
+            let more =
+                if ids.len() > shown { format!(" +{} more", ids.len() - shown) } else { String::new() };
+            who.push(format!(
+                "{} {}{more}",
+                if ids.len() == 1 { "task" } else { "tasks" },
+                ids[..shown].join(",")
+            ));
+        }
+        for kind in [IoWaiterKind::BlockOn, IoWaiterKind::Other] {
+            let n = members.iter().filter(|w| w.waiter == kind).count();
+            if n > 0 {
+                who.push(if n == 1 { kind.as_str().to_owned() } else { format!("{n} {}", kind.as_str()) });
+            }
+        }
+        let _ = writeln!(
+            out,
+            "    fd {fd} {}: {} ({})",
+            interest.map_or("ready", |i| i.as_str()),
+            who.join(", "),
+            members[0].fd_desc.as_deref().unwrap_or("?")
+        );
+    }
+    if groups.len() > IO_FDS_SHOWN {
+        let _ = writeln!(out, "    ... {} more fds (see --json)", groups.len() - IO_FDS_SHOWN);
+    }
 }
 
 /// Tasks listed in the table view (JSON has them all): those with warnings first, then running,

@@ -7,7 +7,8 @@
 //!                waker sits in the reader slot of tokio's ScheduledIo)
 //! - `tcp_write`  writes to a TCP stream whose peer never reads, until the send buffer is full
 //!                (the writer slot)
-//! - `accept`     `TcpListener::accept()` with nobody connecting (a waiter in the list)
+//! - `accept`     `TcpListener::accept()` with nobody connecting (a waiter in the list), by two
+//!                tasks on one listener (two waiters in one list): two lines, one fd
 //! - `udp_recv`   `UdpSocket::recv_from()` with nobody sending (a waiter in the list)
 //! - `pipe_read`  reads a pipe (`tokio::net::unix::pipe`) nobody writes (the reader slot)
 //! - `timer`      `tokio::time::sleep` for an hour, holding an idle TCP stream: parked, but not
@@ -85,8 +86,7 @@ async fn tcp_write(ready: tokio::sync::mpsc::Sender<()>) {
     panic!("tcp_write: the peer that never reads took it all: {r:?}");
 }
 
-async fn accept(ready: tokio::sync::mpsc::Sender<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+async fn accept(listener: std::sync::Arc<TcpListener>, ready: tokio::sync::mpsc::Sender<()>) {
     park_line("accept", listener.as_raw_fd(), listener.local_addr().ok(), None);
     let _ = ready.send(()).await;
     let r = listener.accept().await;
@@ -137,7 +137,9 @@ async fn run(many: usize) {
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(tcp_read("tcp_read", ready.clone())));
     tasks.push(tokio::spawn(tcp_write(ready.clone())));
-    tasks.push(tokio::spawn(accept(ready.clone())));
+    let shared = std::sync::Arc::new(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+    tasks.push(tokio::spawn(accept(shared.clone(), ready.clone())));
+    tasks.push(tokio::spawn(accept(shared, ready.clone())));
     tasks.push(tokio::spawn(udp_recv(ready.clone())));
     tasks.push(tokio::spawn(pipe_read(ready.clone())));
     tasks.push(tokio::spawn(timer(ready.clone())));
