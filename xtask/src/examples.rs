@@ -127,25 +127,45 @@ fn build_rust() -> Result<()> {
     build_tokio_echo()
 }
 
-/// The tokio echo server and its load generator (examples/rust/tokio-echo, `cargo xtask
-/// bench-tokio`): `examples/bin/tokio-echo` and `examples/bin/tokio-echoload`.
+/// The tokio echo server, its load generator (examples/rust/tokio-echo, `cargo xtask
+/// bench-tokio`) and the I/O-parking example with the newest tokio: `examples/bin/tokio-echo`,
+/// `tokio-echoload` and `tokio-iopark-newest`; then the I/O-parking example with the oldest
+/// (examples/rust/tokio-io-oldest): `tokio-iopark-oldest`.
 fn build_tokio_echo() -> Result<()> {
+    build_tokio_workspace(
+        "tokio-echo",
+        "echo",
+        &["echo.rs", "echoload.rs", "iopark.rs"],
+        &[("echo", "tokio-echo"), ("echoload", "tokio-echoload"), ("iopark", "tokio-iopark-newest")],
+    )?;
+    build_tokio_workspace(
+        "tokio-io-oldest",
+        "io-oldest",
+        &["iopark.rs"],
+        &[("iopark", "tokio-iopark-oldest")],
+    )
+}
+
+/// Builds the example workspace examples/rust/`workspace` (release, in target/rust-examples/
+/// `target`) when one of `outs` (cargo's bin name, the name in examples/bin) is older than its
+/// sources.
+fn build_tokio_workspace(
+    workspace: &str,
+    target: &str,
+    sources: &[&str],
+    outs: &[(&str, &str)],
+) -> Result<()> {
     let root = util::root();
     let dir = root.join("examples/rust");
-    let ws = dir.join("tokio-echo");
-    let sources = [
-        dir.join("src/echo.rs"),
-        dir.join("src/echoload.rs"),
-        dir.join("build.rs"),
-        ws.join("Cargo.toml"),
-        ws.join("Cargo.lock"),
-    ];
-    let outs = [("echo", bin_dir().join("tokio-echo")), ("echoload", bin_dir().join("tokio-echoload"))];
-    if outs.iter().all(|(_, out)| newer_than(out, &sources)) {
+    let ws = dir.join(workspace);
+    let mut inputs: Vec<PathBuf> = sources.iter().map(|s| dir.join("src").join(s)).collect();
+    inputs.extend([dir.join("build.rs"), ws.join("Cargo.toml"), ws.join("Cargo.lock")]);
+    let outs: Vec<(&str, PathBuf)> = outs.iter().map(|(name, out)| (*name, bin_dir().join(out))).collect();
+    if outs.iter().all(|(_, out)| newer_than(out, &inputs)) {
         return Ok(());
     }
-    util::step("cargo build --release examples/rust/tokio-echo");
-    let target_dir = root.join("target/rust-examples/echo");
+    util::step(&format!("cargo build --release examples/rust/{workspace}"));
+    let target_dir = root.join("target/rust-examples").join(target);
     util::run(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .current_dir(&ws)
