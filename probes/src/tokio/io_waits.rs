@@ -1,8 +1,9 @@
 //! Which tokio tasks are parked on which fd, read from the target's memory without stopping it.
 //!
 //! tokio registers every socket and pipe it drives with its epoll instance, and the 64-bit
-//! `epoll_data` word of each registration is the address of that fd's `ScheduledIo` (tokio
-//! >= 1.30's reactor; the kernel lists each registration in the epoll fd's fdinfo). A task
+//! `epoll_data` word of each registration is the address of that fd's `ScheduledIo` (the
+//! reactor of tokio 1.30 and later; the kernel lists each registration in the epoll fd's
+//! fdinfo). A task
 //! waiting for the fd leaves its waker there: in the `reader` or `writer` slot (AsyncRead /
 //! AsyncWrite polls), or in a waiter node of the `ScheduledIo`'s wait list (`readiness()`
 //! futures: `accept`, `recv_from`, `readable`, ...). A tokio task's waker is
@@ -119,7 +120,7 @@ pub fn read_io_waits(
 
     let mut read = IoWaitRead::default();
     let tokens: Vec<&EpollRegistration> =
-        registrations.iter().filter(|r| r.data > 1 && r.data % SCHEDULED_IO_ALIGN == 0).collect();
+        registrations.iter().filter(|r| r.data > 1 && r.data.is_multiple_of(SCHEDULED_IO_ALIGN)).collect();
     read.capped = tokens.len().saturating_sub(MAX_REGISTRATIONS);
     let tokens = &tokens[..tokens.len().min(MAX_REGISTRATIONS)];
     read.registrations = tokens.len();
@@ -226,7 +227,7 @@ impl ExeImage {
     }
 
     fn is_static(&self, addr: u64) -> bool {
-        addr % 8 == 0 && self.all.iter().any(|(s, e)| (*s..*e).contains(&addr))
+        addr.is_multiple_of(8) && self.all.iter().any(|(s, e)| (*s..*e).contains(&addr))
     }
 
     /// A `Waker`'s two words in whichever order rustc laid them out: the vtable is the one
@@ -243,8 +244,8 @@ impl ExeImage {
 
 fn words<const N: usize>(bytes: &[u8]) -> [u64; N] {
     let mut out = [0u64; N];
-    for (i, chunk) in bytes.chunks_exact(8).take(N).enumerate() {
-        out[i] = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+    for (word, chunk) in out.iter_mut().zip(bytes.as_chunks::<8>().0) {
+        *word = u64::from_le_bytes(*chunk);
     }
     out
 }
@@ -254,7 +255,7 @@ fn words<const N: usize>(bytes: &[u8]) -> [u64; N] {
 /// poisoned: tokio's loom mutex ignores poisoning but std's flag is a 0/1 byte), a wait list
 /// with both ends null or both set and aligned.
 fn looks_like_scheduled_io(w: &[u64; SCHEDULED_IO_BYTES / 8]) -> bool {
-    let aligned_or_null = |p: u64| p % SCHEDULED_IO_ALIGN == 0;
+    let aligned_or_null = |p: u64| p.is_multiple_of(SCHEDULED_IO_ALIGN);
     let futex = w[3] & 0xffff_ffff;
     let poison = (w[3] >> 32) & 0xff;
     let (head, tail) = (w[LIST_HEAD], w[LIST_TAIL]);
@@ -263,8 +264,8 @@ fn looks_like_scheduled_io(w: &[u64; SCHEDULED_IO_BYTES / 8]) -> bool {
         && futex <= 2
         && poison <= 1
         && (head == 0) == (tail == 0)
-        && head % 8 == 0
-        && tail % 8 == 0
+        && head.is_multiple_of(8)
+        && tail.is_multiple_of(8)
 }
 
 /// The wakers of a wait list, from `head` along each node's `next` to `tail`. None when the
@@ -279,7 +280,7 @@ fn walk_wait_list(
     let (mut node, mut last) = (head, 0);
     let mut visited = HashSet::new();
     while node != 0 {
-        if !visited.insert(node) || visited.len() > MAX_NODES_PER_LIST || node % 8 != 0 {
+        if !visited.insert(node) || visited.len() > MAX_NODES_PER_LIST || !node.is_multiple_of(8) {
             return None;
         }
         let mut raw = [0u8; NODE_BYTES];
@@ -317,7 +318,7 @@ fn read_task(
     header: u64,
 ) -> TaskRead {
     let mut raw = [0u8; HEADER_BYTES];
-    if header % 8 != 0 || memory.read_exact(header, &mut raw).is_err() {
+    if !header.is_multiple_of(8) || memory.read_exact(header, &mut raw).is_err() {
         return TaskRead::Unrecognized;
     }
     let [state, _queue_next, vtable, _owner] = words::<4>(&raw);
@@ -350,7 +351,7 @@ fn task_id_offset(memory: &TargetMemory, image: &ExeImage, vtable: u64) -> Optio
         && scheduler < id
         && id < trailer
         && trailer < MAX_CELL_OFFSET
-        && id % 8 == 0;
+        && id.is_multiple_of(8);
     shaped.then_some(id)
 }
 
