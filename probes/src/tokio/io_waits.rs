@@ -43,6 +43,9 @@ const NODE_WAKER: usize = 2;
 const NODE_INTEREST: usize = 4;
 /// Most nodes followed in one wait list.
 const MAX_NODES_PER_LIST: usize = 256;
+/// Most nodes followed in one read, all lists together (a target whose lists are all long
+/// costs a bounded number of reads; the rest are counted unrecognized).
+const MAX_NODES_PER_READ: usize = 100_000;
 /// Most registrations read in one pass.
 pub const MAX_REGISTRATIONS: usize = 100_000;
 /// A task header's first four words: state, queue_next, vtable, owner_id.
@@ -138,6 +141,7 @@ pub fn read_io_waits(
     }
 
     let mut wakers: Vec<(i32, Option<IoInterest>, u64, u64)> = Vec::new();
+    let mut node_budget = MAX_NODES_PER_READ;
     for ((reg, buf), ok) in tokens.iter().zip(&bufs).zip(&ok) {
         let w = words::<{ SCHEDULED_IO_BYTES / 8 }>(buf);
         if !ok || !looks_like_scheduled_io(&w) {
@@ -149,7 +153,7 @@ pub fn read_io_waits(
                 wakers.push((reg.tfd, Some(interest), vtable, data));
             }
         }
-        match walk_wait_list(&memory, &image, w[LIST_HEAD], w[LIST_TAIL]) {
+        match walk_wait_list(&memory, &image, w[LIST_HEAD], w[LIST_TAIL], &mut node_budget) {
             Some(nodes) => wakers.extend(nodes.into_iter().map(|(i, v, d)| (reg.tfd, i, v, d))),
             None => read.unrecognized += 1,
         }
@@ -269,20 +273,27 @@ fn looks_like_scheduled_io(w: &[u64; SCHEDULED_IO_BYTES / 8]) -> bool {
 }
 
 /// The wakers of a wait list, from `head` along each node's `next` to `tail`. None when the
-/// list is not well formed (a node unreadable, a cycle, too long, not ending at `tail`).
+/// list is not well formed (a node unreadable, a cycle, too long, not ending at `tail`) or
+/// `budget` (nodes left to read) runs out.
 fn walk_wait_list(
     memory: &TargetMemory,
     image: &ExeImage,
     head: u64,
     tail: u64,
+    budget: &mut usize,
 ) -> Option<Vec<(Option<IoInterest>, u64, u64)>> {
     let mut out = Vec::new();
     let (mut node, mut last) = (head, 0);
     let mut visited = HashSet::new();
     while node != 0 {
-        if !visited.insert(node) || visited.len() > MAX_NODES_PER_LIST || !node.is_multiple_of(8) {
+        if !visited.insert(node)
+            || visited.len() > MAX_NODES_PER_LIST
+            || !node.is_multiple_of(8)
+            || *budget == 0
+        {
             return None;
         }
+        *budget -= 1;
         let mut raw = [0u8; NODE_BYTES];
         memory.read_exact(node, &mut raw).ok()?;
         let n = words::<{ NODE_BYTES / 8 }>(&raw);
@@ -405,6 +416,51 @@ mod tests {
         // Two statics, or a misaligned "vtable": not a waker.
         assert_eq!(image.waker(0x2800, 0x2808), None);
         assert_eq!(image.waker(0x2801, 0x7f00_0000_1000), None);
+    }
+
+    /// Wait-list nodes laid out as tokio's `Waiter` (prev, next, waker vtable, waker data,
+    /// interest), in this process's memory, walked through process_vm_readv like a target's.
+    #[test]
+    fn wait_list_walks_end_at_the_tail_and_refuse_cycles_and_long_lists() {
+        static VTABLE: [u64; 4] = [0; 4];
+        let vt = VTABLE.as_ptr() as u64;
+        let image = ExeImage { bias: 0, code: vec![], all: vec![(vt, vt + 32)] };
+        let memory = TargetMemory::new(std::process::id());
+        let mut nodes = vec![[0u64; 5]; MAX_NODES_PER_LIST + 2];
+        let base = nodes.as_ptr() as u64;
+        let addr = |i: usize| base + 40 * i as u64;
+        // A list of three: 0 -> 1 -> 2, a reader, a writer and an interest-less waiter.
+        for (i, interest) in [(0, READABLE), (1, WRITABLE), (2, 0)] {
+            nodes[i] = [0, if i < 2 { addr(i + 1) } else { 0 }, vt, 0x7f00_0000_1000 + i as u64, interest];
+        }
+        let mut budget = 10;
+        let got = walk_wait_list(&memory, &image, addr(0), addr(2), &mut budget).expect("a well-formed list");
+        assert_eq!(
+            got,
+            vec![
+                (Some(IoInterest::Read), vt, 0x7f00_0000_1000),
+                (Some(IoInterest::Write), vt, 0x7f00_0000_1001),
+                (None, vt, 0x7f00_0000_1002)
+            ]
+        );
+        assert_eq!(budget, 7);
+        // Not ending at the tail it claims.
+        assert_eq!(walk_wait_list(&memory, &image, addr(0), addr(1), &mut 10), None);
+        // Out of budget.
+        assert_eq!(walk_wait_list(&memory, &image, addr(0), addr(2), &mut 2), None);
+        // A cycle 2 -> 0.
+        nodes[2][1] = addr(0);
+        assert_eq!(walk_wait_list(&memory, &image, addr(0), addr(2), &mut 10), None);
+        // Longer than any list is allowed to be.
+        for i in 0..nodes.len() {
+            nodes[i] = [0, if i + 1 < nodes.len() { addr(i + 1) } else { 0 }, vt, 0x7f00_0000_1000, READABLE];
+        }
+        let last = addr(nodes.len() - 1);
+        let mut plenty = usize::MAX;
+        assert_eq!(walk_wait_list(&memory, &image, addr(0), last, &mut plenty), None);
+        // An unreadable node.
+        assert_eq!(walk_wait_list(&memory, &image, 8, 8, &mut 10), None);
+        drop(nodes);
     }
 
     #[test]
