@@ -5,13 +5,14 @@
 //! itself reports (`local_addr()` / `peer_addr()`), the write-blocked one as `write`; the
 //! `block_on` future's accept is listed as `block_on`; a task asleep on a timer is not listed.
 //! Also: a current-thread runtime, 1,000 parked connections, the table lines, a recording's
-//! replay, and a stripped build (a clear error, the threads intact).
+//! replay, a target in its own pid and mount namespaces, and a stripped build (a clear error,
+//! the threads intact).
 
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use parkscope_tests::{example_bin, lines_of, parkscope_bin, run_parkscope};
+use parkscope_tests::{Contained, example_bin, lines_of, parkscope_bin, run_parkscope};
 use serde_json::Value;
 
 /// A directory of this test's own, removed when dropped.
@@ -123,9 +124,13 @@ fn desc_of(snap: &Value, fd: i64) -> String {
 /// (asleep, not on I/O); `stale` keeps its read waker registered after a timeout (tokio keeps
 /// a reader's last waker until the next poll), so it is listed, as documented.
 fn expected(t: &IoPark) -> BTreeSet<Wait> {
-    t.parks
+    expected_of(&t.parks)
+}
+
+fn expected_of(parks: &[Value]) -> BTreeSet<Wait> {
+    parks
         .iter()
-        .filter(|p| p["park"] != "timer")
+        .filter(|p| p["park"].is_string() && p["park"] != "timer")
         .map(|p| {
             let fd = p["fd"].as_i64().unwrap();
             let interest = if p["park"] == "tcp_write" { "write" } else { "read" }.to_owned();
@@ -233,4 +238,14 @@ fn a_stripped_build_says_why_and_keeps_the_threads() {
     assert!(err.contains("stripped"), "{err}");
     assert!(snap["io_waits"]["waits"].as_array().unwrap().is_empty());
     assert!(snap["threads"].as_array().unwrap().len() >= 3, "the thread view stays whole");
+}
+
+#[test]
+fn a_target_in_its_own_pid_and_mount_namespaces_is_read_through_the_host() {
+    // Its binary exists only inside its mount namespace; its fds and memory are read by host pid.
+    let t = Contained::start("tokio-iopark-newest", &[]);
+    let snap = snapshot(t.pid);
+    let want = expected_of(&t.lines);
+    assert!(want.len() >= 8, "the target's own lines: {:?}", t.lines);
+    assert_eq!(waits(&snap), want);
 }
