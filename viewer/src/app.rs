@@ -1139,3 +1139,60 @@ impl Subject for IoWaitSubject<'_> {
             .any(visit)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures;
+
+    fn io_rows_for(snap: &Snapshot, filter: &str) -> Vec<(i32, Option<u64>)> {
+        let waits = &snap.io_waits.as_ref().unwrap().waits;
+        let sort = SortState { column: IO_DEFAULT_SORT, reversed: false };
+        io_wait_rows(waits, &Filter::parse(filter).unwrap(), sort)
+            .into_iter()
+            .map(|i| (waits[i].fd, waits[i].task_id))
+            .collect()
+    }
+
+    #[test]
+    fn io_wait_filter_by_fd_description_finds_its_row() {
+        let snap = fixtures::tokio_io_waits();
+        assert_eq!(io_rows_for(&snap, "fd~admin.sock"), [(16, Some(8))]);
+        assert_eq!(io_rows_for(&snap, "fd~PIPE"), [(11, Some(12))]);
+        // A bare word searches the description too; the listener of block_on is no task.
+        assert_eq!(io_rows_for(&snap, "9000"), [(15, None)]);
+        assert_eq!(io_rows_for(&snap, "fd~listen"), [(6, Some(3)), (15, None)]);
+        assert_eq!(io_rows_for(&snap, "fd=13"), [(13, None)]);
+        assert_eq!(io_rows_for(&snap, "task=8"), [(9, Some(8)), (16, Some(8))]);
+        assert!(io_rows_for(&snap, "fd~10.0.0.99").is_empty());
+    }
+
+    #[test]
+    fn console_task_filter_tests_every_fd_it_waits_on() {
+        let snap = fixtures::tokio_tasks();
+        let by_task = io_by_task(&snap);
+        let ids = |filter: &str| -> Vec<Option<u64>> {
+            let sort = SortState { column: 0, reversed: false };
+            task_rows(&snap, &by_task, &Filter::parse(filter).unwrap(), sort)
+                .into_iter()
+                .map(|i| snap.tasks[i].task_id)
+                .collect()
+        };
+        // Task 24 waits on two sockets: either description finds it.
+        assert_eq!(ids("fd~10.0.0.7:40022"), [Some(24)]);
+        assert_eq!(ids("fd~10.0.0.20:5432"), [Some(24)]);
+        assert_eq!(ids("fd~10.0.0."), [Some(21), Some(24)]);
+        assert_eq!(ids("wait=write"), [Some(24)]);
+    }
+
+    #[test]
+    fn tasks_tab_offered_for_io_waits_or_their_error() {
+        let mut snap = fixtures::tokio_io_waits();
+        assert!(has_tasks_tab(&snap) && lists_io_waits(&snap));
+        assert_eq!(tasks_parked_on_io(snap.io_waits.as_ref().unwrap()), 5);
+        snap.io_waits.as_mut().unwrap().waits.clear();
+        assert!(!has_tasks_tab(&snap), "nothing parked and nothing to explain: no Tasks view");
+        assert!(has_tasks_tab(&fixtures::tokio_io_unreadable()));
+        assert!(!has_tasks_tab(&fixtures::c_blocker()));
+    }
+}
