@@ -1049,7 +1049,8 @@ impl Subject for GoroutineSubject<'_> {
     }
 }
 
-/// A task as the filter sees it, with its waits on I/O (`fd` tests each fd it waits on).
+/// A task as the filter sees it, with its waits on I/O: `fd`'s text compares test each fd it
+/// waits on, its number compares the first.
 pub struct TaskSubject<'a>(pub &'a TaskView, pub &'a [&'a IoWaitView]);
 
 impl TaskSubject<'_> {
