@@ -10,14 +10,17 @@ use std::sync::Arc;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use parkscope_model::{
-    GoroutineView, Snapshot, StackId, SyscallView, TaskState, TaskView, ThreadRole, ThreadView,
+    GoroutineView, IoInterest, IoWaitView, IoWaiterKind, IoWaits, Snapshot, StackId, SyscallView, TaskState,
+    TaskView, ThreadRole, ThreadView,
 };
 
 use crate::filter::{Field, Filter, Subject};
 use crate::history::History;
 use crate::source::{Mode, ReplayPosition, Sample, Update};
 
-/// The views Tab cycles through (Goroutines and Tasks only when the target has them).
+/// The views Tab cycles through (Goroutines and Tasks only when the target has them). Tasks
+/// lists the console's tasks when the target serves them, else the waiters parked on I/O
+/// (`Snapshot::io_waits`): see [`lists_io_waits`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tab {
     Threads,
@@ -53,6 +56,24 @@ pub enum DetailItem {
     Group(u64),
     /// A task by its index key (task id, else console id).
     Task(u64),
+    /// A waiter parked on an fd (the Tasks view without console tasks).
+    IoWait(IoWaitKey),
+}
+
+/// A waiter on an fd by identity (a task waits on an fd once per interest), so its detail
+/// page follows it across samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IoWaitKey {
+    pub fd: i32,
+    pub interest: Option<IoInterest>,
+    pub waiter: IoWaiterKind,
+    pub task_id: Option<u64>,
+}
+
+impl IoWaitKey {
+    pub fn of(w: &IoWaitView) -> IoWaitKey {
+        IoWaitKey { fd: w.fd, interest: w.interest, waiter: w.waiter, task_id: w.task_id }
+    }
 }
 
 /// What the run loop must do for a key besides redrawing.
@@ -137,7 +158,10 @@ pub const THREAD_COLUMNS: [&str; 9] =
     ["TID", "NAME", "ROLE", "STATE", "SYSCALL", "FD", "BLOCKED", "WAKER", "G/TASK"];
 pub const THREAD_DEFAULT_SORT: usize = 6;
 pub const GROUP_COLUMNS: [&str; 4] = ["COUNT", "WAIT", "LONGEST", "WHERE"];
-pub const TASK_COLUMNS: [&str; 8] = ["ID", "NAME", "STATE", "BUSY", "IDLE", "POLLS", "WORKER", "FD"];
+pub const TASK_COLUMNS: [&str; 8] = ["ID", "NAME", "STATE", "BUSY", "IDLE", "POLLS", "WORKER", "I/O"];
+/// The Tasks view's columns when it lists the waiters parked on I/O (no console tasks).
+pub const IO_COLUMNS: [&str; 3] = ["TASK", "WAITS FOR", "FD"];
+pub const IO_DEFAULT_SORT: usize = 2;
 
 /// Goroutine groups expanded at most this large (bigger ones list their first members).
 pub const MAX_EXPANDED_MEMBERS: usize = 10_000;
@@ -163,19 +187,27 @@ pub struct App {
     pub thread_sort: SortState,
     pub group_sort: SortState,
     pub task_sort: SortState,
+    pub io_sort: SortState,
     /// Rows of each view: indices into the shown snapshot.
     pub thread_rows: Vec<usize>,
     pub groups: Vec<Group>,
     pub group_rows: Vec<GroupRow>,
     pub task_rows: Vec<usize>,
+    /// Indices into `io_waits.waits`: the Tasks view's rows when it lists waiters on I/O.
+    pub io_rows: Vec<usize>,
+    /// Console task id -> indices into `io_waits.waits` of its waits (the I/O column).
+    pub io_by_task: HashMap<u64, Vec<usize>>,
     /// Goroutines that passed the filter (the groups' total).
     pub goroutines_shown: usize,
     pub expanded: HashSet<u64>,
     /// The tids of `thread_rows`, to keep the selection on its thread across samples.
     thread_tid_cache: Vec<u32>,
+    /// The keys of the shown snapshot's `io_waits.waits`, to keep the selection on its waiter.
+    io_key_cache: Vec<IoWaitKey>,
     pub threads_list: ListState,
     pub groups_list: ListState,
     pub tasks_list: ListState,
+    pub io_list: ListState,
     /// Something changed since the last frame.
     pub dirty: bool,
 }
@@ -201,16 +233,21 @@ impl App {
             thread_sort: SortState { column: THREAD_DEFAULT_SORT, reversed: false },
             group_sort: SortState { column: 0, reversed: false },
             task_sort: SortState { column: 2, reversed: false },
+            io_sort: SortState { column: IO_DEFAULT_SORT, reversed: false },
             thread_rows: Vec::new(),
             groups: Vec::new(),
             group_rows: Vec::new(),
             task_rows: Vec::new(),
+            io_rows: Vec::new(),
+            io_by_task: HashMap::new(),
             goroutines_shown: 0,
             expanded: HashSet::new(),
             thread_tid_cache: Vec::new(),
+            io_key_cache: Vec::new(),
             threads_list: ListState::default(),
             groups_list: ListState::default(),
             tasks_list: ListState::default(),
+            io_list: ListState::default(),
             dirty: true,
         }
     }
@@ -259,7 +296,7 @@ impl App {
     fn show(&mut self, sample: Arc<Sample>) {
         self.shown = Some(sample);
         if self.tab == Tab::Goroutines && self.snapshot().is_some_and(|s| s.goroutines.is_empty())
-            || self.tab == Tab::Tasks && self.snapshot().is_some_and(|s| s.tasks.is_empty())
+            || self.tab == Tab::Tasks && self.snapshot().is_some_and(|s| !has_tasks_tab(s))
         {
             self.tab = Tab::Threads;
         }
@@ -300,8 +337,22 @@ impl App {
         }
         self.groups_list.clamp(self.group_rows.len());
 
-        self.task_rows = task_rows(snap, &self.filter, self.task_sort);
+        self.io_by_task = io_by_task(snap);
+        self.task_rows = task_rows(snap, &self.io_by_task, &self.filter, self.task_sort);
         self.tasks_list.clamp(self.task_rows.len());
+
+        let waits = snap.io_waits.as_ref().map_or(&[][..], |io| io.waits.as_slice());
+        let selected_wait =
+            self.io_rows.get(self.io_list.selected).and_then(|&i| self.io_key_cache.get(i)).copied();
+        self.io_rows =
+            if lists_io_waits(snap) { io_wait_rows(waits, &self.filter, self.io_sort) } else { Vec::new() };
+        self.io_key_cache = waits.iter().map(IoWaitKey::of).collect();
+        if let Some(key) = selected_wait
+            && let Some(pos) = self.io_rows.iter().position(|&i| IoWaitKey::of(&waits[i]) == key)
+        {
+            self.io_list.selected = pos;
+        }
+        self.io_list.clamp(self.io_rows.len());
     }
 
     fn rebuild_group_rows(&mut self) {
@@ -479,7 +530,7 @@ impl App {
             if !s.goroutines.is_empty() {
                 tabs.push(Tab::Goroutines);
             }
-            if !s.tasks.is_empty() {
+            if has_tasks_tab(s) {
                 tabs.push(Tab::Tasks);
             }
         }
@@ -502,6 +553,7 @@ impl App {
         match self.tab {
             Tab::Threads => Some(&mut self.thread_sort),
             Tab::Goroutines => Some(&mut self.group_sort),
+            Tab::Tasks if self.lists_io_waits() => Some(&mut self.io_sort),
             Tab::Tasks => Some(&mut self.task_sort),
             Tab::History => None,
         }
@@ -511,6 +563,7 @@ impl App {
         let columns = match self.tab {
             Tab::Threads => THREAD_COLUMNS.len(),
             Tab::Goroutines => GROUP_COLUMNS.len(),
+            Tab::Tasks if self.lists_io_waits() => IO_COLUMNS.len(),
             Tab::Tasks => TASK_COLUMNS.len(),
             Tab::History => return,
         };
@@ -521,10 +574,16 @@ impl App {
         }
     }
 
+    /// Whether the Tasks view lists waiters on I/O (see [`lists_io_waits`]).
+    pub fn lists_io_waits(&self) -> bool {
+        self.snapshot().is_some_and(lists_io_waits)
+    }
+
     fn move_selection(&mut self, by: i64) {
         match self.tab {
             Tab::Threads => self.threads_list.moved(by, self.thread_rows.len()),
             Tab::Goroutines => self.groups_list.moved(by, self.group_rows.len()),
+            Tab::Tasks if self.lists_io_waits() => self.io_list.moved(by, self.io_rows.len()),
             Tab::Tasks => self.tasks_list.moved(by, self.task_rows.len()),
             Tab::History => {}
         }
@@ -558,6 +617,9 @@ impl App {
                 Some(GroupRow::Member(_, m)) => Some(DetailItem::Goroutine(snap.goroutines[*m].goid)),
                 None => None,
             },
+            Tab::Tasks if lists_io_waits(snap) => self.io_rows.get(self.io_list.selected).and_then(|&i| {
+                snap.io_waits.as_ref().map(|io| DetailItem::IoWait(IoWaitKey::of(&io.waits[i])))
+            }),
             Tab::Tasks => self
                 .task_rows
                 .get(self.tasks_list.selected)
@@ -568,6 +630,54 @@ impl App {
             self.overlay = Overlay::Detail { item, scroll: 0 };
         }
     }
+}
+
+/// Whether the Tasks view lists the waiters parked on I/O (the target serves no console tasks)
+/// rather than console tasks (which then show their fds in a column).
+pub fn lists_io_waits(snap: &Snapshot) -> bool {
+    snap.tasks.is_empty()
+}
+
+/// Whether the Tasks view is offered: console tasks, or waiters parked on I/O, or why those
+/// could not be read (the view's empty line says it).
+pub fn has_tasks_tab(snap: &Snapshot) -> bool {
+    !snap.tasks.is_empty()
+        || snap.io_waits.as_ref().is_some_and(|io| !io.waits.is_empty() || io.error.is_some())
+}
+
+/// How many distinct tasks are parked on I/O (`block_on` and `other` waiters are no tasks).
+pub fn tasks_parked_on_io(io: &IoWaits) -> usize {
+    let mut ids: Vec<u64> =
+        io.waits.iter().filter(|w| w.waiter == IoWaiterKind::Task).filter_map(|w| w.task_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.len()
+}
+
+/// The distinct fds among `waits` (indices into `io.waits`), in order of first appearance.
+pub fn distinct_fds(io: &IoWaits, waits: &[usize]) -> Vec<i32> {
+    let mut fds: Vec<i32> = Vec::new();
+    for &i in waits {
+        if !fds.contains(&io.waits[i].fd) {
+            fds.push(io.waits[i].fd);
+        }
+    }
+    fds
+}
+
+fn io_by_task(snap: &Snapshot) -> HashMap<u64, Vec<usize>> {
+    let mut by_task: HashMap<u64, Vec<usize>> = HashMap::new();
+    if snap.tasks.is_empty() {
+        return by_task;
+    }
+    if let Some(io) = &snap.io_waits {
+        for (i, w) in io.waits.iter().enumerate() {
+            if let (IoWaiterKind::Task, Some(id)) = (w.waiter, w.task_id) {
+                by_task.entry(id).or_default().push(i);
+            }
+        }
+    }
+    by_task
 }
 
 /// A task's identity for the detail page.
@@ -757,9 +867,24 @@ fn group_goroutines(snap: &Snapshot, filter: &Filter, sort: SortState) -> (Vec<G
     (groups, shown)
 }
 
-fn task_rows(snap: &Snapshot, filter: &Filter, sort: SortState) -> Vec<usize> {
-    let mut rows: Vec<usize> =
-        (0..snap.tasks.len()).filter(|&i| filter.matches(&TaskSubject(&snap.tasks[i]))).collect();
+fn task_rows(
+    snap: &Snapshot,
+    io_by_task: &HashMap<u64, Vec<usize>>,
+    filter: &Filter,
+    sort: SortState,
+) -> Vec<usize> {
+    let waits = snap.io_waits.as_ref().map_or(&[][..], |io| io.waits.as_slice());
+    let waits_of = |t: &TaskView| -> Vec<&IoWaitView> {
+        t.task_id
+            .and_then(|id| io_by_task.get(&id))
+            .map_or_else(Vec::new, |ix| ix.iter().map(|&i| &waits[i]).collect())
+    };
+    let mut rows: Vec<usize> = (0..snap.tasks.len())
+        .filter(|&i| {
+            let t = &snap.tasks[i];
+            filter.matches(&TaskSubject(t, &waits_of(t)))
+        })
+        .collect();
     let t = |i: usize| &snap.tasks[i];
     let state_rank = |s: TaskState| match s {
         TaskState::Running => 0,
@@ -774,8 +899,42 @@ fn task_rows(snap: &Snapshot, filter: &Filter, sort: SortState) -> Vec<usize> {
         4 => rows.sort_by_key(|&i| (std::cmp::Reverse(t(i).idle_ns), i)),
         5 => rows.sort_by_key(|&i| (std::cmp::Reverse(t(i).polls), i)),
         6 => rows.sort_by_key(|&i| (t(i).worker_tid.is_none(), t(i).worker_tid, i)),
-        7 => rows.sort_by_key(|&i| (t(i).io_fd.is_none(), t(i).io_fd_desc.clone(), i)),
+        7 => rows.sort_by_key(|&i| {
+            // By the first fd waited on (its description, then its number); tasks on none last.
+            let first = waits_of(t(i)).first().map(|w| (w.fd_desc.clone(), w.fd));
+            let fd = first.or_else(|| t(i).io_fd.map(|fd| (t(i).io_fd_desc.clone(), fd)));
+            (fd.is_none(), fd, i)
+        }),
         _ => rows.sort_by_key(|&i| (state_rank(t(i).state), std::cmp::Reverse(t(i).busy_ns), i)),
+    }
+    if sort.reversed {
+        rows.reverse();
+    }
+    rows
+}
+
+/// The waiters on I/O that pass the filter, sorted: by fd (so waiters on one fd are together),
+/// by task, or by what they wait for.
+fn io_wait_rows(waits: &[IoWaitView], filter: &Filter, sort: SortState) -> Vec<usize> {
+    let mut rows: Vec<usize> =
+        (0..waits.len()).filter(|&i| filter.matches(&IoWaitSubject(&waits[i]))).collect();
+    let w = |i: usize| &waits[i];
+    let waiter_rank = |k: IoWaiterKind| match k {
+        IoWaiterKind::Task => 0,
+        IoWaiterKind::BlockOn => 1,
+        IoWaiterKind::Other => 2,
+    };
+    let interest_rank = |i: Option<IoInterest>| match i {
+        Some(IoInterest::Read) => 0,
+        Some(IoInterest::Write) => 1,
+        Some(IoInterest::ReadWrite) => 2,
+        None => 3,
+    };
+    let who = |i: usize| (waiter_rank(w(i).waiter), w(i).task_id);
+    match sort.column {
+        0 => rows.sort_by_key(|&i| (who(i), w(i).fd, interest_rank(w(i).interest), i)),
+        1 => rows.sort_by_key(|&i| (interest_rank(w(i).interest), w(i).fd, who(i), i)),
+        _ => rows.sort_by_key(|&i| (w(i).fd, interest_rank(w(i).interest), who(i), i)),
     }
     if sort.reversed {
         rows.reverse();
@@ -890,8 +1049,19 @@ impl Subject for GoroutineSubject<'_> {
     }
 }
 
-/// A task as the filter sees it.
-pub struct TaskSubject<'a>(pub &'a TaskView);
+/// A task as the filter sees it, with its waits on I/O: `fd`'s text compares test each fd it
+/// waits on, its number compares the first.
+pub struct TaskSubject<'a>(pub &'a TaskView, pub &'a [&'a IoWaitView]);
+
+impl TaskSubject<'_> {
+    /// The descriptions of the fds it waits on (the task's own `io_fd_desc` when `io_waits`
+    /// lists none for it).
+    fn fd_descs(&self) -> impl Iterator<Item = &str> {
+        let listed = self.1.iter().filter_map(|w| w.fd_desc.as_deref());
+        let own = if self.1.is_empty() { self.0.io_fd_desc.as_deref() } else { None };
+        listed.chain(own)
+    }
+}
 
 impl Subject for TaskSubject<'_> {
     fn text(&self, field: Field) -> Option<Cow<'_, str>> {
@@ -899,7 +1069,16 @@ impl Subject for TaskSubject<'_> {
         match field {
             Field::Name => t.name.as_deref().map(Into::into),
             Field::State => Some(t.state.as_str().into()),
-            Field::Fd => t.io_fd_desc.as_deref().map(Into::into),
+            // Several fds: one per line, so `~` finds any of them.
+            Field::Fd => {
+                let descs: Vec<&str> = self.fd_descs().collect();
+                (!descs.is_empty()).then(|| descs.join("\n").into())
+            }
+            Field::Wait => {
+                let waits: Vec<&str> =
+                    self.1.iter().filter_map(|w| w.interest.map(IoInterest::as_str)).collect();
+                (!waits.is_empty()).then(|| waits.join("\n").into())
+            }
             Field::Func => t.spawn_location.as_deref().map(Into::into),
             _ => None,
         }
@@ -910,7 +1089,7 @@ impl Subject for TaskSubject<'_> {
         match field {
             Field::Task => t.task_id,
             Field::Tid => t.worker_tid.map(Into::into),
-            Field::Fd => t.io_fd.and_then(|fd| u64::try_from(fd).ok()),
+            Field::Fd => self.1.first().map(|w| w.fd).or(t.io_fd).and_then(|fd| u64::try_from(fd).ok()),
             // An idle task has been waiting since its last poll.
             Field::Blocked => (t.state == TaskState::Idle).then_some(t.idle_ns),
             _ => None,
@@ -919,16 +1098,102 @@ impl Subject for TaskSubject<'_> {
 
     fn words(&self, visit: &mut dyn FnMut(&str) -> bool) -> bool {
         let t = self.0;
-        [
-            t.name.as_deref(),
-            Some(t.state.as_str()),
-            t.kind.as_deref(),
-            t.spawn_location.as_deref(),
-            t.io_fd_desc.as_deref(),
-        ]
-        .into_iter()
-        .flatten()
-        .chain(t.warnings.iter().map(String::as_str))
-        .any(visit)
+        [t.name.as_deref(), Some(t.state.as_str()), t.kind.as_deref(), t.spawn_location.as_deref()]
+            .into_iter()
+            .flatten()
+            .chain(self.fd_descs())
+            .chain(t.warnings.iter().map(String::as_str))
+            .any(visit)
+    }
+}
+
+/// A waiter parked on I/O as the filter sees it: `task` its task id, `fd` its fd,
+/// `wait` what it waits for (`read`, `write`, `read_write`), `role` the kind of waiter
+/// (`task`, `block_on`, `other`).
+pub struct IoWaitSubject<'a>(pub &'a IoWaitView);
+
+impl Subject for IoWaitSubject<'_> {
+    fn text(&self, field: Field) -> Option<Cow<'_, str>> {
+        let w = self.0;
+        match field {
+            Field::Fd => w.fd_desc.as_deref().map(Into::into),
+            Field::Wait => w.interest.map(|i| i.as_str().into()),
+            Field::Role => Some(w.waiter.as_str().into()),
+            _ => None,
+        }
+    }
+
+    fn number(&self, field: Field) -> Option<u64> {
+        let w = self.0;
+        match field {
+            Field::Task => w.task_id,
+            Field::Fd => u64::try_from(w.fd).ok(),
+            _ => None,
+        }
+    }
+
+    fn words(&self, visit: &mut dyn FnMut(&str) -> bool) -> bool {
+        let w = self.0;
+        [Some(w.waiter.as_str()), w.interest.map(IoInterest::as_str), w.fd_desc.as_deref()]
+            .into_iter()
+            .flatten()
+            .any(visit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures;
+
+    fn io_rows_for(snap: &Snapshot, filter: &str) -> Vec<(i32, Option<u64>)> {
+        let waits = &snap.io_waits.as_ref().unwrap().waits;
+        let sort = SortState { column: IO_DEFAULT_SORT, reversed: false };
+        io_wait_rows(waits, &Filter::parse(filter).unwrap(), sort)
+            .into_iter()
+            .map(|i| (waits[i].fd, waits[i].task_id))
+            .collect()
+    }
+
+    #[test]
+    fn io_wait_filter_by_fd_description_finds_its_row() {
+        let snap = fixtures::tokio_io_waits();
+        assert_eq!(io_rows_for(&snap, "fd~admin.sock"), [(16, Some(8))]);
+        assert_eq!(io_rows_for(&snap, "fd~PIPE"), [(11, Some(12))]);
+        // A bare word searches the description too; the listener of block_on is no task.
+        assert_eq!(io_rows_for(&snap, "9000"), [(15, None)]);
+        assert_eq!(io_rows_for(&snap, "fd~listen"), [(6, Some(3)), (15, None)]);
+        assert_eq!(io_rows_for(&snap, "fd=13"), [(13, None)]);
+        assert_eq!(io_rows_for(&snap, "task=8"), [(9, Some(8)), (16, Some(8))]);
+        assert!(io_rows_for(&snap, "fd~10.0.0.99").is_empty());
+    }
+
+    #[test]
+    fn console_task_filter_tests_every_fd_it_waits_on() {
+        let snap = fixtures::tokio_tasks();
+        let by_task = io_by_task(&snap);
+        let ids = |filter: &str| -> Vec<Option<u64>> {
+            let sort = SortState { column: 0, reversed: false };
+            task_rows(&snap, &by_task, &Filter::parse(filter).unwrap(), sort)
+                .into_iter()
+                .map(|i| snap.tasks[i].task_id)
+                .collect()
+        };
+        // Task 24 waits on two sockets: either description finds it.
+        assert_eq!(ids("fd~10.0.0.7:40022"), [Some(24)]);
+        assert_eq!(ids("fd~10.0.0.20:5432"), [Some(24)]);
+        assert_eq!(ids("fd~10.0.0."), [Some(21), Some(24)]);
+        assert_eq!(ids("wait=write"), [Some(24)]);
+    }
+
+    #[test]
+    fn tasks_tab_offered_for_io_waits_or_their_error() {
+        let mut snap = fixtures::tokio_io_waits();
+        assert!(has_tasks_tab(&snap) && lists_io_waits(&snap));
+        assert_eq!(tasks_parked_on_io(snap.io_waits.as_ref().unwrap()), 5);
+        snap.io_waits.as_mut().unwrap().waits.clear();
+        assert!(!has_tasks_tab(&snap), "nothing parked and nothing to explain: no Tasks view");
+        assert!(has_tasks_tab(&fixtures::tokio_io_unreadable()));
+        assert!(!has_tasks_tab(&fixtures::c_blocker()));
     }
 }

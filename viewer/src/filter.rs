@@ -14,7 +14,9 @@
 //! Text compares ignore ASCII case; `~` is "contains". `blocked` takes durations (`1s`, `500ms`,
 //! `2m`, `1.5s`); `tid`, `goid`, `waker`, `m`, `task` take integers; `fd` is the fd number with
 //! `=`/`<`/`>` and an integer, its description otherwise (`fd~tcp`, `fd~pipe`). An item without
-//! the field (a running thread has no syscall) fails every operator but the negated ones.
+//! the field (a running thread has no syscall) fails every operator but the negated ones. A
+//! field with several values (the functions of a stack, the fds a task waits on) holds when
+//! one of them does (`!=`: when none is the value).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -162,7 +164,8 @@ impl fmt::Display for FilterError {
 
 /// What an item (a thread, a goroutine, a task) offers to the filter.
 pub trait Subject {
-    /// The text of a text field (or an fd's description); None when the item lacks it.
+    /// The text of a text field (or an fd's description; several values one per line); None when
+    /// the item lacks it.
     fn text(&self, field: Field) -> Option<Cow<'_, str>>;
     /// The value of an integer field, an fd's number, or a duration in nanoseconds.
     fn number(&self, field: Field) -> Option<u64>;
@@ -216,8 +219,10 @@ fn term_matches(term: &Term, item: &dyn Subject) -> bool {
                 (Kind::Integer | Kind::Duration | Kind::Fd, Value::Number(n)) => {
                     item.number(*field).map(|v| compare(v, *op, *n))
                 }
+                // A field with several values (a stack's functions, the fds a task waits on)
+                // gives them one per line: `=` holds when one of them is the value.
                 (_, Value::Text(t)) => item.text(*field).map(|v| match op {
-                    Op::Eq | Op::Ne => v.eq_ignore_ascii_case(t),
+                    Op::Eq | Op::Ne => v.split('\n').any(|one| one.eq_ignore_ascii_case(t)),
                     _ => contains_ignore_case(&v, t),
                 }),
                 // The parser gives text fields text values only.

@@ -3,9 +3,9 @@
 //! snapshot tests and its frame-time benchmark draw these. Not used by the viewer itself.
 
 use parkscope_model::{
-    Frame, FrameKind, GoStatus, GoroutineView, NetpollMode, NetpollView, RuntimeKind, RuntimeView, Snapshot,
-    StackId, Summary, SyscallClass, SyscallView, TaskOnThread, TaskState, TaskView, ThreadRole, ThreadState,
-    ThreadView, Timestamp,
+    Frame, FrameKind, GoStatus, GoroutineView, IoInterest, IoWaitView, IoWaiterKind, IoWaits, NetpollMode,
+    NetpollView, RuntimeKind, RuntimeView, Snapshot, StackId, Summary, SyscallClass, SyscallView,
+    TaskOnThread, TaskState, TaskView, ThreadRole, ThreadState, ThreadView, Timestamp,
 };
 
 const SECOND: u64 = 1_000_000_000;
@@ -290,11 +290,8 @@ pub fn go_parked(goroutines: usize) -> Snapshot {
     finish(s)
 }
 
-/// A tokio service: two workers (one polling a task that blocks in a read, a stall), a
-/// blocking-pool thread, and tasks in every state.
-pub fn tokio_tasks() -> Snapshot {
-    let mut s = Snapshot::new(6001, "service".to_owned(), taken_at(0));
-    s.runtime = Some(RuntimeView {
+fn tokio_runtime() -> Option<RuntimeView> {
+    Some(RuntimeView {
         kind: RuntimeKind::Tokio,
         version: "tokio 1.54.1".to_owned(),
         module: None,
@@ -304,7 +301,25 @@ pub fn tokio_tasks() -> Snapshot {
         goroutines_inconsistent: None,
         error: None,
         hint: None,
-    });
+    })
+}
+
+fn wait(
+    fd: i32,
+    desc: &str,
+    interest: Option<IoInterest>,
+    waiter: IoWaiterKind,
+    task_id: Option<u64>,
+) -> IoWaitView {
+    IoWaitView { fd, fd_desc: Some(desc.to_owned()), interest, waiter, task_id }
+}
+
+/// A tokio service: two workers (one polling a task that blocks in a read, a stall), a
+/// blocking-pool thread, and console tasks in every state; two idle ones parked on I/O (one
+/// on a socket, one on two), and `#[tokio::main]`'s future on the listener.
+pub fn tokio_tasks() -> Snapshot {
+    let mut s = Snapshot::new(6001, "service".to_owned(), taken_at(0));
+    s.runtime = tokio_runtime();
     let mut w1 = thread(6002, "tokio-runtime-w", ThreadState::Sleeping);
     w1.role = Some(ThreadRole::TokioWorker);
     w1.syscall = Some(call(0, "read", Some(9), Some("/var/lib/service/data.db"), Some(3 * SECOND), None));
@@ -348,12 +363,29 @@ pub fn tokio_tasks() -> Snapshot {
     let mut conn = task(21, "conn", TaskState::Idle);
     conn.io_fd = Some(12);
     conn.io_fd_desc = Some("tcp 10.0.0.5:8080 -> 10.0.0.9:51544".to_owned());
+    // Waits on two fds: no single `io_fd`, the I/O column says how many.
+    let proxy = task(24, "proxy", TaskState::Idle);
     s.tasks = vec![
         running,
         conn,
         task(22, "ticker", TaskState::Scheduled),
         task(23, "flush", TaskState::Completed),
+        proxy,
     ];
+    use IoInterest::{Read, Write};
+    use IoWaiterKind::{BlockOn, Task};
+    s.io_waits = Some(IoWaits {
+        waits: vec![
+            wait(8, "tcp 0.0.0.0:8080 (listen)", Some(Read), BlockOn, None),
+            wait(12, "tcp 10.0.0.5:8080 -> 10.0.0.9:51544", Some(Read), Task, Some(21)),
+            wait(14, "tcp 10.0.0.5:8080 -> 10.0.0.7:40022", Some(Read), Task, Some(24)),
+            wait(15, "tcp 10.0.0.5:33410 -> 10.0.0.20:5432", Some(Write), Task, Some(24)),
+        ],
+        registrations: 6,
+        unrecognized: 0,
+        capped: 0,
+        error: None,
+    });
     s.stalls = vec![parkscope_model::StallView {
         tid: 6002,
         task_id: Some(17),
@@ -367,4 +399,60 @@ pub fn tokio_tasks() -> Snapshot {
         user_stack_id: stall_stack,
     }];
     finish(s)
+}
+
+/// A tokio service without console-subscriber: no console tasks, only the waiters parked on
+/// I/O read from its memory: an accept loop, connections (one split into a reader and a
+/// writer task on one socket, one with a long IPv6 description), a task on two fds, a pipe,
+/// `#[tokio::main]`'s future on a second listener and a waker of another kind.
+pub fn tokio_io_waits() -> Snapshot {
+    let mut s = Snapshot::new(7001, "gateway".to_owned(), taken_at(0));
+    s.summary.window_ns = SECOND;
+    s.runtime = tokio_runtime();
+    let mut w1 = thread(7002, "tokio-runtime-w", ThreadState::Sleeping);
+    w1.role = Some(ThreadRole::TokioWorker);
+    w1.syscall =
+        Some(call(232, "epoll_wait", Some(5), Some("anon_inode:[eventpoll]"), Some(800_000_000), None));
+    let mut w2 = thread(7003, "tokio-runtime-w", ThreadState::Sleeping);
+    w2.role = Some(ThreadRole::TokioWorker);
+    w2.syscall = Some(call(202, "futex", None, None, Some(800_000_000), None));
+    s.threads = vec![thread(7001, "gateway", ThreadState::Sleeping), w1, w2];
+    s.threads[0].syscall = Some(call(202, "futex", None, None, None, Some(SECOND)));
+    use IoInterest::{Read, ReadWrite, Write};
+    use IoWaiterKind::{BlockOn, Other, Task};
+    s.io_waits = Some(IoWaits {
+        waits: vec![
+            wait(6, "tcp 0.0.0.0:8080 (listen)", Some(Read), Task, Some(3)),
+            wait(16, "unix /run/gateway/admin.sock", Some(Read), Task, Some(8)),
+            wait(7, "tcp 10.0.0.5:8080 -> 10.0.0.9:51544", Some(Read), Task, Some(5)),
+            wait(7, "tcp 10.0.0.5:8080 -> 10.0.0.9:51544", Some(Write), Task, Some(6)),
+            wait(
+                9,
+                "tcp [2001:db8:85a3::8a2e:370:7334]:8443 -> [2001:db8:85a3::8a2e:370:9f1c]:51544",
+                Some(Read),
+                Task,
+                Some(8),
+            ),
+            wait(11, "pipe:[123456]", Some(Read), Task, Some(12)),
+            wait(13, "udp 0.0.0.0:5353", Some(ReadWrite), Other, None),
+            wait(15, "tcp 127.0.0.1:9000 (listen)", Some(Read), BlockOn, None),
+        ],
+        registrations: 11,
+        unrecognized: 1,
+        capped: 0,
+        error: None,
+    });
+    finish(s)
+}
+
+/// [`tokio_io_waits`] of a stripped build: the waiters could not be read, and say why.
+pub fn tokio_io_unreadable() -> Snapshot {
+    let mut s = tokio_io_waits();
+    s.io_waits = Some(IoWaits {
+        error: Some(
+            "the binary has no tokio::runtime::task::waker::WAKER_VTABLE symbol (stripped?)".to_owned(),
+        ),
+        ..IoWaits::default()
+    });
+    s
 }

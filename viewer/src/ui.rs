@@ -4,7 +4,10 @@
 
 use std::fmt::Write as _;
 
-use parkscope_model::{Frame, FrameKind, Snapshot, StackId, SyscallClass, SyscallView, TaskView, ThreadView};
+use parkscope_model::{
+    Frame, FrameKind, IoWaitView, IoWaiterKind, IoWaits, Snapshot, StackId, SyscallClass, SyscallView,
+    TaskView, ThreadView,
+};
 use ratatui::Frame as TermFrame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -12,8 +15,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Row, Table, TableState, Wrap};
 
 use crate::app::{
-    App, DetailItem, GROUP_COLUMNS, GroupRow, Input, Overlay, SortState, TASK_COLUMNS, THREAD_COLUMNS, Tab,
-    goroutine_wait, goroutine_wait_ns, place_of, task_key, thread_is_stuck,
+    App, DetailItem, GROUP_COLUMNS, GroupRow, IO_COLUMNS, Input, IoWaitKey, Overlay, SortState, TASK_COLUMNS,
+    THREAD_COLUMNS, Tab, distinct_fds, goroutine_wait, goroutine_wait_ns, lists_io_waits, place_of, task_key,
+    tasks_parked_on_io, thread_is_stuck,
 };
 use crate::history::goroutine_counts;
 use crate::source::Mode;
@@ -78,6 +82,7 @@ pub fn draw(f: &mut TermFrame<'_>, app: &mut App) {
         Overlay::None => match app.tab {
             Tab::Threads => draw_threads(f, body, app, &theme),
             Tab::Goroutines => draw_goroutines(f, body, app, &theme),
+            Tab::Tasks if app.lists_io_waits() => draw_io_waits(f, body, app, &theme),
             Tab::Tasks => draw_tasks(f, body, app, &theme),
             Tab::History => draw_history(f, body, app, &theme),
         },
@@ -161,10 +166,25 @@ fn draw_header(f: &mut TermFrame<'_>, area: Rect, app: &App, theme: &Theme) {
         let (waiting, runnable, _) = goroutine_counts(s);
         let _ = write!(counts, " | g {} wait {waiting} rnbl {runnable}", s.goroutines.len());
     }
+    let mut tokio = Vec::new();
     if !s.tasks.is_empty() || sum.stalls > 0 {
-        let _ = write!(counts, " | tasks {} stalls {}", s.tasks.len(), sum.stalls);
+        tokio.push(format!("tasks {} stalls {}", s.tasks.len(), sum.stalls));
     }
-    let _ = write!(counts, " | dropped {}", sum.dropped_events);
+    if let Some(io) = &s.io_waits {
+        // `?`: not read (the Tasks view says why).
+        tokio.push(match &io.error {
+            Some(_) if io.waits.is_empty() => "io ?".to_owned(),
+            _ => format!("io {}", tasks_parked_on_io(io)),
+        });
+    }
+    if !tokio.is_empty() {
+        let _ = write!(counts, " | {}", tokio.join(" "));
+    }
+    let dropped = format!(" | dropped {}", sum.dropped_events);
+    // On a narrow screen a zero drop count gives way (a non-zero one is always shown).
+    if sum.dropped_events > 0 || counts.chars().count() + dropped.len() <= area.width as usize {
+        counts.push_str(&dropped);
+    }
     f.render_widget(Paragraph::new(vec![line1, line2, Line::raw(counts)]), area);
 }
 
@@ -182,6 +202,11 @@ fn draw_tabs(f: &mut TermFrame<'_>, area: Rect, app: &App, theme: &Theme) {
                     app.groups.len()
                 )
             }
+            (Tab::Tasks, Some(s)) if lists_io_waits(s) => format!(
+                "Tasks on I/O {}/{}",
+                app.io_rows.len(),
+                s.io_waits.as_ref().map_or(0, |io| io.waits.len())
+            ),
             (Tab::Tasks, Some(s)) => format!("Tasks {}/{}", app.task_rows.len(), s.tasks.len()),
             (Tab::Threads, None) => "Threads".to_owned(),
             (Tab::Goroutines, None) => "Goroutines".to_owned(),
@@ -218,6 +243,22 @@ fn header_cells(cols: &[(usize, &Column)], sort: SortState) -> Row<'static> {
             c.title.to_owned()
         }
     }))
+}
+
+/// How wide the column that takes the rest (width 0) is on a screen `width` wide.
+fn rest_width(cols: &[(usize, &Column)], width: u16) -> usize {
+    let fixed: usize = cols.iter().map(|(_, c)| c.width as usize + 1).sum();
+    (width as usize).saturating_sub(fixed).max(8)
+}
+
+/// `text` cut to `width` characters, with `…` where it was cut.
+pub fn fit(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let mut s: String = text.chars().take(width.saturating_sub(1)).collect();
+    s.push('…');
+    s
 }
 
 fn constraints(cols: &[(usize, &Column)]) -> Vec<Constraint> {
@@ -380,7 +421,30 @@ const TASK_LAYOUT: [Column; 8] = [
     Column { title: TASK_COLUMNS[7], width: 0, min_screen: 0 },
 ];
 
-fn task_cell(t: &TaskView, index: usize, column: usize) -> String {
+/// What a console task waits on: from `io_waits` (`waits` indexes it), the fd and its
+/// description, or `N fds`; else the task's own `io_fd`.
+fn task_io_text(t: &TaskView, io: Option<&IoWaits>, waits: &[usize]) -> String {
+    if let Some(io) = io
+        && !waits.is_empty()
+    {
+        let fds = distinct_fds(io, waits);
+        if fds.len() > 1 {
+            return format!("{} fds", fds.len());
+        }
+        let w = &io.waits[waits[0]];
+        return match &w.fd_desc {
+            Some(d) => format!("{} {d}", w.fd),
+            None => w.fd.to_string(),
+        };
+    }
+    match (t.io_fd, &t.io_fd_desc) {
+        (Some(fd), Some(d)) => format!("{fd} {d}"),
+        (Some(fd), None) => fd.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn task_cell(t: &TaskView, index: usize, column: usize, io: Option<&IoWaits>, waits: &[usize]) -> String {
     match column {
         0 => task_key(t, index).to_string(),
         1 => t.name.clone().or_else(|| t.spawn_location.clone()).unwrap_or_default(),
@@ -390,11 +454,7 @@ fn task_cell(t: &TaskView, index: usize, column: usize) -> String {
         5 => t.polls.to_string(),
         6 => t.worker_tid.map(|w| w.to_string()).unwrap_or_default(),
         7 => {
-            let mut s = match (t.io_fd, &t.io_fd_desc) {
-                (Some(fd), Some(d)) => format!("{fd} {d}"),
-                (Some(fd), None) => fd.to_string(),
-                _ => String::new(),
-            };
+            let mut s = task_io_text(t, io, waits);
             if !t.warnings.is_empty() {
                 let _ = write!(s, " !{}", t.warnings.join(", "));
             }
@@ -409,15 +469,81 @@ fn draw_tasks(f: &mut TermFrame<'_>, area: Rect, app: &mut App, theme: &Theme) {
     let range = app.tasks_list.visible(app.task_rows.len(), area.height.saturating_sub(1) as usize);
     let Some(sample) = app.shown.clone() else { return };
     let snap = &sample.snapshot;
+    let io = snap.io_waits.as_ref();
+    let rest = rest_width(&cols, area.width);
     let rows: Vec<Row> = app.task_rows[range.clone()]
         .iter()
-        .map(|&i| Row::new(cols.iter().map(|(c, _)| task_cell(&snap.tasks[i], i, *c))))
+        .map(|&i| {
+            let t = &snap.tasks[i];
+            let waits = t.task_id.and_then(|id| app.io_by_task.get(&id)).map_or(&[][..], Vec::as_slice);
+            Row::new(cols.iter().map(|(c, col)| {
+                let text = task_cell(t, i, *c, io, waits);
+                if col.width == 0 { fit(&text, rest) } else { text }
+            }))
+        })
         .collect();
     if rows.is_empty() {
         empty_note(f, area, app, "tasks");
     }
     let selected = app.tasks_list.selected.checked_sub(range.start);
     render_table(f, area, header_cells(&cols, app.task_sort), constraints(&cols), rows, selected, theme);
+}
+
+const IO_LAYOUT: [Column; 3] = [
+    Column { title: IO_COLUMNS[0], width: 9, min_screen: 0 },
+    Column { title: IO_COLUMNS[1], width: 11, min_screen: 0 },
+    Column { title: IO_COLUMNS[2], width: 0, min_screen: 0 },
+];
+
+/// Who waits: the task id, else `block_on` or `other`.
+fn waiter_text(w: &IoWaitView) -> String {
+    match (w.waiter, w.task_id) {
+        (IoWaiterKind::Task, Some(id)) => id.to_string(),
+        (IoWaiterKind::Task, None) => "task ?".to_owned(),
+        (kind, _) => kind.as_str().to_owned(),
+    }
+}
+
+fn io_cell(w: &IoWaitView, column: usize) -> String {
+    match column {
+        0 => waiter_text(w),
+        1 => w.interest.map_or("ready", |i| i.as_str()).to_owned(),
+        2 => match &w.fd_desc {
+            Some(d) => format!("{} {d}", w.fd),
+            None => w.fd.to_string(),
+        },
+        _ => String::new(),
+    }
+}
+
+/// The Tasks view of a target without console tasks: its waiters parked on I/O.
+fn draw_io_waits(f: &mut TermFrame<'_>, area: Rect, app: &mut App, theme: &Theme) {
+    let cols = fitting(&IO_LAYOUT, area.width);
+    let range = app.io_list.visible(app.io_rows.len(), area.height.saturating_sub(1) as usize);
+    let Some(sample) = app.shown.clone() else { return };
+    let Some(io) = sample.snapshot.io_waits.as_ref() else { return };
+    let rest = rest_width(&cols, area.width);
+    let rows: Vec<Row> = app.io_rows[range.clone()]
+        .iter()
+        .map(|&i| {
+            let w = &io.waits[i];
+            Row::new(cols.iter().map(|(c, col)| {
+                let text = io_cell(w, *c);
+                if col.width == 0 { fit(&text, rest) } else { text }
+            }))
+        })
+        .collect();
+    if rows.is_empty() {
+        match &io.error {
+            Some(e) => f.render_widget(
+                Paragraph::new(format!("tasks parked on I/O not read: {e}")).wrap(Wrap { trim: false }),
+                Rect { y: area.y + 1, height: area.height.saturating_sub(1), ..area },
+            ),
+            None => empty_note(f, area, app, "tasks parked on I/O"),
+        }
+    }
+    let selected = app.io_list.selected.checked_sub(range.start);
+    render_table(f, area, header_cells(&cols, app.io_sort), constraints(&cols), rows, selected, theme);
 }
 
 const SPARKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
@@ -617,6 +743,92 @@ fn goroutine_detail(
     stack_lines(out, snap, "Stack", g.stack_id, theme);
 }
 
+/// One wait as a line: `fd 12 read tcp 10.0.0.5:8080 -> 10.0.0.9:51544`.
+fn wait_text(w: &IoWaitView) -> String {
+    let mut s = format!("fd {} {}", w.fd, w.interest.map_or("ready", |i| i.as_str()));
+    if let Some(d) = &w.fd_desc {
+        let _ = write!(s, " {d}");
+    }
+    s
+}
+
+/// Waiters listed on the detail page's "also on fd" and "also waits" lines.
+const DETAIL_WAITERS_SHOWN: usize = 20;
+
+fn io_wait_detail(out: &mut Vec<Line<'static>>, io: &IoWaits, w: &IoWaitView, theme: &Theme) {
+    let title = match w.waiter {
+        IoWaiterKind::Task => {
+            format!("Task {} parked on I/O", w.task_id.map_or("?".to_owned(), |id| id.to_string()))
+        }
+        IoWaiterKind::BlockOn => "block_on's future parked on I/O".to_owned(),
+        IoWaiterKind::Other => "A waker of another kind parked on I/O".to_owned(),
+    };
+    out.push(Line::styled(title, theme.title()));
+    let mut kv = |k: &str, v: String| out.push(Line::raw(format!("  {k:<12}{v}")));
+    kv("fd", format!("{} {}", w.fd, w.fd_desc.as_deref().unwrap_or("(not described)")));
+    kv(
+        "waits for",
+        match w.interest {
+            Some(i) => i.as_str().to_owned(),
+            None => "readiness (the registration does not say which)".to_owned(),
+        },
+    );
+    kv(
+        "waiter",
+        match w.waiter {
+            IoWaiterKind::Task => "a tokio task, idle until the fd is ready".to_owned(),
+            IoWaiterKind::BlockOn => "the future block_on runs (#[tokio::main]'s body), no task".to_owned(),
+            IoWaiterKind::Other => {
+                "a waker not tokio's (FuturesUnordered, another executor): task unknown".to_owned()
+            }
+        },
+    );
+    let others: Vec<String> = io
+        .waits
+        .iter()
+        .filter(|o| o.fd == w.fd && IoWaitKey::of(o) != IoWaitKey::of(w))
+        .map(|o| format!("{} {}", waiter_text(o), o.interest.map_or("ready", |i| i.as_str())))
+        .collect();
+    if !others.is_empty() {
+        kv("also on fd", list_text(&others));
+    }
+    if w.waiter == IoWaiterKind::Task && w.task_id.is_some() {
+        let elsewhere: Vec<String> = io
+            .waits
+            .iter()
+            .filter(|o| {
+                o.waiter == IoWaiterKind::Task
+                    && o.task_id == w.task_id
+                    && IoWaitKey::of(o) != IoWaitKey::of(w)
+            })
+            .map(wait_text)
+            .collect();
+        for o in elsewhere.iter().take(DETAIL_WAITERS_SHOWN) {
+            kv("also waits", o.clone());
+        }
+        if elsewhere.len() > DETAIL_WAITERS_SHOWN {
+            kv("", format!("and {} more", elsewhere.len() - DETAIL_WAITERS_SHOWN));
+        }
+    }
+    let mut read = format!("{} registrations of the runtime's I/O driver", io.registrations);
+    if io.unrecognized > 0 {
+        let _ = write!(read, ", {} unrecognized", io.unrecognized);
+    }
+    if io.capped > 0 {
+        let _ = write!(read, ", {} left out by the cap", io.capped);
+    }
+    kv("read", read);
+}
+
+/// Up to [`DETAIL_WAITERS_SHOWN`] items joined, then how many more.
+fn list_text(items: &[String]) -> String {
+    let mut s = items.iter().take(DETAIL_WAITERS_SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    if items.len() > DETAIL_WAITERS_SHOWN {
+        let _ = write!(s, " and {} more", items.len() - DETAIL_WAITERS_SHOWN);
+    }
+    s
+}
+
 fn draw_detail(f: &mut TermFrame<'_>, area: Rect, app: &App, item: &DetailItem, scroll: u16, theme: &Theme) {
     let Some(snap) = app.snapshot() else { return };
     let mut lines: Vec<Line<'static>> = Vec::new();
@@ -666,8 +878,21 @@ fn draw_detail(f: &mut TermFrame<'_>, area: Rect, app: &App, item: &DetailItem, 
                 if let Some(w) = t.worker_tid {
                     kv("worker", thread_label(snap, w));
                 }
-                if let Some(fd) = t.io_fd {
-                    kv("fd", format!("{fd} {}", t.io_fd_desc.as_deref().unwrap_or("")));
+                let waits = t.task_id.and_then(|id| app.io_by_task.get(&id)).map_or(&[][..], Vec::as_slice);
+                match &snap.io_waits {
+                    Some(io) if !waits.is_empty() => {
+                        for &w in waits {
+                            kv("waits on", wait_text(&io.waits[w]));
+                        }
+                    }
+                    _ => {
+                        if let Some(fd) = t.io_fd {
+                            kv("fd", format!("{fd} {}", t.io_fd_desc.as_deref().unwrap_or("")));
+                        }
+                    }
+                }
+                if let Some(e) = snap.io_waits.as_ref().and_then(|io| io.error.as_ref()) {
+                    kv("I/O waits", format!("not read: {e}"));
                 }
                 for w in &t.warnings {
                     kv("warning", w.clone());
@@ -688,6 +913,13 @@ fn draw_detail(f: &mut TermFrame<'_>, area: Rect, app: &App, item: &DetailItem, 
                 }
             }
             None => lines.push(Line::raw("this task is gone".to_owned())),
+        },
+        DetailItem::IoWait(key) => match snap.io_waits.as_ref() {
+            Some(io) => match io.waits.iter().find(|w| IoWaitKey::of(w) == *key) {
+                Some(w) => io_wait_detail(&mut lines, io, w, theme),
+                None => lines.push(Line::raw("this waiter is gone (its fd became ready)".to_owned())),
+            },
+            None => lines.push(Line::raw("this waiter is gone".to_owned())),
         },
     }
     f.render_widget(Paragraph::new(lines).scroll((scroll, 0)).wrap(Wrap { trim: false }), area);

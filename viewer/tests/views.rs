@@ -133,6 +133,66 @@ fn tasks_view() {
     insta::assert_snapshot!("task_detail", screen(&mut app, 80, 24));
 }
 
+/// Console tasks with their waits on I/O: one fd (its description), two fds (`2 fds`), none.
+#[test]
+fn tasks_view_with_io_waits() {
+    let mut app = app_with(fixtures::tokio_tasks(), "");
+    key(&mut app, KeyCode::Tab);
+    assert_eq!(app.tab, Tab::Tasks);
+    assert!(!app.lists_io_waits(), "console tasks are listed when the target serves them");
+    // The proxy task (24) waits on two sockets: its detail lists both.
+    type_text(&mut app, "/fd~5432");
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.task_rows.len(), 1);
+    assert_eq!(app.snapshot().unwrap().tasks[app.task_rows[0]].task_id, Some(24));
+    key(&mut app, KeyCode::Enter);
+    insta::assert_snapshot!("task_detail_two_fds", screen(&mut app, 80, 24));
+}
+
+/// A tokio target without console-subscriber: the Tasks view lists the waiters parked on I/O.
+#[test]
+fn io_waits_view_without_console() {
+    let mut app = app_with(fixtures::tokio_io_waits(), "");
+    key(&mut app, KeyCode::Tab);
+    assert_eq!(app.tab, Tab::Tasks);
+    assert!(app.lists_io_waits());
+    insta::assert_snapshot!("io_waits", screen(&mut app, 80, 24));
+    insta::assert_snapshot!("io_waits_160x45", screen(&mut app, 160, 45));
+    // Sorted by task: tasks by id, then block_on, then other.
+    key(&mut app, KeyCode::Char('h'));
+    key(&mut app, KeyCode::Char('h'));
+    insta::assert_snapshot!("io_waits_by_task", screen(&mut app, 80, 24));
+    // Task 8 waits on two fds: its detail names the other one.
+    type_text(&mut app, "/task=8 fd~2001:db8");
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.io_rows.len(), 1);
+    key(&mut app, KeyCode::Enter);
+    insta::assert_snapshot!("io_wait_detail", screen(&mut app, 80, 24));
+    key(&mut app, KeyCode::Esc);
+    key(&mut app, KeyCode::Esc);
+    // Two tasks wait on one socket (a split stream's reader and writer): the filter on its
+    // description finds both, and `wait=` tells them apart.
+    type_text(&mut app, "/fd~10.0.0.9:51544");
+    let io = app.snapshot().unwrap().io_waits.clone().unwrap();
+    let tasks: Vec<Option<u64>> = app.io_rows.iter().map(|&i| io.waits[i].task_id).collect();
+    assert_eq!(tasks, [Some(5), Some(6)]);
+    type_text(&mut app, " wait=write");
+    assert_eq!(app.io_rows.iter().map(|&i| io.waits[i].task_id).collect::<Vec<_>>(), [Some(6)]);
+    key(&mut app, KeyCode::Esc);
+    type_text(&mut app, "/block_on");
+    assert_eq!(app.io_rows.iter().map(|&i| io.waits[i].fd).collect::<Vec<_>>(), [15]);
+}
+
+/// A stripped tokio build: the waiters could not be read; the header says `io ?` and the Tasks
+/// view why.
+#[test]
+fn io_waits_unreadable() {
+    let mut app = app_with(fixtures::tokio_io_unreadable(), "");
+    key(&mut app, KeyCode::Tab);
+    assert_eq!(app.tab, Tab::Tasks);
+    insta::assert_snapshot!("io_waits_unreadable", screen(&mut app, 80, 24));
+}
+
 #[test]
 fn history_view_and_help() {
     let mut app = App::new(Mode::Live, true);
@@ -260,6 +320,31 @@ fn no_color_draws_without_colours() {
     let coloured = |no_color: bool| {
         let mut app = App::new(Mode::Live, no_color);
         app.apply(Update::Sample(Arc::new(Sample { snapshot: fixtures::c_blocker(), sched_line: None })));
+        let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+        terminal.draw(|f| parkscope_viewer::ui::draw(f, &mut app)).unwrap();
+        terminal
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .filter(|c| c.fg != Color::Reset || c.bg != Color::Reset)
+            .count()
+    };
+    assert!(coloured(false) > 0, "colours are used by default");
+    assert_eq!(coloured(true), 0, "NO_COLOR: no foreground or background colour anywhere");
+}
+
+#[test]
+fn no_color_io_waits_view() {
+    use ratatui::style::Color;
+    let coloured = |no_color: bool| {
+        let mut app = App::new(Mode::Live, no_color);
+        app.apply(Update::Sample(Arc::new(Sample {
+            snapshot: fixtures::tokio_io_waits(),
+            sched_line: None,
+        })));
+        key(&mut app, KeyCode::Tab);
+        assert_eq!(app.tab, Tab::Tasks);
         let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
         terminal.draw(|f| parkscope_viewer::ui::draw(f, &mut app)).unwrap();
         terminal
