@@ -290,7 +290,14 @@ fn driver_starved(threads: &[ThreadView], stalls: &[StallView], stall_ns: u64) -
 fn io_waits(target: &TokioTarget, fds: &FdTable) -> IoWaits {
     let registrations: Vec<_> =
         fds.epoll_registrations().into_iter().filter(|r| fds.is_registered_file(r)).collect();
-    match read_io_waits(target.pid, &target.binary, &registrations) {
+    let started = std::time::Instant::now();
+    let read = read_io_waits(target.pid, &target.binary, &registrations);
+    tracing::debug!(
+        registrations = registrations.len(),
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "tokio I/O waits read"
+    );
+    match read {
         Ok(read) => IoWaits {
             waits: read
                 .waits
