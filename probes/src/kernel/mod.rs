@@ -49,6 +49,8 @@ pub enum KernelError {
     Missing { kind: &'static str, name: &'static str },
     #[error("cannot list the online CPUs: {detail}")]
     OnlineCpus { detail: String },
+    #[error("the probes were loaded without {what} (ProbeSelection)")]
+    NotSelected { what: &'static str },
 }
 
 /// Which groups of programs to attach. Each command asks only for what it uses, so the target
@@ -87,6 +89,33 @@ pub struct ProbeSelection {
     pub cpu_profile: bool,
     /// With `cpu_profile`: samples per second per CPU (fixed period 1e9/frequency ns).
     pub cpu_frequency_hz: u64,
+    /// The Go uprobes may be attached later ([`KernelProbes::attach_go_uprobes`]): their maps
+    /// get their full size at load.
+    pub go_uprobes: bool,
+}
+
+/// A map the selected programs never touch is created with the smallest size its type allows:
+/// the kernel allocates a preallocated hash map's elements (and a stack map's buckets) in full
+/// at creation, which was a third of the CPU a fresh `snapshot` spent before attaching. The
+/// programs still reference every map (the verifier needs them all), but the unselected
+/// paths are switched off by the load-time globals, and a write that got through anyway would
+/// fail for lack of room and be counted (`*_full`), never corrupt anything.
+fn unused_maps(sel: &ProbeSelection, block_events: bool, track_offcpu: bool) -> Vec<&'static str> {
+    let needs = [
+        (map::IN_FLIGHT, sel.syscalls),
+        (map::SYSCALL_STATS, sel.syscalls),
+        (map::BLOCK_EVENTS, sel.syscalls && block_events),
+        (map::THREAD_BLOCKS, sel.blocks),
+        (map::OFFCPU_START, track_offcpu),
+        (map::LAST_WAKE, track_offcpu),
+        (map::OFFCPU_TOTALS, sel.offcpu_profile),
+        (map::STACKS, sel.offcpu_profile || sel.cpu_profile || sel.go_uprobes),
+        (map::CPU_SAMPLES, sel.cpu_profile),
+        (map::GO_GSTATES, sel.go_uprobes),
+        (map::GO_PARK_STACK, sel.go_uprobes),
+        (map::GO_WAIT_TOTALS, sel.go_uprobes),
+    ];
+    needs.into_iter().filter(|(_, needed)| !needed).map(|(name, _)| name).collect()
 }
 
 /// Load-time settings.
@@ -198,7 +227,9 @@ impl KernelProbes {
     /// Loads `object` (the embedded BPF ELF) for `config.tgid` and attaches the selected programs.
     pub fn load(object: &[u8], config: ProbeConfig) -> Result<Self, KernelError> {
         check_capabilities()?;
-        let layout = sched_layout()?;
+        // Read and indexed once: for the layout here and (as aya parses it) to attach tp_btf.
+        let kernel_btf = btf::KernelBtf::load().map_err(|reason| KernelError::KernelBtf { reason })?;
+        let layout = sched_layout(&kernel_btf)?;
         let task_pid_off = layout.task_pid_off;
         let sel = config.selection;
         // Without sched_exit_tp, stacks can only be taken at switch-out, for every interval.
@@ -213,7 +244,12 @@ impl KernelProbes {
         let sample_ns = sel.offcpu_sample_ns;
         let track_blocks = u8::from(sel.blocks);
 
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        for name in unused_maps(&sel, config.block_event_min_ns.is_some(), track_offcpu != 0) {
+            // The ring buffer's smallest size is one page (aya rounds up to it).
+            loader.map_max_entries(name, 1);
+        }
+        let mut ebpf = loader
             .override_global(global::TARGET_TGID, &config.tgid, true)
             .override_global(global::BLOCK_EVENT_MIN_NS, &min_ns, true)
             .override_global(global::OFFCPU_PROFILE, &offcpu_profile, true)
@@ -240,7 +276,8 @@ impl KernelProbes {
         let mut probes = KernelProbes { ebpf, config, stack_sample_ns, cpus_sampled: 0, attached_at_ns: 0 };
         // Parsed once for every tp_btf program (a parse is most of attaching).
         let needs_btf = sel.syscalls || sel.switches || sel.blocks || sel.wakeups || sel.offcpu_profile;
-        let btf = if needs_btf { Some(vmlinux_btf()?) } else { None };
+        let btf = if needs_btf { Some(vmlinux_btf(kernel_btf.bytes())?) } else { None };
+        drop(kernel_btf);
         if let Some(btf) = &btf {
             if sel.syscalls {
                 // tp_btf: the verifier checks the programs' pt_regs loads against the kernel's BTF.
@@ -289,6 +326,9 @@ impl KernelProbes {
         park_stacks: bool,
         aggregate_from: Option<u64>,
     ) -> Result<(), KernelError> {
+        if !self.config.selection.go_uprobes {
+            return Err(KernelError::NotSelected { what: "go_uprobes" });
+        }
         let mut config = plan.config;
         config.aggregate = u32::from(aggregate_from.is_some());
         config.window_start_ns = aggregate_from.unwrap_or(0);
@@ -544,9 +584,10 @@ where
         .map_err(|source| KernelError::Program { program: name, source })
 }
 
-/// The running kernel's BTF as aya needs it to load tp_btf programs.
-fn vmlinux_btf() -> Result<aya::Btf, KernelError> {
-    aya::Btf::from_sys_fs()
+/// The running kernel's BTF (`bytes`, as read from [`btf::VMLINUX_BTF`]) as aya needs it to
+/// load tp_btf programs.
+fn vmlinux_btf(bytes: &[u8]) -> Result<aya::Btf, KernelError> {
+    aya::Btf::parse(bytes, aya::Endianness::default())
         .map_err(|e| KernelError::KernelBtf { reason: format!("{}: {e}", btf::VMLINUX_BTF) })
 }
 
@@ -565,9 +606,8 @@ struct SchedLayout {
 /// `task_struct.pid`'s offset, that the raw tracepoints have the argument lists the programs
 /// read (sched_switch gained `prev_state` as its fourth argument in Linux 5.18), and whether
 /// sched_exit_tp is there for off-CPU stacks taken at switch-in.
-fn sched_layout() -> Result<SchedLayout, KernelError> {
+fn sched_layout(btf: &btf::KernelBtf) -> Result<SchedLayout, KernelError> {
     let err = |reason: String| KernelError::KernelBtf { reason };
-    let btf = btf::KernelBtf::load().map_err(err)?;
     // The prototypes start with the tracepoint's private data pointer.
     for (tp, args) in [("sched_switch", 4), ("sched_waking", 1)] {
         let params = btf.typedef_proto_params(&format!("btf_trace_{tp}")).map_err(err)?;
