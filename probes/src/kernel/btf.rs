@@ -108,9 +108,31 @@ impl KernelBtf {
         Ok(Self { bytes, strings, types, records })
     }
 
-    /// The blob as read (to hand to a parser that needs the whole of it, such as aya's).
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+    /// The blob cut after the last of the types named `names`, for a reader that only looks
+    /// those names up (aya, for the ids of the `btf_trace_*` typedefs tp_btf programs attach
+    /// to). Ids are positions in the type section, so every type kept keeps its id; the
+    /// tracepoint typedefs come early (about a tenth of the way in on 6.18), so the reader
+    /// parses that much instead of all. The whole blob if a name is missing (the reader then
+    /// says which).
+    pub fn into_prefix_through(mut self, names: &[&str]) -> Vec<u8> {
+        let mut missing: Vec<&str> = names.to_vec();
+        let mut end = 0usize;
+        for id in 1..=self.records.len() as u32 {
+            if missing.is_empty() {
+                break;
+            }
+            let Some(r) = self.get(id) else { break };
+            if let Some(i) = missing.iter().position(|n| self.name_is(r.name_off, n)) {
+                missing.swap_remove(i);
+                // The record's end: where the next one starts, or the section's end.
+                end = self.records.get(id as usize).map_or(self.types.end, |&next| next as usize);
+            }
+        }
+        if missing.is_empty() && !names.is_empty() {
+            let type_len = (end - self.types.start) as u32;
+            self.bytes[12..16].copy_from_slice(&type_len.to_le_bytes());
+        }
+        self.bytes
     }
 
     fn section(&self) -> &[u8] {
@@ -234,6 +256,37 @@ mod tests {
         assert!(btf.member_offset("nope", "a").is_err());
         assert_eq!(btf.typedef_proto_params("t").unwrap(), 2);
         assert!(KernelBtf::parse(b"garbage".to_vec()).is_err());
+    }
+
+    /// The prefix keeps the ids of the named types and ends after the last of them.
+    #[test]
+    fn prefix_through_names_keeps_ids() {
+        let cut =
+            KernelBtf::parse(KernelBtf::parse(blob()).unwrap().into_prefix_through(&["t", "s"])).unwrap();
+        assert_eq!(cut.records.len(), 2);
+        assert_eq!(cut.member_offset("s", "b").unwrap(), 4);
+        let whole =
+            KernelBtf::parse(KernelBtf::parse(blob()).unwrap().into_prefix_through(&["t", "nope"])).unwrap();
+        assert_eq!(whole.records.len(), 4);
+        assert_eq!(whole.typedef_proto_params("t").unwrap(), 2);
+    }
+
+    /// Ground truth: aya, given the prefix, finds the same tracepoint typedef ids as given the
+    /// whole of the running kernel's BTF.
+    #[test]
+    fn running_kernel_prefix_has_the_same_ids() {
+        use aya::{Btf, Endianness};
+        use aya_obj::btf::BtfKind;
+        let names = ["btf_trace_sched_switch", "btf_trace_sched_waking"];
+        let whole = Btf::from_sys_fs().unwrap();
+        let prefix = KernelBtf::load().unwrap().into_prefix_through(&names);
+        let cut = Btf::parse(&prefix, Endianness::default()).unwrap();
+        for n in names {
+            let id = whole.id_by_type_name_kind(n, BtfKind::Typedef).unwrap();
+            assert_eq!(cut.id_by_type_name_kind(n, BtfKind::Typedef).unwrap(), id, "{n}");
+        }
+        let all = KernelBtf::load().unwrap().records.len();
+        assert!(KernelBtf::parse(prefix).unwrap().records.len() < all);
     }
 
     /// A type section that ends inside a record, or points past the blob, is an error.

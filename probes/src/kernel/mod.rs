@@ -276,8 +276,18 @@ impl KernelProbes {
         let mut probes = KernelProbes { ebpf, config, stack_sample_ns, cpus_sampled: 0, attached_at_ns: 0 };
         // Parsed once for every tp_btf program (a parse is most of attaching).
         let needs_btf = sel.syscalls || sel.switches || sel.blocks || sel.wakeups || sel.offcpu_profile;
-        let btf = if needs_btf { Some(vmlinux_btf(kernel_btf.bytes())?) } else { None };
-        drop(kernel_btf);
+        let tracepoints: Vec<&str> = [
+            (sel.syscalls, "btf_trace_sys_enter"),
+            (sel.syscalls, "btf_trace_sys_exit"),
+            (sel.switches || sel.blocks || sel.wakeups || sel.offcpu_profile, "btf_trace_sched_switch"),
+            (sel.wakeups || sel.offcpu_profile, "btf_trace_sched_waking"),
+            (sel.offcpu_profile && !at_switch_out, "btf_trace_sched_exit_tp"),
+        ]
+        .into_iter()
+        .filter_map(|(attached, typedef)| attached.then_some(typedef))
+        .collect();
+        let btf =
+            if needs_btf { Some(vmlinux_btf(kernel_btf.into_prefix_through(&tracepoints))?) } else { None };
         if let Some(btf) = &btf {
             if sel.syscalls {
                 // tp_btf: the verifier checks the programs' pt_regs loads against the kernel's BTF.
@@ -584,10 +594,11 @@ where
         .map_err(|source| KernelError::Program { program: name, source })
 }
 
-/// The running kernel's BTF (`bytes`, as read from [`btf::VMLINUX_BTF`]) as aya needs it to
-/// load tp_btf programs.
-fn vmlinux_btf(bytes: &[u8]) -> Result<aya::Btf, KernelError> {
-    aya::Btf::parse(bytes, aya::Endianness::default())
+/// The running kernel's BTF as aya needs it to load tp_btf programs: `bytes` is
+/// [`btf::VMLINUX_BTF`] cut after the `btf_trace_*` typedefs the programs attach to (all aya
+/// looks up there), see [`btf::KernelBtf::into_prefix_through`].
+fn vmlinux_btf(bytes: Vec<u8>) -> Result<aya::Btf, KernelError> {
+    aya::Btf::parse(&bytes, aya::Endianness::default())
         .map_err(|e| KernelError::KernelBtf { reason: format!("{}: {e}", btf::VMLINUX_BTF) })
 }
 
