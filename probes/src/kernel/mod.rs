@@ -686,6 +686,54 @@ pub fn monotonic_now_ns() -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use super::{ProbeSelection, map, unused_maps};
+
+    /// Each command's selection keeps full size for exactly the maps its switched-on paths
+    /// write (ebpf/src/probes/*.rs), so nothing it reads is shrunk.
+    #[test]
+    fn maps_sized_to_the_selection() {
+        let snapshot = ProbeSelection { blocks: true, switches: true, wakeups: true, ..Default::default() };
+        let shrunk = unused_maps(&snapshot, false, false);
+        assert!(!shrunk.contains(&map::THREAD_BLOCKS));
+        for m in [
+            map::STACKS,
+            map::OFFCPU_START,
+            map::LAST_WAKE,
+            map::IN_FLIGHT,
+            map::GO_GSTATES,
+            map::CPU_SAMPLES,
+        ] {
+            assert!(shrunk.contains(&m), "{m}");
+        }
+        let with_syscalls = ProbeSelection { syscalls: true, ..snapshot };
+        let shrunk = unused_maps(&with_syscalls, true, false);
+        for m in [map::IN_FLIGHT, map::SYSCALL_STATS, map::BLOCK_EVENTS, map::THREAD_BLOCKS] {
+            assert!(!shrunk.contains(&m), "{m}");
+        }
+        let offcpu = ProbeSelection {
+            switches: true,
+            wakeups: true,
+            offcpu_profile: true,
+            go_uprobes: true,
+            ..Default::default()
+        };
+        let shrunk = unused_maps(&offcpu, false, true);
+        for m in [
+            map::STACKS,
+            map::OFFCPU_START,
+            map::LAST_WAKE,
+            map::OFFCPU_TOTALS,
+            map::GO_GSTATES,
+            map::GO_PARK_STACK,
+            map::GO_WAIT_TOTALS,
+        ] {
+            assert!(!shrunk.contains(&m), "{m}");
+        }
+        let cpu = ProbeSelection { cpu_profile: true, ..Default::default() };
+        let shrunk = unused_maps(&cpu, false, false);
+        assert!(!shrunk.contains(&map::CPU_SAMPLES) && !shrunk.contains(&map::STACKS));
+    }
+
     #[test]
     fn tif_bit_follows_the_generic_tif_switch() {
         assert_eq!(super::tif_need_fpu_load_bit("6.18.44-fc-v1098"), 19);
