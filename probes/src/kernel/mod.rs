@@ -94,9 +94,10 @@ pub struct ProbeSelection {
     pub go_uprobes: bool,
 }
 
-/// A map the selected programs never touch is created with the smallest size its type allows:
-/// the kernel allocates a preallocated hash map's elements (and a stack map's buckets) in full
-/// at creation, which was a third of the CPU a fresh `snapshot` spent before attaching. The
+/// A map no switched-on path of the selected programs writes is created with one entry (the
+/// ring buffer with one page): the kernel allocates a preallocated hash map's elements (and a
+/// stack map's buckets) in full at creation, which was about a quarter of the CPU a fresh
+/// `snapshot` spent (docs/performance.md). The
 /// programs still reference every map (the verifier needs them all), but the unselected
 /// paths are switched off by the load-time globals, and a write that got through anyway would
 /// fail for lack of room and be counted (`*_full`), never corrupt anything.
