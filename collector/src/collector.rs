@@ -369,13 +369,12 @@ impl<'a> Run<'a> {
     /// long-call stream.
     fn load_probes(&mut self) -> Result<(), CollectError> {
         let Some(plan) = self.config.probes else { return Ok(()) };
-        let config = ProbeConfig {
-            tgid: self.config.pid,
-            selection: plan.selection,
-            block_event_min_ns: plan.long_call_min_ns,
-        };
+        // The Go uprobes' maps are sized at load, so whether they may come is said now.
+        let selection = ProbeSelection { go_uprobes: self.config.runtime_uprobes, ..plan.selection };
+        let config =
+            ProbeConfig { tgid: self.config.pid, selection, block_event_min_ns: plan.long_call_min_ns };
         let probes = KernelProbes::load(self.config.ebpf_object, config)?;
-        tracing::info!(pid = self.config.pid, selection = ?plan.selection, "probes attached");
+        tracing::info!(pid = self.config.pid, ?selection, "probes attached");
         self.observer.set_probes(probes);
         self.attached = Some(Instant::now());
         self.long_calls = self.observer.take_block_events();

@@ -289,6 +289,7 @@ fn run(
                 offcpu_sample_ns: stack_sample_period.as_nanos() as u64,
                 stacks_at_switch_out,
                 waker_stacks,
+                go_uprobes: config.runtime_uprobes,
                 ..Default::default()
             };
             let set_up = || -> Result<_, CollectError> {
@@ -336,8 +337,12 @@ fn run(
             let _ = outcome.send(with_unreadable(profile, unreadable));
         }
         ProfileMode::Cpu { frequency_hz } => {
-            let selection =
-                ProbeSelection { cpu_profile: true, cpu_frequency_hz: frequency_hz, ..Default::default() };
+            let selection = ProbeSelection {
+                cpu_profile: true,
+                cpu_frequency_hz: frequency_hz,
+                go_uprobes: config.runtime_uprobes,
+                ..Default::default()
+            };
             let probes = match load(&config, selection) {
                 Ok(p) => p,
                 Err(e) => {

@@ -7,8 +7,6 @@
 //! not sit well in a statically linked MIT/Apache binary. The format is small and stable
 //! (Documentation/bpf/btf.rst).
 
-use std::collections::HashMap;
-
 /// Where the running kernel publishes its BTF.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
@@ -19,120 +17,167 @@ const KIND_PTR: u32 = 2;
 const KIND_TYPEDEF: u32 = 8;
 const KIND_FUNC_PROTO: u32 = 13;
 
-/// One parsed type: its kind, name, the `size_or_type` word, and for structs/unions and
-/// function prototypes their members (name, offset in bits) or parameter count.
-#[derive(Debug, Clone)]
-struct BtfType {
-    kind: u32,
-    name: String,
-    size_or_type: u32,
-    members: Vec<(String, u32)>,
-    vlen: u32,
-}
-
-/// The parsed BTF: types by id (1-based) and struct ids by name.
+/// The BTF blob, with the byte offset of every type record (type id `i` is `records[i - 1]`).
+/// Names and members are decoded only for the few types looked up: the kernel's BTF has some
+/// 150,000 types, and decoding them all (names as strings, a name index) was most of the CPU a
+/// fresh `snapshot` spent before attaching.
 #[derive(Debug)]
 pub struct KernelBtf {
-    types: Vec<BtfType>,
-    by_name: HashMap<String, Vec<u32>>,
+    bytes: Vec<u8>,
+    /// The string and type sections, as ranges of `bytes` (checked against its length).
+    strings: std::ops::Range<usize>,
+    types: std::ops::Range<usize>,
+    records: Vec<u32>,
+}
+
+/// One type record's common header.
+struct Record {
+    name_off: u32,
+    kind: u32,
+    vlen: u32,
+    kind_flag: bool,
+    size_or_type: u32,
+    /// Offset of the kind-specific data after the header, within the type section.
+    data: usize,
 }
 
 /// Errors are plain strings: they end up in one-line messages naming the file.
 pub type BtfResult<T> = Result<T, String>;
 
 fn u32_at(b: &[u8], off: usize) -> BtfResult<u32> {
-    b.get(off..off + 4)
+    off.checked_add(4)
+        .and_then(|end| b.get(off..end))
         .map(|s| u32::from_le_bytes(s.try_into().expect("4 bytes")))
         .ok_or_else(|| format!("truncated at byte {off}"))
+}
+
+/// `hdr_len + off .. + len` as a checked range of a blob of `total` bytes.
+fn section(
+    hdr_len: usize,
+    off: u32,
+    len: u32,
+    total: usize,
+    what: &str,
+) -> BtfResult<std::ops::Range<usize>> {
+    let start = hdr_len.checked_add(off as usize);
+    let end = start.and_then(|s| s.checked_add(len as usize));
+    match (start, end) {
+        (Some(start), Some(end)) if end <= total => Ok(start..end),
+        _ => Err(format!("{what} section out of range")),
+    }
 }
 
 impl KernelBtf {
     /// Reads and parses [`VMLINUX_BTF`].
     pub fn load() -> BtfResult<Self> {
         let bytes = std::fs::read(VMLINUX_BTF).map_err(|e| format!("read {VMLINUX_BTF}: {e}"))?;
-        Self::parse(&bytes).map_err(|e| format!("{VMLINUX_BTF}: {e}"))
+        Self::parse(bytes).map_err(|e| format!("{VMLINUX_BTF}: {e}"))
     }
 
-    /// Parses a little-endian BTF blob.
-    pub fn parse(b: &[u8]) -> BtfResult<Self> {
+    /// Indexes a little-endian BTF blob: checks the header and walks the type records once,
+    /// keeping where each starts.
+    pub fn parse(bytes: Vec<u8>) -> BtfResult<Self> {
+        let b = &bytes[..];
         if b.len() < 24 || u16::from_le_bytes([b[0], b[1]]) != BTF_MAGIC {
             return Err("not little-endian BTF (bad magic)".into());
         }
         let hdr_len = u32_at(b, 4)? as usize;
-        let type_off = hdr_len + u32_at(b, 8)? as usize;
-        let type_len = u32_at(b, 12)? as usize;
-        let str_off = hdr_len + u32_at(b, 16)? as usize;
-        let str_len = u32_at(b, 20)? as usize;
-        let strings = b.get(str_off..str_off + str_len).ok_or("string section out of range")?;
-        let name_at = |off: u32| -> String {
-            let s = strings.get(off as usize..).unwrap_or_default();
-            let end = s.iter().position(|&c| c == 0).unwrap_or(s.len());
-            String::from_utf8_lossy(&s[..end]).into_owned()
-        };
-
-        let section = b.get(type_off..type_off + type_len).ok_or("type section out of range")?;
-        let mut types = Vec::new();
+        let types = section(hdr_len, u32_at(b, 8)?, u32_at(b, 12)?, b.len(), "type")?;
+        let strings = section(hdr_len, u32_at(b, 16)?, u32_at(b, 20)?, b.len(), "string")?;
+        let sec = &b[types.clone()];
+        let mut records = Vec::with_capacity(sec.len() / 24);
         let mut at = 0usize;
-        while at < section.len() {
-            let name_off = u32_at(section, at)?;
-            let info = u32_at(section, at + 4)?;
-            let size_or_type = u32_at(section, at + 8)?;
-            at += 12;
-            let kind = (info >> 24) & 0x1f;
-            let vlen = info & 0xffff;
-            let kind_flag = info >> 31 == 1;
-            let mut members = Vec::new();
+        while at < sec.len() {
+            let rec = record(sec, at)?;
+            let vlen = rec.vlen as usize;
             // Bytes of kind-specific data after the common 12-byte header.
-            let extra = match kind {
-                1 | 14 | 17 => 4,              // INT, VAR, DECL_TAG
-                3 => 12,                       // ARRAY
-                6 => 8 * vlen as usize,        // ENUM
-                13 => 8 * vlen as usize,       // FUNC_PROTO
-                15 | 19 => 12 * vlen as usize, // DATASEC, ENUM64
-                KIND_STRUCT | KIND_UNION => {
-                    for i in 0..vlen as usize {
-                        let m = at + 12 * i;
-                        let offset = u32_at(section, m + 8)?;
-                        // With kind_flag the low 24 bits are the bit offset (bitfield size above).
-                        let bits = if kind_flag { offset & 0x00ff_ffff } else { offset };
-                        members.push((name_at(u32_at(section, m)?), bits));
-                    }
-                    12 * vlen as usize
-                }
+            let extra = match rec.kind {
+                1 | 14 | 17 => 4,                                // INT, VAR, DECL_TAG
+                3 => 12,                                         // ARRAY
+                6 | KIND_FUNC_PROTO => 8 * vlen,                 // ENUM, FUNC_PROTO
+                KIND_STRUCT | KIND_UNION | 15 | 19 => 12 * vlen, // members, DATASEC, ENUM64
                 0 | 2 | 7..=12 | 16 | 18 => 0,
                 other => return Err(format!("unknown BTF kind {other}")),
             };
-            at += extra;
-            types.push(BtfType { kind, name: name_at(name_off), size_or_type, members, vlen });
-        }
-        let mut by_name: HashMap<String, Vec<u32>> = HashMap::new();
-        for (i, t) in types.iter().enumerate() {
-            if !t.name.is_empty() {
-                by_name.entry(t.name.clone()).or_default().push(i as u32 + 1);
+            if rec.data + extra > sec.len() {
+                return Err(format!("type record at byte {at} runs past the type section"));
             }
+            records.push(u32::try_from(types.start + at).map_err(|_| "BTF larger than 4 GiB")?);
+            at = rec.data + extra;
         }
-        Ok(Self { types, by_name })
+        Ok(Self { bytes, strings, types, records })
     }
 
-    fn get(&self, id: u32) -> Option<&BtfType> {
-        id.checked_sub(1).and_then(|i| self.types.get(i as usize))
+    /// The blob cut after the last of the types named `names`, for a reader that only looks
+    /// those names up (aya, for the ids of the `btf_trace_*` typedefs tp_btf programs attach
+    /// to). Ids are positions in the type section, so every type kept keeps its id; the
+    /// tracepoint typedefs come early (about a tenth of the way in on 6.18), so the reader
+    /// parses that much instead of all. The whole blob if a name is missing (the reader then
+    /// says which).
+    pub fn into_prefix_through(mut self, names: &[&str]) -> Vec<u8> {
+        let mut missing: Vec<&str> = names.to_vec();
+        let mut end = 0usize;
+        for id in 1..=self.records.len() as u32 {
+            if missing.is_empty() {
+                break;
+            }
+            let Some(r) = self.get(id) else { break };
+            if let Some(i) = missing.iter().position(|n| self.name_is(r.name_off, n)) {
+                missing.swap_remove(i);
+                // The record's end: where the next one starts, or the section's end.
+                end = self.records.get(id as usize).map_or(self.types.end, |&next| next as usize);
+            }
+        }
+        if missing.is_empty() && !names.is_empty() {
+            let type_len = (end - self.types.start) as u32;
+            self.bytes[12..16].copy_from_slice(&type_len.to_le_bytes());
+        }
+        self.bytes
+    }
+
+    fn section(&self) -> &[u8] {
+        &self.bytes[self.types.clone()]
+    }
+
+    /// The record of type `id` (1-based).
+    fn get(&self, id: u32) -> Option<Record> {
+        let at = *self.records.get(id.checked_sub(1)? as usize)? as usize - self.types.start;
+        record(self.section(), at).ok()
+    }
+
+    /// Whether the string at `off` is `name` (compared in place, without decoding).
+    fn name_is(&self, off: u32, name: &str) -> bool {
+        let strings = &self.bytes[self.strings.clone()];
+        let start = off as usize;
+        let end = start + name.len();
+        strings.get(start..end) == Some(name.as_bytes()) && strings.get(end) == Some(&0)
+    }
+
+    /// Ids of the types named `name`, in id order.
+    fn ids_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = (u32, Record)> + 'a {
+        (1..=self.records.len() as u32)
+            .filter_map(|id| self.get(id).map(|r| (id, r)))
+            .filter(move |(_, r)| self.name_is(r.name_off, name))
     }
 
     /// Byte offset of `member` in `struct name` (a direct member, not inside an anonymous union).
     pub fn member_offset(&self, name: &str, member: &str) -> BtfResult<u32> {
-        let id = self
-            .by_name
-            .get(name)
-            .and_then(|ids| {
-                ids.iter().copied().find(|&id| self.get(id).is_some_and(|t| t.kind == KIND_STRUCT))
-            })
+        let (_, t) = self
+            .ids_named(name)
+            .find(|(_, r)| r.kind == KIND_STRUCT)
             .ok_or_else(|| format!("no struct {name} in kernel BTF"))?;
-        let t = self.get(id).expect("id from the index");
-        let (_, bits) = t
-            .members
-            .iter()
-            .find(|(n, _)| n == member)
-            .ok_or_else(|| format!("struct {name} has no member {member}"))?;
+        let sec = self.section();
+        let mut found = None;
+        for i in 0..t.vlen as usize {
+            let m = t.data + 12 * i;
+            if self.name_is(u32_at(sec, m)?, member) {
+                found = Some(u32_at(sec, m + 8)?);
+                break;
+            }
+        }
+        let offset = found.ok_or_else(|| format!("struct {name} has no member {member}"))?;
+        // With kind_flag the low 24 bits are the bit offset (bitfield size above).
+        let bits = if t.kind_flag { offset & 0x00ff_ffff } else { offset };
         if bits % 8 != 0 {
             return Err(format!("{name}.{member} is a bitfield"));
         }
@@ -142,11 +187,8 @@ impl KernelBtf {
     /// Parameter count of the function prototype behind typedef `name` (such as
     /// `btf_trace_sched_switch`, whose first parameter is the tracepoint's private data).
     pub fn typedef_proto_params(&self, name: &str) -> BtfResult<u32> {
-        let mut id = *self
-            .by_name
-            .get(name)
-            .and_then(|ids| ids.first())
-            .ok_or_else(|| format!("no type {name} in kernel BTF"))?;
+        let (mut id, _) =
+            self.ids_named(name).next().ok_or_else(|| format!("no type {name} in kernel BTF"))?;
         // typedef -> pointer -> func_proto
         for _ in 0..4 {
             let t = self.get(id).ok_or_else(|| format!("dangling type id {id}"))?;
@@ -158,6 +200,19 @@ impl KernelBtf {
         }
         Err(format!("{name}: type chain too deep"))
     }
+}
+
+/// The common header of the type record at `at` of the type section `sec`.
+fn record(sec: &[u8], at: usize) -> BtfResult<Record> {
+    let info = u32_at(sec, at + 4)?;
+    Ok(Record {
+        name_off: u32_at(sec, at)?,
+        kind: (info >> 24) & 0x1f,
+        vlen: info & 0xffff,
+        kind_flag: info >> 31 == 1,
+        size_or_type: u32_at(sec, at + 8)?,
+        data: at + 12,
+    })
 }
 
 #[cfg(test)]
@@ -194,13 +249,63 @@ mod tests {
 
     #[test]
     fn parses_members_and_protos() {
-        let btf = KernelBtf::parse(&blob()).unwrap();
+        let btf = KernelBtf::parse(blob()).unwrap();
         assert_eq!(btf.member_offset("s", "a").unwrap(), 0);
         assert_eq!(btf.member_offset("s", "b").unwrap(), 4);
         assert!(btf.member_offset("s", "c").is_err());
         assert!(btf.member_offset("nope", "a").is_err());
         assert_eq!(btf.typedef_proto_params("t").unwrap(), 2);
-        assert!(KernelBtf::parse(b"garbage").is_err());
+        assert!(KernelBtf::parse(b"garbage".to_vec()).is_err());
+    }
+
+    /// The prefix keeps the ids of the named types and ends after the last of them.
+    #[test]
+    fn prefix_through_names_keeps_ids() {
+        let cut =
+            KernelBtf::parse(KernelBtf::parse(blob()).unwrap().into_prefix_through(&["t", "s"])).unwrap();
+        assert_eq!(cut.records.len(), 2);
+        assert_eq!(cut.member_offset("s", "b").unwrap(), 4);
+        let whole =
+            KernelBtf::parse(KernelBtf::parse(blob()).unwrap().into_prefix_through(&["t", "nope"])).unwrap();
+        assert_eq!(whole.records.len(), 4);
+        assert_eq!(whole.typedef_proto_params("t").unwrap(), 2);
+    }
+
+    /// Ground truth: aya, given the prefix, finds the same tracepoint typedef ids as given the
+    /// whole of the running kernel's BTF.
+    #[test]
+    fn running_kernel_prefix_has_the_same_ids() {
+        use aya::{Btf, Endianness};
+        use aya_obj::btf::BtfKind;
+        let names = ["btf_trace_sched_switch", "btf_trace_sched_waking"];
+        let whole = Btf::from_sys_fs().unwrap();
+        let prefix = KernelBtf::load().unwrap().into_prefix_through(&names);
+        let cut = Btf::parse(&prefix, Endianness::default()).unwrap();
+        for n in names {
+            let id = whole.id_by_type_name_kind(n, BtfKind::Typedef).unwrap();
+            assert_eq!(cut.id_by_type_name_kind(n, BtfKind::Typedef).unwrap(), id, "{n}");
+        }
+        let all = KernelBtf::load().unwrap().records.len();
+        assert!(KernelBtf::parse(prefix).unwrap().records.len() < all);
+    }
+
+    /// A type section that ends inside a record, or points past the blob, is an error.
+    #[test]
+    fn truncated_sections_are_errors() {
+        let good = blob();
+        for cut in [1u32, 4, 13] {
+            let mut b = good.clone();
+            // type_len (header bytes 12..16) shortened: the last record runs past the section.
+            let type_len = u32::from_le_bytes(b[12..16].try_into().unwrap()) - cut;
+            b[12..16].copy_from_slice(&type_len.to_le_bytes());
+            assert!(KernelBtf::parse(b).is_err(), "cut {cut}");
+        }
+        let mut b = good.clone();
+        b[20..24].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(KernelBtf::parse(b).is_err());
+        let mut b = good;
+        b[8..12].copy_from_slice(&(u32::MAX - 2).to_le_bytes());
+        assert!(KernelBtf::parse(b).is_err());
     }
 
     /// Ground truth: the running kernel. task_struct declares `pid_t pid; pid_t tgid;` back to

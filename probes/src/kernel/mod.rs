@@ -49,6 +49,8 @@ pub enum KernelError {
     Missing { kind: &'static str, name: &'static str },
     #[error("cannot list the online CPUs: {detail}")]
     OnlineCpus { detail: String },
+    #[error("the probes were loaded without {what} (ProbeSelection)")]
+    NotSelected { what: &'static str },
 }
 
 /// Which groups of programs to attach. Each command asks only for what it uses, so the target
@@ -87,6 +89,34 @@ pub struct ProbeSelection {
     pub cpu_profile: bool,
     /// With `cpu_profile`: samples per second per CPU (fixed period 1e9/frequency ns).
     pub cpu_frequency_hz: u64,
+    /// The Go uprobes may be attached later ([`KernelProbes::attach_go_uprobes`]): their maps
+    /// get their full size at load.
+    pub go_uprobes: bool,
+}
+
+/// A map no switched-on path of the selected programs writes is created with one entry (the
+/// ring buffer with one page): the kernel allocates a preallocated hash map's elements (and a
+/// stack map's buckets) in full at creation, which was about a quarter of the CPU a fresh
+/// `snapshot` spent (docs/performance.md). The
+/// programs still reference every map (the verifier needs them all), but the unselected
+/// paths are switched off by the load-time globals, and a write that got through anyway would
+/// fail for lack of room and be counted (`*_full`), never corrupt anything.
+fn unused_maps(sel: &ProbeSelection, block_events: bool, track_offcpu: bool) -> Vec<&'static str> {
+    let needs = [
+        (map::IN_FLIGHT, sel.syscalls),
+        (map::SYSCALL_STATS, sel.syscalls),
+        (map::BLOCK_EVENTS, sel.syscalls && block_events),
+        (map::THREAD_BLOCKS, sel.blocks),
+        (map::OFFCPU_START, track_offcpu),
+        (map::LAST_WAKE, track_offcpu),
+        (map::OFFCPU_TOTALS, sel.offcpu_profile),
+        (map::STACKS, sel.offcpu_profile || sel.cpu_profile || sel.go_uprobes),
+        (map::CPU_SAMPLES, sel.cpu_profile),
+        (map::GO_GSTATES, sel.go_uprobes),
+        (map::GO_PARK_STACK, sel.go_uprobes),
+        (map::GO_WAIT_TOTALS, sel.go_uprobes),
+    ];
+    needs.into_iter().filter(|(_, needed)| !needed).map(|(name, _)| name).collect()
 }
 
 /// Load-time settings.
@@ -198,7 +228,9 @@ impl KernelProbes {
     /// Loads `object` (the embedded BPF ELF) for `config.tgid` and attaches the selected programs.
     pub fn load(object: &[u8], config: ProbeConfig) -> Result<Self, KernelError> {
         check_capabilities()?;
-        let layout = sched_layout()?;
+        // Read and indexed once: for the layout here and (as aya parses it) to attach tp_btf.
+        let kernel_btf = btf::KernelBtf::load().map_err(|reason| KernelError::KernelBtf { reason })?;
+        let layout = sched_layout(&kernel_btf)?;
         let task_pid_off = layout.task_pid_off;
         let sel = config.selection;
         // Without sched_exit_tp, stacks can only be taken at switch-out, for every interval.
@@ -213,7 +245,12 @@ impl KernelProbes {
         let sample_ns = sel.offcpu_sample_ns;
         let track_blocks = u8::from(sel.blocks);
 
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        for name in unused_maps(&sel, config.block_event_min_ns.is_some(), track_offcpu != 0) {
+            // The ring buffer's smallest size is one page (aya rounds up to it).
+            loader.map_max_entries(name, 1);
+        }
+        let mut ebpf = loader
             .override_global(global::TARGET_TGID, &config.tgid, true)
             .override_global(global::BLOCK_EVENT_MIN_NS, &min_ns, true)
             .override_global(global::OFFCPU_PROFILE, &offcpu_profile, true)
@@ -240,7 +277,18 @@ impl KernelProbes {
         let mut probes = KernelProbes { ebpf, config, stack_sample_ns, cpus_sampled: 0, attached_at_ns: 0 };
         // Parsed once for every tp_btf program (a parse is most of attaching).
         let needs_btf = sel.syscalls || sel.switches || sel.blocks || sel.wakeups || sel.offcpu_profile;
-        let btf = if needs_btf { Some(vmlinux_btf()?) } else { None };
+        let tracepoints: Vec<&str> = [
+            (sel.syscalls, "btf_trace_sys_enter"),
+            (sel.syscalls, "btf_trace_sys_exit"),
+            (sel.switches || sel.blocks || sel.wakeups || sel.offcpu_profile, "btf_trace_sched_switch"),
+            (sel.wakeups || sel.offcpu_profile, "btf_trace_sched_waking"),
+            (sel.offcpu_profile && !at_switch_out, "btf_trace_sched_exit_tp"),
+        ]
+        .into_iter()
+        .filter_map(|(attached, typedef)| attached.then_some(typedef))
+        .collect();
+        let btf =
+            if needs_btf { Some(vmlinux_btf(kernel_btf.into_prefix_through(&tracepoints))?) } else { None };
         if let Some(btf) = &btf {
             if sel.syscalls {
                 // tp_btf: the verifier checks the programs' pt_regs loads against the kernel's BTF.
@@ -289,6 +337,9 @@ impl KernelProbes {
         park_stacks: bool,
         aggregate_from: Option<u64>,
     ) -> Result<(), KernelError> {
+        if !self.config.selection.go_uprobes {
+            return Err(KernelError::NotSelected { what: "go_uprobes" });
+        }
         let mut config = plan.config;
         config.aggregate = u32::from(aggregate_from.is_some());
         config.window_start_ns = aggregate_from.unwrap_or(0);
@@ -544,9 +595,11 @@ where
         .map_err(|source| KernelError::Program { program: name, source })
 }
 
-/// The running kernel's BTF as aya needs it to load tp_btf programs.
-fn vmlinux_btf() -> Result<aya::Btf, KernelError> {
-    aya::Btf::from_sys_fs()
+/// The running kernel's BTF as aya needs it to load tp_btf programs: `bytes` is
+/// [`btf::VMLINUX_BTF`] cut after the `btf_trace_*` typedefs the programs attach to (all aya
+/// looks up there), see [`btf::KernelBtf::into_prefix_through`].
+fn vmlinux_btf(bytes: Vec<u8>) -> Result<aya::Btf, KernelError> {
+    aya::Btf::parse(&bytes, aya::Endianness::default())
         .map_err(|e| KernelError::KernelBtf { reason: format!("{}: {e}", btf::VMLINUX_BTF) })
 }
 
@@ -565,9 +618,8 @@ struct SchedLayout {
 /// `task_struct.pid`'s offset, that the raw tracepoints have the argument lists the programs
 /// read (sched_switch gained `prev_state` as its fourth argument in Linux 5.18), and whether
 /// sched_exit_tp is there for off-CPU stacks taken at switch-in.
-fn sched_layout() -> Result<SchedLayout, KernelError> {
+fn sched_layout(btf: &btf::KernelBtf) -> Result<SchedLayout, KernelError> {
     let err = |reason: String| KernelError::KernelBtf { reason };
-    let btf = btf::KernelBtf::load().map_err(err)?;
     // The prototypes start with the tracepoint's private data pointer.
     for (tp, args) in [("sched_switch", 4), ("sched_waking", 1)] {
         let params = btf.typedef_proto_params(&format!("btf_trace_{tp}")).map_err(err)?;
@@ -635,6 +687,54 @@ pub fn monotonic_now_ns() -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use super::{ProbeSelection, map, unused_maps};
+
+    /// Each command's selection keeps full size for exactly the maps its switched-on paths
+    /// write (ebpf/src/probes/*.rs), so nothing it reads is shrunk.
+    #[test]
+    fn maps_sized_to_the_selection() {
+        let snapshot = ProbeSelection { blocks: true, switches: true, wakeups: true, ..Default::default() };
+        let shrunk = unused_maps(&snapshot, false, false);
+        assert!(!shrunk.contains(&map::THREAD_BLOCKS));
+        for m in [
+            map::STACKS,
+            map::OFFCPU_START,
+            map::LAST_WAKE,
+            map::IN_FLIGHT,
+            map::GO_GSTATES,
+            map::CPU_SAMPLES,
+        ] {
+            assert!(shrunk.contains(&m), "{m}");
+        }
+        let with_syscalls = ProbeSelection { syscalls: true, ..snapshot };
+        let shrunk = unused_maps(&with_syscalls, true, false);
+        for m in [map::IN_FLIGHT, map::SYSCALL_STATS, map::BLOCK_EVENTS, map::THREAD_BLOCKS] {
+            assert!(!shrunk.contains(&m), "{m}");
+        }
+        let offcpu = ProbeSelection {
+            switches: true,
+            wakeups: true,
+            offcpu_profile: true,
+            go_uprobes: true,
+            ..Default::default()
+        };
+        let shrunk = unused_maps(&offcpu, false, true);
+        for m in [
+            map::STACKS,
+            map::OFFCPU_START,
+            map::LAST_WAKE,
+            map::OFFCPU_TOTALS,
+            map::GO_GSTATES,
+            map::GO_PARK_STACK,
+            map::GO_WAIT_TOTALS,
+        ] {
+            assert!(!shrunk.contains(&m), "{m}");
+        }
+        let cpu = ProbeSelection { cpu_profile: true, ..Default::default() };
+        let shrunk = unused_maps(&cpu, false, false);
+        assert!(!shrunk.contains(&map::CPU_SAMPLES) && !shrunk.contains(&map::STACKS));
+    }
+
     #[test]
     fn tif_bit_follows_the_generic_tif_switch() {
         assert_eq!(super::tif_need_fpu_load_bit("6.18.44-fc-v1098"), 19);
