@@ -1,8 +1,9 @@
-//! `parkscope top` in a real terminal: tmux runs it at 160x45 on the C blocker and on the Go
-//! parked example, and on a recording of the C blocker (`top --from FILE`, whole and
+//! `parkscope top` in a real terminal: tmux runs it at 160x45 on the C blocker, on the Go
+//! parked example, on the tokio iopark example (tasks parked on I/O), and on a recording of the C blocker (`top --from FILE`, whole and
 //! truncated); keys are sent with `tmux send-keys`, and the screen is read back with
 //! `tmux capture-pane -p`. The ground truth is the targets' own manifests (tids, fds, inodes,
-//! the function each thread blocks in), /proc, and the recording's chunk offsets.
+//! the function each thread blocks in, iopark's task ids and fds), /proc, and the recording's
+//! chunk offsets.
 
 use std::process::Command;
 use std::thread;
@@ -483,4 +484,47 @@ fn top_from_refuses_what_is_not_a_recording_and_a_pipe() {
     assert!(out.stderr.contains("cannot be used with"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(file.parent().unwrap());
+}
+
+/// The tokio iopark example: the Tasks tab lists every waiter the target says it parked on I/O
+/// (its own task ids and fds), the `block_on` future included, and not the task asleep on a
+/// timer; the header counts the tasks.
+#[test]
+fn top_on_tokio_tasks_parked_on_io() {
+    let mut child = Command::new(parkscope_tests::example_bin("tokio-iopark-newest"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("examples/bin/tokio-iopark-newest (run `cargo xtask examples`)");
+    let lines = parkscope_tests::lines_of(child.stdout.take().unwrap());
+    let mut parks: Vec<serde_json::Value> = Vec::new();
+    loop {
+        let v: serde_json::Value =
+            serde_json::from_str(&lines.recv_timeout(Duration::from_secs(20)).unwrap()).unwrap();
+        if v["ready"] == true {
+            break;
+        }
+        parks.push(v);
+    }
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Kill(child);
+    let tmux = Tmux::start("tokio-io", &format!("{} top -p {}", parkscope_bin().display(), child.0.id()));
+    tmux.wait_for("the tokio header", Duration::from_secs(5), |s| s.contains("tokio 1.54.1"));
+    tmux.keys(&["Tab"]);
+    let screen = tmux.wait_for("the waiters", Duration::from_secs(5), |s| s.contains("Tasks on I/O"));
+    let tasks = parks.iter().filter(|p| p["park"] != "timer" && p["task"].is_u64()).count();
+    assert!(screen.contains(&format!("| io {tasks} |")), "io count of {tasks} tasks:\n{screen}");
+    let rows: Vec<Vec<&str>> = screen.lines().map(|l| l.split_whitespace().collect()).collect();
+    for p in &parks {
+        let fd = p["fd"].to_string();
+        let who = if p["park"] == "block_on_accept" { "block_on".to_owned() } else { p["task"].to_string() };
+        let listed = rows.iter().any(|r| r.len() > 3 && r[0] == who && r[2] == fd);
+        assert_eq!(listed, p["park"] != "timer", "{p}:\n{screen}");
+    }
+    assert_quits_cleanly(&tmux);
 }
