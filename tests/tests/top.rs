@@ -514,9 +514,12 @@ fn top_on_tokio_tasks_parked_on_io() {
     }
     let child = Kill(child);
     let tmux = Tmux::start("tokio-io", &format!("{} top -p {}", parkscope_bin().display(), child.0.id()));
-    tmux.wait_for("the tokio header", Duration::from_secs(5), |s| s.contains("tokio 1.54.1"));
+    // The tab appears with the first view that has waiters; then Tab moves to it.
+    tmux.wait_for("the tokio header and the tab", Duration::from_secs(5), |s| {
+        s.contains("tokio 1.54.1") && s.contains("Tasks on I/O")
+    });
     tmux.keys(&["Tab"]);
-    let screen = tmux.wait_for("the waiters", Duration::from_secs(5), |s| s.contains("Tasks on I/O"));
+    let screen = tmux.wait_for("the waiters", Duration::from_secs(5), |s| s.contains("WAITS FOR"));
     let tasks = parks.iter().filter(|p| p["park"] != "timer" && p["task"].is_u64()).count();
     assert!(screen.contains(&format!("| io {tasks} |")), "io count of {tasks} tasks:\n{screen}");
     let rows: Vec<Vec<&str>> = screen.lines().map(|l| l.split_whitespace().collect()).collect();
