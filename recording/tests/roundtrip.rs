@@ -84,22 +84,8 @@ fn snapshot(i: u64) -> Snapshot {
             }),
         });
     }
-    // Tasks parked on I/O: which ones wait changes from one snapshot to the next.
-    s.io_waits = Some(parkscope_model::IoWaits {
-        waits: (0..(i / 3 % 2 + 1))
-            .map(|k| parkscope_model::IoWaitView {
-                fd: 7 + k as i32,
-                fd_desc: Some(format!("tcp 127.0.0.1:{} -> 127.0.0.1:80", 4000 + k)),
-                interest: Some(parkscope_model::IoInterest::Read),
-                waiter: parkscope_model::IoWaiterKind::Task,
-                task_id: Some(20 + k),
-            })
-            .collect(),
-        registrations: 5,
-        unrecognized: i / 3,
-        capped: 0,
-        error: None,
-    });
+    // Tasks parked on I/O: which ones wait changes now and then.
+    s.io_waits = Some(parkscope_recording::fuzz::sample_io_waits(i));
     // A stall on the worker in some snapshots, and console tasks whose counters move.
     if i % 3 != 2 {
         s.stalls.push(StallView {

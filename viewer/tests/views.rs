@@ -314,47 +314,35 @@ fn live_keys_do_not_step() {
     assert_eq!(key(&mut app, KeyCode::Char('q')), Action::Quit);
 }
 
+/// How many cells of an 80x24 frame of `snapshot` (after `keys`) have a colour.
+fn coloured_cells(snapshot: parkscope_model::Snapshot, keys: &[KeyCode], no_color: bool) -> usize {
+    use ratatui::style::Color;
+    let mut app = App::new(Mode::Live, no_color);
+    app.apply(Update::Sample(Arc::new(Sample { snapshot, sched_line: None })));
+    for k in keys {
+        key(&mut app, *k);
+    }
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    terminal.draw(|f| parkscope_viewer::ui::draw(f, &mut app)).unwrap();
+    terminal
+        .backend()
+        .buffer()
+        .content()
+        .iter()
+        .filter(|c| c.fg != Color::Reset || c.bg != Color::Reset)
+        .count()
+}
+
 #[test]
 fn no_color_draws_without_colours() {
-    use ratatui::style::Color;
-    let coloured = |no_color: bool| {
-        let mut app = App::new(Mode::Live, no_color);
-        app.apply(Update::Sample(Arc::new(Sample { snapshot: fixtures::c_blocker(), sched_line: None })));
-        let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
-        terminal.draw(|f| parkscope_viewer::ui::draw(f, &mut app)).unwrap();
-        terminal
-            .backend()
-            .buffer()
-            .content()
-            .iter()
-            .filter(|c| c.fg != Color::Reset || c.bg != Color::Reset)
-            .count()
-    };
+    let coloured = |no_color| coloured_cells(fixtures::c_blocker(), &[], no_color);
     assert!(coloured(false) > 0, "colours are used by default");
     assert_eq!(coloured(true), 0, "NO_COLOR: no foreground or background colour anywhere");
 }
 
 #[test]
 fn no_color_io_waits_view() {
-    use ratatui::style::Color;
-    let coloured = |no_color: bool| {
-        let mut app = App::new(Mode::Live, no_color);
-        app.apply(Update::Sample(Arc::new(Sample {
-            snapshot: fixtures::tokio_io_waits(),
-            sched_line: None,
-        })));
-        key(&mut app, KeyCode::Tab);
-        assert_eq!(app.tab, Tab::Tasks);
-        let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
-        terminal.draw(|f| parkscope_viewer::ui::draw(f, &mut app)).unwrap();
-        terminal
-            .backend()
-            .buffer()
-            .content()
-            .iter()
-            .filter(|c| c.fg != Color::Reset || c.bg != Color::Reset)
-            .count()
-    };
+    let coloured = |no_color| coloured_cells(fixtures::tokio_io_waits(), &[KeyCode::Tab], no_color);
     assert!(coloured(false) > 0, "colours are used by default");
     assert_eq!(coloured(true), 0, "NO_COLOR: no foreground or background colour anywhere");
 }
