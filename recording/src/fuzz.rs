@@ -190,6 +190,27 @@ fn sample_snapshot(i: u64) -> Snapshot {
     s
 }
 
+/// Tasks parked on I/O for the `i`-th sample snapshot: one waiter in snapshots 0..3, two in
+/// 3..6, and so on (which tasks wait changes now and then, not every time). Also used by the
+/// round-trip tests.
+pub fn sample_io_waits(i: u64) -> parkscope_model::IoWaits {
+    parkscope_model::IoWaits {
+        waits: (0..(i / 3 % 2 + 1))
+            .map(|k| parkscope_model::IoWaitView {
+                fd: 7 + k as i32,
+                fd_desc: Some(format!("tcp 127.0.0.1:{} -> 127.0.0.1:80", 4000 + k)),
+                interest: Some(parkscope_model::IoInterest::Read),
+                waiter: parkscope_model::IoWaiterKind::Task,
+                task_id: Some(20 + k),
+            })
+            .collect(),
+        registrations: 5,
+        unrecognized: i / 3,
+        capped: 0,
+        error: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,26 +302,5 @@ mod tests {
             n += usize::from(matches!(item, Item::Snapshot(..)));
         }
         assert_eq!(n, 4);
-    }
-}
-
-/// Tasks parked on I/O for the `i`-th sample snapshot: one waiter in snapshots 0..3, two in
-/// 3..6, and so on (which tasks wait changes now and then, not every time). Also used by the
-/// round-trip tests.
-pub fn sample_io_waits(i: u64) -> parkscope_model::IoWaits {
-    parkscope_model::IoWaits {
-        waits: (0..(i / 3 % 2 + 1))
-            .map(|k| parkscope_model::IoWaitView {
-                fd: 7 + k as i32,
-                fd_desc: Some(format!("tcp 127.0.0.1:{} -> 127.0.0.1:80", 4000 + k)),
-                interest: Some(parkscope_model::IoInterest::Read),
-                waiter: parkscope_model::IoWaiterKind::Task,
-                task_id: Some(20 + k),
-            })
-            .collect(),
-        registrations: 5,
-        unrecognized: i / 3,
-        capped: 0,
-        error: None,
     }
 }
