@@ -123,7 +123,7 @@ pub fn read_io_waits(
 
     let mut read = IoWaitRead::default();
     let tokens: Vec<&EpollRegistration> =
-        registrations.iter().filter(|r| r.data > 1 && r.data.is_multiple_of(SCHEDULED_IO_ALIGN)).collect();
+        registrations.iter().filter(|r| is_scheduled_io_token(r.data)).collect();
     read.capped = tokens.len().saturating_sub(MAX_REGISTRATIONS);
     let tokens = &tokens[..tokens.len().min(MAX_REGISTRATIONS)];
     read.registrations = tokens.len();
@@ -187,6 +187,14 @@ pub fn read_io_waits(
     }
     read.waits.sort_by_key(|w| (w.fd, w.waiter_key()));
     Ok(read)
+}
+
+/// Whether an epoll data word can be a `ScheduledIo` address: aligned like one and above the
+/// lowest address a process can map (tokio's own tokens 0 and 1, and the fd numbers other
+/// libraries store there, are not).
+fn is_scheduled_io_token(data: u64) -> bool {
+    const LOWEST_MAPPABLE: u64 = 0x10000;
+    data >= LOWEST_MAPPABLE && data.is_multiple_of(SCHEDULED_IO_ALIGN)
 }
 
 impl IoWait {
@@ -372,6 +380,15 @@ mod tests {
 
     fn io(words: [u64; 10]) -> [u64; 10] {
         words
+    }
+
+    #[test]
+    fn tokens_that_cannot_be_scheduled_io() {
+        // tokio's wakeup and signal tokens, fd numbers (256 is aligned), unaligned pointers.
+        for data in [0, 1, 128, 256, 0x7fb5_a800_0d88] {
+            assert!(!is_scheduled_io_token(data), "{data:#x}");
+        }
+        assert!(is_scheduled_io_token(0x7fb5_a800_0d80));
     }
 
     #[test]
