@@ -87,6 +87,21 @@ fn snapshot(pid: u32) -> Value {
     out.json()
 }
 
+/// A snapshot once the target has parked what it said it would: a task prints its line, and the
+/// target its ready line, just before the task's first poll of the I/O, and `block_on` accepts
+/// just after; so a view taken at once may be a poll early. Up to 5 views, 300 ms apart; the
+/// last is returned whatever it shows.
+fn settled_snapshot(pid: u32, want: &BTreeSet<Wait>) -> Value {
+    for _ in 0..4 {
+        let snap = snapshot(pid);
+        if snap["io_waits"]["error"].is_null() && waits(&snap) == *want {
+            return snap;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    snapshot(pid)
+}
+
 /// A wait as (fd, waiter, task id, interest).
 type Wait = (i64, String, Option<u64>, String);
 
@@ -145,7 +160,7 @@ fn expected_of(parks: &[Value]) -> BTreeSet<Wait> {
 
 fn check(bin: &str, args: &[&str]) {
     let t = IoPark::start(bin, args);
-    let snap = snapshot(t.pid());
+    let snap = settled_snapshot(t.pid(), &expected(&t));
     assert_eq!(waits(&snap), expected(&t), "{bin} {args:?}: io_waits vs the target's own lines");
     // The fds described with the addresses the sockets themselves report.
     for p in &t.parks {
@@ -184,7 +199,7 @@ fn a_current_thread_runtime_has_its_io_waits_listed_too() {
 fn a_thousand_parked_connections_are_all_listed_and_the_table_groups_by_fd() {
     let t = IoPark::start("tokio-iopark-newest", &["--many", "1000"]);
     assert_eq!(t.parks_of("many").len(), 1000);
-    let snap = snapshot(t.pid());
+    let snap = settled_snapshot(t.pid(), &expected(&t));
     assert_eq!(waits(&snap), expected(&t));
 
     let table = run_parkscope(&["snapshot", "-p", &t.pid().to_string(), "--window", "0"]);
@@ -244,8 +259,8 @@ fn a_stripped_build_says_why_and_keeps_the_threads() {
 fn a_target_in_its_own_pid_and_mount_namespaces_is_read_through_the_host() {
     // Its binary exists only inside its mount namespace; its fds and memory are read by host pid.
     let t = Contained::start("tokio-iopark-newest", &[]);
-    let snap = snapshot(t.pid);
     let want = expected_of(&t.lines);
+    let snap = settled_snapshot(t.pid, &want);
     assert!(want.len() >= 8, "the target's own lines: {:?}", t.lines);
     assert_eq!(waits(&snap), want);
 }

@@ -519,15 +519,23 @@ fn top_on_tokio_tasks_parked_on_io() {
         s.contains("tokio 1.54.1") && s.contains("Tasks on I/O")
     });
     tmux.keys(&["Tab"]);
-    let screen = tmux.wait_for("the waiters", Duration::from_secs(5), |s| s.contains("WAITS FOR"));
-    let tasks = parks.iter().filter(|p| p["park"] != "timer" && p["task"].is_u64()).count();
-    assert!(screen.contains(&format!("| io {tasks} |")), "io count of {tasks} tasks:\n{screen}");
-    let rows: Vec<Vec<&str>> = screen.lines().map(|l| l.split_whitespace().collect()).collect();
-    for p in &parks {
+    let listed = |screen: &str, p: &serde_json::Value| {
         let fd = p["fd"].to_string();
         let who = if p["park"] == "block_on_accept" { "block_on".to_owned() } else { p["task"].to_string() };
-        let listed = rows.iter().any(|r| r.len() > 3 && r[0] == who && r[2] == fd);
-        assert_eq!(listed, p["park"] != "timer", "{p}:\n{screen}");
+        screen
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .any(|r| r.len() > 3 && r[0] == who && r[2] == fd)
+    };
+    // Every waiter the target printed, on its fd (a refresh later if the first view came a poll
+    // early), and never the task asleep on a timer.
+    let screen = tmux.wait_for("every waiter on its fd", Duration::from_secs(5), |s| {
+        s.contains("WAITS FOR") && parks.iter().filter(|p| p["park"] != "timer").all(|p| listed(s, p))
+    });
+    for p in parks.iter().filter(|p| p["park"] == "timer") {
+        assert!(!listed(&screen, p), "the timer task is listed on its fd: {p}\n{screen}");
     }
+    let tasks = parks.iter().filter(|p| p["park"] != "timer" && p["task"].is_u64()).count();
+    assert!(screen.contains(&format!("| io {tasks} |")), "io count of {tasks} tasks:\n{screen}");
     assert_quits_cleanly(&tmux);
 }
