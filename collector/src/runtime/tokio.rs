@@ -12,7 +12,7 @@ use parkscope_probes::{
     procfs::fds::FdTable,
     procfs::{maps::AddressSpace, pidns::TidMap, threads::ThreadSample},
     tokio::{
-        IoInterest, IoWaiter, ThreadPointers, TokioBinary, TokioError, TokioRole, read_io_waits,
+        IoInterest, IoWaitReader, IoWaiter, ThreadPointers, TokioBinary, TokioError, TokioRole,
         role_from_stack, voluntary_switches,
     },
 };
@@ -58,6 +58,9 @@ struct TokioTarget {
     /// inside the poll of the blocking-pool task that launched it, so its thread-local id is
     /// that task's between polls. Learnt when the worker's stack shows it parked.
     base_task: HashMap<u32, u64>,
+    /// The reader of tasks parked on I/O (the executable's mapping and tokio's waker
+    /// addresses in it), kept from the first view that could make one.
+    io_reader: Option<IoWaitReader>,
 }
 
 impl TokioTarget {
@@ -73,6 +76,7 @@ impl TokioTarget {
                     roles: HashMap::new(),
                     on_cpu: HashMap::new(),
                     base_task: HashMap::new(),
+                    io_reader: None,
                 })
             }
             Err(TokioError::NotTokio(_)) => None,
@@ -285,13 +289,20 @@ fn driver_starved(threads: &[ThreadView], stalls: &[StallView], stall_ns: u64) -
 }
 
 /// The tasks parked on the target's sockets and pipes, from its reactor registrations (see
-/// parkscope_probes::tokio::read_io_waits), each fd described from `fds`. A registration
+/// parkscope_probes::tokio::IoWaitReader), each fd described from `fds`. A registration
 /// whose fd number no longer names the registered file is left out.
-fn io_waits(target: &TokioTarget, fds: &FdTable) -> IoWaits {
+fn io_waits(target: &mut TokioTarget, fds: &FdTable) -> IoWaits {
+    let reader = match &mut target.io_reader {
+        Some(reader) => &*reader,
+        slot @ None => match IoWaitReader::new(target.pid, &target.binary) {
+            Ok(reader) => &*slot.insert(reader),
+            Err(e) => return IoWaits { error: Some(e), ..IoWaits::default() },
+        },
+    };
     let registrations: Vec<_> =
         fds.epoll_registrations().into_iter().filter(|r| fds.is_registered_file(r)).collect();
     let started = std::time::Instant::now();
-    let read = read_io_waits(target.pid, &target.binary, &registrations);
+    let read = reader.read(&registrations);
     tracing::debug!(
         registrations = registrations.len(),
         elapsed_us = started.elapsed().as_micros() as u64,
@@ -415,7 +426,7 @@ impl RuntimeReader for TokioReader {
             transitions_counted: false,
             stalls: joined.stalls,
             io_driver_starved_ns: joined.io_driver_starved_ns,
-            io_waits: cx.fds.map(|fds| io_waits(&self.target, fds)),
+            io_waits: cx.fds.map(|fds| io_waits(&mut self.target, fds)),
         })
     }
 

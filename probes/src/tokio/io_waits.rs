@@ -102,91 +102,102 @@ pub struct IoWaitRead {
     pub capped: usize,
 }
 
-/// Reads which tasks wait on which of `registrations` (every epoll registration of `pid`;
-/// those whose `tfd` no longer names the registered file must be left out by the caller).
-/// Err: why nothing could be read (a stripped binary, no executable mapping, the process
-/// refused or gone).
-pub fn read_io_waits(
+/// What a pass needs of the target that does not change while it runs (its executable's
+/// mapping and the addresses of tokio's wakers there): found once per target, not per view.
+pub struct IoWaitReader {
     pid: u32,
-    binary: &TokioBinary,
-    registrations: &[EpollRegistration],
-) -> Result<IoWaitRead, String> {
-    let task_vtable = binary
-        .wakers
-        .task_vtable
-        .ok_or("the binary has no tokio::runtime::task::waker::WAKER_VTABLE symbol (stripped?)")?;
-    let image = ExeImage::of(pid, binary.first_load_vaddr)?;
-    let task_vtable = task_vtable.wrapping_add(image.bias);
-    let block_on_fns: HashSet<u64> =
-        binary.wakers.block_on_fns.iter().map(|a| a.wrapping_add(image.bias)).collect();
-    let memory = TargetMemory::new(pid);
+    image: ExeImage,
+    task_vtable: u64,
+    block_on_fns: HashSet<u64>,
+}
 
-    let mut read = IoWaitRead::default();
-    let tokens: Vec<&EpollRegistration> =
-        registrations.iter().filter(|r| is_scheduled_io_token(r.data)).collect();
-    read.capped = tokens.len().saturating_sub(MAX_REGISTRATIONS);
-    let tokens = &tokens[..tokens.len().min(MAX_REGISTRATIONS)];
-    read.registrations = tokens.len();
-
-    // Every ScheduledIo in batches (one process_vm_readv per 1024).
-    let mut bufs = vec![[0u8; SCHEDULED_IO_BYTES]; tokens.len()];
-    let mut ok = vec![false; tokens.len()];
-    {
-        let mut reqs: Vec<(u64, &mut [u8])> =
-            tokens.iter().zip(bufs.iter_mut()).map(|(r, b)| (r.data, &mut b[..])).collect();
-        let which: Vec<usize> = (0..reqs.len()).collect();
-        memory
-            .read_ranges(&mut reqs, &which, &mut ok)
-            .map_err(|e| format!("reading the target's memory: {e:?}"))?;
+impl IoWaitReader {
+    /// Err: why nothing can be read (a stripped binary, no executable mapping, the process
+    /// gone).
+    pub fn new(pid: u32, binary: &TokioBinary) -> Result<IoWaitReader, String> {
+        let task_vtable = binary
+            .wakers
+            .task_vtable
+            .ok_or("the binary has no tokio::runtime::task::waker::WAKER_VTABLE symbol (stripped?)")?;
+        let image = ExeImage::of(pid, binary.first_load_vaddr)?;
+        let block_on_fns = binary.wakers.block_on_fns.iter().map(|a| a.wrapping_add(image.bias)).collect();
+        Ok(IoWaitReader { pid, task_vtable: task_vtable.wrapping_add(image.bias), image, block_on_fns })
     }
 
-    let mut wakers: Vec<(i32, Option<IoInterest>, u64, u64)> = Vec::new();
-    let mut node_budget = MAX_NODES_PER_READ;
-    for ((reg, buf), ok) in tokens.iter().zip(&bufs).zip(&ok) {
-        let w = words::<{ SCHEDULED_IO_BYTES / 8 }>(buf);
-        if !ok || !looks_like_scheduled_io(&w) {
-            read.unrecognized += 1;
-            continue;
+    /// Reads which tasks wait on which of `registrations` (every epoll registration of the
+    /// target; those whose `tfd` no longer names the registered file must be left out by the
+    /// caller). Err: the process refused the read or is gone.
+    pub fn read(&self, registrations: &[EpollRegistration]) -> Result<IoWaitRead, String> {
+        let image = &self.image;
+        let memory = TargetMemory::new(self.pid);
+
+        let mut read = IoWaitRead::default();
+        let tokens: Vec<&EpollRegistration> =
+            registrations.iter().filter(|r| is_scheduled_io_token(r.data)).collect();
+        read.capped = tokens.len().saturating_sub(MAX_REGISTRATIONS);
+        let tokens = &tokens[..tokens.len().min(MAX_REGISTRATIONS)];
+        read.registrations = tokens.len();
+
+        // Every ScheduledIo in batches (one process_vm_readv per 1024).
+        let mut bufs = vec![[0u8; SCHEDULED_IO_BYTES]; tokens.len()];
+        let mut ok = vec![false; tokens.len()];
+        {
+            let mut reqs: Vec<(u64, &mut [u8])> =
+                tokens.iter().zip(bufs.iter_mut()).map(|(r, b)| (r.data, &mut b[..])).collect();
+            let which: Vec<usize> = (0..reqs.len()).collect();
+            memory
+                .read_ranges(&mut reqs, &which, &mut ok)
+                .map_err(|e| format!("reading the target's memory: {e:?}"))?;
         }
-        for (slot, interest) in [(READER_SLOT, IoInterest::Read), (WRITER_SLOT, IoInterest::Write)] {
-            if let Some((vtable, data)) = image.waker(w[slot], w[slot + 1]) {
-                wakers.push((reg.tfd, Some(interest), vtable, data));
+
+        let mut wakers: Vec<(i32, Option<IoInterest>, u64, u64)> = Vec::new();
+        let mut node_budget = MAX_NODES_PER_READ;
+        for ((reg, buf), ok) in tokens.iter().zip(&bufs).zip(&ok) {
+            let w = words::<{ SCHEDULED_IO_BYTES / 8 }>(buf);
+            if !ok || !looks_like_scheduled_io(&w) {
+                read.unrecognized += 1;
+                continue;
             }
-        }
-        match walk_wait_list(&memory, &image, w[LIST_HEAD], w[LIST_TAIL], &mut node_budget) {
-            Some(nodes) => wakers.extend(nodes.into_iter().map(|(i, v, d)| (reg.tfd, i, v, d))),
-            None => read.unrecognized += 1,
-        }
-    }
-
-    let mut task_vtables: HashMap<u64, Option<u64>> = HashMap::new();
-    let mut other_vtables: HashMap<u64, bool> = HashMap::new();
-    let mut seen = HashSet::new();
-    for (fd, interest, vtable, data) in wakers {
-        let waiter = if vtable == task_vtable {
-            match read_task(&memory, &image, &mut task_vtables, data) {
-                TaskRead::Idle(id) => IoWaiter::Task(id),
-                TaskRead::Busy => continue,
-                TaskRead::Unrecognized => {
-                    read.unrecognized += 1;
-                    continue;
+            for (slot, interest) in [(READER_SLOT, IoInterest::Read), (WRITER_SLOT, IoInterest::Write)] {
+                if let Some((vtable, data)) = image.waker(w[slot], w[slot + 1]) {
+                    wakers.push((reg.tfd, Some(interest), vtable, data));
                 }
             }
-        } else {
-            let block_on = *other_vtables.entry(vtable).or_insert_with(|| {
-                let mut raw = [0u8; 32];
-                memory.read_exact(vtable, &mut raw).is_ok()
-                    && words::<4>(&raw).iter().any(|f| block_on_fns.contains(f))
-            });
-            if block_on { IoWaiter::BlockOn } else { IoWaiter::Other }
-        };
-        let wait = IoWait { fd, interest, waiter };
-        if seen.insert(wait) {
-            read.waits.push(wait);
+            match walk_wait_list(&memory, image, w[LIST_HEAD], w[LIST_TAIL], &mut node_budget) {
+                Some(nodes) => wakers.extend(nodes.into_iter().map(|(i, v, d)| (reg.tfd, i, v, d))),
+                None => read.unrecognized += 1,
+            }
         }
+
+        let mut task_vtables: HashMap<u64, Option<u64>> = HashMap::new();
+        let mut other_vtables: HashMap<u64, bool> = HashMap::new();
+        let mut seen = HashSet::new();
+        for (fd, interest, vtable, data) in wakers {
+            let waiter = if vtable == self.task_vtable {
+                match read_task(&memory, image, &mut task_vtables, data) {
+                    TaskRead::Idle(id) => IoWaiter::Task(id),
+                    TaskRead::Busy => continue,
+                    TaskRead::Unrecognized => {
+                        read.unrecognized += 1;
+                        continue;
+                    }
+                }
+            } else {
+                let block_on = *other_vtables.entry(vtable).or_insert_with(|| {
+                    let mut raw = [0u8; 32];
+                    memory.read_exact(vtable, &mut raw).is_ok()
+                        && words::<4>(&raw).iter().any(|f| self.block_on_fns.contains(f))
+                });
+                if block_on { IoWaiter::BlockOn } else { IoWaiter::Other }
+            };
+            let wait = IoWait { fd, interest, waiter };
+            if seen.insert(wait) {
+                read.waits.push(wait);
+            }
+        }
+        read.waits.sort_by_key(|w| (w.fd, w.waiter_key()));
+        Ok(read)
     }
-    read.waits.sort_by_key(|w| (w.fd, w.waiter_key()));
-    Ok(read)
 }
 
 /// Whether an epoll data word can be a `ScheduledIo` address: aligned like one and above the
@@ -491,7 +502,7 @@ mod tests {
             wakers: Default::default(),
             first_load_vaddr: 0,
         };
-        let err = read_io_waits(std::process::id(), &binary, &[]).unwrap_err();
+        let err = IoWaitReader::new(std::process::id(), &binary).err().expect("no reader without the symbol");
         assert!(err.contains("WAKER_VTABLE"), "{err}");
     }
 }

@@ -11,5 +11,5 @@ mod io_waits;
 mod threads;
 
 pub use binary::{TlsSlot, TokioBinary, TokioError, WakerSymbols, locate_task_id_slot, version_in};
-pub use io_waits::{IoInterest, IoWait, IoWaitRead, IoWaiter, MAX_REGISTRATIONS, read_io_waits};
+pub use io_waits::{IoInterest, IoWait, IoWaitRead, IoWaitReader, IoWaiter, MAX_REGISTRATIONS};
 pub use threads::{ThreadPointers, TokioRole, role_from_stack, voluntary_switches};
