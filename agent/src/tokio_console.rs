@@ -41,13 +41,17 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 /// says nothing about tasks. Updates are merged for `window`, so the stats are the latest the
 /// target published before the view is printed.
 pub fn start(pid: u32, addr: Option<SocketAddr>, window: Duration) -> Option<ConsoleRead> {
-    if addr.is_none()
-        && parkscope_console::console_thread_present(pid) == parkscope_console::ConsoleHint::Absent
-    {
+    if !console_wanted(pid, addr) {
         return None;
     }
     let opts = Options { collect_for: window, ..Options::default() };
     Some(ConsoleRead(tokio::spawn(parkscope_console::collect(pid, addr, opts))))
+}
+
+/// Whether to read a console: one is asked for (`addr`), or the target runs
+/// console-subscriber (its aggregator thread is there).
+fn console_wanted(pid: u32, addr: Option<SocketAddr>) -> bool {
+    addr.is_some() || parkscope_console::console_thread_present(pid) != parkscope_console::ConsoleHint::Absent
 }
 
 /// Waits for the read and puts its tasks (or why there are none) into `view`.
@@ -105,9 +109,7 @@ pub struct ProfileConsole {
 /// [`start`] for `profile`: the read merges updates for as long as the window lasts, so a
 /// task spawned during it is named too, and stops when the window ends ([`label_profile`]).
 pub fn start_for_profile(pid: u32, addr: Option<SocketAddr>, window: Duration) -> Option<ProfileConsole> {
-    if addr.is_none()
-        && parkscope_console::console_thread_present(pid) == parkscope_console::ConsoleHint::Absent
-    {
+    if !console_wanted(pid, addr) {
         return None;
     }
     // console-subscriber publishes once a second by default; a target publishing faster has

@@ -106,15 +106,7 @@ fn build_rust() -> Result<()> {
         if newer_than(&out, &sources) && newer_than(&stripped, std::slice::from_ref(&out)) {
             continue;
         }
-        util::step(&format!("cargo build --release examples/rust/tokio-{which}"));
-        // Its own target dir under ours: the example is not a member of the workspace.
-        let target_dir = root.join("target/rust-examples").join(which);
-        util::run(
-            Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .current_dir(&ws)
-                .args(["build", "--release", "--locked", "--target-dir"])
-                .arg(&target_dir),
-        )?;
+        let target_dir = cargo_build_example(&format!("tokio-{which}"), which)?;
         // Written beside and renamed over: a running copy (a test's target) keeps its inode.
         let tmp = out.with_extension("tmp");
         std::fs::copy(target_dir.join("release/stalls"), &tmp)
@@ -164,14 +156,7 @@ fn build_tokio_workspace(
     if outs.iter().all(|(_, out)| newer_than(out, &inputs)) {
         return Ok(());
     }
-    util::step(&format!("cargo build --release examples/rust/{workspace}"));
-    let target_dir = root.join("target/rust-examples").join(target);
-    util::run(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .current_dir(&ws)
-            .args(["build", "--release", "--locked", "--target-dir"])
-            .arg(&target_dir),
-    )?;
+    let target_dir = cargo_build_example(workspace, target)?;
     for (name, out) in outs {
         // Written beside and renamed over, like the stalls builds.
         let tmp = out.with_extension("tmp");
@@ -180,6 +165,21 @@ fn build_tokio_workspace(
         std::fs::rename(&tmp, &out)?;
     }
     Ok(())
+}
+
+/// `cargo build --release --locked` of the example workspace examples/rust/`workspace`, in its
+/// own target dir under ours (target/rust-examples/`target`: the example is not a member of the
+/// workspace), which is returned.
+fn cargo_build_example(workspace: &str, target: &str) -> Result<PathBuf> {
+    util::step(&format!("cargo build --release examples/rust/{workspace}"));
+    let target_dir = util::root().join("target/rust-examples").join(target);
+    util::run(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(util::root().join("examples/rust").join(workspace))
+            .args(["build", "--release", "--locked", "--target-dir"])
+            .arg(&target_dir),
+    )?;
+    Ok(target_dir)
 }
 
 /// One Go example build: `examples/bin/<prog>-<release><suffix>`.
