@@ -183,8 +183,8 @@ impl FdTable {
         all
     }
 
-    /// Whether `fd` is still the file an epoll registration was made for (same inode); true
-    /// when either inode is unknown (older kernels print none).
+    /// Whether the registration's `tfd` still names the file it was registered for (same
+    /// inode); when either inode is unknown (older kernels print none), whether that fd is open.
     pub fn is_registered_file(&self, reg: &EpollRegistration) -> bool {
         match (self.entries.get(&reg.tfd).and_then(|e| e.inode), reg.inode) {
             (Some(a), Some(b)) => a == b,

@@ -90,11 +90,12 @@ impl TokioBinary {
         let mut wakers = WakerSymbols::default();
         for sym in file.symbols().chain(file.dynamic_symbols()) {
             let Ok(name) = sym.name() else { continue };
-            // Both manglings spell path segments as <len><ident>: legacy `_ZN5tokio7runtime`,
-            // v0 `...5tokio7runtime...`.
+            // tokio::util::wake's functions are outside tokio::runtime, so looked for first.
             if is_block_on_waker_fn(name) && wakers.block_on_fns.len() < MAX_BLOCK_ON_FNS {
                 wakers.block_on_fns.push(sym.address());
             }
+            // Both manglings spell path segments as <len><ident>: legacy `_ZN5tokio7runtime`,
+            // v0 `...5tokio7runtime...`.
             if !name.contains("5tokio7runtime") {
                 continue;
             }
