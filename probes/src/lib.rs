@@ -3,6 +3,7 @@
 //! /proc (threads, fds, sockets) and the target's memory (stack unwinding, symbols) each become
 //! typed facts for the agent. Nothing here prints.
 
+mod disk_cache;
 pub mod errno;
 pub mod go;
 pub mod kernel;

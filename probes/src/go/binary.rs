@@ -12,6 +12,7 @@ use super::buildinfo::{self, BuildInfo};
 use super::layout::{self, Layout, LayoutSource, LayoutTable};
 use super::locate::{self, Located};
 use super::{GoError, dwarf};
+use crate::disk_cache::FileIdentity;
 
 /// Runtime globals parkscope reads: from the symbol table, else located in the code.
 pub const GLOBALS: &[&str] = &[
@@ -77,18 +78,6 @@ struct Cached {
 }
 
 impl BuildCache {
-    fn dir() -> Option<std::path::PathBuf> {
-        let base = std::env::var_os("PARKSCOPE_CACHE")
-            .map(std::path::PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("XDG_CACHE_HOME").map(|d| std::path::PathBuf::from(d).join("parkscope"))
-            })
-            .or_else(|| {
-                std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache/parkscope"))
-            })?;
-        Some(base.join("go-layouts"))
-    }
-
     /// The cache entry of `file`, the executable `identity` names (see [`FileIdentity`]).
     fn for_binary(file: &object::File<'_>, identity: &FileIdentity) -> Option<BuildCache> {
         let note = file.section_by_name(".note.go.buildid")?.data().ok()?;
@@ -102,11 +91,16 @@ impl BuildCache {
         if id.len() < 16 {
             return None;
         }
-        Some(BuildCache { path: Self::dir()?.join(format!("{id}-{}.txt", identity.0)) })
+        Some(BuildCache {
+            path: crate::disk_cache::dir("go-layouts")?.join(format!("{id}-{}.txt", identity.as_str())),
+        })
     }
 
     fn load(&self) -> Cached {
-        let Ok(text) = std::fs::read_to_string(&self.path) else { return Cached::default() };
+        // A layout table is a few kB; anything far bigger is not a file this code wrote.
+        let Some(text) = crate::disk_cache::read_bounded(&self.path, 1 << 20) else {
+            return Cached::default();
+        };
         let (mut table, mut located, mut ok) = (String::new(), Located::default(), true);
         for line in text.lines() {
             let words: Vec<&str> = line.split_ascii_whitespace().collect();
@@ -141,7 +135,6 @@ impl BuildCache {
 
     fn store(&self, cached: &Cached, version: &str) {
         use std::fmt::Write;
-        let Some(dir) = self.path.parent() else { return };
         let mut text = cached.layout.as_ref().map(|l| l.to_table(version)).unwrap_or_default();
         if let Some(located) = &cached.located {
             let _ = writeln!(text, "# Located in the code of the runtime (no symbol table).");
@@ -156,36 +149,10 @@ impl BuildCache {
                 }
             }
         }
-        let tmp = self.path.with_extension(format!("tmp{}", std::process::id()));
-        let written = std::fs::create_dir_all(dir)
-            .and_then(|()| std::fs::write(&tmp, text))
-            .and_then(|()| std::fs::rename(&tmp, &self.path));
+        let written = crate::disk_cache::write_atomically(&self.path, &text);
         if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
             tracing::debug!("not caching Go binary facts in {}: {e}", self.path.display());
         }
-    }
-}
-
-/// Which file on disk a binary was read from: device, inode, size and inode change time. The
-/// Go build id alone cannot key the cache, because the target writes its own binary: a hostile
-/// one could copy a real binary's build id and leave a layout of its choosing for the next run
-/// against the real binary. An inode's change time cannot be set back by the file's owner, so
-/// another file cannot take this identity (short of the real file being replaced, which changes
-/// the binary anyway).
-struct FileIdentity(String);
-
-impl FileIdentity {
-    fn of(meta: &std::fs::Metadata) -> FileIdentity {
-        use std::os::unix::fs::MetadataExt;
-        FileIdentity(format!(
-            "{:x}-{:x}-{:x}-{}.{:09}",
-            meta.dev(),
-            meta.ino(),
-            meta.size(),
-            meta.ctime(),
-            meta.ctime_nsec()
-        ))
     }
 }
 

@@ -82,6 +82,13 @@ pub fn elf_build_id(path: &Path) -> Option<String> {
     go_build_id(note)
 }
 
+/// The GNU build id of the ELF file open as `file`, as hex (reads its headers and notes only).
+pub(crate) fn gnu_build_id(file: File) -> Option<String> {
+    let cache = ReadCache::new(file);
+    let obj = object::File::parse(&cache).ok()?;
+    obj.build_id().ok().flatten().map(hex)
+}
+
 /// The running kernel's GNU build id, from /sys/kernel/notes (the kernel's own note section).
 pub fn kernel_build_id() -> Option<String> {
     let notes = std::fs::read("/sys/kernel/notes").ok()?;

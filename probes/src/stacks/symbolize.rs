@@ -13,6 +13,7 @@ use super::maps::{AddressSpace, Mapping};
 use crate::go::GoExecutable;
 
 mod blaze;
+mod saved;
 
 /// One named stack frame. `addr` is the address as unwound (a return address for all but the
 /// innermost frame); `function` and `offset` describe that address within its symbol.
@@ -53,9 +54,12 @@ impl fmt::Display for Frame {
 ///   offset): the same code in every thread and view costs one lookup (`MAX_NAMED` entries,
 ///   dropped wholesale beyond);
 /// - the pclntabs of Go executables, per file (`MAX_GO_EXECUTABLES`);
-/// - blazesym's parsed ELF/DWARF and kallsyms, on blazesym's own thread (`blaze::Blaze`).
+/// - blazesym's parsed ELF/DWARF and kallsyms, on blazesym's own thread (`blaze::Blaze`);
+/// - and on disk, between runs, the names of libraries named from a separate debug file
+///   (`saved::SavedNames`): reading such a file's DWARF is the costly part of a fresh run.
 pub struct Symbolizer {
     blaze: blaze::Blaze,
+    saved: saved::SavedNames,
     /// Each executable file mapping seen, by identity: its pclntab, or `None` when it has none
     /// (not Go, unreadable, malformed), so each file is opened at most once.
     go: HashMap<ObjectKey, Option<Arc<GoExecutable>>>,
@@ -89,6 +93,10 @@ impl ObjectKey {
     }
 }
 
+/// The addresses of one mapped file to name: the path to open it by, which file it is, and the
+/// (index in the stack, file offset) pairs.
+type FileLookups = (PathBuf, ObjectKey, Vec<(usize, u64)>);
+
 /// One file mapping of one process, which `named` keys names by. Not the file alone: a file
 /// rewritten in place keeps its device, inode and path, and a process started from it later
 /// must not get the old build's names; while this mapping exists its code cannot change.
@@ -120,8 +128,13 @@ impl Default for Symbolizer {
 
 impl Symbolizer {
     pub fn new() -> Self {
+        Self::with_saved(saved::SavedNames::new())
+    }
+
+    fn with_saved(saved: saved::SavedNames) -> Self {
         Self {
             blaze: blaze::Blaze::default(),
+            saved,
             go: HashMap::new(),
             object_ids: HashMap::new(),
             named: HashMap::new(),
@@ -167,9 +180,8 @@ impl Symbolizer {
     ) -> Vec<Frame> {
         let pid = space.pid();
         let mut frames: Vec<Option<Frame>> = vec![None; addrs.len()];
-        // Addresses to ask blazesym about: per file (its id, the path to open it by, and the
-        // (index, file offset) pairs), and those outside any file.
-        let mut by_file: HashMap<u32, (PathBuf, Vec<(usize, u64)>)> = HashMap::new();
+        // Addresses to ask blazesym about: per file, and those outside any file.
+        let mut by_file: HashMap<u32, FileLookups> = HashMap::new();
         let mut in_process: Vec<usize> = Vec::new();
         for (i, &addr) in addrs.iter().enumerate() {
             let ret = is_return(i);
@@ -188,12 +200,28 @@ impl Symbolizer {
                 Some(named) => frames[i] = Some(frame_of(addr, ret, named.clone(), module_of(space, addr))),
                 None => by_file
                     .entry(id)
-                    .or_insert_with(|| (file_path(pid, m), Vec::new()))
-                    .1
+                    .or_insert_with(|| (file_path(pid, m), ObjectKey::of(m), Vec::new()))
+                    .2
                     .push((i, file_offset)),
             }
         }
-        for (id, (path, wanted)) in by_file {
+        for (id, (path, key, mut wanted)) in by_file {
+            // Names saved by an earlier run spare blazesym this file's debug file.
+            let entry = self.saved.entry_for(&key, &path);
+            if let Some(entry) = &entry {
+                wanted.retain(|&(i, off)| {
+                    let Some(named) = self.saved.get(entry, off) else { return true };
+                    frames[i] =
+                        Some(frame_of(addrs[i], is_return(i), named.clone(), module_of(space, addrs[i])));
+                    if self.named.len() < MAX_NAMED {
+                        self.named.insert((id, off), named.clone());
+                    }
+                    false
+                });
+                if wanted.is_empty() {
+                    continue;
+                }
+            }
             let offsets: Vec<u64> = wanted.iter().map(|&(_, off)| off).collect();
             let reply = self.blaze.elf_offsets(path, offsets);
             // Only answers are remembered: a failure (the file vanished with its process) may
@@ -210,9 +238,13 @@ impl Symbolizer {
                 if remember && self.named.len() < MAX_NAMED {
                     self.named.insert((id, off), named.clone());
                 }
+                if remember && let Some(entry) = &entry {
+                    self.saved.insert(entry, off, &named);
+                }
                 frames[i] = Some(frame_of(addrs[i], is_return(i), named, module_of(space, addrs[i])));
             }
         }
+        self.saved.flush();
         if !in_process.is_empty() {
             // Not cached: anonymous code (JIT, perf maps) changes under the same address.
             let lookups: Vec<u64> = in_process.iter().map(|&i| lookup(is_return(i), addrs[i])).collect();
@@ -456,5 +488,39 @@ mod tests {
         let name = frames[0].function.as_deref().unwrap_or_default();
         assert!(name.contains("symbolizes_own_function"), "{}", frames[0]);
         assert_eq!(frames[0].offset, 0);
+    }
+
+    /// A file with a debug file found by build id gets its names saved on disk, and later runs
+    /// read them from there (shown by editing the saved entry); a changed debug file makes a new
+    /// entry. Our own test binary stands in for the library, any file for its debug file.
+    #[test]
+    fn names_of_files_with_debug_files_are_saved_between_runs() {
+        let here = names_of_files_with_debug_files_are_saved_between_runs as fn() as usize as u64;
+        let root = std::env::temp_dir().join(format!("parkscope-saved-run-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let (cache, debug) = (root.join("cache"), root.join("debug"));
+        let id = crate::stacks::modules::elf_build_id(Path::new("/proc/self/exe")).expect("own build id");
+        let debug_file = debug.join(format!(".build-id/{}/{}.debug", &id[..2], &id[2..]));
+        std::fs::create_dir_all(debug_file.parent().unwrap()).unwrap();
+        std::fs::write(&debug_file, b"a stand-in debug file").unwrap();
+        let run = || {
+            let saved = saved::SavedNames::in_dirs(Some(cache.clone()), vec![debug.clone()]);
+            let mut symbolizer = Symbolizer::with_saved(saved);
+            symbolizer.user(std::process::id(), &[here]).remove(0).function.unwrap_or_default()
+        };
+        let first = run();
+        assert!(first.contains("names_of_files_with_debug_files_are_saved_between_runs"), "{first}");
+        let entries: Vec<PathBuf> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        let text = std::fs::read_to_string(&entries[0]).unwrap();
+        assert!(text.contains(&first), "{text}");
+        std::fs::write(&entries[0], text.replace(&first, "name_from_the_saved_entry")).unwrap();
+        assert_eq!(run(), "name_from_the_saved_entry");
+        // Another debug file (new inode change time): the old entry no longer applies.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&debug_file, b"another stand-in").unwrap();
+        assert_eq!(run(), first);
+        assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 2);
+        let _ = std::fs::remove_dir_all(&root);
     }
 }
