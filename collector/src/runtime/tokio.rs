@@ -13,7 +13,7 @@ use parkscope_probes::{
     procfs::{maps::AddressSpace, pidns::TidMap, threads::ThreadSample},
     tokio::{
         IoInterest, IoWaitReader, IoWaiter, ThreadPointers, TokioBinary, TokioError, TokioRole,
-        role_from_stack, voluntary_switches,
+        VoluntarySwitches, role_from_stack,
     },
 };
 
@@ -58,6 +58,8 @@ struct TokioTarget {
     /// inside the poll of the blocking-pool task that launched it, so its thread-local id is
     /// that task's between polls. Learnt when the worker's stack shows it parked.
     base_task: HashMap<u32, u64>,
+    /// Each worker's voluntary switch count, read in place.
+    switches: VoluntarySwitches,
     /// The reader of tasks parked on I/O (the executable's mapping and tokio's waker
     /// addresses in it), kept from the first view that could make one.
     io_reader: Option<IoWaitReader>,
@@ -76,6 +78,7 @@ impl TokioTarget {
                     roles: HashMap::new(),
                     on_cpu: HashMap::new(),
                     base_task: HashMap::new(),
+                    switches: VoluntarySwitches::new(pid),
                     io_reader: None,
                 })
             }
@@ -103,7 +106,8 @@ impl TokioTarget {
         for tid in workers {
             let base = self.base_task.get(&tid).copied().unwrap_or(0);
             let task = self.pointers.read_word(self.pid, tid, offset).filter(|t| *t != 0 && *t != base);
-            let switches = voluntary_switches(self.pid, tid);
+            // Only a worker inside a poll needs its count (an idle one has no poll to measure).
+            let switches = task.and_then(|_| self.switches.read(tid));
             match (task, switches) {
                 (Some(task_id), Some(switches)) => {
                     let keep = self
@@ -154,6 +158,7 @@ impl TokioTarget {
         self.base_task.retain(|tid, _| samples.iter().any(|s| s.tid == *tid));
         self.roles.retain(|tid, _| samples.iter().any(|s| s.tid == *tid));
         self.on_cpu.retain(|tid, _| samples.iter().any(|s| s.tid == *tid));
+        self.switches.retain(|tid| samples.iter().any(|s| s.tid == tid));
 
         let mut error = self.binary.task_id_slot.as_ref().err().cloned();
         if let (None, Err(e)) = (&error, &self.binary.scheduler_slot) {
@@ -206,7 +211,7 @@ impl TokioTarget {
             // A blocked thread that switched since /proc was read may have left that call (and
             // the poll the id belongs to): its call's time is then not the poll's.
             let moved = t.state.is_blocked()
-                && voluntary_switches(self.pid, t.tid).is_none_or(|n| Some(&n) != switches.get(&t.tid));
+                && self.switches.read(t.tid).is_none_or(|n| Some(&n) != switches.get(&t.tid));
             let Some(task_id) = task_id.filter(|id| *id != 0) else { continue };
             // How long the poll has lasted, as far as the thread view can tell: a thread blocked
             // inside it has been in the poll at least as long as in its call; one on a CPU at

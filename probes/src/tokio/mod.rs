@@ -12,4 +12,4 @@ mod threads;
 
 pub use binary::{TlsSlot, TokioBinary, TokioError, WakerSymbols, locate_task_id_slot, version_in};
 pub use io_waits::{IoInterest, IoWait, IoWaitRead, IoWaitReader, IoWaiter, MAX_REGISTRATIONS};
-pub use threads::{ThreadPointers, TokioRole, role_from_stack, voluntary_switches};
+pub use threads::{ThreadPointers, TokioRole, VoluntarySwitches, role_from_stack};

@@ -171,9 +171,100 @@ fn read_two(pid: u32, a: (u64, &mut [u8]), b: (u64, &mut [u8])) -> bool {
     n == want as isize
 }
 
-/// `voluntary_ctxt_switches` of thread `tid` (/proc/PID/task/TID/status): a worker that slept
-/// between two reads has left whatever poll it was in.
-pub fn voluntary_switches(pid: u32, tid: u32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).ok()?;
+/// `voluntary_ctxt_switches` of the threads of one process (/proc/PID/task/TID/status): a worker
+/// that slept between two reads has left whatever poll it was in. Read every 10 ms per busy
+/// worker, so each thread's file is opened once and read again in place (a fresh open costs
+/// half as much again as the read).
+#[derive(Debug)]
+pub struct VoluntarySwitches {
+    pid: u32,
+    files: HashMap<u32, std::fs::File>,
+    buf: Vec<u8>,
+}
+
+impl VoluntarySwitches {
+    pub fn new(pid: u32) -> Self {
+        Self { pid, files: HashMap::new(), buf: vec![0; 4096] }
+    }
+
+    /// The count of thread `tid` now; None when the thread is gone or its status unreadable.
+    pub fn read(&mut self, tid: u32) -> Option<u64> {
+        use std::os::unix::fs::FileExt;
+        if !self.files.contains_key(&tid) {
+            let file = std::fs::File::open(format!("/proc/{}/task/{tid}/status", self.pid)).ok()?;
+            self.files.insert(tid, file);
+        }
+        let file = self.files.get(&tid)?;
+        let mut len = 0;
+        // A status file is ~1.5 kB; read it whole (the count is near its end), up to a bound.
+        let read = loop {
+            if len == self.buf.len() {
+                if len >= 64 << 10 {
+                    break Err(std::io::Error::other("status file too big"));
+                }
+                self.buf.resize(len * 2, 0);
+            }
+            match file.read_at(&mut self.buf[len..], len as u64) {
+                Ok(0) => break Ok(()),
+                Ok(n) => len += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        if read.is_err() {
+            // Gone (ESRCH): forget it, so a later thread with this id opens its own file.
+            self.files.remove(&tid);
+            return None;
+        }
+        voluntary_in(&self.buf[..len])
+    }
+
+    /// Forgets the threads `live` rejects.
+    pub fn retain(&mut self, mut live: impl FnMut(u32) -> bool) {
+        self.files.retain(|tid, _| live(*tid));
+    }
+}
+
+fn voluntary_in(status: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(status).ok()?;
     text.lines().find_map(|l| l.strip_prefix("voluntary_ctxt_switches:")).and_then(|v| v.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The count read in place follows the thread's own sleeps and agrees with a fresh read of
+    /// its status file; a thread that ended reads as gone.
+    #[test]
+    fn voluntary_switches_follow_a_sleeping_thread() {
+        let pid = std::process::id();
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let sleeper = std::thread::spawn(move || {
+            tid_tx.send(unsafe { libc::gettid() } as u32).unwrap();
+            while go_rx.recv().is_ok() {
+                for _ in 0..5 {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
+        });
+        let tid = tid_rx.recv().unwrap();
+        let fresh = || {
+            let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap();
+            voluntary_in(text.as_bytes()).unwrap()
+        };
+        let mut counts = VoluntarySwitches::new(pid);
+        let before = counts.read(tid).expect("a live thread's count");
+        go_tx.send(()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let after = counts.read(tid).unwrap();
+        assert!(after >= before + 5, "{before} -> {after}");
+        assert_eq!(after, fresh());
+        drop(go_tx);
+        sleeper.join().unwrap();
+        assert_eq!(counts.read(tid), None, "the thread ended");
+        counts.retain(|_| false);
+        assert!(counts.files.is_empty());
+    }
 }
