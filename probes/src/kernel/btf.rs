@@ -96,9 +96,10 @@ impl KernelBtf {
     /// Reads and parses [`VMLINUX_BTF`].
     pub fn load() -> BtfResult<Self> {
         let file = std::fs::File::open(VMLINUX_BTF).map_err(|e| format!("open {VMLINUX_BTF}: {e}"))?;
-        // SAFETY: the mapping is read-only and private, of a file no one can write or truncate
-        // (the kernel's own BTF, fixed while it runs), so its bytes cannot change under us.
-        let bytes = match unsafe { memmap2::MmapOptions::new().map(&file) } {
+        // Private: the kernel refuses shared mappings of it. SAFETY: the mapping is read-only,
+        // of a file no one can write or truncate (the kernel's own BTF, fixed while it runs),
+        // so its bytes cannot change under us.
+        let bytes = match unsafe { memmap2::MmapOptions::new().map_copy_read_only(&file) } {
             Ok(map) => Blob::Mapped(map),
             Err(e) => {
                 tracing::debug!("{VMLINUX_BTF} cannot be mapped ({e}); reading it");
@@ -362,6 +363,11 @@ mod tests {
     #[test]
     fn running_kernel_task_struct() {
         let btf = KernelBtf::load().expect("kernel BTF (CONFIG_DEBUG_INFO_BTF)");
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        let mut numbers = release.split(|c: char| !c.is_ascii_digit()).map(|n| n.parse::<u32>().unwrap_or(0));
+        if (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0)) >= (6, 16) {
+            assert!(matches!(btf.bytes, Blob::Mapped(_)), "Linux {release} maps its BTF: {:?}", btf.bytes);
+        }
         let pid = btf.member_offset("task_struct", "pid").unwrap();
         let tgid = btf.member_offset("task_struct", "tgid").unwrap();
         assert_eq!(tgid, pid + 4);
