@@ -188,7 +188,9 @@ impl SockDiag {
             if received == 0 {
                 return Err(SockDiagError::Malformed { table: name, what: "empty reply datagram".into() });
             }
-            if parse_datagram(&buffer[..received], table, sequence, &mut sockets)? == Progress::Done {
+            if parse_datagram(&buffer[..received], table, sequence, &mut sockets, MAX_SOCKETS_PER_TABLE)?
+                == Progress::Done
+            {
                 return Ok(sockets);
             }
         }
@@ -245,12 +247,14 @@ enum Progress {
     Done,
 }
 
-/// Parses one reply datagram of the dump `sequence` of `table` into `sockets`.
+/// Parses one reply datagram of the dump `sequence` of `table` into `sockets`, which may hold
+/// at most `max_sockets`.
 fn parse_datagram(
     datagram: &[u8],
     table: InetTable,
     sequence: u32,
     sockets: &mut Vec<InetSocket>,
+    max_sockets: usize,
 ) -> Result<Progress, SockDiagError> {
     let name = table.proc_name();
     let malformed = |what: String| SockDiagError::Malformed { table: name, what };
@@ -289,7 +293,7 @@ fn parse_datagram(
             NLMSG_NOOP => {}
             NLMSG_OVERRUN => return Err(malformed("the kernel reported an overrun".into())),
             SOCK_DIAG_BY_FAMILY => {
-                if sockets.len() >= MAX_SOCKETS_PER_TABLE {
+                if sockets.len() >= max_sockets {
                     return Err(SockDiagError::TooMany { table: name });
                 }
                 let header = InetResponseHeader::parse(payload).map_err(|e| malformed(e.to_string()))?;
@@ -323,6 +327,8 @@ mod tests {
     use super::*;
     use netlink_packet_core::NetlinkPayload;
     use netlink_packet_sock_diag::inet::InetResponse;
+
+    const MAX: usize = MAX_SOCKETS_PER_TABLE;
 
     fn response(family: u8, inode: u32, sequence: u32) -> Vec<u8> {
         let socket_id = if family == AF_INET {
@@ -376,7 +382,7 @@ mod tests {
         let mut datagram = response(AF_INET, 77, 9);
         datagram.extend(response(AF_INET, 78, 8)); // an older dump's: ignored
         let mut sockets = Vec::new();
-        assert_eq!(parse_datagram(&datagram, InetTable::Tcp4, 9, &mut sockets).unwrap(), Progress::More);
+        assert_eq!(parse_datagram(&datagram, InetTable::Tcp4, 9, &mut sockets, MAX).unwrap(), Progress::More);
         assert_eq!(
             sockets,
             vec![InetSocket {
@@ -386,14 +392,17 @@ mod tests {
                 inode: 77,
             }]
         );
-        assert_eq!(parse_datagram(&done(9, 0), InetTable::Tcp4, 9, &mut sockets).unwrap(), Progress::Done);
+        assert_eq!(
+            parse_datagram(&done(9, 0), InetTable::Tcp4, 9, &mut sockets, MAX).unwrap(),
+            Progress::Done
+        );
         assert!(matches!(
-            parse_datagram(&done(9, -libc::EINTR), InetTable::Tcp4, 9, &mut sockets),
+            parse_datagram(&done(9, -libc::EINTR), InetTable::Tcp4, 9, &mut sockets, MAX),
             Err(SockDiagError::Kernel { errno: libc::EINTR, .. })
         ));
         // A v6 socket in a v4 dump is not what was asked for.
         assert!(matches!(
-            parse_datagram(&response(AF_INET6, 5, 9), InetTable::Tcp4, 9, &mut Vec::new()),
+            parse_datagram(&response(AF_INET6, 5, 9), InetTable::Tcp4, 9, &mut Vec::new(), MAX),
             Err(SockDiagError::Malformed { .. })
         ));
     }
@@ -407,13 +416,13 @@ mod tests {
         bytes[8..12].copy_from_slice(&3u32.to_ne_bytes());
         bytes[16..20].copy_from_slice(&(-libc::ENOENT).to_ne_bytes());
         assert!(matches!(
-            parse_datagram(&bytes, InetTable::Udp6, 3, &mut Vec::new()),
+            parse_datagram(&bytes, InetTable::Udp6, 3, &mut Vec::new(), MAX),
             Err(SockDiagError::Kernel { table: "udp6", errno: libc::ENOENT })
         ));
         // An error message cut before its code.
         bytes[..4].copy_from_slice(&18u32.to_ne_bytes());
         assert!(matches!(
-            parse_datagram(&bytes[..18], InetTable::Udp6, 3, &mut Vec::new()),
+            parse_datagram(&bytes[..18], InetTable::Udp6, 3, &mut Vec::new(), MAX),
             Err(SockDiagError::Malformed { .. })
         ));
     }
@@ -427,7 +436,7 @@ mod tests {
         datagram.extend(done(1, 0));
         for cut in 1..datagram.len() {
             let mut sockets = Vec::new();
-            match parse_datagram(&datagram[..cut], InetTable::Tcp6, 1, &mut sockets) {
+            match parse_datagram(&datagram[..cut], InetTable::Tcp6, 1, &mut sockets, MAX) {
                 Err(SockDiagError::Malformed { .. }) => {}
                 Ok(Progress::More) if cut == one.len() => assert_eq!(sockets.len(), 1),
                 other => panic!("cut at {cut}: {other:?}"),
@@ -436,7 +445,7 @@ mod tests {
         // A length field shorter than the inet_diag message it claims to hold.
         let mut short = one.clone();
         short[..4].copy_from_slice(&40u32.to_ne_bytes());
-        assert!(parse_datagram(&short, InetTable::Tcp6, 1, &mut Vec::new()).is_err());
+        assert!(parse_datagram(&short, InetTable::Tcp6, 1, &mut Vec::new(), MAX).is_err());
         // Pseudo-random garbage (xorshift, fixed seed), with the length word made plausible.
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         for round in 0..2000 {
@@ -454,25 +463,19 @@ mod tests {
                 bytes[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
                 bytes[8..12].copy_from_slice(&1u32.to_ne_bytes());
             }
-            let _ = parse_datagram(&bytes, InetTable::Tcp4, 1, &mut Vec::new());
+            let _ = parse_datagram(&bytes, InetTable::Tcp4, 1, &mut Vec::new(), MAX);
         }
     }
 
     #[test]
     fn stops_at_the_socket_cap() {
-        let one = response(AF_INET, 7, 1);
-        let mut sockets = vec![
-            InetSocket {
-                local: "0.0.0.0:0".parse().unwrap(),
-                remote: "0.0.0.0:0".parse().unwrap(),
-                state: 0,
-                inode: 0
-            };
-            MAX_SOCKETS_PER_TABLE
-        ];
+        let mut two = response(AF_INET, 7, 1);
+        two.extend(response(AF_INET, 8, 1));
+        let mut sockets = Vec::new();
         assert!(matches!(
-            parse_datagram(&one, InetTable::Tcp4, 1, &mut sockets),
+            parse_datagram(&two, InetTable::Tcp4, 1, &mut sockets, 1),
             Err(SockDiagError::TooMany { table: "tcp" })
         ));
+        assert_eq!(sockets.len(), 1);
     }
 }
