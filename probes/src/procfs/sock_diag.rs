@@ -113,7 +113,7 @@ pub enum SockDiagError {
     Malformed { table: &'static str, what: String },
     #[error("{table} dump: more than {MAX_SOCKETS_PER_TABLE} sockets")]
     TooMany { table: &'static str },
-    #[error("{table} dump: not finished after {DUMP_DEADLINE:?}")]
+    #[error("{table} dump: unfinished ({RECV_TIMEOUT:?} without a reply, or {DUMP_DEADLINE:?} in all)")]
     Timeout { table: &'static str },
 }
 
