@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use ::procfs::net::{TcpNetEntry, TcpState, UdpNetEntry, UnixNetEntry};
 use ::procfs::process::Process;
 
+use super::sock_diag::{InetSocket, InetTable, SockDiag};
 use super::{ProcError, io_error, pid_exists, procfs_error};
 
 /// How many watched fds an epoll description lists before eliding the rest.
@@ -371,58 +372,90 @@ fn opposite_ends(a: Option<u32>, b: Option<u32>) -> bool {
     (reads(a) && writes(b)) || (writes(a) && reads(b))
 }
 
-/// Reads the socket tables of the target's network namespace (/proc/PID/net/*, not the
-/// caller's /proc/net) into inode -> target. A table that cannot be read or parsed is skipped:
-/// its sockets then stay `FdTarget::Socket`, which is less informative but still true.
+/// Reads the socket tables of the target's network namespace (not the caller's) into
+/// inode -> target: TCP and UDP through NETLINK_SOCK_DIAG (`sock_diag`), each table falling back
+/// to /proc/PID/net/NAME when its dump fails; Unix sockets from /proc/PID/net/unix (a cheap read:
+/// the kernel walks 256 buckets for it). A table that cannot be read either way is skipped: its
+/// sockets then stay `FdTarget::Socket`, which is less informative but still true.
 fn read_socket_tables(pid: u32) -> HashMap<u64, FdTarget> {
-    let Ok(raw_pid) = i32::try_from(pid) else {
+    let Some(process) = open_process(pid) else {
         return HashMap::new();
     };
-    let process = match Process::new(raw_pid) {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::debug!(pid, "cannot open process for socket tables: {e}");
-            return HashMap::new();
+    let mut diag = SockDiag::open_for(pid)
+        .map_err(|e| tracing::debug!(pid, "TCP/UDP sockets read from /proc/{pid}/net instead: {e}"))
+        .ok();
+    let mut index = HashMap::new();
+    for table in InetTable::ALL {
+        let dumped = diag.as_mut().and_then(|diag| {
+            diag.dump(table)
+                .map_err(|e| tracing::debug!(pid, "/proc/{pid}/net/{} read instead: {e}", table.proc_name()))
+                .ok()
+        });
+        match dumped {
+            Some(sockets) => index_inet_sockets(&mut index, table, &sockets),
+            None => index.extend(read_proc_inet_table(&process, pid, table)),
         }
-    };
-    fn table<T>(pid: u32, name: &str, read: ::procfs::ProcResult<Vec<T>>) -> Vec<T> {
-        read.unwrap_or_else(|e| {
-            // tcp6/udp6 are absent when IPv6 is disabled: nothing to resolve there.
-            if !matches!(e, ::procfs::ProcError::NotFound(_)) {
-                let path = PathBuf::from(format!("/proc/{pid}/net/{name}"));
-                tracing::debug!(pid, "socket table skipped: {}", procfs_error(pid, &path, e));
-            }
-            Vec::new()
-        })
     }
-    let mut tcp = table(pid, "tcp", process.tcp());
-    tcp.extend(table(pid, "tcp6", process.tcp6()));
-    let mut udp = table(pid, "udp", process.udp());
-    udp.extend(table(pid, "udp6", process.udp6()));
-    let unix = table(pid, "unix", process.unix());
-    socket_index(&tcp, &udp, &unix)
+    index_unix(&mut index, &proc_table(pid, "unix", process.unix()));
+    index
+}
+
+fn open_process(pid: u32) -> Option<Process> {
+    let raw_pid = i32::try_from(pid).ok()?;
+    Process::new(raw_pid).map_err(|e| tracing::debug!(pid, "cannot open process for socket tables: {e}")).ok()
+}
+
+/// A /proc/PID/net table as parsed by procfs, or nothing (logged) when it cannot be read.
+fn proc_table<T>(pid: u32, name: &str, read: ::procfs::ProcResult<Vec<T>>) -> Vec<T> {
+    read.unwrap_or_else(|e| {
+        // tcp6/udp6 are absent when IPv6 is disabled: nothing to resolve there.
+        if !matches!(e, ::procfs::ProcError::NotFound(_)) {
+            let path = PathBuf::from(format!("/proc/{pid}/net/{name}"));
+            tracing::debug!(pid, "socket table skipped: {}", procfs_error(pid, &path, e));
+        }
+        Vec::new()
+    })
+}
+
+/// One TCP or UDP table read from /proc/PID/net (what the netlink path must equal).
+fn read_proc_inet_table(process: &Process, pid: u32, table: InetTable) -> HashMap<u64, FdTarget> {
+    let name = table.proc_name();
+    let mut index = HashMap::new();
+    match table {
+        InetTable::Tcp4 => index_tcp(&mut index, &proc_table(pid, name, process.tcp())),
+        InetTable::Tcp6 => index_tcp(&mut index, &proc_table(pid, name, process.tcp6())),
+        InetTable::Udp4 => index_udp(&mut index, &proc_table(pid, name, process.udp())),
+        InetTable::Udp6 => index_udp(&mut index, &proc_table(pid, name, process.udp6())),
+    }
+    index
 }
 
 /// Indexes parsed socket tables by inode.
+#[cfg(test)]
 fn socket_index(tcp: &[TcpNetEntry], udp: &[UdpNetEntry], unix: &[UnixNetEntry]) -> HashMap<u64, FdTarget> {
     let mut index = HashMap::new();
-    // Inode 0 marks sockets no fd refers to any more (TIME_WAIT, request socks): skip them so
-    // they cannot shadow anything.
+    index_tcp(&mut index, tcp);
+    index_udp(&mut index, udp);
+    index_unix(&mut index, unix);
+    index
+}
+
+// Inode 0 marks sockets no fd refers to any more (TIME_WAIT, request socks): they are skipped so
+// they cannot shadow anything.
+
+fn index_tcp(index: &mut HashMap<u64, FdTarget>, tcp: &[TcpNetEntry]) {
     for e in tcp.iter().filter(|e| e.inode != 0) {
-        index.insert(
-            e.inode,
-            FdTarget::Tcp {
-                local: e.local_address,
-                remote: e.remote_address,
-                state: tcp_state_name(&e.state).to_owned(),
-            },
-        );
+        index.insert(e.inode, tcp_target(e.local_address, e.remote_address, &e.state));
     }
+}
+
+fn index_udp(index: &mut HashMap<u64, FdTarget>, udp: &[UdpNetEntry]) {
     for e in udp.iter().filter(|e| e.inode != 0) {
-        let remote = e.remote_address;
-        let connected = remote.port() != 0 || !remote.ip().is_unspecified();
-        index.insert(e.inode, FdTarget::Udp { local: e.local_address, remote: connected.then_some(remote) });
+        index.insert(e.inode, udp_target(e.local_address, e.remote_address));
     }
+}
+
+fn index_unix(index: &mut HashMap<u64, FdTarget>, unix: &[UnixNetEntry]) {
     for e in unix.iter().filter(|e| e.inode != 0) {
         index.insert(
             e.inode,
@@ -432,7 +465,33 @@ fn socket_index(tcp: &[TcpNetEntry], udp: &[UdpNetEntry], unix: &[UnixNetEntry])
             },
         );
     }
-    index
+}
+
+/// Indexes one table dumped by inet_diag, as the /proc path would have.
+fn index_inet_sockets(index: &mut HashMap<u64, FdTarget>, table: InetTable, sockets: &[InetSocket]) {
+    for s in sockets.iter().filter(|s| s.inode != 0) {
+        let target = if table.is_tcp() {
+            // /proc prints the same number; one it would not know is left unresolved.
+            let Some(state) = TcpState::from_u8(s.state) else {
+                tracing::debug!(inode = s.inode, "unknown TCP state {} left unresolved", s.state);
+                continue;
+            };
+            tcp_target(s.local, s.remote, &state)
+        } else {
+            udp_target(s.local, s.remote)
+        };
+        index.insert(s.inode, target);
+    }
+}
+
+fn tcp_target(local: SocketAddr, remote: SocketAddr, state: &TcpState) -> FdTarget {
+    FdTarget::Tcp { local, remote, state: tcp_state_name(state).to_owned() }
+}
+
+/// A UDP socket is connected when its remote is set (the kernel shows `0.0.0.0:0` otherwise).
+fn udp_target(local: SocketAddr, remote: SocketAddr) -> FdTarget {
+    let connected = remote.port() != 0 || !remote.ip().is_unspecified();
+    FdTarget::Udp { local, remote: connected.then_some(remote) }
 }
 
 fn tcp_state_name(state: &TcpState) -> &'static str {
@@ -701,6 +760,208 @@ tfd:        9 events: 8000201d data:\n";
 
         drop(unix_listener);
         let _ = std::fs::remove_file(&sock_path);
+    }
+
+    /// What the netlink path and the /proc path say about `inodes` of `pid`, table by table:
+    /// the /proc tables are the ground truth (the kernel printed them; nobody here computed
+    /// them).
+    fn both_paths(pid: u32, inodes: &[u64]) -> Vec<(InetTable, u64, Option<FdTarget>, Option<FdTarget>)> {
+        let process = open_process(pid).expect("open process");
+        let mut diag = SockDiag::open_for(pid).expect("open NETLINK_SOCK_DIAG");
+        let mut rows = Vec::new();
+        for table in InetTable::ALL {
+            let mut from_netlink = HashMap::new();
+            index_inet_sockets(&mut from_netlink, table, &diag.dump(table).expect("inet_diag dump"));
+            let from_proc = read_proc_inet_table(&process, pid, table);
+            for &inode in inodes {
+                let (a, b) = (from_netlink.get(&inode).cloned(), from_proc.get(&inode).cloned());
+                if a.is_some() || b.is_some() {
+                    rows.push((table, inode, a, b));
+                }
+            }
+        }
+        rows
+    }
+
+    /// TCP and UDP sockets of every shape this test can make, seen through inet_diag and through
+    /// /proc/PID/net: the same inodes, addresses, states and UDP peers.
+    #[test]
+    fn netlink_tables_equal_proc_tables() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        let listener6 = TcpListener::bind("[::1]:0").unwrap();
+        let client6 = TcpStream::connect(listener6.local_addr().unwrap()).unwrap();
+        let (accepted6, _) = listener6.accept().unwrap();
+        // A dual-stack listener: its accepted v4 peer is a v6 socket with v4-mapped addresses.
+        let dual = TcpListener::bind("[::]:0").unwrap();
+        let mapped_client = TcpStream::connect(("127.0.0.1", dual.local_addr().unwrap().port())).unwrap();
+        let (mapped, _) = dual.accept().unwrap();
+        // One side half-closed by its peer: close_wait on the accepted end.
+        let closing = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (close_wait, _) = listener.accept().unwrap();
+        closing.shutdown(std::net::Shutdown::Write).unwrap();
+        // The FIN's ACK comes back through loopback's softirq: wait (on /proc's word) until the
+        // closing end has settled in fin_wait2, so both reads below see one state.
+        let process = open_process(std::process::id()).unwrap();
+        let closing_inode = inode_of(closing.as_raw_fd());
+        let settled = (0..200).any(|_| {
+            let tcp = read_proc_inet_table(&process, std::process::id(), InetTable::Tcp4);
+            let done =
+                matches!(tcp.get(&closing_inode), Some(FdTarget::Tcp { state, .. }) if state == "fin_wait2");
+            if !done {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            done
+        });
+        assert!(settled, "the half-closed connection never reached fin_wait2");
+
+        let udp_a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let udp_b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        udp_a.connect(udp_b.local_addr().unwrap()).unwrap();
+        let udp6_a = UdpSocket::bind("[::1]:0").unwrap();
+        let udp6_b = UdpSocket::bind("[::1]:0").unwrap();
+        udp6_a.connect(udp6_b.local_addr().unwrap()).unwrap();
+        let (unix_a, _unix_b) = UnixStream::pair().unwrap();
+
+        let inet_fds = [
+            listener.as_raw_fd(),
+            client.as_raw_fd(),
+            accepted.as_raw_fd(),
+            listener6.as_raw_fd(),
+            client6.as_raw_fd(),
+            accepted6.as_raw_fd(),
+            dual.as_raw_fd(),
+            mapped_client.as_raw_fd(),
+            mapped.as_raw_fd(),
+            closing.as_raw_fd(),
+            close_wait.as_raw_fd(),
+            udp_a.as_raw_fd(),
+            udp_b.as_raw_fd(),
+            udp6_a.as_raw_fd(),
+            udp6_b.as_raw_fd(),
+        ];
+        let inodes: Vec<u64> = inet_fds.iter().map(|&fd| inode_of(fd)).collect();
+        let unix_inode = inode_of(unix_a.as_raw_fd());
+        let mut all_inodes = inodes.clone();
+        all_inodes.push(unix_inode);
+
+        let rows = both_paths(std::process::id(), &all_inodes);
+        for (table, inode, from_netlink, from_proc) in &rows {
+            assert_eq!(from_netlink, from_proc, "{} inode {inode}", table.proc_name());
+            assert!(from_proc.is_some(), "{} inode {inode}: only netlink has it", table.proc_name());
+        }
+        // Each inet socket is in exactly one table, the unix socket in none of them.
+        let mut seen: Vec<u64> = rows.iter().map(|r| r.1).collect();
+        seen.sort_unstable();
+        let mut expected = inodes.clone();
+        expected.sort_unstable();
+        assert_eq!(seen, expected);
+
+        let target = |fd: Fd| rows.iter().find(|r| r.1 == inode_of(fd)).and_then(|r| r.3.clone()).unwrap();
+        // Spot checks of the ground truth itself, so both paths cannot agree on nothing.
+        assert_eq!(
+            target(mapped.as_raw_fd()).to_string(),
+            format!(
+                "tcp [::ffff:127.0.0.1]:{} -> [::ffff:127.0.0.1]:{}",
+                dual.local_addr().unwrap().port(),
+                mapped_client.local_addr().unwrap().port()
+            )
+        );
+        assert!(
+            matches!(target(close_wait.as_raw_fd()), FdTarget::Tcp { state, .. } if state == "close_wait")
+        );
+        assert!(matches!(target(udp_b.as_raw_fd()), FdTarget::Udp { remote: None, .. }));
+        assert!(matches!(target(udp6_a.as_raw_fd()), FdTarget::Udp { remote: Some(_), .. }));
+
+        // And the whole read, netlink for inet plus /proc for unix, gives the same.
+        let index = read_socket_tables(std::process::id());
+        for (_, inode, _, from_proc) in &rows {
+            assert_eq!(index.get(inode), from_proc.as_ref());
+        }
+        assert_eq!(index.get(&unix_inode), Some(&FdTarget::Unix { path: None, inode: unix_inode }));
+    }
+
+    /// A socket made in another network namespace is found through the namespace of the pid
+    /// (here a thread id: /proc/TID/ns/net is that thread's namespace) and not through ours.
+    #[test]
+    fn reads_the_targets_network_namespace() {
+        let (to_test, from_thread) = std::sync::mpsc::channel();
+        let (to_thread, until_done) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            // SAFETY: unshare has no memory preconditions; it changes only this thread's
+            // network namespace (the thread ends with the test).
+            let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
+            // The new namespace's loopback is down: bind the wildcard address.
+            let listener = TcpListener::bind("0.0.0.0:0").unwrap();
+            let udp = UdpSocket::bind("[::]:0").unwrap();
+            // SAFETY: gettid has no preconditions.
+            let tid = unsafe { libc::gettid() } as u32;
+            to_test
+                .send((
+                    tid,
+                    listener.as_raw_fd(),
+                    listener.local_addr().unwrap(),
+                    udp.as_raw_fd(),
+                    udp.local_addr().unwrap(),
+                ))
+                .unwrap();
+            let _ = until_done.recv();
+        });
+        let (tid, listener_fd, listener_addr, udp_fd, udp_addr) = from_thread.recv().unwrap();
+        let inodes = [inode_of(listener_fd), inode_of(udp_fd)];
+
+        let rows = both_paths(tid, &inodes);
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        for (table, inode, from_netlink, from_proc) in &rows {
+            assert_eq!(from_netlink, from_proc, "{} inode {inode}", table.proc_name());
+        }
+        // The fd table is the process's; its sockets resolve in the namespace read.
+        let theirs = FdTable::read(tid).unwrap();
+        assert_eq!(theirs.describe(listener_fd).unwrap(), format!("tcp {listener_addr} (listen)"));
+        assert_eq!(theirs.describe(udp_fd).unwrap(), format!("udp {udp_addr}"));
+        let ours = FdTable::read(std::process::id()).unwrap();
+        assert_eq!(ours.describe(listener_fd).unwrap(), format!("socket:[{}]", inodes[0]));
+        assert_eq!(ours.describe(udp_fd).unwrap(), format!("socket:[{}]", inodes[1]));
+
+        to_thread.send(()).unwrap();
+        thread.join().unwrap();
+    }
+
+    /// CPU time of reading this process's TCP/UDP tables both ways (run with `--ignored
+    /// --nocapture`; a figure for docs/performance.md, not a check).
+    #[test]
+    #[ignore]
+    fn socket_table_cost() {
+        fn cpu_now() -> std::time::Duration {
+            // SAFETY: all-zeroes is a valid timespec; clock_gettime only writes into it.
+            let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+            // SAFETY: `ts` is a valid out pointer.
+            assert_eq!(unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) }, 0);
+            std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+        }
+        let pid = std::process::id();
+        let process = open_process(pid).unwrap();
+        const ROUNDS: u32 = 50;
+        let start = cpu_now();
+        for _ in 0..ROUNDS {
+            for table in InetTable::ALL {
+                std::hint::black_box(read_proc_inet_table(&process, pid, table));
+            }
+        }
+        let proc_cost = (cpu_now() - start) / ROUNDS;
+        let start = cpu_now();
+        for _ in 0..ROUNDS {
+            let mut diag = SockDiag::open_for(pid).unwrap();
+            for table in InetTable::ALL {
+                let mut index = HashMap::new();
+                index_inet_sockets(&mut index, table, &diag.dump(table).unwrap());
+                std::hint::black_box(index);
+            }
+        }
+        let netlink_cost = (cpu_now() - start) / ROUNDS;
+        println!("tcp+tcp6+udp+udp6 per read: /proc {proc_cost:?}, NETLINK_SOCK_DIAG {netlink_cost:?}");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! What /proc says about a target process: whether it is a traceable user process (`process`),
 //! what each of its threads is doing right now (`threads`), what its file descriptors are
-//! (`fds`), and which /proc thread ids its own pid namespace's ids stand for (`pidns`), and
-//! its address space (`maps`, read once per view for stacks), and small facts about any task by
-//! tid (`tasks`: names, state, owner).
+//! (`fds`, with TCP/UDP peers dumped through NETLINK_SOCK_DIAG by `sock_diag`), and which /proc
+//! thread ids its own pid namespace's ids stand for (`pidns`), and its address space (`maps`,
+//! read once per view for stacks), and small facts about any task by tid (`tasks`: names,
+//! state, owner).
 //! Everything here is a synchronous read of /proc; callers on an async reactor should run it on
 //! a blocking thread.
 
@@ -11,6 +12,7 @@ pub mod maps;
 pub mod pidns;
 pub mod process;
 mod rq_clock;
+mod sock_diag;
 pub mod tasks;
 pub mod threads;
 
