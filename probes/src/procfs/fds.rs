@@ -2,7 +2,7 @@
 //! with both ends, a pipe and which fd holds its other end, an epoll and the fds it watches,
 //! a file), so a thread blocked on fd N can be reported as blocked on something a human knows.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::os::unix::ffi::OsStrExt;
@@ -147,11 +147,15 @@ impl FdTable {
             return Err(ProcError::Exited(pid));
         }
 
-        let sockets = if raw.iter().any(|r| matches!(r.link, Link::Socket(_))) {
-            read_socket_tables(pid)
-        } else {
-            HashMap::new()
-        };
+        let socket_inodes: HashSet<u64> = raw
+            .iter()
+            .filter_map(|r| match r.link {
+                Link::Socket(inode) => Some(inode),
+                _ => None,
+            })
+            .collect();
+        let sockets =
+            if socket_inodes.is_empty() { HashMap::new() } else { read_socket_tables(pid, &socket_inodes) };
         Ok(FdTable { pid, entries: assemble(raw, &sockets) })
     }
 
@@ -377,7 +381,12 @@ fn opposite_ends(a: Option<u32>, b: Option<u32>) -> bool {
 /// to /proc/PID/net/NAME when its dump fails; Unix sockets from /proc/PID/net/unix (a cheap read:
 /// the kernel walks 256 buckets for it). A table that cannot be read either way is skipped: its
 /// sockets then stay `FdTarget::Socket`, which is less informative but still true.
-fn read_socket_tables(pid: u32) -> HashMap<u64, FdTarget> {
+///
+/// Tables are read until every inode of `wanted` (the target's sockets) is found: a socket is
+/// in one table only, and each TCP dump walks the whole established hash (262,144 buckets on a
+/// machine with a few GB), so a server whose sockets are all TCP over IPv4 costs one dump, not
+/// four and the unix table.
+fn read_socket_tables(pid: u32, wanted: &HashSet<u64>) -> HashMap<u64, FdTarget> {
     let Some(process) = open_process(pid) else {
         return HashMap::new();
     };
@@ -385,7 +394,11 @@ fn read_socket_tables(pid: u32) -> HashMap<u64, FdTarget> {
         .map_err(|e| tracing::debug!(pid, "TCP/UDP sockets read from /proc/{pid}/net instead: {e}"))
         .ok();
     let mut index = HashMap::new();
+    let all_found = |index: &HashMap<u64, FdTarget>| wanted.iter().all(|inode| index.contains_key(inode));
     for table in InetTable::ALL {
+        if all_found(&index) {
+            return index;
+        }
         let dumped = diag.as_mut().and_then(|diag| {
             diag.dump(table)
                 .map_err(|e| tracing::debug!(pid, "/proc/{pid}/net/{} read instead: {e}", table.proc_name()))
@@ -396,7 +409,9 @@ fn read_socket_tables(pid: u32) -> HashMap<u64, FdTarget> {
             None => index.extend(read_proc_inet_table(&process, pid, table)),
         }
     }
-    index_unix(&mut index, &proc_table(pid, "unix", process.unix()));
+    if !all_found(&index) {
+        index_unix(&mut index, &proc_table(pid, "unix", process.unix()));
+    }
     index
 }
 
@@ -875,11 +890,22 @@ tfd:        9 events: 8000201d data:\n";
         assert!(matches!(target(udp6_a.as_raw_fd()), FdTarget::Udp { remote: Some(_), .. }));
 
         // And the whole read, netlink for inet plus /proc for unix, gives the same.
-        let index = read_socket_tables(std::process::id());
+        let mut wanted: HashSet<u64> = rows.iter().map(|r| r.1).collect();
+        wanted.insert(unix_inode);
+        let index = read_socket_tables(std::process::id(), &wanted);
         for (_, inode, _, from_proc) in &rows {
             assert_eq!(index.get(inode), from_proc.as_ref());
         }
         assert_eq!(index.get(&unix_inode), Some(&FdTarget::Unix { path: None, inode: unix_inode }));
+        // Reading stops once every wanted socket is found: the first table (TCP over IPv4)
+        // holds the listener, so no UDP socket is looked up.
+        let listener_inode = inode_of(listener.as_raw_fd());
+        let first_only = read_socket_tables(std::process::id(), &HashSet::from([listener_inode]));
+        assert!(matches!(first_only.get(&listener_inode), Some(FdTarget::Tcp { .. })));
+        assert!(
+            first_only.values().all(|t| matches!(t, FdTarget::Tcp { .. })),
+            "only the TCP table was read"
+        );
     }
 
     /// A socket made in another network namespace is found through the namespace of the pid
