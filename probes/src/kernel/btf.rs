@@ -167,21 +167,23 @@ impl KernelBtf {
                 end = self.records.get(id as usize).map_or(self.types.end, |&next| next as usize);
             }
         }
-        let mut blob = self.bytes.to_vec();
-        if missing.is_empty() && !names.is_empty() {
-            let type_len = (end - self.types.start) as u32;
-            let hdr_len = u32_at(&blob, 4).unwrap_or(0) as usize;
-            if hdr_len == 24 && self.types.start == 24 && self.strings.start == self.types.end {
-                // The usual layout (header, types, strings): the types after the cut are left
-                // out, and the strings moved up behind the kept ones (half the copy aya parses).
-                blob = Vec::with_capacity(24 + type_len as usize + self.strings.len());
-                blob.extend_from_slice(&self.bytes[..24]);
-                blob.extend_from_slice(&self.bytes[24..end]);
-                blob.extend_from_slice(&self.bytes[self.strings.clone()]);
-                blob[16..20].copy_from_slice(&type_len.to_le_bytes());
-            }
-            blob[12..16].copy_from_slice(&type_len.to_le_bytes());
+        if !missing.is_empty() || names.is_empty() {
+            return self.bytes.to_vec();
         }
+        let type_len = (end - self.types.start) as u32;
+        let hdr_len = u32_at(&self.bytes, 4).unwrap_or(0) as usize;
+        let mut blob = if hdr_len == 24 && self.types.start == 24 && self.strings.start == self.types.end {
+            // The usual layout (header, types, strings): the types after the cut are left out,
+            // and the strings moved up behind the kept ones (half the bytes for aya to copy).
+            let mut blob = Vec::with_capacity(end + self.strings.len());
+            blob.extend_from_slice(&self.bytes[..end]);
+            blob.extend_from_slice(&self.bytes[self.strings.clone()]);
+            blob[16..20].copy_from_slice(&type_len.to_le_bytes());
+            blob
+        } else {
+            self.bytes.to_vec()
+        };
+        blob[12..16].copy_from_slice(&type_len.to_le_bytes());
         blob
     }
 
@@ -319,6 +321,21 @@ mod tests {
             KernelBtf::parse(KernelBtf::parse(blob()).unwrap().into_prefix_through(&["t", "nope"])).unwrap();
         assert_eq!(whole.records.len(), 4);
         assert_eq!(whole.typedef_proto_params("t").unwrap(), 2);
+    }
+
+    /// A header longer than the 24 bytes known here (a later kernel's added fields) is kept as
+    /// it is: the blob is cut by its type length alone, every offset staying valid.
+    #[test]
+    fn prefix_of_a_longer_header_keeps_its_layout() {
+        let mut b = blob();
+        // hdr_len 32: eight more header bytes, the sections' offsets (relative to it) unchanged.
+        b[4..8].copy_from_slice(&32u32.to_le_bytes());
+        b.splice(24..24, [0u8; 8]);
+        let cut = KernelBtf::parse(b.clone()).unwrap().into_prefix_through(&["s"]);
+        assert_eq!(cut.len(), b.len());
+        let cut = KernelBtf::parse(cut).unwrap();
+        assert_eq!(cut.records.len(), 1);
+        assert_eq!(cut.member_offset("s", "b").unwrap(), 4);
     }
 
     /// Ground truth: aya, given the prefix, finds the same tracepoint typedef ids as given the
