@@ -3,13 +3,12 @@
 //! and the connection to one, made inside the target's network namespace when it has its own.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use parkscope_probes::procfs::fds::{FdTable, FdTarget};
+use parkscope_probes::procfs::netns;
 use tokio::net::TcpStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -74,55 +73,30 @@ pub fn candidates(pid: u32, max: usize) -> Result<Vec<SocketAddr>, ConsoleError>
     Ok(all)
 }
 
-/// The network namespace inode of a process (`/proc/PID/ns/net`).
-fn netns_of(path: &str) -> Option<(u64, u64)> {
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
-}
-
 /// A TCP connection to `addr` as seen from `pid`: made here when the target shares our network
-/// namespace, else on a short-lived thread that enters the target's (setns affects only that
-/// thread, which then exits; the socket keeps the namespace it was made in).
+/// namespace, else from inside the target's (probes' `netns`: a short-lived thread that enters it;
+/// the socket keeps the namespace it was made in).
 pub async fn connect(pid: u32, addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConsoleError> {
-    let ours = netns_of("/proc/self/ns/net");
-    let theirs = netns_of(&format!("/proc/{pid}/ns/net"));
     let connect_err = |e: std::io::Error| ConsoleError::Connect { addr, cause: e.to_string() };
-    if ours.is_some() && ours == theirs {
+    if netns::shares_network_namespace(pid).unwrap_or(false) {
         return match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Err(_) => Err(ConsoleError::Connect { addr, cause: format!("no answer within {timeout:?}") }),
             Ok(r) => r.map_err(connect_err),
         };
     }
-    let joined = tokio::task::spawn_blocking(move || {
-        // A dedicated thread, never a pool thread: the namespace change must die with it.
-        std::thread::Builder::new()
-            .name("ps-console-ns".into())
-            .spawn(move || connect_in_netns(pid, addr, timeout))
-            .map_err(|e| ConsoleError::Netns { pid, addr, cause: e.to_string() })?
-            .join()
-            .map_err(|_| ConsoleError::Netns { pid, addr, cause: "helper thread panicked".into() })?
+    let netns_err = move |e: std::io::Error| ConsoleError::Netns { pid, addr, cause: e.to_string() };
+    let connected = tokio::task::spawn_blocking(move || {
+        netns::in_network_namespace_of(pid, move || std::net::TcpStream::connect_timeout(&addr, timeout))
     })
     .await
-    .map_err(|e| ConsoleError::Netns { pid, addr, cause: e.to_string() })??;
-    joined.set_nonblocking(true).map_err(connect_err)?;
-    TcpStream::from_std(joined).map_err(connect_err)
-}
-
-fn connect_in_netns(
-    pid: u32,
-    addr: SocketAddr,
-    timeout: Duration,
-) -> Result<std::net::TcpStream, ConsoleError> {
-    let netns_err = |cause: String| ConsoleError::Netns { pid, addr, cause };
-    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).map_err(|e| netns_err(e.to_string()))?;
-    // SAFETY: setns with an fd we own; it changes this (short-lived) thread's namespace only.
-    let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-    if rc != 0 {
-        return Err(netns_err(std::io::Error::last_os_error().to_string()));
-    }
-    std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| ConsoleError::Connect {
+    .map_err(|e| netns_err(std::io::Error::other(e)))?
+    .map_err(netns_err)?
+    .map_err(|e| ConsoleError::Connect {
         addr,
         cause: format!("{e} (inside the target's network namespace)"),
-    })
+    })?;
+    connected.set_nonblocking(true).map_err(connect_err)?;
+    TcpStream::from_std(connected).map_err(connect_err)
 }
 
 /// A gRPC channel over the one connection made above (tonic would otherwise dial itself, in

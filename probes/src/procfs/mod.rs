@@ -3,12 +3,13 @@
 //! (`fds`, with TCP/UDP peers dumped through NETLINK_SOCK_DIAG by `sock_diag`), and which /proc
 //! thread ids its own pid namespace's ids stand for (`pidns`), and its address space (`maps`,
 //! read once per view for stacks), and small facts about any task by tid (`tasks`: names,
-//! state, owner).
+//! state, owner); `netns` runs work inside a target's network namespace.
 //! Everything here is a synchronous read of /proc; callers on an async reactor should run it on
 //! a blocking thread.
 
 pub mod fds;
 pub mod maps;
+pub mod netns;
 pub mod pidns;
 pub mod process;
 mod rq_clock;

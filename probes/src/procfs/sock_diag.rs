@@ -9,11 +9,9 @@
 //! timeout and an overall deadline per dump; an `NLMSG_ERROR`, a truncated datagram or a
 //! malformed message is an error for that table, and the caller falls back to /proc for it.
 
-use std::fs::File;
 use std::io;
 use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
 use netlink_packet_core::{
@@ -128,30 +126,8 @@ impl SockDiag {
     /// Opens a socket in the network namespace of `pid`: directly when that is this thread's
     /// namespace, else on a thread that enters it first.
     pub fn open_for(pid: u32) -> Result<SockDiag, SockDiagError> {
-        let ns_path = format!("/proc/{pid}/ns/net");
-        let ns_error = |source| SockDiagError::Namespace { pid, source };
-        // Open before comparing so the comparison is about the namespace we would enter.
-        let target_ns = File::open(&ns_path).map_err(ns_error)?;
-        let target = target_ns.metadata().map_err(ns_error)?;
-        let own = std::fs::metadata("/proc/thread-self/ns/net").map_err(ns_error)?;
-        let socket = if (target.dev(), target.ino()) == (own.dev(), own.ino()) {
-            open_diag_socket()?
-        } else {
-            std::thread::Builder::new()
-                .name("parkscope-netns".into())
-                .spawn(move || {
-                    // SAFETY: `target_ns` is an open nsfs file of a network namespace; setns
-                    // changes only this thread's namespace, and this thread ends right after.
-                    let rc = unsafe { libc::setns(target_ns.as_raw_fd(), libc::CLONE_NEWNET) };
-                    if rc != 0 {
-                        return Err(SockDiagError::Namespace { pid, source: io::Error::last_os_error() });
-                    }
-                    open_diag_socket()
-                })
-                .map_err(ns_error)?
-                .join()
-                .map_err(|_| ns_error(io::Error::other("namespace thread panicked")))??
-        };
+        let socket = super::netns::in_network_namespace_of(pid, open_diag_socket)
+            .map_err(|source| SockDiagError::Namespace { pid, source })??;
         Ok(SockDiag { socket, next_sequence: 1 })
     }
 
