@@ -208,11 +208,11 @@ impl TokioTarget {
                 TokioRole::Worker => ThreadRole::TokioWorker,
                 TokioRole::Blocking => ThreadRole::TokioBlocking,
             });
+            let Some(task_id) = task_id.filter(|id| *id != 0) else { continue };
             // A blocked thread that switched since /proc was read may have left that call (and
             // the poll the id belongs to): its call's time is then not the poll's.
             let moved = t.state.is_blocked()
-                && self.switches.read(t.tid).is_none_or(|n| Some(&n) != switches.get(&t.tid));
-            let Some(task_id) = task_id.filter(|id| *id != 0) else { continue };
+                && self.switches.read_once(t.tid).is_none_or(|n| Some(&n) != switches.get(&t.tid));
             // How long the poll has lasted, as far as the thread view can tell: a thread blocked
             // inside it has been in the poll at least as long as in its call; one on a CPU at
             // least since the first read that saw it in this task without having slept since.

@@ -243,7 +243,9 @@ impl TaskFiles {
         use std::fmt::Write as _;
         self.path.clear();
         let _ = write!(self.path, "/proc/{}/task/{tid}/{file}", self.pid);
-        if let Err(e) = std::fs::File::open(&self.path).and_then(|f| read_all(f, &mut self.buf)) {
+        if let Err(e) =
+            std::fs::File::open(&self.path).and_then(|f| read_all(&f, &mut self.buf, MAX_TASK_FILE_BYTES))
+        {
             return Err(io_error(self.pid, Path::new(&self.path), e));
         }
         std::str::from_utf8(&self.buf).map_err(|_| parse_error(Path::new(&self.path), "not UTF-8".to_owned()))
@@ -255,23 +257,26 @@ impl TaskFiles {
     }
 }
 
-/// Reads `file` to its end into `buf` (cleared first). Plain reads: `Read::read_to_end` first
-/// asks the file its size (statx, lseek), two more syscalls per file, and a /proc file has
-/// none to give. Bounded: /proc files of a task are a few KiB; 1 MiB is an error.
-fn read_all(mut file: std::fs::File, buf: &mut Vec<u8>) -> std::io::Result<()> {
-    use std::io::Read as _;
-    const MAX: usize = 1 << 20;
+/// The most a task's /proc file is read to: they are a few KiB.
+const MAX_TASK_FILE_BYTES: usize = 1 << 20;
+
+/// Reads `file` from its start to its end into `buf` (cleared first); more than `max` bytes is
+/// an error. Plain reads at explicit offsets: `Read::read_to_end` first asks the file its size
+/// (statx, lseek), two more syscalls per file, and a /proc file has none to give; and a file kept
+/// open is read again from its start, the kernel generating its text afresh.
+pub(crate) fn read_all(file: &std::fs::File, buf: &mut Vec<u8>, max: usize) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt as _;
     buf.clear();
     loop {
         if buf.len() == buf.capacity() {
-            if buf.len() >= MAX {
-                return Err(std::io::Error::other("longer than 1 MiB"));
+            if buf.len() >= max {
+                return Err(std::io::Error::other(format!("longer than {max} bytes")));
             }
             buf.reserve(4096);
         }
         let len = buf.len();
         buf.resize(buf.capacity(), 0);
-        match file.read(&mut buf[len..]) {
+        match file.read_at(&mut buf[len..], len as u64) {
             Ok(0) => {
                 buf.truncate(len);
                 return Ok(());
@@ -311,7 +316,7 @@ impl StatFields {
 }
 
 /// (voluntary, involuntary) context switches from /proc/PID/task/TID/status.
-fn parse_status_switches(text: &str) -> Result<(u64, u64), String> {
+pub(crate) fn parse_status_switches(text: &str) -> Result<(u64, u64), String> {
     let field = |key: &str| {
         let line = text.lines().find_map(|l| l.strip_prefix(key)).ok_or_else(|| format!("no {key} line"))?;
         line.trim().parse::<u64>().map_err(|_| format!("bad {key} {:?}", line.trim()))

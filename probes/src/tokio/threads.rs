@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 
 use crate::procfs::maps::AddressSpace;
+use crate::procfs::threads::{parse_status_switches, read_all};
 
 /// `offsetof(struct pthread, tid)` in glibc on x86-64.
 const PTHREAD_TID_OFFSET: u64 = 0x2d0;
@@ -173,8 +174,9 @@ fn read_two(pid: u32, a: (u64, &mut [u8]), b: (u64, &mut [u8])) -> bool {
 
 /// `voluntary_ctxt_switches` of the threads of one process (/proc/PID/task/TID/status): a worker
 /// that slept between two reads has left whatever poll it was in. Read every 10 ms per busy
-/// worker, so each thread's file is opened once and read again in place (a fresh open costs
-/// half as much again as the read).
+/// worker, so a worker's file is opened once and read again in place (a fresh open costs half as
+/// much again as the read); other threads' are read once and closed, so a target with thousands
+/// of threads never has the agent holding a file per thread.
 #[derive(Debug)]
 pub struct VoluntarySwitches {
     pid: u32,
@@ -182,52 +184,53 @@ pub struct VoluntarySwitches {
     buf: Vec<u8>,
 }
 
+/// A status file is ~1.5 kB; anything past this is not one.
+const MAX_STATUS_BYTES: usize = 64 << 10;
+
 impl VoluntarySwitches {
     pub fn new(pid: u32) -> Self {
-        Self { pid, files: HashMap::new(), buf: vec![0; 4096] }
+        Self { pid, files: HashMap::new(), buf: Vec::with_capacity(4096) }
     }
 
-    /// The count of thread `tid` now; None when the thread is gone or its status unreadable.
+    /// The count of thread `tid` now, its file kept open for the next read; None when the
+    /// thread is gone or its status unreadable.
     pub fn read(&mut self, tid: u32) -> Option<u64> {
-        use std::os::unix::fs::FileExt;
         if !self.files.contains_key(&tid) {
-            let file = std::fs::File::open(format!("/proc/{}/task/{tid}/status", self.pid)).ok()?;
+            let file = std::fs::File::open(self.path(tid)).ok()?;
             self.files.insert(tid, file);
         }
-        let file = self.files.get(&tid)?;
-        let mut len = 0;
-        // A status file is ~1.5 kB; read it whole (the count is near its end), up to a bound.
-        let read = loop {
-            if len == self.buf.len() {
-                if len >= 64 << 10 {
-                    break Err(std::io::Error::other("status file too big"));
-                }
-                self.buf.resize(len * 2, 0);
-            }
-            match file.read_at(&mut self.buf[len..], len as u64) {
-                Ok(0) => break Ok(()),
-                Ok(n) => len += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
-            }
-        };
-        if read.is_err() {
+        let count = self.files.get(&tid).and_then(|file| count_in(file, &mut self.buf));
+        if count.is_none() {
             // Gone (ESRCH): forget it, so a later thread with this id opens its own file.
             self.files.remove(&tid);
-            return None;
         }
-        voluntary_in(&self.buf[..len])
+        count
+    }
+
+    /// Like [`VoluntarySwitches::read`], keeping no file open for a thread that has none yet.
+    pub fn read_once(&mut self, tid: u32) -> Option<u64> {
+        if self.files.contains_key(&tid) {
+            return self.read(tid);
+        }
+        let file = std::fs::File::open(self.path(tid)).ok()?;
+        count_in(&file, &mut self.buf)
     }
 
     /// Forgets the threads `live` rejects.
     pub fn retain(&mut self, mut live: impl FnMut(u32) -> bool) {
         self.files.retain(|tid, _| live(*tid));
     }
+
+    fn path(&self, tid: u32) -> String {
+        format!("/proc/{}/task/{tid}/status", self.pid)
+    }
 }
 
-fn voluntary_in(status: &[u8]) -> Option<u64> {
-    let text = std::str::from_utf8(status).ok()?;
-    text.lines().find_map(|l| l.strip_prefix("voluntary_ctxt_switches:")).and_then(|v| v.trim().parse().ok())
+/// The voluntary count in the status file open as `file`, read whole into `buf`.
+fn count_in(file: &std::fs::File, buf: &mut Vec<u8>) -> Option<u64> {
+    read_all(file, buf, MAX_STATUS_BYTES).ok()?;
+    let text = std::str::from_utf8(buf).ok()?;
+    parse_status_switches(text).ok().map(|(voluntary, _)| voluntary)
 }
 
 #[cfg(test)]
@@ -252,7 +255,7 @@ mod tests {
         let tid = tid_rx.recv().unwrap();
         let fresh = || {
             let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap();
-            voluntary_in(text.as_bytes()).unwrap()
+            parse_status_switches(&text).unwrap().0
         };
         let mut counts = VoluntarySwitches::new(pid);
         let before = counts.read(tid).expect("a live thread's count");
@@ -261,6 +264,10 @@ mod tests {
         let after = counts.read(tid).unwrap();
         assert!(after >= before + 5, "{before} -> {after}");
         assert_eq!(after, fresh());
+        assert_eq!(counts.read_once(tid), Some(fresh()), "through the kept file");
+        let mut once = VoluntarySwitches::new(pid);
+        assert_eq!(once.read_once(tid), Some(fresh()));
+        assert!(once.files.is_empty(), "read_once keeps no file of its own");
         drop(go_tx);
         sleeper.join().unwrap();
         assert_eq!(counts.read(tid), None, "the thread ended");
